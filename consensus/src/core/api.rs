@@ -1,0 +1,260 @@
+//! The core's inputs ([`Event`]), outputs ([`Action`]), configuration and status snapshot.
+
+use crate::block::Block;
+use crate::cert::QuorumCert;
+use crate::evidence::{Evidence, EvidenceKind};
+use crate::messages::{BlockRequest, BlockResponse, ConsensusMessage};
+use crate::policy::{Health, Millis, ValidatorStatus};
+use crate::safety::SafetyData;
+use crate::types::{BlockId, Height, ValidatorIndex, View};
+use serde::Serialize;
+
+/// Core configuration. Times in milliseconds.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This validator.
+    pub me: ValidatorIndex,
+    /// Δ_est: the estimated post-GST message delay bound (ms).
+    pub delta_ms: u64,
+    /// τ_base: base view timeout (ms); choose ≥ 5Δ (protocol.md §4.2).
+    pub timeout_base_ms: u64,
+    /// τ_max: cap on the view timeout (ms).
+    pub timeout_max_ms: u64,
+    /// e_max: cap on the backoff exponent.
+    pub backoff_exponent_max: u32,
+    /// τ_resend: period of re-sending our timeout while stuck in a view (ms).
+    pub resend_ms: u64,
+    /// K: future views for which single-signature messages are accepted.
+    pub view_window: u64,
+    /// Maximum payload size a proposal may carry (bytes).
+    pub max_payload_bytes: usize,
+    /// Maximum blocks asked for in one block-sync request.
+    pub sync_max_blocks: u32,
+    /// Block-sync request timeout before rotating to another peer (ms).
+    pub sync_timeout_ms: u64,
+    /// Maximum concurrent block-sync requests.
+    pub sync_max_inflight: usize,
+    /// Test-only protocol mutations (all off in production).
+    pub mutations: Mutations,
+}
+
+impl Config {
+    /// Defaults for a LAN/loopback deployment: Δ = 100 ms, τ_base = 1 s, τ_max = 30 s.
+    pub fn new(me: ValidatorIndex) -> Self {
+        Config {
+            me,
+            delta_ms: 100,
+            timeout_base_ms: 1_000,
+            timeout_max_ms: 30_000,
+            backoff_exponent_max: 6,
+            resend_ms: 1_000,
+            view_window: 100,
+            max_payload_bytes: 2 * 1024 * 1024,
+            sync_max_blocks: 100,
+            sync_timeout_ms: 2_000,
+            sync_max_inflight: 4,
+            mutations: Mutations::default(),
+        }
+    }
+}
+
+/// Deliberate protocol bugs, switched on only by tests to show that the simulator catches them
+/// (protocol.md §8 "mutation canaries"). Every field is `false` in production.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mutations {
+    /// Commit on any QC, without the consecutive-view test (§4.7).
+    pub commit_without_consecutive_views: bool,
+    /// Commit when the QC's block and its parent have consecutive *heights* (§7 case 12).
+    pub commit_on_heights: bool,
+    /// Never emit [`Action::PersistSafety`] (a node forgets its votes when it restarts).
+    pub skip_persist: bool,
+    /// Voting rule 5 relaxed to `justify.view ≥ lock.view − 1`.
+    pub relax_lock: bool,
+    /// Leader proposes after a quorum of statuses, without H2/H3 (§7 case 11).
+    pub propose_on_quorum_statuses: bool,
+    /// Allow voting in a view after timing out in it (§7 case 20).
+    pub vote_after_timeout: bool,
+}
+
+/// A timer the core asked for. The driver fires it as [`Event::Timer`] at its deadline; timers
+/// for past views are ignored by the core, so the driver need not cancel them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Timer {
+    /// View `v` timed out (τ(v) after entering it).
+    View(View),
+    /// Re-send our timeout for `v`.
+    Resend(View),
+    /// H3: the leader's bounded wait in `v` elapsed.
+    ProposeWait(View),
+    /// A block-sync request may have been lost.
+    Sync(u64),
+}
+
+/// Inputs of the core.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// Sent once after construction (fresh start or restart): arms the timer, re-sends the last
+    /// vote/timeout of the current view and sends a status.
+    Start,
+    /// A decoded message received from validator `from` (the authenticated network peer).
+    /// Signatures are verified inside the core.
+    Message {
+        /// Peer that delivered it.
+        from: ValidatorIndex,
+        /// The message.
+        msg: ConsensusMessage,
+    },
+    /// A timer fired.
+    Timer(Timer),
+    /// The application's payload for our proposal in `view`.
+    PayloadReady {
+        /// View the payload was requested for.
+        view: View,
+        /// Opaque payload (≤ `max_payload_bytes`).
+        payload: Vec<u8>,
+    },
+    /// A block-sync response.
+    BlocksFetched {
+        /// Request id from [`Action::FetchBlocks`].
+        request_id: u64,
+        /// Peer that answered.
+        from: ValidatorIndex,
+        /// The blocks (unverified).
+        response: BlockResponse,
+    },
+    /// A block-sync request failed (timeout, disconnect).
+    FetchFailed {
+        /// Request id.
+        request_id: u64,
+    },
+    /// Evidence received by gossip (unverified).
+    EvidenceReceived(Evidence),
+    /// The set of connected validators changed (self excluded).
+    Connectivity {
+        /// Currently connected validators.
+        connected: Vec<ValidatorIndex>,
+    },
+}
+
+/// Outputs of the core, **in order**. The driver must make every `PersistSafety` (and
+/// `PersistBlock` before it) durable — a synced write — before performing any later `Send`,
+/// `Broadcast` or `FetchBlocks` of the same batch (persist before send, protocol.md §3).
+#[derive(Clone, Debug)]
+pub enum Action {
+    /// Durably replace the safety record (synced write).
+    PersistSafety(Box<SafetyData>),
+    /// Store a block by id (it may still be pruned if it never commits).
+    PersistBlock(Box<Block>),
+    /// Send to one validator.
+    Send {
+        /// Recipient (never ourselves).
+        to: ValidatorIndex,
+        /// Message.
+        msg: ConsensusMessage,
+    },
+    /// Send to every other validator.
+    Broadcast(ConsensusMessage),
+    /// Fire [`Event::Timer`] with `timer` at time `at` (ms).
+    SetTimer {
+        /// Which timer.
+        timer: Timer,
+        /// Deadline (ms, same clock as `now`).
+        at: Millis,
+    },
+    /// Blocks became committed, in height order, each extending the previous committed block;
+    /// `proof` is the QC with consecutive views that committed the last one.
+    Commit {
+        /// Newly committed blocks, ascending height.
+        blocks: Vec<Block>,
+        /// Their ids.
+        ids: Vec<BlockId>,
+        /// The commit proof.
+        proof: QuorumCert,
+    },
+    /// New verified evidence: store and gossip it.
+    Evidence(Box<Evidence>),
+    /// Ask `peer` for blocks; answer with [`Event::BlocksFetched`] / [`Event::FetchFailed`].
+    FetchBlocks {
+        /// Request id.
+        request_id: u64,
+        /// Peer to ask.
+        peer: ValidatorIndex,
+        /// The request.
+        request: BlockRequest,
+    },
+    /// Produce the payload for our proposal in `view` on top of `parent` at `height`; answer
+    /// with [`Event::PayloadReady`].
+    RequestPayload {
+        /// View of the proposal.
+        view: View,
+        /// Parent block.
+        parent: BlockId,
+        /// Height of the new block.
+        height: Height,
+    },
+    /// A committed block would not extend the committed chain: a safety violation (more than f
+    /// Byzantine). The core has halted; operators must intervene.
+    SafetyViolation(String),
+}
+
+/// Message and event counters of the core.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Proposals sent.
+    pub proposals_sent: u64,
+    /// Votes signed.
+    pub votes_sent: u64,
+    /// Timeouts signed.
+    pub timeouts_sent: u64,
+    /// QCs formed locally.
+    pub qcs_formed: u64,
+    /// TCs formed locally.
+    pub tcs_formed: u64,
+    /// Blocks committed.
+    pub blocks_committed: u64,
+    /// Messages rejected.
+    pub invalid_messages: u64,
+    /// Block-sync requests issued.
+    pub sync_requests: u64,
+    /// Views entered via TC.
+    pub views_via_tc: u64,
+}
+
+/// A snapshot of the core for RPC, metrics and tests.
+#[derive(Clone, Debug, Serialize)]
+pub struct CoreStatus {
+    /// This validator.
+    pub me: ValidatorIndex,
+    /// Current view.
+    pub view: View,
+    /// Leader of the current view.
+    pub leader: ValidatorIndex,
+    /// Highest committed height.
+    pub committed_height: Height,
+    /// View of the highest committed block.
+    pub committed_view: View,
+    /// Id of the highest committed block.
+    pub last_commit_id: BlockId,
+    /// View of the lock (= high QC).
+    pub lock_view: View,
+    /// Block of the lock.
+    pub lock_block: BlockId,
+    /// View of the highest TC known.
+    pub high_tc_view: Option<View>,
+    /// Last voted view.
+    pub last_voted_view: View,
+    /// Health.
+    pub health: Health,
+    /// Whether block sync is in flight.
+    pub syncing: bool,
+    /// Blocks held in memory.
+    pub blocks_in_memory: usize,
+    /// Whether the core halted on a safety violation.
+    pub halted: bool,
+    /// Per-validator fault status.
+    pub validators: Vec<ValidatorStatus>,
+    /// Evidence known, by kind.
+    pub evidence_counts: Vec<(EvidenceKind, u64)>,
+    /// Counters.
+    pub counters: Counters,
+}

@@ -1,0 +1,6 @@
+//! The sans-IO HotStuff-2 replica.
+mod api;
+pub use api::*;
+
+/// placeholder
+pub struct Core;

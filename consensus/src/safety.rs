@@ -1,0 +1,214 @@
+//! The safety record and the safety module: the only code that signs votes and timeouts
+//! (protocol.md §3, §4.5; Aptos SafetyRules).
+
+use crate::block::Block;
+use crate::cert::{QuorumCert, TimeoutCert, VoteData};
+use crate::crypto::{PrivateKey, SigKind};
+use crate::messages::{Proposal, Timeout, Vote, proposal_body};
+use crate::types::{BlockId, ValidatorIndex, View};
+use crate::validators::ValidatorSet;
+use borsh::{BorshDeserialize, BorshSerialize};
+
+/// The persisted safety record, replaced atomically and synced before any message that depends
+/// on it leaves (protocol.md §3). Never restored from a backup.
+///
+/// Invariants: `last_voted_view`, `last_timeout_view`, `last_proposed_view` and `lock.view` never
+/// decrease. `high_tc` is a liveness hint kept in the same record so restart can compute
+/// `current_view` (§4.8 step 2).
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct SafetyData {
+    /// Highest view we voted in; we never vote in a view ≤ this.
+    pub last_voted_view: View,
+    /// Highest view we timed out in; we never vote in a view ≤ this.
+    pub last_timeout_view: View,
+    /// Highest view we proposed in; we never propose twice in a view.
+    pub last_proposed_view: View,
+    /// The lock = the highest QC seen (HotStuff-2 has no separate key phase).
+    pub lock: QuorumCert,
+    /// Our last vote, re-sent identically on request.
+    pub last_vote: Option<Vote>,
+    /// Our last timeout, re-sent identically.
+    pub last_timeout: Option<Timeout>,
+    /// Our last proposal, re-sent identically after a restart.
+    pub last_proposal: Option<Proposal>,
+    /// Highest TC known (liveness only).
+    pub high_tc: Option<TimeoutCert>,
+}
+
+impl SafetyData {
+    /// The record of a fresh validator: locked on the genesis QC.
+    pub fn genesis(genesis_id: BlockId) -> Self {
+        SafetyData {
+            last_voted_view: View(0),
+            last_timeout_view: View(0),
+            last_proposed_view: View(0),
+            lock: QuorumCert::genesis(genesis_id),
+            last_vote: None,
+            last_timeout: None,
+            last_proposal: None,
+            high_tc: None,
+        }
+    }
+}
+
+/// Why the safety module refuses to sign. Never an error of the peer; just "do not sign".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Already voted in this view or later.
+    AlreadyVoted,
+    /// Timed out in this view or later (no vote after a timeout).
+    TimedOut,
+    /// `justify.view < lock.view` (voting rule 5).
+    LockViolation,
+    /// Already timed out in this view.
+    AlreadyTimedOut,
+    /// Already proposed in this view.
+    AlreadyProposed,
+}
+
+/// Owns the private key and the safety record; checks the voting rule before signing.
+#[derive(Debug)]
+pub struct SafetyModule {
+    key: PrivateKey,
+    me: ValidatorIndex,
+    data: SafetyData,
+    relax_lock: bool,
+    vote_after_timeout: bool,
+}
+
+impl SafetyModule {
+    /// Wrap `key` with the record `data` loaded from storage (or [`SafetyData::genesis`]).
+    pub fn new(key: PrivateKey, me: ValidatorIndex, data: SafetyData) -> Self {
+        SafetyModule {
+            key,
+            me,
+            data,
+            relax_lock: false,
+            vote_after_timeout: false,
+        }
+    }
+    /// Enable the canary mutations (tests only).
+    pub(crate) fn set_mutations(&mut self, relax_lock: bool, vote_after_timeout: bool) {
+        self.relax_lock = relax_lock;
+        self.vote_after_timeout = vote_after_timeout;
+    }
+    /// The record.
+    pub fn data(&self) -> &SafetyData {
+        &self.data
+    }
+    /// The lock.
+    pub fn lock(&self) -> &QuorumCert {
+        &self.data.lock
+    }
+    /// Observe a verified QC: raise the lock if higher (§4.1 step 1). Returns whether it rose.
+    /// Persisted with the next signature.
+    pub fn observe_qc(&mut self, qc: &QuorumCert) -> bool {
+        if qc.view() > self.data.lock.view() {
+            self.data.lock = qc.clone();
+            true
+        } else {
+            false
+        }
+    }
+    /// Record a higher TC. Returns whether it was higher.
+    pub fn observe_tc(&mut self, tc: &TimeoutCert) -> bool {
+        if self.data.high_tc.as_ref().is_none_or(|h| tc.view > h.view) {
+            self.data.high_tc = Some(tc.clone());
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Voting rule (§4.5 rules 4–6): for `block` (whose structural checks 1–3 passed and whose
+    /// justify was observed), sign a vote iff `view > last_voted_view`, `view > last_timeout_view`
+    /// and `justify.view ≥ lock.view`. On success the record is updated; the caller must persist
+    /// it before sending the vote.
+    pub fn sign_vote(
+        &mut self,
+        block: &Block,
+        block_id: BlockId,
+        vs: &ValidatorSet,
+    ) -> Result<Vote, Refusal> {
+        let v = block.view;
+        if v <= self.data.last_voted_view {
+            return Err(Refusal::AlreadyVoted);
+        }
+        if v <= self.data.last_timeout_view && !self.vote_after_timeout {
+            return Err(Refusal::TimedOut);
+        }
+        let lock_view = self.data.lock.view();
+        let min = if self.relax_lock {
+            lock_view.prev()
+        } else {
+            lock_view
+        };
+        if block.justify.view() < min {
+            return Err(Refusal::LockViolation);
+        }
+        let data = VoteData {
+            view: v,
+            block_id,
+            height: block.height,
+            parent_id: block.parent,
+            parent_view: block.justify.view(),
+        };
+        let vote = Vote::sign(data, self.me, &self.key, vs);
+        self.data.last_voted_view = v;
+        self.data.last_vote = Some(vote.clone());
+        Ok(vote)
+    }
+
+    /// Local timeout (§4.2): sign `Timeout(view, lock)` once per view.
+    pub fn sign_timeout(&mut self, view: View, vs: &ValidatorSet) -> Result<Timeout, Refusal> {
+        if view <= self.data.last_timeout_view {
+            return Err(Refusal::AlreadyTimedOut);
+        }
+        let high_qc = self.data.lock.clone();
+        let body = crate::cert::timeout_body(view, high_qc.view());
+        let sig = self.key.sign(vs.domain(), SigKind::Timeout, &body);
+        let t = Timeout {
+            view,
+            high_qc,
+            sender: self.me,
+            sig,
+            high_tc: self.data.high_tc.clone(),
+        };
+        self.data.last_timeout_view = view;
+        self.data.last_timeout = Some(t.clone());
+        Ok(t)
+    }
+
+    /// Sign a proposal for `block` (at most once per view, §4.4).
+    pub fn sign_proposal(
+        &mut self,
+        block: Block,
+        block_id: BlockId,
+        tc: Option<TimeoutCert>,
+        vs: &ValidatorSet,
+    ) -> Result<Proposal, Refusal> {
+        if block.view <= self.data.last_proposed_view {
+            return Err(Refusal::AlreadyProposed);
+        }
+        let sig = self
+            .key
+            .sign(vs.domain(), SigKind::Proposal, &proposal_body(block.view, &block_id));
+        let p = Proposal { block, tc, sig };
+        self.data.last_proposed_view = p.block.view;
+        self.data.last_proposal = Some(p.clone());
+        Ok(p)
+    }
+
+    /// Sign a status for `view` with our lock.
+    pub fn sign_status(&self, view: View, vs: &ValidatorSet) -> crate::messages::Status {
+        let high_qc = self.data.lock.clone();
+        let body = crate::messages::status_body(view, &high_qc);
+        crate::messages::Status {
+            view,
+            sig: self.key.sign(vs.domain(), SigKind::Status, &body),
+            high_qc,
+            sender: self.me,
+            high_tc: self.data.high_tc.clone(),
+        }
+    }
+}

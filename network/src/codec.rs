@@ -1,0 +1,246 @@
+//! Length-prefixed codecs for `/bftnode/consensus/1` and `/bftnode/sync/1`.
+//!
+//! A frame is a `u32` big-endian length followed by that many bytes. Readers check the length
+//! against the cap before allocating and fail with an [`io::Error`] wrapping [`FrameTooLarge`],
+//! which the service recognises (drop, count, score the peer).
+
+use std::io;
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::{StreamProtocol, request_response};
+
+/// Longest error string carried in a sync response, in bytes.
+const MAX_ERROR_BYTES: usize = 1024;
+
+/// A peer announced a frame longer than the cap. Carried inside an [`io::Error`].
+#[derive(Debug, thiserror::Error)]
+#[error("frame of {len} bytes exceeds cap of {max} bytes")]
+pub(crate) struct FrameTooLarge {
+    /// Announced length, in bytes.
+    pub len: usize,
+    /// Cap, in bytes.
+    pub max: usize,
+}
+
+/// Whether an I/O error from a codec is a [`FrameTooLarge`].
+pub(crate) fn is_frame_too_large(err: &io::Error) -> bool {
+    err.get_ref()
+        .is_some_and(|e| e.downcast_ref::<FrameTooLarge>().is_some())
+}
+
+/// Reads one length-prefixed frame of at most `max` bytes.
+pub(crate) async fn read_frame<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    max: usize,
+) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    io.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            FrameTooLarge { len, max },
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    io.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+/// Writes one length-prefixed frame (header and body in one write).
+pub(crate) async fn write_frame<T: AsyncWrite + Unpin + Send>(
+    io: &mut T,
+    bytes: &[u8],
+) -> io::Result<()> {
+    let len = u32::try_from(bytes.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame longer than u32"))?;
+    let mut buf = Vec::with_capacity(4 + bytes.len());
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(bytes);
+    io.write_all(&buf).await
+}
+
+/// Codec of `/bftnode/consensus/1`: request = one frame, response = empty ack (stream EOF).
+#[derive(Clone, Debug)]
+pub(crate) struct ConsensusCodec {
+    /// Cap on inbound frames, in bytes.
+    pub max_frame_bytes: usize,
+}
+
+impl request_response::Codec for ConsensusCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = ();
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io, self.max_frame_bytes).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<()>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        // The ack is the peer finishing its side of the stream without sending anything.
+        let mut byte = [0u8; 1];
+        match io.read(&mut byte).await? {
+            0 => Ok(()),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "unexpected bytes in consensus ack",
+            )),
+        }
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &req).await
+    }
+
+    async fn write_response<T>(&mut self, _: &StreamProtocol, _: &mut T, _: ()) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        Ok(())
+    }
+}
+
+/// A sync response on the wire: the payload or the responder's error message.
+pub(crate) type SyncReply = Result<Vec<u8>, String>;
+
+/// Codec of `/bftnode/sync/1`: request = one frame; response = tag byte (0 ok, 1 error) ‖ frame.
+#[derive(Clone, Debug)]
+pub(crate) struct SyncCodec {
+    /// Cap on inbound requests, in bytes.
+    pub max_request_bytes: usize,
+    /// Cap on inbound responses, in bytes.
+    pub max_response_bytes: usize,
+}
+
+impl request_response::Codec for SyncCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = SyncReply;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        read_frame(io, self.max_request_bytes).await
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<SyncReply>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let mut tag = [0u8; 1];
+        io.read_exact(&mut tag).await?;
+        match tag[0] {
+            0 => Ok(Ok(read_frame(io, self.max_response_bytes).await?)),
+            1 => {
+                let msg = read_frame(io, MAX_ERROR_BYTES).await?;
+                Ok(Err(String::from_utf8_lossy(&msg).into_owned()))
+            }
+            t => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("bad sync response tag {t}"),
+            )),
+        }
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        write_frame(io, &req).await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        res: SyncReply,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        match res {
+            Ok(bytes) => {
+                io.write_all(&[0]).await?;
+                write_frame(io, &bytes).await
+            }
+            Err(msg) => {
+                io.write_all(&[1]).await?;
+                let mut bytes = msg.into_bytes();
+                bytes.truncate(MAX_ERROR_BYTES);
+                write_frame(io, &bytes).await
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_round_trip_and_cap() {
+        futures::executor::block_on(async {
+            let mut buf = Vec::new();
+            write_frame(&mut buf, b"hello").await.unwrap();
+            assert_eq!(&buf[..4], &5u32.to_be_bytes());
+            let got = read_frame(&mut &buf[..], 5).await.unwrap();
+            assert_eq!(got, b"hello");
+            let err = read_frame(&mut &buf[..], 4).await.unwrap_err();
+            assert!(is_frame_too_large(&err));
+            // A huge announced length fails without allocating it.
+            let huge = u32::MAX.to_be_bytes();
+            let err = read_frame(&mut &huge[..], 1 << 20).await.unwrap_err();
+            assert!(is_frame_too_large(&err));
+            // Truncated input is an ordinary I/O error, not a panic.
+            let err = read_frame(&mut &buf[..6], 5).await.unwrap_err();
+            assert!(!is_frame_too_large(&err));
+        });
+    }
+
+    #[test]
+    fn sync_reply_round_trip() {
+        futures::executor::block_on(async {
+            let proto = StreamProtocol::new(crate::SYNC_PROTOCOL);
+            let mut codec = SyncCodec {
+                max_request_bytes: 16,
+                max_response_bytes: 16,
+            };
+            for reply in [Ok(b"blocks".to_vec()), Err("nope".to_string())] {
+                let mut buf = Vec::new();
+                request_response::Codec::write_response(
+                    &mut codec,
+                    &proto,
+                    &mut buf,
+                    reply.clone(),
+                )
+                .await
+                .unwrap();
+                let got =
+                    request_response::Codec::read_response(&mut codec, &proto, &mut &buf[..])
+                        .await
+                        .unwrap();
+                assert_eq!(got, reply);
+            }
+        });
+    }
+}

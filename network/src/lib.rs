@@ -1,0 +1,378 @@
+//! # network — libp2p over QUIC for bftnode validators
+//!
+//! This crate carries **opaque bytes** between the validators of a fixed (genesis) validator
+//! set. It knows nothing about consensus types: the node decodes and verifies what arrives.
+//!
+//! ## What runs
+//! [`start`] builds a libp2p [`Swarm`](libp2p::Swarm) over **QUIC only**
+//! (`/ip4/A.B.C.D/udp/PORT/quic-v1`) and spawns it as one tokio task (the *service*). The node
+//! talks to it through a cloneable [`NetworkHandle`] (commands over an unbounded mpsc channel)
+//! and reads inbound traffic from an `mpsc::Receiver<`[`NetworkEvent`]`>`.
+//!
+//! ```text
+//!   node ──NetworkHandle (cmd channel)──▶ service task ──▶ Swarm (QUIC, 1 UDP socket)
+//!   node ◀──Receiver<NetworkEvent>─────── service task ◀── Swarm events
+//! ```
+//!
+//! | Protocol | Use | Limits |
+//! |---|---|---|
+//! | `/bftnode/consensus/1` | request-response, one frame per stream, empty ack | `max_frame_bytes` |
+//! | `/bftnode/sync/1` | block-sync request-response | requests `max_frame_bytes`, responses `sync_max_response_bytes` |
+//! | gossipsub `bftnode/tx/1`, `bftnode/evidence/1` | transactions, evidence | `max_gossip_bytes`, strict signed validation |
+//! | identify `/bftnode/1.0.0`, ping | interop with stock libp2p tools, RTT | — |
+//!
+//! ## Identity and membership
+//! The libp2p identity **is** the validator's ed25519 key, so a QUIC/TLS handshake proves which
+//! validator is on the other end: [`peer_id_of`] maps a genesis public key to its [`PeerId`]
+//! deterministically and the service keeps a `PeerId → index` map. Consensus and sync frames
+//! from any other peer are dropped and counted (`non_validator_dropped`); such peers may still
+//! connect for identify, ping and gossip.
+//!
+//! ## Framing
+//! Every consensus and sync frame is `u32` big-endian length ‖ bytes. The reader checks the
+//! length against the cap **before** allocating; an oversized frame resets the stream, is
+//! counted (`oversized_dropped`) and scores the peer. Peer input never panics the service.
+//!
+//! ## Peer hygiene
+//! * Per-peer token bucket on inbound consensus + sync frames (`rate_limit_msgs_per_sec`,
+//!   `rate_limit_burst`); a frame without a token is dropped and scores the peer.
+//! * Misbehaviour score ([`Misbehaviour::penalty`]), decaying by `score_decay_per_sec`; at
+//!   `ban_score` the peer is disconnected and refused for `ban_cooldown_ms`, then let back.
+//! * All other validators are dialled at start and redialled with exponential backoff
+//!   (`redial_min_ms` doubling up to `redial_max_ms`) after a disconnect or a failed dial.
+//!
+//! ## Delivery semantics
+//! Consensus delivery is best effort: a frame to a disconnected peer, or beyond
+//! `max_inflight_per_peer` unacknowledged frames, is dropped and counted (the consensus core
+//! must tolerate loss: timeouts and sync recover). Frames on different streams may be
+//! reordered. Sends to ourselves are looped back as events.
+
+mod codec;
+mod handle;
+mod peers;
+mod service;
+
+use std::net::SocketAddr;
+
+pub use handle::NetworkHandle;
+pub use libp2p::PeerId;
+use libp2p::identity;
+use tokio::sync::mpsc;
+
+/// Protocol name of consensus unicast/broadcast frames.
+pub const CONSENSUS_PROTOCOL: &str = "/bftnode/consensus/1";
+/// Protocol name of block-sync request/response.
+pub const SYNC_PROTOCOL: &str = "/bftnode/sync/1";
+/// Protocol version announced by identify.
+pub const IDENTIFY_PROTOCOL: &str = "/bftnode/1.0.0";
+/// Gossipsub topic for transactions.
+pub const TX_TOPIC: &str = "bftnode/tx/1";
+/// Gossipsub topic for evidence.
+pub const EVIDENCE_TOPIC: &str = "bftnode/evidence/1";
+
+/// One member of the genesis validator set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidatorPeer {
+    /// Validator index in the genesis set.
+    pub index: u16,
+    /// ed25519 public key (32 bytes); its libp2p [`PeerId`] is [`peer_id_of`] this key.
+    pub public_key: [u8; 32],
+    /// UDP address the validator listens on for QUIC.
+    pub addr: SocketAddr,
+}
+
+/// Configuration of the network service. Build with [`NetworkConfig::new`] and adjust fields.
+#[derive(Clone, Debug)]
+pub struct NetworkConfig {
+    /// This node's ed25519 secret seed (32 bytes). The libp2p identity is derived from it.
+    pub secret_key: [u8; 32],
+    /// UDP address to listen on for QUIC.
+    pub listen: SocketAddr,
+    /// Genesis validator set, normally including ourselves. A node whose key is not in the set
+    /// runs as an observer (no loopback index, cannot be addressed by index).
+    pub validators: Vec<ValidatorPeer>,
+    /// Hard cap, in bytes, on any consensus frame and any sync request (default 4 MiB).
+    pub max_frame_bytes: usize,
+    /// Cap, in bytes, on a gossiped transaction/evidence message (default 1 MiB).
+    pub max_gossip_bytes: usize,
+    /// Cap, in bytes, on one sync response (default 16 MiB).
+    pub sync_max_response_bytes: usize,
+    /// Timeout, in ms, of a sync request; on expiry the requester gets `SyncResponse(Err)`.
+    pub sync_timeout_ms: u64,
+    /// Per-peer token refill rate, in inbound frames per second (default 5,000).
+    pub rate_limit_msgs_per_sec: u32,
+    /// Per-peer token bucket capacity, in frames (default 10,000).
+    pub rate_limit_burst: u32,
+    /// Misbehaviour score at which a peer is disconnected and refused (default 100).
+    pub ban_score: i32,
+    /// Score points forgiven per second (default 1).
+    pub score_decay_per_sec: i32,
+    /// How long, in ms, a banned peer is refused before it may connect again (default 30,000).
+    pub ban_cooldown_ms: u64,
+    /// First redial delay, in ms, after a disconnect or failed dial (default 100).
+    pub redial_min_ms: u64,
+    /// Largest redial delay, in ms; the delay doubles up to this (default 5,000).
+    pub redial_max_ms: u64,
+    /// Unacknowledged consensus frames allowed per peer before further sends are dropped
+    /// (default 512).
+    pub max_inflight_per_peer: usize,
+    /// Capacity, in events, of the inbound event channel; when full, events are dropped and
+    /// counted (default 65,536).
+    pub event_queue: usize,
+    /// Interval, in ms, between pings to each connected peer (default 2,000).
+    pub ping_interval_ms: u64,
+}
+
+impl NetworkConfig {
+    /// A configuration with the defaults documented on each field.
+    pub fn new(secret_key: [u8; 32], listen: SocketAddr, validators: Vec<ValidatorPeer>) -> Self {
+        Self {
+            secret_key,
+            listen,
+            validators,
+            max_frame_bytes: 4 * 1024 * 1024,
+            max_gossip_bytes: 1024 * 1024,
+            sync_max_response_bytes: 16 * 1024 * 1024,
+            sync_timeout_ms: 10_000,
+            rate_limit_msgs_per_sec: 5_000,
+            rate_limit_burst: 10_000,
+            ban_score: 100,
+            score_decay_per_sec: 1,
+            ban_cooldown_ms: 30_000,
+            redial_min_ms: 100,
+            redial_max_ms: 5_000,
+            max_inflight_per_peer: 512,
+            event_queue: 65_536,
+            ping_interval_ms: 2_000,
+        }
+    }
+}
+
+/// A gossipsub topic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// Client transactions ([`TX_TOPIC`]).
+    Transactions,
+    /// Misbehaviour evidence ([`EVIDENCE_TOPIC`]).
+    Evidence,
+}
+
+impl Topic {
+    /// The gossipsub topic string.
+    pub fn name(self) -> &'static str {
+        match self {
+            Topic::Transactions => TX_TOPIC,
+            Topic::Evidence => EVIDENCE_TOPIC,
+        }
+    }
+}
+
+/// Something a peer did wrong. The network detects the first two itself; the node reports the
+/// rest through [`NetworkHandle::report`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Misbehaviour {
+    /// A frame above the size cap.
+    OversizedFrame,
+    /// A frame beyond the peer's token bucket.
+    RateLimitExceeded,
+    /// A message with an invalid signature.
+    InvalidSignature,
+    /// Bytes that do not decode.
+    Undecodable,
+    /// A well-formed, well-signed message that is invalid for the protocol.
+    InvalidMessage,
+}
+
+impl Misbehaviour {
+    /// Score points this misbehaviour adds to the peer.
+    pub fn penalty(self) -> i32 {
+        match self {
+            Misbehaviour::OversizedFrame => 25,
+            Misbehaviour::RateLimitExceeded => 1,
+            Misbehaviour::InvalidSignature => 25,
+            Misbehaviour::Undecodable => 20,
+            Misbehaviour::InvalidMessage => 5,
+        }
+    }
+}
+
+/// Inbound traffic and connectivity changes, delivered on the receiver from [`start`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetworkEvent {
+    /// A consensus frame from genesis validator `from` (possibly ourselves, via loopback).
+    Consensus {
+        /// Sender's validator index.
+        from: u16,
+        /// Frame payload.
+        bytes: Vec<u8>,
+    },
+    /// A block-sync request; answer with [`NetworkHandle::respond`]`(request_id, ..)`.
+    SyncRequest {
+        /// Requester's validator index.
+        from: u16,
+        /// Id to pass to [`NetworkHandle::respond`].
+        request_id: u64,
+        /// Request payload.
+        bytes: Vec<u8>,
+    },
+    /// The outcome of a [`NetworkHandle::request`].
+    SyncResponse {
+        /// Validator the request went to.
+        from: u16,
+        /// Id returned by [`NetworkHandle::request`].
+        request_id: u64,
+        /// Response payload, or why there is none (timeout, disconnect, too large, ...).
+        result: Result<Vec<u8>, String>,
+    },
+    /// A gossip message.
+    Gossip {
+        /// Topic it was published on.
+        topic: Topic,
+        /// Author (signer) of the message.
+        from: PeerId,
+        /// Message payload.
+        bytes: Vec<u8>,
+    },
+    /// First connection to validator `index` established.
+    PeerConnected {
+        /// Validator index.
+        index: u16,
+    },
+    /// Last connection to validator `index` closed.
+    PeerDisconnected {
+        /// Validator index.
+        index: u16,
+    },
+}
+
+/// A snapshot of one validator peer, from [`NetworkHandle::peers`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerStatus {
+    /// Validator index.
+    pub index: u16,
+    /// libp2p peer id.
+    pub peer_id: PeerId,
+    /// Whether at least one connection is open.
+    pub connected: bool,
+    /// Configured UDP address.
+    pub address: SocketAddr,
+    /// Current misbehaviour score.
+    pub score: i32,
+    /// Whether the peer is currently refused (banned).
+    pub banned: bool,
+    /// Consensus and sync frames accepted from the peer.
+    pub msgs_in: u64,
+    /// Consensus frames and sync requests sent to the peer.
+    pub msgs_out: u64,
+    /// Frames to or from the peer that were dropped (rate limit, oversized, not connected,
+    /// in-flight cap, send failure).
+    pub dropped: u64,
+    /// Last ping round-trip time, in ms.
+    pub rtt_ms: Option<f64>,
+}
+
+/// Service-wide counters, from [`NetworkHandle::metrics`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetworkMetrics {
+    /// Consensus frames accepted and delivered as events (loopback excluded).
+    pub frames_in: u64,
+    /// Consensus frames handed to the transport (loopback excluded).
+    pub frames_out: u64,
+    /// Payload bytes of `frames_in` + accepted sync requests/responses.
+    pub bytes_in: u64,
+    /// Payload bytes of `frames_out` + sent sync requests/responses.
+    pub bytes_out: u64,
+    /// Inbound frames above the size cap, dropped before allocation.
+    pub oversized_dropped: u64,
+    /// Inbound frames dropped by the per-peer token bucket.
+    pub rate_limited_dropped: u64,
+    /// Inbound consensus/sync frames from peers outside the genesis set, dropped.
+    pub non_validator_dropped: u64,
+    /// Outbound frames dropped locally (peer disconnected, in-flight cap, too large).
+    pub send_dropped: u64,
+    /// Outbound consensus frames whose delivery failed (timeout, stream error).
+    pub send_failures: u64,
+    /// Events dropped because the event channel was full.
+    pub events_dropped: u64,
+    /// Gossip messages received.
+    pub gossip_in: u64,
+    /// Gossip messages published by us.
+    pub gossip_out: u64,
+    /// Gossip publishes that failed (no peers, too large, ...).
+    pub gossip_publish_failed: u64,
+    /// Bans issued.
+    pub bans: u64,
+}
+
+/// Errors from [`start`] and [`peer_id_of`]. Peer faults never surface here: they are counted.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    /// The 32-byte secret seed is not a valid ed25519 secret key.
+    #[error("invalid ed25519 secret key")]
+    InvalidSecretKey,
+    /// A validator public key is not a valid ed25519 point.
+    #[error("invalid ed25519 public key for validator {index}")]
+    InvalidPublicKey {
+        /// Offending validator's index (`u16::MAX` from [`peer_id_of`]).
+        index: u16,
+    },
+    /// Two validators share an index or a key.
+    #[error("duplicate validator index {index} or key in the validator set")]
+    DuplicateValidator {
+        /// Index of the second occurrence.
+        index: u16,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid network config: {reason}")]
+    InvalidConfig {
+        /// What is wrong.
+        reason: String,
+    },
+    /// Building a libp2p behaviour failed.
+    #[error("building libp2p behaviour failed: {reason}")]
+    Behaviour {
+        /// libp2p's message.
+        reason: String,
+    },
+    /// Binding the QUIC listener failed.
+    #[error("listening on {addr} failed: {reason}")]
+    Listen {
+        /// Address we tried.
+        addr: SocketAddr,
+        /// Transport error.
+        reason: String,
+    },
+}
+
+/// The libp2p [`PeerId`] of an ed25519 validator public key. Deterministic: the same key always
+/// gives the same id, and a connection from that id was authenticated with that key.
+pub fn peer_id_of(public_key: &[u8; 32]) -> Result<PeerId, NetworkError> {
+    let pk = identity::ed25519::PublicKey::try_from_bytes(public_key)
+        .map_err(|_| NetworkError::InvalidPublicKey { index: u16::MAX })?;
+    Ok(identity::PublicKey::from(pk).to_peer_id())
+}
+
+/// The ed25519 public key (32 bytes) of a secret seed, as libp2p derives it.
+pub fn public_key_of(secret_key: &[u8; 32]) -> Result<[u8; 32], NetworkError> {
+    let kp = keypair_of(secret_key)?;
+    let ed = kp
+        .public()
+        .try_into_ed25519()
+        .map_err(|_| NetworkError::InvalidSecretKey)?;
+    Ok(ed.to_bytes())
+}
+
+fn keypair_of(secret_key: &[u8; 32]) -> Result<identity::Keypair, NetworkError> {
+    let mut seed = *secret_key;
+    identity::Keypair::ed25519_from_bytes(&mut seed).map_err(|_| NetworkError::InvalidSecretKey)
+}
+
+/// Starts the network service on the current tokio runtime: binds the QUIC listener, dials the
+/// other validators and returns the command handle and the inbound event receiver. The service
+/// stops when every handle is dropped or [`NetworkHandle::shutdown`] is called.
+pub async fn start(
+    cfg: NetworkConfig,
+) -> Result<(NetworkHandle, mpsc::Receiver<NetworkEvent>), NetworkError> {
+    let keypair = keypair_of(&cfg.secret_key)?;
+    service::spawn(cfg, keypair)
+}

@@ -1,0 +1,180 @@
+//! Per-validator bookkeeping: connection state, token bucket, misbehaviour score, ban and
+//! redial backoff. Pure data and arithmetic; the service drives it with `Instant`s.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use libp2p::{Multiaddr, PeerId, multiaddr::Protocol};
+
+use crate::{NetworkConfig, PeerStatus};
+
+/// Token bucket over inbound frames. Invariant: `0 <= tokens <= burst`.
+#[derive(Debug)]
+pub(crate) struct TokenBucket {
+    tokens: f64,
+    burst: f64,
+    per_sec: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(per_sec: u32, burst: u32, now: Instant) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self {
+            tokens: burst,
+            burst,
+            per_sec: f64::from(per_sec),
+            last: now,
+        }
+    }
+
+    /// Takes one token if available.
+    pub fn take(&mut self, now: Instant) -> bool {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * self.per_sec).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Refills to capacity.
+    pub fn reset(&mut self, now: Instant) {
+        self.tokens = self.burst;
+        self.last = now;
+    }
+}
+
+/// What the service knows about one genesis validator other than ourselves.
+#[derive(Debug)]
+pub(crate) struct PeerState {
+    pub index: u16,
+    pub peer_id: PeerId,
+    pub addr: SocketAddr,
+    pub multiaddr: Multiaddr,
+    /// Open connections (QUIC allows one per direction during a simultaneous dial).
+    pub connections: u32,
+    /// Misbehaviour score; `0 <= score`, reset to 0 by a ban.
+    pub score: i32,
+    pub msgs_in: u64,
+    pub msgs_out: u64,
+    pub dropped: u64,
+    /// Consensus frames sent and not yet acknowledged or failed.
+    pub inflight: usize,
+    pub rtt: Option<Duration>,
+    pub bucket: TokenBucket,
+    /// Set while the peer is refused; cleared (and the peer unblocked) when it passes.
+    pub banned_until: Option<Instant>,
+    /// When to dial next; `None` while connected or banned.
+    pub next_dial: Option<Instant>,
+    /// Delay before the next redial, in ms: `redial_min_ms <= backoff_ms <= redial_max_ms`.
+    pub backoff_ms: u64,
+}
+
+impl PeerState {
+    pub fn new(
+        index: u16,
+        peer_id: PeerId,
+        addr: SocketAddr,
+        cfg: &NetworkConfig,
+        now: Instant,
+    ) -> Self {
+        Self {
+            index,
+            peer_id,
+            addr,
+            multiaddr: quic_multiaddr(addr),
+            connections: 0,
+            score: 0,
+            msgs_in: 0,
+            msgs_out: 0,
+            dropped: 0,
+            inflight: 0,
+            rtt: None,
+            bucket: TokenBucket::new(cfg.rate_limit_msgs_per_sec, cfg.rate_limit_burst, now),
+            banned_until: None,
+            next_dial: Some(now),
+            backoff_ms: cfg.redial_min_ms,
+        }
+    }
+
+    pub fn connected(&self) -> bool {
+        self.connections > 0
+    }
+
+    pub fn banned(&self) -> bool {
+        self.banned_until.is_some()
+    }
+
+    /// Called when a dial starts: schedules the next attempt and doubles the backoff.
+    pub fn on_dial(&mut self, now: Instant, max_ms: u64) {
+        self.next_dial = Some(now + Duration::from_millis(self.backoff_ms));
+        self.backoff_ms = self.backoff_ms.saturating_mul(2).min(max_ms);
+    }
+
+    /// Called when the last connection closes: redial after the current backoff.
+    pub fn on_lost(&mut self, now: Instant) {
+        if !self.banned() {
+            self.next_dial = Some(now + Duration::from_millis(self.backoff_ms));
+        }
+    }
+
+    pub fn status(&self) -> PeerStatus {
+        PeerStatus {
+            index: self.index,
+            peer_id: self.peer_id,
+            connected: self.connected(),
+            address: self.addr,
+            score: self.score,
+            banned: self.banned(),
+            msgs_in: self.msgs_in,
+            msgs_out: self.msgs_out,
+            dropped: self.dropped,
+            rtt_ms: self.rtt.map(|d| d.as_secs_f64() * 1e3),
+        }
+    }
+}
+
+/// `/ip4/A.B.C.D/udp/PORT/quic-v1` (or `/ip6/...`) for a UDP socket address.
+pub(crate) fn quic_multiaddr(addr: SocketAddr) -> Multiaddr {
+    let ip = match addr {
+        SocketAddr::V4(a) => Protocol::Ip4(*a.ip()),
+        SocketAddr::V6(a) => Protocol::Ip6(*a.ip()),
+    };
+    Multiaddr::empty()
+        .with(ip)
+        .with(Protocol::Udp(addr.port()))
+        .with(Protocol::QuicV1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_limits_and_refills() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(10, 3, t0);
+        assert!(b.take(t0) && b.take(t0) && b.take(t0));
+        assert!(!b.take(t0));
+        assert!(b.take(t0 + Duration::from_millis(100)));
+        assert!(!b.take(t0 + Duration::from_millis(100)));
+        // Never more than the burst after a long pause.
+        let t1 = t0 + Duration::from_secs(60);
+        assert!(b.take(t1) && b.take(t1) && b.take(t1));
+        assert!(!b.take(t1));
+    }
+
+    #[test]
+    fn multiaddr_is_quic_v1() {
+        let a: SocketAddr = "127.0.0.1:9000".parse().unwrap();
+        assert_eq!(
+            quic_multiaddr(a).to_string(),
+            "/ip4/127.0.0.1/udp/9000/quic-v1"
+        );
+    }
+}

@@ -1,0 +1,757 @@
+//! The service task: owns the Swarm and all peer state, and runs one `select!` loop over
+//! handle commands, swarm events and a housekeeping tick (redial, unban, score decay).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use libp2p::request_response::{
+    self, InboundFailure, InboundRequestId, OutboundFailure, OutboundRequestId, ProtocolSupport,
+    ResponseChannel,
+};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    PeerId, StreamProtocol, Swarm, SwarmBuilder, allow_block_list, connection_limits, gossipsub,
+    identify, identity::Keypair, ping,
+};
+use tokio::sync::mpsc;
+use tracing::{debug, info, trace, warn};
+
+use crate::codec::{ConsensusCodec, SyncCodec, SyncReply, is_frame_too_large};
+use crate::handle::{Command, NetworkHandle};
+use crate::peers::{PeerState, quic_multiaddr};
+use crate::{
+    CONSENSUS_PROTOCOL, IDENTIFY_PROTOCOL, Misbehaviour, NetworkConfig, NetworkError,
+    NetworkEvent, NetworkMetrics, SYNC_PROTOCOL, Topic, peer_id_of,
+};
+
+/// Housekeeping period, in ms.
+const TICK_MS: u64 = 50;
+/// Most unanswered inbound sync requests kept at once.
+const MAX_PENDING_SYNC: usize = 1024;
+/// Most concurrent streams per connection (QUIC limit on remote-opened streams is half).
+const MAX_STREAMS: usize = 1024;
+/// Gossip envelope overhead allowed on top of `max_gossip_bytes`, in bytes.
+const GOSSIP_OVERHEAD: usize = 4096;
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    block: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    limits: connection_limits::Behaviour,
+    consensus: request_response::Behaviour<ConsensusCodec>,
+    sync: request_response::Behaviour<SyncCodec>,
+    gossip: gossipsub::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+}
+
+struct Service {
+    swarm: Swarm<Behaviour>,
+    cfg: NetworkConfig,
+    local_index: Option<u16>,
+    /// Every genesis validator but ourselves, by index.
+    peers: HashMap<u16, PeerState>,
+    by_peer: HashMap<PeerId, u16>,
+    events: mpsc::Sender<NetworkEvent>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    metrics: NetworkMetrics,
+    /// Our outbound sync requests: libp2p id → (handle id, target index).
+    outbound_sync: HashMap<OutboundRequestId, (u64, u16)>,
+    /// Inbound sync requests awaiting `respond`: handle id → channel. At most
+    /// `MAX_PENDING_SYNC`; entries leave on respond or on libp2p's inbound failure/timeout.
+    inbound_sync: HashMap<u64, ResponseChannel<SyncReply>>,
+    inbound_sync_ids: HashMap<InboundRequestId, u64>,
+    next_inbound_id: u64,
+    tx_topic: gossipsub::IdentTopic,
+    evidence_topic: gossipsub::IdentTopic,
+    last_decay: Instant,
+}
+
+fn validate(cfg: &NetworkConfig) -> Result<(), NetworkError> {
+    let bad = |reason: &str| {
+        Err(NetworkError::InvalidConfig {
+            reason: reason.to_string(),
+        })
+    };
+    if cfg.max_frame_bytes == 0 || cfg.max_frame_bytes > u32::MAX as usize {
+        return bad("max_frame_bytes must be in 1..=u32::MAX");
+    }
+    if cfg.sync_max_response_bytes == 0 || cfg.sync_max_response_bytes > u32::MAX as usize {
+        return bad("sync_max_response_bytes must be in 1..=u32::MAX");
+    }
+    if cfg.redial_min_ms == 0 || cfg.redial_min_ms > cfg.redial_max_ms {
+        return bad("need 0 < redial_min_ms <= redial_max_ms");
+    }
+    if cfg.ban_score <= 0 || cfg.event_queue == 0 || cfg.max_inflight_per_peer == 0 {
+        return bad("ban_score, event_queue and max_inflight_per_peer must be positive");
+    }
+    Ok(())
+}
+
+fn build_behaviour(cfg: &NetworkConfig, keypair: &Keypair) -> Result<Behaviour, NetworkError> {
+    let err = |reason: String| NetworkError::Behaviour { reason };
+    let gossip_cfg = gossipsub::ConfigBuilder::default()
+        .max_transmit_size(cfg.max_gossip_bytes + GOSSIP_OVERHEAD)
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .heartbeat_interval(Duration::from_millis(500))
+        .build()
+        .map_err(|e| err(e.to_string()))?;
+    let gossip = gossipsub::Behaviour::new(
+        gossipsub::MessageAuthenticity::Signed(keypair.clone()),
+        gossip_cfg,
+    )
+    .map_err(|e| err(e.to_string()))?;
+    let rr_cfg = request_response::Config::default().with_max_concurrent_streams(MAX_STREAMS);
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established_per_peer(Some(2))
+        .with_max_pending_incoming(Some(64))
+        .with_max_established_incoming(Some(
+            u32::try_from(cfg.validators.len()).unwrap_or(u32::MAX).saturating_mul(2) + 64,
+        ));
+    Ok(Behaviour {
+        block: allow_block_list::Behaviour::default(),
+        limits: connection_limits::Behaviour::new(limits),
+        consensus: request_response::Behaviour::with_codec(
+            ConsensusCodec {
+                max_frame_bytes: cfg.max_frame_bytes,
+            },
+            [(
+                StreamProtocol::new(CONSENSUS_PROTOCOL),
+                ProtocolSupport::Full,
+            )],
+            rr_cfg.clone(),
+        ),
+        sync: request_response::Behaviour::with_codec(
+            SyncCodec {
+                max_request_bytes: cfg.max_frame_bytes,
+                max_response_bytes: cfg.sync_max_response_bytes,
+            },
+            [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
+            rr_cfg.with_request_timeout(Duration::from_millis(cfg.sync_timeout_ms)),
+        ),
+        gossip,
+        identify: identify::Behaviour::new(identify::Config::new(
+            IDENTIFY_PROTOCOL.to_string(),
+            keypair.public(),
+        )),
+        ping: ping::Behaviour::new(
+            ping::Config::new().with_interval(Duration::from_millis(cfg.ping_interval_ms.max(1))),
+        ),
+    })
+}
+
+/// Builds the swarm, starts listening and spawns the service task.
+pub(crate) fn spawn(
+    cfg: NetworkConfig,
+    keypair: Keypair,
+) -> Result<(NetworkHandle, mpsc::Receiver<NetworkEvent>), NetworkError> {
+    validate(&cfg)?;
+    let local_peer_id = keypair.public().to_peer_id();
+    let now = Instant::now();
+    let mut local_index = None;
+    let mut peers = HashMap::new();
+    let mut by_peer = HashMap::new();
+    let mut seen = HashSet::new();
+    for v in &cfg.validators {
+        let pid = peer_id_of(&v.public_key)
+            .map_err(|_| NetworkError::InvalidPublicKey { index: v.index })?;
+        if !seen.insert(pid) || peers.contains_key(&v.index) || local_index == Some(v.index) {
+            return Err(NetworkError::DuplicateValidator { index: v.index });
+        }
+        if pid == local_peer_id {
+            local_index = Some(v.index);
+        } else {
+            peers.insert(v.index, PeerState::new(v.index, pid, v.addr, &cfg, now));
+            by_peer.insert(pid, v.index);
+        }
+    }
+    let behaviour = build_behaviour(&cfg, &keypair)?;
+    let mut swarm = SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_quic_config(|mut c| {
+            c.max_concurrent_stream_limit = (MAX_STREAMS / 2) as u32;
+            c.keep_alive_interval = Duration::from_secs(1);
+            c
+        })
+        .with_behaviour(|_| behaviour)
+        .map_err(|e| NetworkError::Behaviour {
+            reason: e.to_string(),
+        })?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(24 * 3600)))
+        .build();
+    let listen = quic_multiaddr(cfg.listen);
+    swarm
+        .listen_on(listen)
+        .map_err(|e| NetworkError::Listen {
+            addr: cfg.listen,
+            reason: e.to_string(),
+        })?;
+    for p in peers.values() {
+        swarm.add_peer_address(p.peer_id, p.multiaddr.clone());
+    }
+    let tx_topic = gossipsub::IdentTopic::new(Topic::Transactions.name());
+    let evidence_topic = gossipsub::IdentTopic::new(Topic::Evidence.name());
+    for t in [&tx_topic, &evidence_topic] {
+        swarm
+            .behaviour_mut()
+            .gossip
+            .subscribe(t)
+            .map_err(|e| NetworkError::Behaviour {
+                reason: e.to_string(),
+            })?;
+    }
+    let (events, events_rx) = mpsc::channel(cfg.event_queue);
+    let (cmd_tx, commands) = mpsc::unbounded_channel();
+    info!(%local_peer_id, ?local_index, listen = %cfg.listen, validators = cfg.validators.len(), "network starting");
+    let service = Service {
+        swarm,
+        cfg,
+        local_index,
+        peers,
+        by_peer,
+        events,
+        commands,
+        metrics: NetworkMetrics::default(),
+        outbound_sync: HashMap::new(),
+        inbound_sync: HashMap::new(),
+        inbound_sync_ids: HashMap::new(),
+        next_inbound_id: 1,
+        tx_topic,
+        evidence_topic,
+        last_decay: now,
+    };
+    tokio::spawn(service.run());
+    let handle = NetworkHandle {
+        cmd: cmd_tx,
+        next_request_id: Arc::new(AtomicU64::new(1)),
+        local_peer_id,
+        local_index,
+    };
+    Ok((handle, events_rx))
+}
+
+impl Service {
+    async fn run(mut self) {
+        let mut tick = tokio::time::interval(Duration::from_millis(TICK_MS));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                cmd = self.commands.recv() => match cmd {
+                    Some(Command::Shutdown) | None => break,
+                    Some(cmd) => self.on_command(cmd),
+                },
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = tick.tick() => self.on_tick(Instant::now()),
+            }
+        }
+        info!(local_peer_id = %self.swarm.local_peer_id(), "network stopped");
+    }
+
+    fn emit(&mut self, event: NetworkEvent) {
+        if self.events.try_send(event).is_err() {
+            self.metrics.events_dropped += 1;
+            trace!("event channel full or closed; event dropped");
+        }
+    }
+
+    // ---------------------------------------------------------------- commands
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Send { to, bytes } => {
+                if Some(to) == self.local_index {
+                    self.emit(NetworkEvent::Consensus { from: to, bytes });
+                } else {
+                    self.send_frame(to, bytes);
+                }
+            }
+            Command::Broadcast {
+                bytes,
+                include_self,
+            } => {
+                let mut targets: Vec<u16> = self.peers.keys().copied().collect();
+                targets.sort_unstable();
+                for to in targets {
+                    self.send_frame(to, bytes.clone());
+                }
+                if let (true, Some(me)) = (include_self, self.local_index) {
+                    self.emit(NetworkEvent::Consensus { from: me, bytes });
+                }
+            }
+            Command::Request {
+                to,
+                request_id,
+                bytes,
+            } => self.send_sync_request(to, request_id, bytes),
+            Command::Respond { request_id, bytes } => self.respond(request_id, bytes),
+            Command::Publish { topic, bytes } => self.publish(topic, bytes),
+            Command::Report { from, misbehaviour } => self.penalize(from, misbehaviour),
+            Command::Peers(reply) => {
+                let mut list: Vec<_> = self.peers.values().map(PeerState::status).collect();
+                list.sort_by_key(|p| p.index);
+                let _ = reply.send(list);
+            }
+            Command::Metrics(reply) => {
+                let _ = reply.send(self.metrics.clone());
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    fn send_frame(&mut self, to: u16, bytes: Vec<u8>) {
+        let max = self.cfg.max_frame_bytes;
+        let max_inflight = self.cfg.max_inflight_per_peer;
+        let Some(p) = self.peers.get_mut(&to) else {
+            debug!(to, "send to unknown validator dropped");
+            self.metrics.send_dropped += 1;
+            return;
+        };
+        if !p.connected() || p.inflight >= max_inflight || bytes.len() > max {
+            trace!(to, connected = p.connected(), inflight = p.inflight, len = bytes.len(), "frame dropped");
+            p.dropped += 1;
+            self.metrics.send_dropped += 1;
+            return;
+        }
+        p.inflight += 1;
+        p.msgs_out += 1;
+        self.metrics.frames_out += 1;
+        self.metrics.bytes_out += bytes.len() as u64;
+        let pid = p.peer_id;
+        self.swarm.behaviour_mut().consensus.send_request(&pid, bytes);
+    }
+
+    fn send_sync_request(&mut self, to: u16, request_id: u64, bytes: Vec<u8>) {
+        let refuse = match self.peers.get(&to) {
+            None => Some("unknown validator"),
+            Some(_) if bytes.len() > self.cfg.max_frame_bytes => Some("request too large"),
+            Some(p) if !p.connected() => Some("not connected"),
+            Some(_) => None,
+        };
+        if let Some(reason) = refuse {
+            self.metrics.send_dropped += 1;
+            self.emit(NetworkEvent::SyncResponse {
+                from: to,
+                request_id,
+                result: Err(reason.to_string()),
+            });
+            return;
+        }
+        let Some(p) = self.peers.get_mut(&to) else {
+            return;
+        };
+        p.msgs_out += 1;
+        self.metrics.bytes_out += bytes.len() as u64;
+        let pid = p.peer_id;
+        let id = self.swarm.behaviour_mut().sync.send_request(&pid, bytes);
+        self.outbound_sync.insert(id, (request_id, to));
+    }
+
+    fn respond(&mut self, request_id: u64, bytes: Vec<u8>) {
+        let Some(channel) = self.inbound_sync.remove(&request_id) else {
+            debug!(request_id, "respond to unknown or expired sync request");
+            return;
+        };
+        self.inbound_sync_ids.retain(|_, v| *v != request_id);
+        let reply = if bytes.len() > self.cfg.sync_max_response_bytes {
+            warn!(request_id, len = bytes.len(), max = self.cfg.sync_max_response_bytes, "sync response too large; replying with an error");
+            Err("response too large".to_string())
+        } else {
+            self.metrics.bytes_out += bytes.len() as u64;
+            Ok(bytes)
+        };
+        if self
+            .swarm
+            .behaviour_mut()
+            .sync
+            .send_response(channel, reply)
+            .is_err()
+        {
+            debug!(request_id, "sync requester gone before the response");
+        }
+    }
+
+    fn publish(&mut self, topic: Topic, bytes: Vec<u8>) {
+        if bytes.len() > self.cfg.max_gossip_bytes {
+            self.metrics.gossip_publish_failed += 1;
+            warn!(?topic, len = bytes.len(), "gossip message too large; not published");
+            return;
+        }
+        let t = match topic {
+            Topic::Transactions => self.tx_topic.clone(),
+            Topic::Evidence => self.evidence_topic.clone(),
+        };
+        match self.swarm.behaviour_mut().gossip.publish(t, bytes) {
+            Ok(_) => self.metrics.gossip_out += 1,
+            Err(e) => {
+                self.metrics.gossip_publish_failed += 1;
+                debug!(?topic, error = %e, "gossip publish failed");
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- scoring
+
+    /// Adds a misbehaviour's penalty to validator `index`; bans it at `ban_score`.
+    fn penalize(&mut self, index: u16, m: Misbehaviour) {
+        let ban_score = self.cfg.ban_score;
+        let Some(p) = self.peers.get_mut(&index) else {
+            return;
+        };
+        if p.banned() {
+            return;
+        }
+        p.score = p.score.saturating_add(m.penalty());
+        debug!(index, misbehaviour = ?m, score = p.score, "peer penalised");
+        if p.score >= ban_score {
+            self.ban(index);
+        }
+    }
+
+    fn ban(&mut self, index: u16) {
+        let now = Instant::now();
+        let cooldown = Duration::from_millis(self.cfg.ban_cooldown_ms);
+        let Some(p) = self.peers.get_mut(&index) else {
+            return;
+        };
+        warn!(index, peer = %p.peer_id, score = p.score, cooldown_ms = self.cfg.ban_cooldown_ms, "banning peer");
+        p.banned_until = Some(now + cooldown);
+        p.next_dial = None;
+        p.score = 0;
+        p.bucket.reset(now);
+        let pid = p.peer_id;
+        self.metrics.bans += 1;
+        self.swarm.behaviour_mut().block.block_peer(pid);
+        let _ = self.swarm.disconnect_peer_id(pid);
+    }
+
+    /// Accounts an inbound frame from `peer`; `Some(index)` if it may be delivered.
+    fn admit(&mut self, peer: &PeerId, len: usize) -> Option<u16> {
+        let Some(&index) = self.by_peer.get(peer) else {
+            self.metrics.non_validator_dropped += 1;
+            trace!(%peer, "frame from non-validator dropped");
+            return None;
+        };
+        let p = self.peers.get_mut(&index)?;
+        if p.banned() {
+            p.dropped += 1;
+            return None;
+        }
+        if !p.bucket.take(Instant::now()) {
+            p.dropped += 1;
+            self.metrics.rate_limited_dropped += 1;
+            self.penalize(index, Misbehaviour::RateLimitExceeded);
+            return None;
+        }
+        p.msgs_in += 1;
+        self.metrics.bytes_in += len as u64;
+        Some(index)
+    }
+
+    // ---------------------------------------------------------------- swarm events
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Consensus(e)) => self.on_consensus(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.on_sync(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossip(e)) => self.on_gossip(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => {
+                if let (Ok(rtt), Some(i)) = (e.result, self.by_peer.get(&e.peer))
+                    && let Some(p) = self.peers.get_mut(i)
+                {
+                    p.rtt = Some(rtt);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => {
+                if let identify::Event::Received { peer_id, info, .. } = e {
+                    debug!(%peer_id, agent = %info.agent_version, protocol = %info.protocol_version, "identified peer");
+                }
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                endpoint,
+                ..
+            } => self.on_connected(peer_id, num_established.get(), &endpoint),
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                cause,
+                ..
+            } => self.on_closed(peer_id, num_established, cause.map(|c| c.to_string())),
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                debug!(peer = ?peer_id, %error, "dial failed");
+            }
+            SwarmEvent::IncomingConnectionError { error, .. } => {
+                debug!(%error, "incoming connection failed");
+            }
+            SwarmEvent::NewListenAddr { address, .. } => info!(%address, "listening"),
+            SwarmEvent::ListenerError { error, .. } => warn!(%error, "listener error"),
+            _ => {}
+        }
+    }
+
+    fn on_connected(&mut self, peer: PeerId, num: u32, endpoint: &libp2p::core::ConnectedPoint) {
+        let Some(&index) = self.by_peer.get(&peer) else {
+            debug!(%peer, addr = %endpoint.get_remote_address(), "non-validator connected");
+            return;
+        };
+        let min = self.cfg.redial_min_ms;
+        let Some(p) = self.peers.get_mut(&index) else {
+            return;
+        };
+        p.connections = num;
+        p.next_dial = None;
+        p.backoff_ms = min;
+        if num == 1 {
+            info!(index, %peer, addr = %endpoint.get_remote_address(), "validator connected");
+            self.emit(NetworkEvent::PeerConnected { index });
+        }
+    }
+
+    fn on_closed(&mut self, peer: PeerId, num: u32, cause: Option<String>) {
+        let Some(&index) = self.by_peer.get(&peer) else {
+            return;
+        };
+        let Some(p) = self.peers.get_mut(&index) else {
+            return;
+        };
+        p.connections = num;
+        if num == 0 {
+            p.inflight = 0;
+            p.on_lost(Instant::now());
+            info!(index, %peer, ?cause, "validator disconnected");
+            self.emit(NetworkEvent::PeerDisconnected { index });
+        }
+    }
+
+    fn on_consensus(&mut self, e: request_response::Event<Vec<u8>, ()>) {
+        match e {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let admitted = self.admit(&peer, request.len());
+                // Ack every frame from a validator (even a dropped one) so its stream ends cleanly.
+                if self.by_peer.contains_key(&peer) {
+                    let _ = self.swarm.behaviour_mut().consensus.send_response(channel, ());
+                }
+                if let Some(from) = admitted {
+                    self.metrics.frames_in += 1;
+                    self.emit(NetworkEvent::Consensus {
+                        from,
+                        bytes: request,
+                    });
+                }
+            }
+            request_response::Event::Message {
+                peer,
+                message: request_response::Message::Response { .. },
+                ..
+            } => self.ack(&peer),
+            request_response::Event::OutboundFailure { peer, error, .. } => {
+                debug!(%peer, %error, "consensus frame not delivered");
+                self.ack(&peer);
+                self.metrics.send_failures += 1;
+                if let Some(p) = self.by_peer.get(&peer).and_then(|i| self.peers.get_mut(i)) {
+                    p.dropped += 1;
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                self.on_inbound_failure(peer, &error);
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// A consensus frame to `peer` was acknowledged or failed.
+    fn ack(&mut self, peer: &PeerId) {
+        if let Some(p) = self.by_peer.get(peer).and_then(|i| self.peers.get_mut(i)) {
+            p.inflight = p.inflight.saturating_sub(1);
+        }
+    }
+
+    /// Counts and scores an inbound stream that failed; an oversized frame is a peer fault.
+    fn on_inbound_failure(&mut self, peer: PeerId, error: &InboundFailure) {
+        let oversized = matches!(error, InboundFailure::Io(e) if is_frame_too_large(e));
+        if !oversized {
+            trace!(%peer, %error, "inbound stream failed");
+            return;
+        }
+        self.metrics.oversized_dropped += 1;
+        match self.by_peer.get(&peer).copied() {
+            Some(index) => {
+                warn!(index, %peer, %error, "oversized frame dropped");
+                if let Some(p) = self.peers.get_mut(&index) {
+                    p.dropped += 1;
+                }
+                self.penalize(index, Misbehaviour::OversizedFrame);
+            }
+            None => {
+                self.metrics.non_validator_dropped += 1;
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
+        }
+    }
+
+    fn on_sync(&mut self, e: request_response::Event<Vec<u8>, SyncReply>) {
+        match e {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request_id: rr_id,
+                        request,
+                        channel,
+                    },
+                ..
+            } => {
+                let Some(from) = self.admit(&peer, request.len()) else {
+                    return; // dropping the channel closes the stream
+                };
+                if self.inbound_sync.len() >= MAX_PENDING_SYNC {
+                    warn!(from, "too many pending sync requests; dropped");
+                    if let Some(p) = self.peers.get_mut(&from) {
+                        p.dropped += 1;
+                    }
+                    return;
+                }
+                let request_id = self.next_inbound_id;
+                self.next_inbound_id += 1;
+                self.inbound_sync.insert(request_id, channel);
+                self.inbound_sync_ids.insert(rr_id, request_id);
+                self.emit(NetworkEvent::SyncRequest {
+                    from,
+                    request_id,
+                    bytes: request,
+                });
+            }
+            request_response::Event::Message {
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some((id, from)) = self.outbound_sync.remove(&request_id) {
+                    if let Ok(b) = &response {
+                        self.metrics.bytes_in += b.len() as u64;
+                    }
+                    self.emit(NetworkEvent::SyncResponse {
+                        from,
+                        request_id: id,
+                        result: response,
+                    });
+                }
+            }
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => self.on_sync_outbound_failure(request_id, &error),
+            request_response::Event::InboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some(id) = self.inbound_sync_ids.remove(&request_id) {
+                    self.inbound_sync.remove(&id);
+                }
+                self.on_inbound_failure(peer, &error);
+            }
+            request_response::Event::ResponseSent { request_id, .. } => {
+                self.inbound_sync_ids.remove(&request_id);
+            }
+        }
+    }
+
+    fn on_sync_outbound_failure(&mut self, request_id: OutboundRequestId, error: &OutboundFailure) {
+        if let Some((id, from)) = self.outbound_sync.remove(&request_id) {
+            debug!(from, request_id = id, %error, "sync request failed");
+            if matches!(error, OutboundFailure::Io(e) if is_frame_too_large(e)) {
+                self.metrics.oversized_dropped += 1;
+                self.penalize(from, Misbehaviour::OversizedFrame);
+            }
+            self.emit(NetworkEvent::SyncResponse {
+                from,
+                request_id: id,
+                result: Err(error.to_string()),
+            });
+        }
+    }
+
+    fn on_gossip(&mut self, e: gossipsub::Event) {
+        if let gossipsub::Event::Message {
+            propagation_source,
+            message,
+            ..
+        } = e
+        {
+            let topic = if message.topic == self.tx_topic.hash() {
+                Topic::Transactions
+            } else if message.topic == self.evidence_topic.hash() {
+                Topic::Evidence
+            } else {
+                return;
+            };
+            self.metrics.gossip_in += 1;
+            self.emit(NetworkEvent::Gossip {
+                topic,
+                from: message.source.unwrap_or(propagation_source),
+                bytes: message.data,
+            });
+        }
+    }
+
+    // ---------------------------------------------------------------- housekeeping
+
+    fn on_tick(&mut self, now: Instant) {
+        let decay_every = Duration::from_secs(1);
+        let decay = if now.duration_since(self.last_decay) >= decay_every {
+            self.last_decay = now;
+            self.cfg.score_decay_per_sec
+        } else {
+            0
+        };
+        let max_ms = self.cfg.redial_max_ms;
+        let mut unblock = Vec::new();
+        let mut dial = Vec::new();
+        for p in self.peers.values_mut() {
+            p.score = (p.score - decay).max(0);
+            if let Some(until) = p.banned_until
+                && now >= until
+            {
+                p.banned_until = None;
+                p.next_dial = Some(now);
+                unblock.push((p.index, p.peer_id));
+            }
+            if !p.connected()
+                && !p.banned()
+                && let Some(at) = p.next_dial
+                && now >= at
+            {
+                p.on_dial(now, max_ms);
+                dial.push((p.index, p.peer_id, p.multiaddr.clone()));
+            }
+        }
+        for (index, pid) in unblock {
+            info!(index, peer = %pid, "ban expired");
+            self.swarm.behaviour_mut().block.unblock_peer(pid);
+        }
+        for (index, pid, addr) in dial {
+            let opts = DialOpts::peer_id(pid)
+                .addresses(vec![addr])
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                trace!(index, error = %e, "dial not started");
+            }
+        }
+    }
+}

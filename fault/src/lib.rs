@@ -1,1 +1,224 @@
-//! fault
+//! # fault — the fault-tolerance policy of bftnode
+//!
+//! [`FaultTolerance`] implements [`consensus::FaultPolicy`], the hooks the sans-IO core calls
+//! inline from `Core::handle`. Every decision is a pure function of the calls made so far and
+//! their arguments (time enters only as `now`), so the simulator replays it exactly.
+//!
+//! ## Leader election (protocol.md §6.3, module `election`)
+//!
+//! `leader(v)` is round robin `(v + epoch) mod n` on every `R`-th view, when no committed block
+//! (height ≥ 1) has view `≤ v − X`, and when the latest known commit is older than `v − Y`
+//! (stall). Otherwise it is a weighted draw over the reputation of the `W` committed blocks
+//! ending at the cut `A(v)` = highest committed block with view `≤ v − X`:
+//!
+//! - `failed_i`: appearances in `skipped_leaders` (plus one per committed E4 against `i`),
+//!   `proposed_i`: blocks proposed, `voted_i`: appearances in justify signer sets;
+//! - weight 0 if convicted by safety evidence committed at or before the cut, or if
+//!   `100·failed > θ·(failed + proposed)`; else 100 if `proposed + voted > 0`, else 10;
+//! - at most `f = ⌊(n−1)/3⌋` validators get weight 0 (convicted first, then worst failure ratio
+//!   by integer cross-multiplication, ties by lower index), so at least `n − f` remain
+//!   (§7 case 24);
+//! - `r = u128(BLAKE3("HS2/v1/leader" ‖ chain_id ‖ epoch ‖ v ‖ A(v).id)[..16]) mod Σw`; the
+//!   leader is the first index whose cumulative weight exceeds `r`.
+//!
+//! Only committed data and integer arithmetic enter, so nodes whose committed prefixes reach
+//! past `v − X` agree (§7 case 23). The weight table of each of the last `cached_cuts` cuts is
+//! built on commit from a sliding window (`O(n + |block|)` per commit plus an `O(n log n)`
+//! sort), so `leader` costs one BLAKE3 call and a binary search.
+//!
+//! Replay at start: feed `on_commit` at least [`FaultTolerance::replay_depth`] committed blocks
+//! (in height order) so every cut the node will use sees its full window; a node with less
+//! history may disagree on leaders (liveness only, like any lagging node).
+//!
+//! ## Evidence pool (protocol.md §6.2, module `pool`)
+//!
+//! Evidence given to `on_evidence` is already verified by the core; [`verify`] is offered to
+//! third parties. Items are deduplicated by `(offender, kind, view)`, bounded in total and per
+//! offender, pending until a committed block carries them, and dropped when pending and older
+//! than `evidence_expiry_views` below the latest committed view. `evidence_for_block` returns
+//! pending items only (safety kinds first, then by view, offender, kind). The core must not
+//! re-propose items already carried by an uncommitted ancestor.
+//!
+//! ## Graduated response (module `reputation`)
+//!
+//! `Isolated` (weight 0 in the latest cut) > `Suspected` (recent local faults) >
+//! `Rehabilitated` (was isolated, weight back, clean window) > `Active`. Local observations never
+//! influence the election. `is_proven_byzantine(v)` is true once verified safety evidence
+//! (E1, E2, E3, invalid proposal — not E4) against `v` was accepted, pending or committed.
+//!
+//! ## Health (module `health`)
+//!
+//! `UnderAttack` > `Partitioned` > `Recovering` > `Normal`; see [`FaultConfig`] for thresholds.
+#![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+mod config;
+mod election;
+mod health;
+mod pool;
+mod reputation;
+
+pub use config::{FaultConfig, MAX_WINDOW};
+pub use election::{ACTIVE_WEIGHT, IDLE_WEIGHT};
+pub use health::MAX_SIGNALS;
+pub use pool::EVIDENCE_KINDS;
+
+use consensus::{
+    Block, BlockId, Evidence, EvidenceError, EvidenceKind, FaultPolicy, Health, HealthInputs,
+    InvalidReason, Millis, ValidatorIndex, ValidatorSet, ValidatorStatus, View,
+};
+use election::Election;
+use health::HealthMonitor;
+use pool::EvidencePool;
+use reputation::Reputation;
+
+/// Verify `evidence` with nothing but the validator set of its `(chain_id, epoch)`
+/// (protocol.md §6.2): a wrapper of [`Evidence::verify`] for third parties.
+/// Errors: [`EvidenceError`].
+pub fn verify(evidence: &Evidence, validators: &ValidatorSet) -> Result<(), EvidenceError> {
+    evidence.verify(validators)
+}
+
+/// The fault-tolerance policy: reputation-based leader election with isolation, the evidence
+/// pool, graduated response and health (see the crate doc).
+#[derive(Debug)]
+pub struct FaultTolerance {
+    n: usize,
+    election: Election,
+    pool: EvidencePool,
+    reputation: Reputation,
+    health: HealthMonitor,
+}
+
+impl FaultTolerance {
+    /// A policy for `validators` with parameters `cfg`. No history: every view uses round robin
+    /// until a block of height ≥ 1 with view `≤ v − X` is committed.
+    pub fn new(validators: &ValidatorSet, cfg: FaultConfig) -> Self {
+        let n = validators.len().max(1);
+        FaultTolerance {
+            n,
+            election: Election::new(validators, &cfg),
+            pool: EvidencePool::new(n, &cfg),
+            reputation: Reputation::new(n, &cfg),
+            health: HealthMonitor::new(&cfg),
+        }
+    }
+
+    /// Committed blocks to replay through `on_commit` at start (`W + history_slack`), so every
+    /// cut the node will use sees its full window.
+    pub fn replay_depth(&self) -> usize {
+        self.election.replay_depth()
+    }
+
+    /// The election weights used for `view` (index order, 0 = excluded), or `None` when `view`
+    /// uses the round-robin fallback (protocol.md §6.3).
+    pub fn leader_weights(&self, view: View) -> Option<Vec<u64>> {
+        self.election.weights(view)
+    }
+
+    /// Evidence items currently held (pending and committed), at most `max_evidence`.
+    pub fn evidence_held(&self) -> usize {
+        self.pool.len()
+    }
+
+    /// Whether evidence with this dedupe key is held: `Some(true)` committed, `Some(false)`
+    /// pending, `None` not held.
+    pub fn evidence_state(&self, key: (ValidatorIndex, EvidenceKind, View)) -> Option<bool> {
+        self.pool.state(&key)
+    }
+}
+
+impl FaultPolicy for FaultTolerance {
+    fn leader(&self, view: View) -> ValidatorIndex {
+        self.election.leader(view)
+    }
+
+    fn on_commit(&mut self, block: &Block, id: BlockId) {
+        if !self.election.begin_commit(block) {
+            return;
+        }
+        self.reputation.observe_view(block.view);
+        if block.height.0 == 0 {
+            return;
+        }
+        let mut nuisance = Vec::new();
+        for e in &block.evidence {
+            self.pool.add_committed(e, block.height);
+            if e.kind().is_safety() {
+                self.election.convict(e.offender(), block.height);
+            } else {
+                nuisance.push(e.offender());
+            }
+        }
+        self.election.push(block, id, nuisance);
+        self.reputation
+            .observe_weights(self.election.latest_weights());
+        self.pool.expire(block.view);
+    }
+
+    fn on_evidence(&mut self, evidence: &Evidence, now: Millis) -> bool {
+        let new = self.pool.add_pending(evidence);
+        if new {
+            self.health.on_evidence(now);
+        }
+        new
+    }
+
+    fn evidence_for_block(&self, max: usize) -> Vec<Evidence> {
+        self.pool.for_block(max)
+    }
+
+    fn on_invalid(&mut self, from: ValidatorIndex, _reason: InvalidReason, now: Millis) {
+        self.reputation.on_invalid(from);
+        self.health.on_invalid(now);
+    }
+
+    fn on_view_end(&mut self, view: View, leader: ValidatorIndex, certified: bool, _now: Millis) {
+        if certified {
+            self.reputation.observe_view(view);
+        } else {
+            self.reputation.on_missed(view, leader);
+        }
+    }
+
+    fn is_proven_byzantine(&self, v: ValidatorIndex) -> bool {
+        self.pool.is_proven(v)
+    }
+
+    fn health(&self, inputs: &HealthInputs, now: Millis) -> Health {
+        self.health.health(inputs, now)
+    }
+
+    fn validator_statuses(&self) -> Vec<ValidatorStatus> {
+        let counts = self.election.latest_counts();
+        let weights = self.election.latest_weights();
+        (0..self.n)
+            .map(|i| {
+                let index = ValidatorIndex(i as u16);
+                let weight = weights.get(i).copied().unwrap_or(0);
+                ValidatorStatus {
+                    index,
+                    state: self.reputation.state(index, weight),
+                    weight,
+                    proposed: counts.proposed.get(i).copied().unwrap_or(0),
+                    failed: counts.failed.get(i).copied().unwrap_or(0),
+                    voted: counts.voted.get(i).copied().unwrap_or(0),
+                    invalid_messages: self.reputation.invalid_total(index),
+                    evidence: self.pool.count_against(index),
+                    convicted: self.election.is_convicted(index),
+                }
+            })
+            .collect()
+    }
+
+    fn evidence(&self, max: usize) -> Vec<Evidence> {
+        self.pool.known(max)
+    }
+
+    fn evidence_counts(&self) -> Vec<(EvidenceKind, u64)> {
+        self.pool.counts_by_kind()
+    }
+}

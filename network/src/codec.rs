@@ -1,8 +1,11 @@
 //! Length-prefixed codecs for `/bftnode/consensus/1` and `/bftnode/sync/1`.
 //!
 //! A frame is a `u32` big-endian length followed by that many bytes. Readers check the length
-//! against the cap before allocating and fail with an [`io::Error`] wrapping [`FrameTooLarge`],
-//! which the service recognises (drop, count, score the peer).
+//! against the cap before allocating. An oversized *request* is returned as
+//! [`Frame::Oversized`] (libp2p's request-response does not report `read_request` errors to
+//! the behaviour, and the service needs the peer id to count and score it); the body is never
+//! read and the stream is reset when the service drops the response channel. An oversized
+//! *response* fails with an [`io::Error`] wrapping [`FrameTooLarge`].
 
 use std::io;
 
@@ -26,6 +29,51 @@ pub(crate) struct FrameTooLarge {
 pub(crate) fn is_frame_too_large(err: &io::Error) -> bool {
     err.get_ref()
         .is_some_and(|e| e.downcast_ref::<FrameTooLarge>().is_some())
+}
+
+/// An inbound request as read off a stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Frame {
+    /// A frame within the cap.
+    Data(Vec<u8>),
+    /// A frame whose announced length exceeds the cap; its body was not read.
+    Oversized {
+        /// Announced length, in bytes.
+        len: usize,
+        /// Cap, in bytes.
+        max: usize,
+    },
+}
+
+/// Reads a request frame, turning an over-cap length into [`Frame::Oversized`].
+async fn read_request_frame<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    max: usize,
+) -> io::Result<Frame> {
+    match read_frame(io, max).await {
+        Ok(bytes) => Ok(Frame::Data(bytes)),
+        Err(e) => match e.get_ref().and_then(|e| e.downcast_ref::<FrameTooLarge>()) {
+            Some(t) => Ok(Frame::Oversized {
+                len: t.len,
+                max: t.max,
+            }),
+            None => Err(e),
+        },
+    }
+}
+
+/// Writes a request frame; [`Frame::Oversized`] is never sent.
+async fn write_request_frame<T: AsyncWrite + Unpin + Send>(
+    io: &mut T,
+    frame: Frame,
+) -> io::Result<()> {
+    match frame {
+        Frame::Data(bytes) => write_frame(io, &bytes).await,
+        Frame::Oversized { .. } => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "refusing to write an oversized frame",
+        )),
+    }
 }
 
 /// Reads one length-prefixed frame of at most `max` bytes.
@@ -69,14 +117,14 @@ pub(crate) struct ConsensusCodec {
 
 impl request_response::Codec for ConsensusCodec {
     type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
+    type Request = Frame;
     type Response = ();
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Frame>
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io, self.max_frame_bytes).await
+        read_request_frame(io, self.max_frame_bytes).await
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<()>
@@ -98,12 +146,12 @@ impl request_response::Codec for ConsensusCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        req: Vec<u8>,
+        req: Frame,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &req).await
+        write_request_frame(io, req).await
     }
 
     async fn write_response<T>(&mut self, _: &StreamProtocol, _: &mut T, _: ()) -> io::Result<()>
@@ -128,14 +176,14 @@ pub(crate) struct SyncCodec {
 
 impl request_response::Codec for SyncCodec {
     type Protocol = StreamProtocol;
-    type Request = Vec<u8>;
+    type Request = Frame;
     type Response = SyncReply;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Frame>
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_frame(io, self.max_request_bytes).await
+        read_request_frame(io, self.max_request_bytes).await
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<SyncReply>
@@ -161,12 +209,12 @@ impl request_response::Codec for SyncCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        req: Vec<u8>,
+        req: Frame,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &req).await
+        write_request_frame(io, req).await
     }
 
     async fn write_response<T>(
@@ -214,6 +262,9 @@ mod tests {
             // Truncated input is an ordinary I/O error, not a panic.
             let err = read_frame(&mut &buf[..6], 5).await.unwrap_err();
             assert!(!is_frame_too_large(&err));
+            // As a request, an oversized frame is reported, not an error.
+            let got = read_request_frame(&mut &buf[..], 4).await.unwrap();
+            assert_eq!(got, Frame::Oversized { len: 5, max: 4 });
         });
     }
 
@@ -235,10 +286,9 @@ mod tests {
                 )
                 .await
                 .unwrap();
-                let got =
-                    request_response::Codec::read_response(&mut codec, &proto, &mut &buf[..])
-                        .await
-                        .unwrap();
+                let got = request_response::Codec::read_response(&mut codec, &proto, &mut &buf[..])
+                    .await
+                    .unwrap();
                 assert_eq!(got, reply);
             }
         });

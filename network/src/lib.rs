@@ -47,6 +47,9 @@
 //! must tolerate loss: timeouts and sync recover). Frames on different streams may be
 //! reordered. Sends to ourselves are looped back as events.
 
+#![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 mod codec;
 mod handle;
 mod peers;

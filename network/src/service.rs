@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use libp2p::request_response::{
-    self, InboundFailure, InboundRequestId, OutboundFailure, OutboundRequestId, ProtocolSupport,
-    ResponseChannel,
+    self, InboundRequestId, OutboundFailure, OutboundRequestId, ProtocolSupport, ResponseChannel,
 };
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
@@ -20,12 +19,12 @@ use libp2p::{
 use tokio::sync::mpsc;
 use tracing::{debug, info, trace, warn};
 
-use crate::codec::{ConsensusCodec, SyncCodec, SyncReply, is_frame_too_large};
+use crate::codec::{ConsensusCodec, Frame, SyncCodec, SyncReply, is_frame_too_large};
 use crate::handle::{Command, NetworkHandle};
 use crate::peers::{PeerState, quic_multiaddr};
 use crate::{
-    CONSENSUS_PROTOCOL, IDENTIFY_PROTOCOL, Misbehaviour, NetworkConfig, NetworkError,
-    NetworkEvent, NetworkMetrics, SYNC_PROTOCOL, Topic, peer_id_of,
+    CONSENSUS_PROTOCOL, IDENTIFY_PROTOCOL, Misbehaviour, NetworkConfig, NetworkError, NetworkEvent,
+    NetworkMetrics, SYNC_PROTOCOL, Topic, peer_id_of,
 };
 
 /// Housekeeping period, in ms.
@@ -109,7 +108,10 @@ fn build_behaviour(cfg: &NetworkConfig, keypair: &Keypair) -> Result<Behaviour, 
         .with_max_established_per_peer(Some(2))
         .with_max_pending_incoming(Some(64))
         .with_max_established_incoming(Some(
-            u32::try_from(cfg.validators.len()).unwrap_or(u32::MAX).saturating_mul(2) + 64,
+            u32::try_from(cfg.validators.len())
+                .unwrap_or(u32::MAX)
+                .saturating_mul(2)
+                + 64,
         ));
     Ok(Behaviour {
         block: allow_block_list::Behaviour::default(),
@@ -183,12 +185,10 @@ pub(crate) fn spawn(
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(24 * 3600)))
         .build();
     let listen = quic_multiaddr(cfg.listen);
-    swarm
-        .listen_on(listen)
-        .map_err(|e| NetworkError::Listen {
-            addr: cfg.listen,
-            reason: e.to_string(),
-        })?;
+    swarm.listen_on(listen).map_err(|e| NetworkError::Listen {
+        addr: cfg.listen,
+        reason: e.to_string(),
+    })?;
     for p in peers.values() {
         swarm.add_peer_address(p.peer_id, p.multiaddr.clone());
     }
@@ -310,7 +310,13 @@ impl Service {
             return;
         };
         if !p.connected() || p.inflight >= max_inflight || bytes.len() > max {
-            trace!(to, connected = p.connected(), inflight = p.inflight, len = bytes.len(), "frame dropped");
+            trace!(
+                to,
+                connected = p.connected(),
+                inflight = p.inflight,
+                len = bytes.len(),
+                "frame dropped"
+            );
             p.dropped += 1;
             self.metrics.send_dropped += 1;
             return;
@@ -320,7 +326,10 @@ impl Service {
         self.metrics.frames_out += 1;
         self.metrics.bytes_out += bytes.len() as u64;
         let pid = p.peer_id;
-        self.swarm.behaviour_mut().consensus.send_request(&pid, bytes);
+        self.swarm
+            .behaviour_mut()
+            .consensus
+            .send_request(&pid, Frame::Data(bytes));
     }
 
     fn send_sync_request(&mut self, to: u16, request_id: u64, bytes: Vec<u8>) {
@@ -345,7 +354,11 @@ impl Service {
         p.msgs_out += 1;
         self.metrics.bytes_out += bytes.len() as u64;
         let pid = p.peer_id;
-        let id = self.swarm.behaviour_mut().sync.send_request(&pid, bytes);
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .sync
+            .send_request(&pid, Frame::Data(bytes));
         self.outbound_sync.insert(id, (request_id, to));
     }
 
@@ -356,7 +369,12 @@ impl Service {
         };
         self.inbound_sync_ids.retain(|_, v| *v != request_id);
         let reply = if bytes.len() > self.cfg.sync_max_response_bytes {
-            warn!(request_id, len = bytes.len(), max = self.cfg.sync_max_response_bytes, "sync response too large; replying with an error");
+            warn!(
+                request_id,
+                len = bytes.len(),
+                max = self.cfg.sync_max_response_bytes,
+                "sync response too large; replying with an error"
+            );
             Err("response too large".to_string())
         } else {
             self.metrics.bytes_out += bytes.len() as u64;
@@ -376,7 +394,11 @@ impl Service {
     fn publish(&mut self, topic: Topic, bytes: Vec<u8>) {
         if bytes.len() > self.cfg.max_gossip_bytes {
             self.metrics.gossip_publish_failed += 1;
-            warn!(?topic, len = bytes.len(), "gossip message too large; not published");
+            warn!(
+                ?topic,
+                len = bytes.len(),
+                "gossip message too large; not published"
+            );
             return;
         }
         let t = match topic {
@@ -464,10 +486,12 @@ impl Service {
                     p.rtt = Some(rtt);
                 }
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => {
-                if let identify::Event::Received { peer_id, info, .. } = e {
-                    debug!(%peer_id, agent = %info.agent_version, protocol = %info.protocol_version, "identified peer");
-                }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                debug!(%peer_id, agent = %info.agent_version, protocol = %info.protocol_version, "identified peer");
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
@@ -527,7 +551,7 @@ impl Service {
         }
     }
 
-    fn on_consensus(&mut self, e: request_response::Event<Vec<u8>, ()>) {
+    fn on_consensus(&mut self, e: request_response::Event<Frame, ()>) {
         match e {
             request_response::Event::Message {
                 peer,
@@ -537,10 +561,18 @@ impl Service {
                     },
                 ..
             } => {
+                let request = match request {
+                    Frame::Data(bytes) => bytes,
+                    Frame::Oversized { len, max } => return self.on_oversized(peer, len, max),
+                };
                 let admitted = self.admit(&peer, request.len());
                 // Ack every frame from a validator (even a dropped one) so its stream ends cleanly.
                 if self.by_peer.contains_key(&peer) {
-                    let _ = self.swarm.behaviour_mut().consensus.send_response(channel, ());
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .consensus
+                        .send_response(channel, ());
                 }
                 if let Some(from) = admitted {
                     self.metrics.frames_in += 1;
@@ -564,7 +596,7 @@ impl Service {
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
-                self.on_inbound_failure(peer, &error);
+                trace!(%peer, %error, "inbound consensus stream failed");
             }
             request_response::Event::ResponseSent { .. } => {}
         }
@@ -577,30 +609,27 @@ impl Service {
         }
     }
 
-    /// Counts and scores an inbound stream that failed; an oversized frame is a peer fault.
-    fn on_inbound_failure(&mut self, peer: PeerId, error: &InboundFailure) {
-        let oversized = matches!(error, InboundFailure::Io(e) if is_frame_too_large(e));
-        if !oversized {
-            trace!(%peer, %error, "inbound stream failed");
-            return;
-        }
+    /// Counts and scores an oversized inbound frame (its body was never read; dropping the
+    /// response channel resets the stream).
+    fn on_oversized(&mut self, peer: PeerId, len: usize, max: usize) {
         self.metrics.oversized_dropped += 1;
         match self.by_peer.get(&peer).copied() {
             Some(index) => {
-                warn!(index, %peer, %error, "oversized frame dropped");
+                warn!(index, %peer, len, max, "oversized frame dropped");
                 if let Some(p) = self.peers.get_mut(&index) {
                     p.dropped += 1;
                 }
                 self.penalize(index, Misbehaviour::OversizedFrame);
             }
             None => {
+                debug!(%peer, len, max, "oversized frame from non-validator; disconnecting");
                 self.metrics.non_validator_dropped += 1;
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
         }
     }
 
-    fn on_sync(&mut self, e: request_response::Event<Vec<u8>, SyncReply>) {
+    fn on_sync(&mut self, e: request_response::Event<Frame, SyncReply>) {
         match e {
             request_response::Event::Message {
                 peer,
@@ -612,6 +641,10 @@ impl Service {
                     },
                 ..
             } => {
+                let request = match request {
+                    Frame::Data(bytes) => bytes,
+                    Frame::Oversized { len, max } => return self.on_oversized(peer, len, max),
+                };
                 let Some(from) = self.admit(&peer, request.len()) else {
                     return; // dropping the channel closes the stream
                 };
@@ -660,10 +693,10 @@ impl Service {
                 error,
                 ..
             } => {
+                trace!(%peer, %error, "inbound sync stream failed");
                 if let Some(id) = self.inbound_sync_ids.remove(&request_id) {
                     self.inbound_sync.remove(&id);
                 }
-                self.on_inbound_failure(peer, &error);
             }
             request_response::Event::ResponseSent { request_id, .. } => {
                 self.inbound_sync_ids.remove(&request_id);

@@ -18,7 +18,10 @@ fn free_addrs(n: usize) -> Vec<SocketAddr> {
     let socks: Vec<UdpSocket> = (0..n)
         .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind"))
         .collect();
-    socks.iter().map(|s| s.local_addr().expect("addr")).collect()
+    socks
+        .iter()
+        .map(|s| s.local_addr().expect("addr"))
+        .collect()
 }
 
 /// A secret seed unique to this test (`tag`) and node (`i`).
@@ -69,7 +72,12 @@ async fn expect(
 ) -> NetworkEvent {
     let deadline = Instant::now() + WAIT;
     loop {
-        match timeout(deadline.saturating_duration_since(Instant::now()), rx.recv()).await {
+        match timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            rx.recv(),
+        )
+        .await
+        {
             Ok(Some(e)) if pred(&e) => return e,
             Ok(Some(_)) => continue,
             Ok(None) => panic!("event channel closed while waiting for {what}"),
@@ -82,8 +90,10 @@ async fn expect(
 async fn connected_to(rx: &mut Receiver<NetworkEvent>, others: &[u16]) {
     let mut missing: Vec<u16> = others.to_vec();
     while !missing.is_empty() {
-        if let NetworkEvent::PeerConnected { index } =
-            expect(rx, "PeerConnected", |e| matches!(e, NetworkEvent::PeerConnected { .. })).await
+        if let NetworkEvent::PeerConnected { index } = expect(rx, "PeerConnected", |e| {
+            matches!(e, NetworkEvent::PeerConnected { .. })
+        })
+        .await
         {
             missing.retain(|i| *i != index);
         }
@@ -102,7 +112,10 @@ async fn metrics_until(
         if pred(&m) {
             return m;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {m:?}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {m:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -251,7 +264,10 @@ async fn oversized_frame_is_dropped_counted_and_scored() {
     assert_eq!(m.frames_in, 0);
     let peers = nodes[1].0.peers().await;
     assert_eq!(peers[0].score, Misbehaviour::OversizedFrame.penalty());
-    assert!(peers[0].connected, "one oversized frame must not cost the connection");
+    assert!(
+        peers[0].connected,
+        "one oversized frame must not cost the connection"
+    );
 
     // The receiver keeps working: a frame under the cap arrives.
     nodes[0].0.send(1, b"small".to_vec());
@@ -343,7 +359,10 @@ async fn gossip_reaches_the_others() {
     nodes[0]
         .0
         .publish(Topic::Transactions, vec![0; (1 << 20) + 1]);
-    metrics_until(&nodes[0].0, "publish refused", |m| m.gossip_publish_failed >= 1).await;
+    metrics_until(&nodes[0].0, "publish refused", |m| {
+        m.gossip_publish_failed >= 1
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -390,4 +409,38 @@ async fn flooding_peer_is_banned_then_let_back() {
     })
     .await;
     assert_eq!(nodes[1].0.metrics().await.bans, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_sync_response_is_rejected_by_requester() {
+    // Node 0 accepts responses up to 16 KiB; node 1 (willing to send 1 MiB) answers with 32 KiB.
+    let mut nodes = start_all(cluster(7, 2, |i, c| {
+        c.sync_max_response_bytes = if i == 0 { 16 * 1024 } else { 1 << 20 };
+    }))
+    .await;
+    connected_to(&mut nodes[0].1, &[1]).await;
+    connected_to(&mut nodes[1].1, &[0]).await;
+    let id = nodes[0].0.request(1, b"big".to_vec());
+    let e = expect(&mut nodes[1].1, "SyncRequest", |e| {
+        matches!(e, NetworkEvent::SyncRequest { .. })
+    })
+    .await;
+    let NetworkEvent::SyncRequest { request_id, .. } = e else {
+        unreachable!()
+    };
+    nodes[1].0.respond(request_id, vec![1u8; 32 * 1024]);
+    let e = expect(&mut nodes[0].1, "SyncResponse", |e| {
+        matches!(e, NetworkEvent::SyncResponse { .. })
+    })
+    .await;
+    assert!(
+        matches!(&e, NetworkEvent::SyncResponse { from: 1, request_id, result: Err(_) } if *request_id == id),
+        "{e:?}"
+    );
+    let m = nodes[0].0.metrics().await;
+    assert_eq!(m.oversized_dropped, 1, "{m:?}");
+    assert_eq!(
+        nodes[0].0.peers().await[0].score,
+        Misbehaviour::OversizedFrame.penalty()
+    );
 }

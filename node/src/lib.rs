@@ -1,1 +1,359 @@
-//! node
+//! # node — the bftnode validator process
+//!
+//! Wires the sans-IO consensus [`consensus::Core`] to the world: RocksDB ([`storage`]),
+//! libp2p/QUIC ([`network`]), the mempool, the key-value application, an HTTP RPC server and
+//! Prometheus metrics. The `bftnode` binary (crate `cli`) calls [`run`]; integration tests call
+//! [`spawn`] to start several nodes in one process.
+//!
+//! ## Tasks and channels
+//!
+//! ```text
+//!                 NetworkEvent (mpsc)                      Command + oneshot reply (mpsc)
+//!  network task ───────────────────────▶ ┌──────────────┐ ◀──────────────────────────── RPC server
+//!  (libp2p QUIC)◀─────────────────────── │ driver task  │                               (axum task,
+//!                NetworkHandle (cmds)    │  owns Core,  │ ──┐                            per-request
+//!                                        │  Mempool,    │   │ synced write batches       handlers)
+//!  shutdown (watch) ────────────────────▶│  timer wheel │   ▼                                 │
+//!  (ctrl-c / SIGTERM / NodeHandle::stop) └──────────────┘  RocksStore (Arc<Mutex>) ◀── reads ─┘
+//! ```
+//!
+//! * One **driver** task owns the core and `select!`s over network events, timer deadlines
+//!   (a `BTreeMap<(ms, seq), Timer>`), RPC commands, a 20 ms gossip-flush tick, a metrics tick
+//!   and shutdown. Time is monotonic milliseconds since the driver started.
+//! * **Persist before send**: actions run in order; consecutive `PersistSafety` / `PersistBlock`
+//!   actions become one synced RocksDB batch written before any later send, broadcast or fetch.
+//! * A **commit** is one synced batch: application writes, the transaction index, evidence the
+//!   blocks carry and the commit records — the application state is therefore always exactly
+//!   the state at the committed tip, and nothing needs replaying at restart.
+//! * The **RPC** server reads committed data from the store directly and asks the driver for
+//!   live state.
+//!
+//! ## Recovery
+//! At start the store is opened and bound to the chain id. A fresh store is initialised with
+//! the genesis block and the genesis safety record (one synced batch). A store holding
+//! committed blocks but no safety record is refused: a validator that forgot what it voted
+//! could vote twice.
+#![deny(missing_docs)]
+
+pub mod app;
+pub mod config;
+pub mod driver;
+pub mod mempool;
+pub mod metrics;
+pub mod rpc;
+pub mod rpc_types;
+
+pub use config::{ConfigOverrides, Genesis, NodeConfig, generate_testnet, init_home};
+
+use anyhow::{Context, Result, bail};
+use config::{Loaded, LogFormat};
+use consensus::core::Recovered;
+use consensus::{Block, Core, SafetyData};
+use driver::{Driver, DriverInfo, SharedStore};
+use fault::{FaultConfig, FaultTolerance};
+use mempool::{Mempool, MempoolConfig};
+use metrics::Metrics;
+use network::{NetworkConfig, ValidatorPeer};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use storage::{Op, RocksOptions, RocksStore, Store, WriteBatch};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::info;
+
+/// Largest number of committed blocks handed to the core at start.
+const MAX_RECOVERED_BLOCKS: usize = 1000;
+
+/// A running node inside the current tokio runtime.
+pub struct NodeHandle {
+    rpc_addr: SocketAddr,
+    index: u16,
+    shutdown: watch::Sender<bool>,
+    driver: JoinHandle<Result<()>>,
+    server: JoinHandle<()>,
+}
+
+impl NodeHandle {
+    /// The address the RPC server is bound to.
+    pub fn rpc_addr(&self) -> SocketAddr {
+        self.rpc_addr
+    }
+    /// Our validator index.
+    pub fn index(&self) -> u16 {
+        self.index
+    }
+    /// Whether the driver stopped (on a fatal error, or after shutdown).
+    pub fn is_finished(&self) -> bool {
+        self.driver.is_finished()
+    }
+    /// Stop the node and wait for its tasks; returns the driver's result. The database is
+    /// closed when this returns.
+    pub async fn stop(self) -> Result<()> {
+        let _ = self.shutdown.send(true);
+        let r = match self.driver.await {
+            Ok(r) => r,
+            Err(e) => Err(anyhow::anyhow!("driver task failed: {e}")),
+        };
+        let mut server = self.server;
+        if tokio::time::timeout(Duration::from_secs(5), &mut server)
+            .await
+            .is_err()
+        {
+            server.abort();
+            let _ = server.await;
+        }
+        r
+    }
+    /// Wait until the driver stops by itself (fatal error or network loss).
+    pub async fn wait(&mut self) -> Result<()> {
+        match (&mut self.driver).await {
+            Ok(r) => r,
+            Err(e) => Err(anyhow::anyhow!("driver task failed: {e}")),
+        }
+    }
+}
+
+/// Load `home` (with `overrides`), set up logging, start the node and run it until ctrl-c or
+/// SIGTERM.
+pub async fn run(home: &Path, overrides: ConfigOverrides) -> Result<()> {
+    let loaded = config::load_home(home, &overrides)?;
+    init_logging(loaded.config.log_format, &loaded.config.log_level);
+    let mut node = spawn_loaded(loaded).await?;
+    tokio::select! {
+        r = node.wait() => {
+            return r.context("node stopped");
+        }
+        _ = shutdown_signal() => {
+            info!("shutdown signal received");
+        }
+    }
+    node.stop().await
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Install the global `tracing` subscriber (text or JSON). A no-op if one is installed already.
+/// `RUST_LOG`, when set, overrides `level`.
+pub fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Load `home` and start a node in the current runtime (no logging setup, no signal handling).
+pub async fn spawn(home: &Path, overrides: ConfigOverrides) -> Result<NodeHandle> {
+    let loaded = config::load_home(home, &overrides)?;
+    spawn_loaded(loaded).await
+}
+
+/// Open the store and recover the core's state (see the crate docs, "Recovery").
+fn recover(
+    store: &mut RocksStore,
+    loaded: &Loaded,
+    replay_depth: usize,
+) -> Result<(SafetyData, Recovered)> {
+    let domain = loaded.validators.domain();
+    let genesis = Block::genesis(domain);
+    let genesis_id = genesis.id(domain);
+    let safety = store.load_safety()?;
+    let tip = store.committed_tip()?;
+    match (safety, tip) {
+        (None, None) => {
+            info!(genesis = %genesis_id, "fresh database: initialising from genesis");
+            let safety = SafetyData::genesis(genesis_id);
+            store.write(WriteBatch {
+                sync: true,
+                ops: vec![
+                    Op::PutBlock {
+                        id: genesis_id,
+                        block: genesis.clone(),
+                    },
+                    Op::Commit {
+                        height: genesis.height,
+                        id: genesis_id,
+                    },
+                    Op::PutSafety(safety.clone()),
+                ],
+            })?;
+            Ok((
+                safety,
+                Recovered {
+                    committed: vec![genesis],
+                    uncommitted: Vec::new(),
+                },
+            ))
+        }
+        (None, Some((h, _))) => bail!(
+            "database {} holds committed blocks up to height {} but no safety record; refusing \
+             to start: a validator that lost its safety record could vote twice. Restore the \
+             database, or wipe it only if this key has never voted on this chain",
+            loaded.db_path.display(),
+            h.0
+        ),
+        (Some(safety), tip) => {
+            if let Some(id0) = store.committed_id(genesis.height)?
+                && id0 != genesis_id
+            {
+                bail!(
+                    "database {} was created from a different genesis (block 0 is {id0}, \
+                     expected {genesis_id})",
+                    loaded.db_path.display()
+                );
+            }
+            let mut committed = if tip.is_some() {
+                store.last_committed(replay_depth.clamp(1, MAX_RECOVERED_BLOCKS))?
+            } else {
+                Vec::new()
+            };
+            if committed.is_empty() {
+                committed.push(genesis);
+            }
+            let uncommitted = store.uncommitted_blocks()?;
+            info!(
+                committed_height = committed.last().map_or(0, |b| b.height.0),
+                uncommitted = uncommitted.len(),
+                last_voted_view = safety.last_voted_view.0,
+                "recovered from the database"
+            );
+            Ok((
+                safety,
+                Recovered {
+                    committed,
+                    uncommitted,
+                },
+            ))
+        }
+    }
+}
+
+/// Start a node from already-loaded configuration in the current runtime.
+pub async fn spawn_loaded(loaded: Loaded) -> Result<NodeHandle> {
+    let cfg = &loaded.config;
+    let vs = loaded.validators.clone();
+    let index = loaded.index;
+    let metrics = Arc::new(Metrics::new());
+
+    let mut store = RocksStore::open(&loaded.db_path, RocksOptions::default())
+        .with_context(|| format!("opening database {}", loaded.db_path.display()))?;
+    store
+        .check_chain_id(&cfg.chain_id)
+        .with_context(|| format!("opening database {}", loaded.db_path.display()))?;
+    let policy = FaultTolerance::new(&vs, FaultConfig::default());
+    let (safety, recovered) = recover(&mut store, &loaded, policy.replay_depth())?;
+    let committed_height = recovered.committed.last().map_or(0, |b| b.height.0);
+    metrics.committed_height.set(committed_height as i64);
+
+    let mut ccfg = consensus::Config::new(index);
+    ccfg.delta_ms = cfg.consensus.delta_ms;
+    ccfg.timeout_base_ms = cfg.consensus.timeout_base_ms;
+    ccfg.timeout_max_ms = cfg.consensus.timeout_max_ms;
+    ccfg.resend_ms = cfg.consensus.resend_ms;
+    ccfg.max_payload_bytes = cfg.block.max_block_bytes;
+
+    let seed = loaded.key.seed();
+    let core = Core::new(ccfg, vs.clone(), loaded.key, policy, safety, recovered)
+        .context("building the consensus core from the recovered state")?;
+
+    let mut peers = Vec::with_capacity(vs.len());
+    for i in vs.indices() {
+        let entry = loaded
+            .genesis
+            .entry(&vs, i)
+            .context("genesis entry missing for a validator")?;
+        peers.push(ValidatorPeer {
+            index: i.0,
+            public_key: entry.public_key.0,
+            addr: entry.p2p_addr,
+        });
+    }
+    let (net, net_rx) = network::start(NetworkConfig::new(seed, cfg.p2p_listen, peers))
+        .await
+        .with_context(|| format!("starting the network on {}", cfg.p2p_listen))?;
+
+    let listener = tokio::net::TcpListener::bind(cfg.rpc_listen)
+        .await
+        .with_context(|| format!("binding the RPC server to {}", cfg.rpc_listen))?;
+    let rpc_addr = listener.local_addr()?;
+
+    let store: SharedStore = Arc::new(Mutex::new(store));
+    let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let state = Arc::new(rpc::RpcState {
+        store: store.clone(),
+        cmd: cmd_tx,
+        net: net.clone(),
+        metrics: metrics.clone(),
+        max_block_bytes: cfg.block.max_block_bytes,
+    });
+    let app = rpc::router(state);
+    let mut srv_shutdown = shutdown_rx.clone();
+    let server = tokio::spawn(async move {
+        let r = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = srv_shutdown.changed().await;
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "RPC server failed");
+        }
+    });
+
+    let mempool = Mempool::new(MempoolConfig {
+        max_txs: cfg.mempool.max_txs,
+        max_bytes: cfg.mempool.max_bytes,
+    });
+    let info = DriverInfo {
+        chain_id: cfg.chain_id.clone(),
+        genesis: loaded.genesis.clone(),
+        max_block_bytes: cfg.block.max_block_bytes,
+    };
+    info!(
+        validator = index.0,
+        p2p = %cfg.p2p_listen,
+        rpc = %rpc_addr,
+        peer_id = %net.local_peer_id(),
+        committed_height,
+        "node started"
+    );
+    let driver = Driver::new(core, store.clone(), net, mempool, metrics, info);
+    let driver = tokio::spawn(async move {
+        let r = driver.run(net_rx, cmd_rx, shutdown_rx).await;
+        drop(store);
+        r
+    });
+    Ok(NodeHandle {
+        rpc_addr,
+        index: index.0,
+        shutdown: shutdown_tx,
+        driver,
+        server,
+    })
+}

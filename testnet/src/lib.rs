@@ -1,1 +1,28 @@
-//! testnet
+//! # testnet — the deterministic simulator of bftnode
+//!
+//! A single-threaded discrete-event simulator that runs the production sans-IO
+//! [`consensus::Core`] under a virtual clock and a seeded RNG (protocol.md §8, style.md §7):
+//!
+//! - [`sim`]: event queue ordered by (time, sequence), crash/restart from a simulated disk
+//!   (including a crash between persist and send), block sync served from disks, evidence gossip,
+//!   a BLAKE3 trace hash (same seed ⇒ same hash).
+//! - [`net`]: latency + jitter (reordering), loss, duplication, partitions, per-link overrides.
+//! - [`byzantine`]: equivocating leader, double voter, silent leader, vote withholder, stale
+//!   replayer, bad signer, invalid justify, flooder, hidden-lock attacker; Twins are built by
+//!   the simulator (two honest cores sharing a key).
+//! - [`oracle`]: S1–S9, evidence (every delivered equivocation yields verified evidence, no false
+//!   accusation), liveness after a healing suffix.
+//! - [`scenario`]: the scenario catalogue shared by the test suite and the benches.
+//! - [`twins`]: exhaustive Twins enumeration.
+#![deny(missing_docs)]
+
+pub mod byzantine;
+pub mod disk;
+pub mod net;
+pub mod oracle;
+pub mod replica;
+pub mod scenario;
+pub mod sim;
+pub mod twins;
+
+pub use sim::{Failure, Report, Sim, SimConfig};

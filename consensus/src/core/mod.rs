@@ -1,6 +1,381 @@
-//! The sans-IO HotStuff-2 replica.
+//! The sans-IO HotStuff-2 replica: [`Core::handle`] takes an [`Event`] and the current time and
+//! returns ordered [`Action`]s. No IO, clock or randomness inside.
+//!
+//! Module map: `api` (events, actions, config), `handlers` (message validation pipeline and
+//! per-message rules), `pacemaker` (views, timers, the handover/proposal rule), `chain`
+//! (certificates observed, commit rule, block sync), `collect` (vote/timeout aggregation),
+//! `detector` (equivocation → evidence), `tree` (block tree).
+
 mod api;
+mod chain;
+mod collect;
+mod detector;
+mod handlers;
+mod pacemaker;
+mod tree;
+
 pub use api::*;
 
-/// placeholder
-pub struct Core;
+use crate::block::Block;
+use crate::cert::{QuorumCert, TimeoutCert};
+use crate::evidence::Evidence;
+use crate::messages::ConsensusMessage;
+use crate::policy::{FaultPolicy, HealthInputs, InvalidReason, Millis};
+use crate::safety::{SafetyData, SafetyModule};
+use crate::types::{BlockId, Digest, ValidatorIndex, View};
+use crate::validators::ValidatorSet;
+use crate::PrivateKey;
+use collect::{TimeoutCollector, VoteCollector};
+use detector::Detector;
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use thiserror::Error;
+use tree::BlockTree;
+
+/// How many recently verified certificates are remembered (to skip re-verification).
+const VERIFIED_CACHE_LEN: usize = 1024;
+
+/// State recovered from storage at start (protocol.md §4.8).
+#[derive(Clone, Debug, Default)]
+pub struct Recovered {
+    /// The last committed blocks (≤ 1000), ascending height, ending at the committed tip; for a
+    /// fresh node `vec![Block::genesis(domain)]`. Replayed into the policy for reputation.
+    pub committed: Vec<Block>,
+    /// Blocks stored above the committed tip.
+    pub uncommitted: Vec<Block>,
+}
+
+/// Why a core cannot be built.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum CoreError {
+    /// `Config::me` is not in the validator set, or the key does not match its public key.
+    #[error("validator {0} is not in the validator set or the key does not match")]
+    NotAValidator(ValidatorIndex),
+    /// Recovery gave no committed block.
+    #[error("recovered state holds no committed block")]
+    NoCommittedBlock,
+    /// Recovered committed blocks are not a chain.
+    #[error("recovered committed blocks do not form a chain at height {height}")]
+    BrokenChain {
+        /// Height at which the link breaks.
+        height: u64,
+    },
+}
+
+/// How the current view was entered (drives the status and proposal rules).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Entry {
+    /// Holding QC(v − 1).
+    Qc,
+    /// Holding TC(v − 1).
+    Tc,
+    /// f+1 timeouts of v (join rule): no proposal in v.
+    Join,
+    /// Start or restart.
+    Start,
+}
+
+/// Leader-side state of the current view.
+#[derive(Debug, Default)]
+struct LeaderState {
+    /// Validators whose lock we know for this view (statuses, timeouts of v − 1, our own).
+    reported: BTreeSet<ValidatorIndex>,
+    /// H3: the bounded wait elapsed.
+    wait_elapsed: bool,
+    /// A payload was requested for this view.
+    payload_requested: bool,
+}
+
+/// The HotStuff-2 replica. See the crate documentation for the protocol.
+pub struct Core<P> {
+    cfg: Config,
+    vs: ValidatorSet,
+    genesis_id: BlockId,
+    safety: SafetyModule,
+    policy: P,
+    tree: BlockTree,
+    /// Never decreases (S7).
+    current_view: View,
+    entered_at: Millis,
+    entry: Entry,
+    leader_state: LeaderState,
+    /// Statuses received for views ≥ current view (bounded by the view window), per view.
+    statuses: BTreeMap<View, BTreeSet<ValidatorIndex>>,
+    votes: VoteCollector,
+    timeouts: TimeoutCollector,
+    detector: Detector,
+    /// A proposal of the current view waiting for its parent.
+    parked: Option<(ValidatorIndex, crate::messages::Proposal)>,
+    /// The highest commit proof whose ancestry is not yet local.
+    pending_commit: Option<QuorumCert>,
+    sync: chain::SyncState,
+    connected: BTreeSet<ValidatorIndex>,
+    verified: (HashSet<Digest>, VecDeque<Digest>),
+    halted: bool,
+    counters: Counters,
+    now: Millis,
+    out: Vec<Action>,
+    /// Our own messages, processed after the current event through the same rules.
+    inbox: VecDeque<ConsensusMessage>,
+}
+
+impl<P: FaultPolicy> Core<P> {
+    /// Build a replica from persisted state. `safety` is the loaded record (or
+    /// [`SafetyData::genesis`] on a fresh node). Call `handle(now, Event::Start)` next.
+    /// Errors: [`CoreError`].
+    pub fn new(
+        cfg: Config,
+        validators: ValidatorSet,
+        key: PrivateKey,
+        mut policy: P,
+        safety: SafetyData,
+        recovered: Recovered,
+    ) -> Result<Self, CoreError> {
+        if validators.public_key(cfg.me) != Some(&key.public()) {
+            return Err(CoreError::NotAValidator(cfg.me));
+        }
+        let domain = validators.domain().clone();
+        let genesis_id = Block::genesis(&domain).id(&domain);
+        let mut committed = recovered.committed;
+        let root = committed.pop().ok_or(CoreError::NoCommittedBlock)?;
+        let root_id = root.id(&domain);
+        let mut ids = Vec::with_capacity(committed.len());
+        let mut expect_parent = root.parent;
+        for b in committed.iter().rev() {
+            let id = b.id(&domain);
+            if id != expect_parent {
+                return Err(CoreError::BrokenChain { height: b.height.0 });
+            }
+            expect_parent = b.parent;
+            ids.push(id);
+        }
+        ids.reverse();
+        for (b, id) in committed.iter().zip(&ids) {
+            policy.on_commit(b, *id);
+        }
+        policy.on_commit(&root, root_id);
+        let mut tree = BlockTree::new(root, root_id);
+        for (b, id) in committed.iter().zip(&ids) {
+            tree.note_committed(b.height, *id);
+        }
+        for b in recovered.uncommitted {
+            let id = b.id(&domain);
+            tree.insert(id, b);
+        }
+        // §4.8 step 2.
+        let lock_next = safety.lock.view().next().unwrap_or(View(u64::MAX));
+        let tc_next = safety
+            .high_tc
+            .as_ref()
+            .map_or(View(0), |t| t.view.next().unwrap_or(View(u64::MAX)));
+        let current_view = lock_next
+            .max(tc_next)
+            .max(safety.last_voted_view)
+            .max(safety.last_timeout_view);
+        let mut sm = SafetyModule::new(key, cfg.me, safety);
+        sm.set_mutations(cfg.mutations.relax_lock, cfg.mutations.vote_after_timeout);
+        Ok(Core {
+            sync: chain::SyncState::default(),
+            cfg,
+            vs: validators,
+            genesis_id,
+            safety: sm,
+            policy,
+            tree,
+            current_view,
+            entered_at: 0,
+            entry: Entry::Start,
+            leader_state: LeaderState::default(),
+            statuses: BTreeMap::new(),
+            votes: VoteCollector::default(),
+            timeouts: TimeoutCollector::default(),
+            detector: Detector::default(),
+            parked: None,
+            pending_commit: None,
+            connected: BTreeSet::new(),
+            verified: (HashSet::new(), VecDeque::new()),
+            halted: false,
+            counters: Counters::default(),
+            now: 0,
+            out: Vec::new(),
+            inbox: VecDeque::new(),
+        })
+    }
+
+    /// Process one event at time `now` (ms) and return the actions to perform, in order.
+    /// Persist actions must be durable before any later send (see [`Action`]).
+    pub fn handle(&mut self, now: Millis, event: Event) -> Vec<Action> {
+        self.now = self.now.max(now);
+        if self.halted {
+            return Vec::new();
+        }
+        match event {
+            Event::Start => self.on_start(),
+            Event::Message { from, msg } => self.on_message(from, msg, false),
+            Event::Timer(t) => self.on_timer(t),
+            Event::PayloadReady { view, payload } => self.on_payload(view, payload),
+            Event::BlocksFetched {
+                request_id,
+                from,
+                response,
+            } => self.on_blocks_fetched(request_id, from, response.blocks),
+            Event::FetchFailed { request_id } => self.on_fetch_failed(request_id),
+            Event::EvidenceReceived(ev) => self.on_evidence_received(ev),
+            Event::Connectivity { connected } => {
+                self.connected = connected.into_iter().filter(|i| self.vs.contains(*i)).collect();
+            }
+        }
+        while let Some(msg) = self.inbox.pop_front() {
+            if self.halted {
+                break;
+            }
+            let me = self.cfg.me;
+            self.on_message(me, msg, true);
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// A snapshot for RPC, metrics and tests.
+    pub fn status(&self, now: Millis) -> CoreStatus {
+        let connected_power: u64 = self
+            .connected
+            .iter()
+            .filter(|i| **i != self.cfg.me)
+            .map(|i| self.vs.power(*i))
+            .sum::<u64>()
+            + self.vs.power(self.cfg.me);
+        let inputs = HealthInputs {
+            current_view: self.current_view,
+            high_qc_view: self.safety.lock().view(),
+            connected_power,
+            quorum_power: self.vs.quorum(),
+            syncing: self.sync.is_syncing(),
+        };
+        CoreStatus {
+            me: self.cfg.me,
+            view: self.current_view,
+            leader: self.policy.leader(self.current_view),
+            committed_height: self.tree.root_height(),
+            committed_view: self.tree.root_view(),
+            last_commit_id: self.tree.root_id(),
+            lock_view: self.safety.lock().view(),
+            lock_block: self.safety.lock().block_id(),
+            high_tc_view: self.safety.data().high_tc.as_ref().map(|t| t.view),
+            last_voted_view: self.safety.data().last_voted_view,
+            health: self.policy.health(&inputs, now),
+            syncing: self.sync.is_syncing(),
+            blocks_in_memory: self.tree.len(),
+            halted: self.halted,
+            validators: self.policy.validator_statuses(),
+            evidence_counts: self.policy.evidence_counts(),
+            counters: self.counters.clone(),
+        }
+    }
+
+    /// The fault policy.
+    pub fn policy(&self) -> &P {
+        &self.policy
+    }
+    /// The validator set.
+    pub fn validators(&self) -> &ValidatorSet {
+        &self.vs
+    }
+    /// Id of the genesis block.
+    pub fn genesis_id(&self) -> BlockId {
+        self.genesis_id
+    }
+    /// A block held in memory (above the committed root, or the root).
+    pub fn block(&self, id: &BlockId) -> Option<&Block> {
+        self.tree.get(id)
+    }
+    /// The current safety record.
+    pub fn safety_data(&self) -> &SafetyData {
+        self.safety.data()
+    }
+    /// The current view.
+    pub fn current_view(&self) -> View {
+        self.current_view
+    }
+
+    // ----- small helpers shared by the handler modules -----
+
+    fn leader(&self, view: View) -> ValidatorIndex {
+        self.policy.leader(view)
+    }
+
+    fn persist_safety(&mut self) {
+        if self.cfg.mutations.skip_persist {
+            return;
+        }
+        self.out
+            .push(Action::PersistSafety(Box::new(self.safety.data().clone())));
+    }
+
+    fn send(&mut self, to: ValidatorIndex, msg: ConsensusMessage) {
+        if to == self.cfg.me {
+            self.inbox.push_back(msg);
+        } else {
+            self.out.push(Action::Send { to, msg });
+        }
+    }
+
+    /// Broadcast to the others and process it ourselves.
+    fn broadcast(&mut self, msg: ConsensusMessage) {
+        self.out.push(Action::Broadcast(msg.clone()));
+        self.inbox.push_back(msg);
+    }
+
+    fn set_timer(&mut self, timer: Timer, at: Millis) {
+        self.out.push(Action::SetTimer { timer, at });
+    }
+
+    fn invalid(&mut self, from: ValidatorIndex, reason: InvalidReason) {
+        self.counters.invalid_messages += 1;
+        if from != self.cfg.me {
+            self.policy.on_invalid(from, reason, self.now);
+        }
+    }
+
+    fn report_evidence(&mut self, ev: Evidence) {
+        if self.policy.on_evidence(&ev, self.now) {
+            self.out.push(Action::Evidence(Box::new(ev)));
+        }
+    }
+
+    /// Verify a QC, remembering verified ones. Errors map to [`InvalidReason::BadCertificate`].
+    fn verify_qc(&mut self, qc: &QuorumCert) -> Result<bool, InvalidReason> {
+        let key = Digest(*blake3::hash(&crate::encode(qc)).as_bytes());
+        if self.verified.0.contains(&key) {
+            return Ok(false);
+        }
+        qc.verify(&self.vs, &self.genesis_id)
+            .map_err(|_| InvalidReason::BadCertificate)?;
+        self.remember_verified(key);
+        Ok(true)
+    }
+
+    /// Verify a TC (and its high QC), remembering verified ones.
+    fn verify_tc(&mut self, tc: &TimeoutCert) -> Result<(), InvalidReason> {
+        let key = Digest(*blake3::hash(&crate::encode(tc)).as_bytes());
+        if self.verified.0.contains(&key) {
+            return Ok(());
+        }
+        tc.verify(&self.vs, &self.genesis_id)
+            .map_err(|_| InvalidReason::BadCertificate)?;
+        self.remember_verified(key);
+        Ok(())
+    }
+
+    fn remember_verified(&mut self, key: Digest) {
+        if self.verified.0.insert(key) {
+            self.verified.1.push_back(key);
+            if self.verified.1.len() > VERIFIED_CACHE_LEN
+                && let Some(old) = self.verified.1.pop_front()
+            {
+                self.verified.0.remove(&old);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

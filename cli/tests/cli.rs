@@ -1,0 +1,425 @@
+//! Runs the built `bftnode` binary: argument errors, unreachable and misbehaving nodes, home
+//! generation and key display, and the query, transaction and load commands against a small
+//! in-process mock of the RPC server. End-to-end runs against real nodes live in `node`.
+
+use serde_json::{Value, json};
+use std::{
+    collections::HashSet,
+    io::{BufRead, BufReader, Read, Write},
+    net::{TcpListener, TcpStream},
+    path::Path,
+    process::{Command, Output},
+    sync::{Arc, Mutex},
+    thread,
+};
+
+fn bftnode(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bftnode"))
+        .args(args)
+        .env_remove("BFTNODE_RPC")
+        .output()
+        .expect("run bftnode")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts a failed run printed exactly one line, `error: …`, and no panic.
+fn assert_one_line_error(o: &Output, code: i32) -> String {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "not one line: {err:?}");
+    assert!(err.starts_with("error: "), "{err:?}");
+    assert!(!err.contains("panicked"), "{err:?}");
+    err
+}
+
+fn json_stdout(o: &Output) -> Value {
+    assert!(o.status.success(), "stderr: {}", stderr(o));
+    serde_json::from_slice(&o.stdout).expect("stdout is JSON")
+}
+
+/// A port on which nothing listens (bound, then released).
+fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    for args in [
+        &["frobnicate"][..],
+        &["status", "--output", "yaml"],
+        &["status", "--rpc", "https://127.0.0.1:1"],
+        &["block", "minus-one"],
+        &["testnet", "--validators", "0", "--out", "x"],
+        &["tx", "put", "only-key"],
+        &["load", "--rate", "0", "--size", "10", "--duration", "1"],
+        &["keys", "show"],
+    ] {
+        let o = bftnode(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("panicked"));
+    }
+    assert_eq!(bftnode(&["--help"]).status.code(), Some(0));
+}
+
+#[test]
+fn unreachable_node_exits_1_with_one_line() {
+    let url = format!("http://127.0.0.1:{}", closed_port());
+    for args in [
+        &["status"][..],
+        &["block", "3"],
+        &["tx", "put", "k", "v"],
+        &["health"],
+    ] {
+        let mut args = args.to_vec();
+        args.extend(["--rpc", &url]);
+        let err = assert_one_line_error(&bftnode(&args), 1);
+        assert_eq!(
+            err.trim_end(),
+            format!("error: node unreachable at {url}: connection refused")
+        );
+    }
+    // The environment variable is honoured too.
+    let o = Command::new(env!("CARGO_BIN_EXE_bftnode"))
+        .arg("status")
+        .env("BFTNODE_RPC", &url)
+        .output()
+        .unwrap();
+    assert!(assert_one_line_error(&o, 1).contains(&url));
+}
+
+fn keys_show(home: &Path) -> Value {
+    json_stdout(&bftnode(&[
+        "keys",
+        "show",
+        "--home",
+        home.to_str().unwrap(),
+        "--output",
+        "json",
+    ]))
+}
+
+#[test]
+fn testnet_creates_homes_with_distinct_ports_and_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("net");
+    let o = bftnode(&[
+        "testnet",
+        "--validators",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+        "--base-p2p-port",
+        "31000",
+        "--base-rpc-port",
+        "32000",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("http://127.0.0.1:32003"), "{}", stdout(&o));
+
+    let (mut ports, mut keys, mut indices) = (HashSet::new(), HashSet::new(), HashSet::new());
+    let genesis0 = std::fs::read(out.join("node0/genesis.json")).unwrap();
+    for i in 0..4 {
+        let home = out.join(format!("node{i}"));
+        let cfg = node::config::NodeConfig::load(&home).unwrap();
+        assert!(ports.insert(cfg.p2p_listen.port()));
+        assert!(ports.insert(cfg.rpc_listen.port()));
+        assert_eq!(std::fs::read(home.join("genesis.json")).unwrap(), genesis0);
+        let k = keys_show(&home);
+        assert_eq!(k["validators"], 4);
+        assert!(keys.insert(k["public_key"].as_str().unwrap().to_string()));
+        assert!(indices.insert(k["validator_index"].as_u64().unwrap()));
+    }
+    assert_eq!(ports.len(), 8);
+    assert_eq!(indices, HashSet::from([0, 1, 2, 3]));
+    // Generating over existing homes is refused.
+    let o = bftnode(&["testnet", "--validators", "2", "--out", out.to_str().unwrap()]);
+    assert_one_line_error(&o, 1);
+}
+
+#[test]
+fn init_then_keys_show() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("v0");
+    let h = home.to_str().unwrap();
+    let o = bftnode(&["init", "--home", h, "--chain-id", "test-chain"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let k = keys_show(&home);
+    let key_file: Value =
+        serde_json::from_slice(&std::fs::read(home.join("key.json")).unwrap()).unwrap();
+    assert_eq!(k["public_key"], key_file["public_key"]);
+    assert_eq!(k["public_key"].as_str().unwrap().len(), 64);
+    assert_eq!(k["chain_id"], "test-chain");
+    assert_eq!(k["validator_index"], 0);
+    assert!(!stdout(&bftnode(&["keys", "show", "--home", h])).contains(
+        key_file["secret_seed"].as_str().unwrap()
+    ));
+    let table = stdout(&bftnode(&["keys", "show", "--home", h]));
+    assert!(table.starts_with("public_key "), "{table}");
+    // A second init of the same home is refused.
+    assert_one_line_error(&bftnode(&["init", "--home", h]), 1);
+}
+
+#[test]
+fn keys_show_of_a_missing_home_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = bftnode(&["keys", "show", "--home", dir.path().join("none").to_str().unwrap()]);
+    assert!(assert_one_line_error(&o, 1).contains("config.toml"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// A mock RPC server: just enough HTTP/1.1 for reqwest, one request per connection.
+
+/// A request as the mock saw it: method, decoded path, body.
+type Seen = Arc<Mutex<Vec<(String, String, Value)>>>;
+/// Answers a request: (method, path, body) → (status, JSON body).
+type Handler = dyn Fn(&str, &str, &Value) -> (u16, Value) + Send + Sync;
+
+fn mock(handler: Arc<Handler>) -> (String, Seen) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen: Seen = Arc::default();
+    let log = seen.clone();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let handler = handler.clone();
+            let log = log.clone();
+            thread::spawn(move || serve(stream, &*handler, &log));
+        }
+    });
+    (url, seen)
+}
+
+fn serve(stream: TcpStream, handler: &Handler, log: &Seen) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut out = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or(""));
+        let path = percent_decode(path);
+        let mut length = 0;
+        loop {
+            let mut h = String::new();
+            reader.read_line(&mut h).unwrap();
+            if h.trim().is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        log.lock().unwrap().push((method.clone(), path.clone(), body.clone()));
+        let (status, answer) = handler(&method, &path, &body);
+        let text = answer.to_string();
+        let _ = write!(
+            out,
+            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{text}",
+            text.len()
+        );
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn status_body(height: u64) -> Value {
+    json!({
+        "chain_id": "mock", "validator_index": 2, "peer_id": "12D3Koo", "view": 41, "leader": 1,
+        "committed_height": height, "last_commit_id": "ab".repeat(32), "high_qc_view": 40,
+        "high_qc_block": "cd".repeat(32), "high_tc_view": null, "health": "Normal",
+        "sync_state": "synced", "mempool_txs": 0, "mempool_bytes": 0, "peers_connected": 3
+    })
+}
+
+fn static_node() -> (String, Seen) {
+    mock(Arc::new(|method: &str, path: &str, _body: &Value| match (method, path) {
+        ("GET", "/status") => (200, status_body(17)),
+        ("GET", "/blocks/99") => (404, json!({"error": "no committed block at height 99"})),
+        ("GET", "/blocks/latest") => (
+            200,
+            json!({"height": 17, "id": "ee".repeat(32), "view": 40, "parent": "dd".repeat(32),
+                   "proposer": 1, "justify_view": 39, "tx_count": 2, "tx_hashes": ["h1", "h2"],
+                   "evidence_count": 0, "payload_bytes": 90}),
+        ),
+        ("POST", "/tx") => (200, json!({"hash": "feed"})),
+        ("GET", "/tx/feed") => (
+            200,
+            json!({"hash": "feed", "status": "committed", "height": 18, "block_id": "aa", "index": 0}),
+        ),
+        ("GET", "/kv/a/b c") => (200, json!({"key": "a/b c", "found": true, "value": "v"})),
+        ("GET", "/health") => (503, json!({"health": "Partitioned", "ok": false})),
+        ("GET", "/validators") => (
+            200,
+            json!([{"index": 0, "public_key": "aa", "power": 1, "state": "Active"},
+                   {"index": 1, "public_key": "bb", "power": 1, "state": "Isolated"}]),
+        ),
+        ("GET", "/evidence") => (200, json!([])),
+        _ => (404, json!({"error": "no route"})),
+    }))
+}
+
+#[test]
+fn queries_print_tables_and_json() {
+    let (url, seen) = static_node();
+    let o = bftnode(&["status", "--rpc", &url]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = stdout(&o);
+    assert!(table.starts_with("chain_id          mock\n"), "{table}");
+    assert!(table.contains("committed_height  17\n"), "{table}");
+    assert!(table.contains("high_tc_view      -\n"), "{table}");
+
+    let v = json_stdout(&bftnode(&["status", "--rpc", &url, "--output", "json"]));
+    assert_eq!(v, status_body(17));
+
+    let table = stdout(&bftnode(&["block", "--rpc", &url]));
+    assert!(table.contains("tx_hashes\n  h1\n  h2\n"), "{table}");
+
+    let table = stdout(&bftnode(&["validators", "--rpc", &url]));
+    assert!(table.starts_with("INDEX  PUBLIC_KEY  POWER  STATE\n0      aa"), "{table}");
+    assert_eq!(stdout(&bftnode(&["evidence", "--rpc", &url])), "no evidence\n");
+
+    let v = json_stdout(&bftnode(&["tx", "get", "a/b c", "--rpc", &url, "--output", "json"]));
+    assert_eq!(v["value"], "v");
+    assert!(seen.lock().unwrap().iter().any(|(_, p, _)| p == "/kv/a/b c"));
+}
+
+#[test]
+fn node_errors_exit_3() {
+    let (url, _) = static_node();
+    let err = assert_one_line_error(&bftnode(&["block", "99", "--rpc", &url]), 3);
+    assert!(err.contains("404") && err.contains("no committed block at height 99"), "{err}");
+    let o = bftnode(&["health", "--rpc", &url]);
+    let err = assert_one_line_error(&o, 3);
+    assert!(err.contains("Partitioned"), "{err}");
+    assert!(stdout(&o).contains("Partitioned"));
+}
+
+#[test]
+fn tx_put_waits_for_commit() {
+    let (url, seen) = static_node();
+    let v = json_stdout(&bftnode(&[
+        "tx", "put", "k", "v", "--nonce", "9", "--wait", "--rpc", &url, "--output", "json",
+    ]));
+    assert_eq!(v["status"], "committed");
+    assert_eq!(v["height"], 18);
+    let seen = seen.lock().unwrap();
+    let post = seen.iter().find(|(m, _, _)| m == "POST").unwrap();
+    assert_eq!(
+        post.2,
+        json!({"op": "put", "key": "k", "value": "v", "nonce": 9})
+    );
+}
+
+/// A mock chain: every `POST /txs` is committed as its own block the next time `/status` is
+/// read; every fifth transaction is rejected as if the mempool were full.
+#[test]
+fn load_reports_committed_throughput() {
+    #[derive(Default)]
+    struct Chain {
+        pending: Vec<String>,
+        blocks: Vec<Vec<String>>,
+        seq: u64,
+    }
+    let chain = Arc::new(Mutex::new(Chain::default()));
+    let handler = move |method: &str, path: &str, body: &Value| {
+        let mut c = chain.lock().unwrap();
+        match (method, path) {
+            ("POST", "/txs") => {
+                let (mut hashes, mut errors) = (Vec::new(), Vec::new());
+                for (i, tx) in body["txs"].as_array().unwrap().iter().enumerate() {
+                    assert_eq!(tx["op"], "put");
+                    assert_eq!(tx["value"].as_str().unwrap().len(), 32);
+                    c.seq += 1;
+                    if c.seq % 5 == 0 {
+                        errors.push(json!({"index": i, "error": "mempool full"}));
+                    } else {
+                        hashes.push(format!("h{}", c.seq));
+                    }
+                }
+                c.pending.extend(hashes.iter().cloned());
+                (200, json!({"accepted": hashes.len(), "hashes": hashes, "errors": errors}))
+            }
+            ("GET", "/status") => {
+                if !c.pending.is_empty() {
+                    let block = std::mem::take(&mut c.pending);
+                    c.blocks.push(block);
+                }
+                (200, status_body(c.blocks.len() as u64))
+            }
+            ("GET", p) if p.starts_with("/blocks/") => {
+                let h: usize = p["/blocks/".len()..].parse().unwrap();
+                let txs = c.blocks[h - 1].clone();
+                (
+                    200,
+                    json!({"height": h, "id": "x", "view": h, "parent": "y", "proposer": 0,
+                           "justify_view": h, "tx_count": txs.len(), "tx_hashes": txs,
+                           "evidence_count": 0, "payload_bytes": 0}),
+                )
+            }
+            _ => (404, json!({"error": "no route"})),
+        }
+    };
+    let (a, _) = mock(Arc::new(handler));
+    let dead = format!("http://127.0.0.1:{}", closed_port());
+    // Every node must answer before load starts.
+    let o = bftnode(&[
+        "load", "--rpc", &format!("{a},{dead}"), "--rate", "100", "--size", "32", "--duration", "1",
+    ]);
+    assert_one_line_error(&o, 1);
+
+    let o = bftnode(&[
+        "load", "--rpc", &format!("{a},{a}"), "--rate", "400", "--size", "32", "--duration", "1",
+        "--batch", "7", "--drain", "5", "--output", "json",
+    ]);
+    let v = json_stdout(&o);
+    let keys: HashSet<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        HashSet::from([
+            "submitted",
+            "committed",
+            "committed_tps",
+            "latency_ms_p50",
+            "latency_ms_p99",
+            "rejected"
+        ])
+    );
+    assert_eq!(v["submitted"], 400, "{v}");
+    assert_eq!(v["rejected"], 80, "{v}");
+    assert_eq!(v["committed"], 320, "{v}");
+    assert!(v["committed_tps"].as_f64().unwrap() > 100.0, "{v}");
+    let (p50, p99) = (v["latency_ms_p50"].as_f64().unwrap(), v["latency_ms_p99"].as_f64().unwrap());
+    assert!(0.0 < p50 && p50 <= p99 && p99 < 2000.0, "{v}");
+}

@@ -1,0 +1,306 @@
+//! Certificates observed, the two-chain commit rule, and block sync
+//! (protocol.md §4.1, §4.7, §6.5).
+
+use super::tree::Ancestry;
+use super::{Action, Core, Entry, Timer};
+use crate::block::{Block, MAX_BLOCK_EVIDENCE};
+use crate::cert::{QuorumCert, TimeoutCert};
+use crate::messages::BlockRequest;
+use crate::policy::{FaultPolicy, InvalidReason};
+use crate::types::{BlockId, ValidatorIndex};
+use std::collections::BTreeMap;
+
+/// Maximum number of block ids waiting for a free sync slot.
+const MAX_WANTED: usize = 64;
+
+#[derive(Debug)]
+struct Inflight {
+    target: BlockId,
+    peers: Vec<ValidatorIndex>,
+    attempt: usize,
+}
+
+/// In-flight block-sync requests (bounded by `Config::sync_max_inflight`).
+#[derive(Debug, Default)]
+pub(crate) struct SyncState {
+    next_id: u64,
+    inflight: BTreeMap<u64, Inflight>,
+    wanted: Vec<(BlockId, Vec<ValidatorIndex>)>,
+}
+
+impl SyncState {
+    pub(crate) fn is_syncing(&self) -> bool {
+        !self.inflight.is_empty()
+    }
+    fn is_fetching(&self, target: &BlockId) -> bool {
+        self.inflight.values().any(|f| f.target == *target)
+            || self.wanted.iter().any(|(t, _)| t == target)
+    }
+}
+
+impl<P: FaultPolicy> Core<P> {
+    /// §4.1 `observe_qc` for a verified QC, whatever carried it.
+    pub(super) fn observe_qc(&mut self, qc: &QuorumCert) {
+        if qc.view().0 > 0 && !self.tree.contains(&qc.block_id()) && qc.view() > self.tree.root_view()
+        {
+            let signers: Vec<_> = qc.signers.iter().collect();
+            self.fetch(qc.block_id(), &signers);
+        }
+        if self.safety.observe_qc(qc) {
+            // Extract the votes: E1/E3 detection across QCs (§6.2).
+            for (voter, sig) in qc.votes() {
+                for ev in self.detector.on_vote(voter, &qc.data, sig) {
+                    self.report_evidence(ev);
+                }
+            }
+        }
+        self.try_commit(qc);
+        if qc.view() >= self.current_view
+            && let Some(next) = qc.view().next()
+        {
+            self.enter_view(next, Entry::Qc);
+        }
+    }
+
+    /// §4.1 `observe_tc` for a verified TC.
+    pub(super) fn observe_tc(&mut self, tc: &TimeoutCert) {
+        self.safety.observe_tc(tc);
+        self.observe_qc(&tc.high_qc);
+        if tc.view >= self.current_view
+            && let Some(next) = tc.view.next()
+        {
+            self.enter_view(next, Entry::Tc);
+        }
+    }
+
+    /// §4.7: a QC whose view directly follows its parent's view commits the parent.
+    fn try_commit(&mut self, qc: &QuorumCert) {
+        let m = self.cfg.mutations;
+        let eligible = qc.is_commit_proof()
+            || (m.commit_without_consecutive_views && qc.view().0 > 0)
+            || (m.commit_on_heights && qc.data.height.0 > 1);
+        if !eligible {
+            return;
+        }
+        let target = qc.data.parent_id;
+        if let Some(b) = self.tree.get(&target)
+            && b.height <= self.tree.root_height()
+        {
+            if self.tree.committed_at(b.height).is_some_and(|c| c != target) {
+                self.halt(format!("QC {:?} commits {target} off the committed chain", qc.view()));
+            }
+            return;
+        }
+        if self.pending_commit.as_ref().is_some_and(|p| p.data.height >= qc.data.height) {
+            // A higher commit proof is already waiting for its ancestry.
+            if !self.tree.contains(&target) {
+                return;
+            }
+        }
+        self.commit_to(target, qc.clone());
+    }
+
+    /// Commit `target` and its ancestors down to the root, or fetch what is missing.
+    fn commit_to(&mut self, target: BlockId, proof: QuorumCert) {
+        match self.tree.ancestry(target) {
+            Ancestry::Extends(chain) if chain.is_empty() => {}
+            Ancestry::Extends(chain) => {
+                let blocks = self.tree.commit(&chain);
+                for (b, id) in blocks.iter().zip(&chain) {
+                    self.policy.on_commit(b, *id);
+                }
+                self.counters.blocks_committed += blocks.len() as u64;
+                if self
+                    .pending_commit
+                    .as_ref()
+                    .is_some_and(|p| p.data.height <= proof.data.height)
+                {
+                    self.pending_commit = None;
+                }
+                self.out.push(Action::Commit {
+                    blocks,
+                    ids: chain,
+                    proof,
+                });
+            }
+            Ancestry::Missing(id) => {
+                let signers: Vec<_> = proof.signers.iter().collect();
+                self.pending_commit = Some(proof);
+                self.fetch(id, &signers);
+            }
+            Ancestry::Conflicts => {
+                self.halt(format!("commit target {target} does not extend the committed root"));
+            }
+        }
+    }
+
+    fn halt(&mut self, why: String) {
+        self.halted = true;
+        self.out.push(Action::SafetyViolation(why));
+    }
+
+    /// Start fetching `target` (and its missing ancestors), asking `hint` first (§6.5).
+    pub(super) fn fetch(&mut self, target: BlockId, hint: &[ValidatorIndex]) {
+        if self.tree.contains(&target) || self.sync.is_fetching(&target) {
+            return;
+        }
+        let me = self.cfg.me;
+        let mut peers: Vec<ValidatorIndex> = hint.iter().copied().filter(|i| *i != me).collect();
+        for i in self.vs.indices() {
+            if i != me && !peers.contains(&i) {
+                peers.push(i);
+            }
+        }
+        if peers.is_empty() {
+            return;
+        }
+        if self.sync.inflight.len() >= self.cfg.sync_max_inflight {
+            if self.sync.wanted.len() < MAX_WANTED {
+                self.sync.wanted.push((target, peers));
+            }
+            return;
+        }
+        self.sync.next_id += 1;
+        let id = self.sync.next_id;
+        self.sync.inflight.insert(
+            id,
+            Inflight {
+                target,
+                peers,
+                attempt: 0,
+            },
+        );
+        self.counters.sync_requests += 1;
+        self.issue_request(id);
+    }
+
+    fn issue_request(&mut self, id: u64) {
+        let Some(f) = self.sync.inflight.get(&id) else {
+            return;
+        };
+        let peer = f.peers[f.attempt % f.peers.len()];
+        let request = BlockRequest {
+            target: f.target,
+            stop_at: self.tree.root_height(),
+            max_blocks: self.cfg.sync_max_blocks,
+        };
+        self.out.push(Action::FetchBlocks {
+            request_id: id,
+            peer,
+            request,
+        });
+        let at = self.now + self.cfg.sync_timeout_ms;
+        self.set_timer(Timer::Sync(id), at);
+    }
+
+    /// Retry with the next peer, giving up after asking every peer twice.
+    fn retry(&mut self, id: u64) {
+        let give_up = match self.sync.inflight.get_mut(&id) {
+            Some(f) => {
+                f.attempt += 1;
+                f.attempt >= 2 * f.peers.len()
+            }
+            None => return,
+        };
+        if give_up {
+            self.sync.inflight.remove(&id);
+            self.next_wanted();
+        } else {
+            self.issue_request(id);
+        }
+    }
+
+    pub(super) fn on_sync_timeout(&mut self, id: u64) {
+        self.retry(id);
+    }
+
+    pub(super) fn on_fetch_failed(&mut self, id: u64) {
+        self.retry(id);
+    }
+
+    fn next_wanted(&mut self) {
+        while self.sync.inflight.len() < self.cfg.sync_max_inflight && !self.sync.wanted.is_empty()
+        {
+            let (target, peers) = self.sync.wanted.remove(0);
+            self.fetch(target, &peers);
+        }
+    }
+
+    /// §6.5: verify a response top-down from the requested target by hash links, verify each
+    /// justify QC, insert, and resume whatever waited for the blocks.
+    pub(super) fn on_blocks_fetched(&mut self, id: u64, from: ValidatorIndex, blocks: Vec<Block>) {
+        let Some(target) = self.sync.inflight.get(&id).map(|f| f.target) else {
+            return;
+        };
+        let ids = match self.verify_chain(target, &blocks) {
+            Ok(ids) => ids,
+            Err(reason) => {
+                self.invalid(from, reason);
+                self.retry(id);
+                return;
+            }
+        };
+        self.sync.inflight.remove(&id);
+        // Insert bottom-up, observing each justify (commits may follow).
+        for (b, bid) in blocks.iter().zip(&ids).rev() {
+            if self.tree.insert(*bid, b.clone()) {
+                self.out.push(Action::PersistBlock(Box::new(b.clone())));
+            }
+        }
+        for b in blocks.iter().rev() {
+            self.observe_qc(&b.justify);
+        }
+        if let Some(last) = blocks.last()
+            && !self.tree.contains(&last.parent)
+            && last.height.0 > self.tree.root_height().0 + 1
+        {
+            let signers: Vec<_> = last.justify.signers.iter().collect();
+            self.fetch(last.parent, &signers);
+        }
+        if let Some(proof) = self.pending_commit.clone() {
+            self.commit_to(proof.data.parent_id, proof);
+        }
+        if let Some((from, p)) = self.parked.take()
+            && p.block.view == self.current_view
+        {
+            self.on_message(from, crate::messages::ConsensusMessage::Proposal(p), false);
+        }
+        self.try_propose();
+        self.next_wanted();
+    }
+
+    /// Top-down checks: `blocks[0].id == target`, each parent link matches the next id and the
+    /// justify, views strictly decrease, heights step down by one and stay above the root,
+    /// every justify QC verifies. Returns the ids.
+    fn verify_chain(
+        &mut self,
+        target: BlockId,
+        blocks: &[Block],
+    ) -> Result<Vec<BlockId>, InvalidReason> {
+        if blocks.is_empty() || blocks.len() > self.cfg.sync_max_blocks as usize {
+            return Err(InvalidReason::BadSyncResponse);
+        }
+        let domain = self.vs.domain().clone();
+        let mut ids = Vec::with_capacity(blocks.len());
+        let mut expect = target;
+        for (i, b) in blocks.iter().enumerate() {
+            let id = b.id(&domain);
+            let linked = id == expect
+                && b.parent == b.justify.block_id()
+                && b.justify.view() < b.view
+                && b.height > self.tree.root_height()
+                && b.evidence.len() <= MAX_BLOCK_EVIDENCE
+                && (i == 0 || {
+                    let above = &blocks[i - 1];
+                    b.view < above.view && b.height.next() == Some(above.height)
+                });
+            if !linked {
+                return Err(InvalidReason::BadSyncResponse);
+            }
+            self.verify_qc(&b.justify)?;
+            ids.push(id);
+            expect = b.parent;
+        }
+        Ok(ids)
+    }
+}

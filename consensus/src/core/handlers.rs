@@ -1,0 +1,298 @@
+//! The validation pipeline and per-message rules (protocol.md §6.1, §4.2, §4.5, §4.6).
+//!
+//! Stages, in order: sender membership; view window; signature; embedded certificates; observe
+//! certificates; semantic checks; the safety module. Our own messages (`trusted`) skip the
+//! signature stages but follow the same rules — the leader votes for its own block through the
+//! same path (§7 case 18).
+
+use super::collect::TimeoutProgress;
+use super::detector::ProposalSeen;
+use super::{Core, Entry};
+use crate::block::{MAX_BLOCK_EVIDENCE, MAX_SKIPPED_LEADERS};
+use crate::crypto::SigKind;
+use crate::evidence::Evidence;
+use crate::messages::{ConsensusMessage, Proposal, Status, Timeout, Vote, proposal_body, status_body};
+use crate::policy::{FaultPolicy, InvalidReason};
+use crate::types::{ValidatorIndex, View};
+
+impl<P: FaultPolicy> Core<P> {
+    pub(super) fn on_message(&mut self, from: ValidatorIndex, msg: ConsensusMessage, trusted: bool) {
+        if !self.vs.contains(from) || msg.author().is_some_and(|a| !self.vs.contains(a)) {
+            self.invalid(from, InvalidReason::BadSender);
+            return;
+        }
+        let result = match msg {
+            ConsensusMessage::Proposal(p) => self.on_proposal(from, p, trusted),
+            ConsensusMessage::Vote(v) => self.on_vote(v, trusted),
+            ConsensusMessage::Timeout(t) => self.on_timeout(t, trusted),
+            ConsensusMessage::Status(s) => self.on_status(s, trusted),
+            ConsensusMessage::TimeoutCert(tc) => self.verify_tc(&tc).map(|()| self.observe_tc(&tc)),
+        };
+        if let Err(reason) = result {
+            self.invalid(from, reason);
+        }
+    }
+
+    /// Whether `view` lies in the window for single-signature messages
+    /// `[current_view − 1, current_view + K]` (§4.2 "Windows").
+    fn in_window(&self, view: View) -> bool {
+        view.0.saturating_add(1) >= self.current_view.0
+            && view.0 <= self.current_view.0.saturating_add(self.cfg.view_window)
+    }
+
+    /// §4.5: validate a proposal and vote for it if the safety rules allow.
+    fn on_proposal(
+        &mut self,
+        from: ValidatorIndex,
+        p: Proposal,
+        trusted: bool,
+    ) -> Result<(), InvalidReason> {
+        let b = &p.block;
+        let v = b.view;
+        let id = b.id(self.vs.domain());
+        if !trusted {
+            let body = proposal_body(v, &id);
+            if !self.vs.verify(b.proposer, SigKind::Proposal, &body, &p.sig) {
+                return Err(InvalidReason::BadSignature);
+            }
+            self.verify_qc(&b.justify)?;
+            if let Some(tc) = &p.tc {
+                self.verify_tc(tc)?;
+            }
+        }
+        // E2 before anything else: two signed proposals of one view are evidence whatever else
+        // is wrong with them.
+        match self.detector.on_proposal(b.proposer, v, id, p.sig) {
+            ProposalSeen::Equivocation(ev) => {
+                self.report_evidence(*ev);
+                return Ok(());
+            }
+            ProposalSeen::Duplicate => {
+                if let Some(vote) = self.safety.data().last_vote.clone()
+                    && vote.data.block_id == id
+                    && let Some(next) = v.next()
+                {
+                    let to = self.leader(next);
+                    self.send(to, ConsensusMessage::Vote(vote));
+                    return Ok(());
+                }
+            }
+            ProposalSeen::New => {}
+        }
+        self.observe_qc(&b.justify);
+        if let Some(tc) = &p.tc {
+            self.observe_tc(tc);
+        }
+        // Structural rules bound by the signed id: the proposer is accountable.
+        if b.parent != b.justify.block_id() || v <= b.justify.view() {
+            self.report_evidence(Evidence::InvalidProposal {
+                offender: b.proposer,
+                header: b.header(),
+                sig: p.sig,
+                parent: None,
+            });
+            return Err(InvalidReason::InvalidBlock);
+        }
+        if b.epoch != self.vs.domain().epoch() {
+            return Err(InvalidReason::InvalidBlock);
+        }
+        if v != self.current_view {
+            // Stale, or a future view without a valid certificate for v − 1.
+            return if v > self.current_view {
+                Err(InvalidReason::MissingTc)
+            } else {
+                Ok(())
+            };
+        }
+        if b.proposer != self.leader(v) {
+            return Err(InvalidReason::WrongLeader);
+        }
+        if b.justify.view().0 + 1 < v.0 {
+            let ok = p.tc.as_ref().is_some_and(|tc| {
+                tc.view.next() == Some(v) && b.justify.view() >= tc.high_qc.view()
+            });
+            if !ok {
+                return Err(InvalidReason::MissingTc);
+            }
+        }
+        if b.payload.len() > self.cfg.max_payload_bytes
+            || b.evidence.len() > MAX_BLOCK_EVIDENCE
+            || b.skipped_leaders != self.expected_skipped(b.justify.view(), v)
+        {
+            return Err(InvalidReason::InvalidBlock);
+        }
+        if !trusted && b.evidence.iter().any(|e| e.verify(&self.vs).is_err()) {
+            return Err(InvalidReason::BadEvidence);
+        }
+        let Some(parent) = self.tree.get(&b.parent) else {
+            let parent = b.parent;
+            let signers: Vec<ValidatorIndex> = b.justify.signers.iter().collect();
+            self.parked = Some((from, p));
+            self.fetch(parent, &signers);
+            return Ok(());
+        };
+        if parent.height.next() != Some(b.height) {
+            let parent_header = parent.header();
+            self.report_evidence(Evidence::InvalidProposal {
+                offender: b.proposer,
+                header: b.header(),
+                sig: p.sig,
+                parent: Some(parent_header),
+            });
+            return Err(InvalidReason::InvalidBlock);
+        }
+        let block = p.block;
+        if self.tree.insert(id, block.clone()) {
+            self.out.push(super::Action::PersistBlock(Box::new(block.clone())));
+        }
+        if let Ok(vote) = self.safety.sign_vote(&block, id, &self.vs) {
+            self.counters.votes_sent += 1;
+            self.persist_safety();
+            if let Some(next) = v.next() {
+                let to = self.leader(next);
+                self.send(to, ConsensusMessage::Vote(vote));
+            }
+        }
+        Ok(())
+    }
+
+    /// `leader(u)` for `u` in `(justify_view, view)`, the last [`MAX_SKIPPED_LEADERS`] of them.
+    pub(super) fn expected_skipped(&self, justify_view: View, view: View) -> Vec<ValidatorIndex> {
+        let start = (justify_view.0 + 1).max(view.0.saturating_sub(MAX_SKIPPED_LEADERS as u64));
+        (start..view.0).map(|u| self.leader(View(u))).collect()
+    }
+
+    /// §4.6: aggregate votes for views we lead next; detect E1/E3 on every vote.
+    fn on_vote(&mut self, vote: Vote, trusted: bool) -> Result<(), InvalidReason> {
+        let v = vote.data.view;
+        if !self.in_window(v) {
+            return Ok(());
+        }
+        if !trusted
+            && !self
+                .vs
+                .verify(vote.voter, SigKind::Vote, &crate::encode(&vote.data), &vote.sig)
+        {
+            return Err(InvalidReason::BadSignature);
+        }
+        for ev in self.detector.on_vote(vote.voter, &vote.data, vote.sig) {
+            self.report_evidence(ev);
+        }
+        let Some(next) = v.next() else {
+            return Ok(());
+        };
+        if self.leader(next) != self.cfg.me {
+            return Ok(());
+        }
+        if let Some(qc) = self.votes.add(&self.vs, vote.voter, &vote.data, vote.sig) {
+            self.counters.qcs_formed += 1;
+            self.observe_qc(&qc);
+        }
+        Ok(())
+    }
+
+    /// §4.2 "On receiving Timeout".
+    fn on_timeout(&mut self, t: Timeout, trusted: bool) -> Result<(), InvalidReason> {
+        if t.high_qc.view() >= t.view {
+            return Err(InvalidReason::BadCertificate);
+        }
+        if !trusted {
+            if !self
+                .vs
+                .verify(t.sender, SigKind::Timeout, &t.body(), &t.sig)
+            {
+                return Err(InvalidReason::BadSignature);
+            }
+            self.verify_qc(&t.high_qc)?;
+            if let Some(tc) = &t.high_tc {
+                self.verify_tc(tc)?;
+            }
+        }
+        let in_window = self.in_window(t.view);
+        if in_window {
+            for ev in self
+                .detector
+                .on_timeout(t.sender, t.view, t.high_qc.view(), t.sig)
+            {
+                self.report_evidence(ev);
+            }
+        }
+        // Harvest certificates even from stale or far-future timeouts (§7 case 3).
+        self.observe_qc(&t.high_qc);
+        if let Some(tc) = &t.high_tc {
+            self.observe_tc(tc);
+        }
+        if t.view < self.current_view || !in_window {
+            return Ok(());
+        }
+        let progress = self
+            .timeouts
+            .add(&self.vs, t.view, t.sender, &t.high_qc, t.sig);
+        if let Some(next) = t.view.next()
+            && next == self.current_view
+        {
+            self.leader_state.reported.insert(t.sender);
+        }
+        match progress {
+            TimeoutProgress::Certificate(tc) => {
+                self.counters.tcs_formed += 1;
+                self.observe_tc(&tc);
+            }
+            TimeoutProgress::Join if t.view > self.current_view => {
+                self.enter_view(t.view, Entry::Join);
+                self.local_timeout(t.view);
+            }
+            _ => {}
+        }
+        self.try_propose();
+        Ok(())
+    }
+
+    /// Statuses feed the leader's handover rule (H2) and carry certificates.
+    fn on_status(&mut self, s: Status, trusted: bool) -> Result<(), InvalidReason> {
+        if !trusted {
+            let body = status_body(s.view, &s.high_qc);
+            if !self.vs.verify(s.sender, SigKind::Status, &body, &s.sig) {
+                return Err(InvalidReason::BadSignature);
+            }
+            self.verify_qc(&s.high_qc)?;
+            if let Some(tc) = &s.high_tc {
+                self.verify_tc(tc)?;
+            }
+        }
+        self.observe_qc(&s.high_qc);
+        if let Some(tc) = &s.high_tc {
+            self.observe_tc(tc);
+        }
+        if !self.in_window(s.view) || s.view < self.current_view {
+            return Ok(());
+        }
+        if s.view == self.current_view {
+            self.leader_state.reported.insert(s.sender);
+            self.try_propose();
+        } else {
+            self.statuses.entry(s.view).or_default().insert(s.sender);
+        }
+        Ok(())
+    }
+
+    /// Gossiped evidence: verify, then hand to the policy.
+    pub(super) fn on_evidence_received(&mut self, ev: Evidence) {
+        if ev.verify(&self.vs).is_err() {
+            self.counters.invalid_messages += 1;
+            return;
+        }
+        self.report_evidence(ev);
+    }
+
+    /// Sign and broadcast our timeout for `view` (§4.2 "Local timeout").
+    pub(super) fn local_timeout(&mut self, view: View) {
+        if let Ok(t) = self.safety.sign_timeout(view, &self.vs) {
+            self.counters.timeouts_sent += 1;
+            self.persist_safety();
+            self.broadcast(ConsensusMessage::Timeout(t));
+            let at = self.now + self.cfg.resend_ms;
+            self.set_timer(super::Timer::Resend(view), at);
+        }
+    }
+}

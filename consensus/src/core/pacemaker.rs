@@ -1,0 +1,254 @@
+//! Views, timers and the leader's handover rule (protocol.md §4.2, §4.4).
+
+use super::{Action, Core, Entry, LeaderState, Timer};
+use crate::block::Block;
+use crate::messages::ConsensusMessage;
+use crate::policy::FaultPolicy;
+use crate::types::View;
+
+impl<P: FaultPolicy> Core<P> {
+    /// §4.8 step 3: arm the timer, re-send what we signed for the current view, send a status.
+    pub(super) fn on_start(&mut self) {
+        let v = self.current_view;
+        self.entered_at = self.now;
+        let at = self.now + self.view_timeout(v);
+        self.set_timer(Timer::View(v), at);
+        let data = self.safety.data().clone();
+        if let Some(t) = data.last_timeout.filter(|t| t.view == v) {
+            self.out.push(Action::Broadcast(ConsensusMessage::Timeout(t)));
+            let at = self.now + self.cfg.resend_ms;
+            self.set_timer(Timer::Resend(v), at);
+        }
+        if let Some(vote) = data.last_vote.filter(|x| x.data.view == v)
+            && let Some(next) = v.next()
+        {
+            let to = self.leader(next);
+            self.send(to, ConsensusMessage::Vote(vote));
+        }
+        if let Some(p) = data.last_proposal.filter(|p| p.block.view == v) {
+            self.broadcast(ConsensusMessage::Proposal(p));
+        }
+        self.send_status(v);
+        if self.leader(v) == self.cfg.me {
+            let at = self.now + self.propose_wait(v);
+            self.set_timer(Timer::ProposeWait(v), at);
+            self.try_propose();
+        }
+    }
+
+    pub(super) fn on_timer(&mut self, t: Timer) {
+        match t {
+            Timer::View(v) if v == self.current_view => {
+                self.local_timeout(v);
+            }
+            Timer::Resend(v) if v == self.current_view => {
+                if let Some(t) = self.safety.data().last_timeout.clone().filter(|t| t.view == v) {
+                    self.out.push(Action::Broadcast(ConsensusMessage::Timeout(t)));
+                    if self.entry != Entry::Qc {
+                        self.send_status(v);
+                    }
+                    let at = self.now + self.cfg.resend_ms;
+                    self.set_timer(Timer::Resend(v), at);
+                }
+            }
+            Timer::ProposeWait(v) if v == self.current_view => {
+                self.leader_state.wait_elapsed = true;
+                self.try_propose();
+            }
+            Timer::Sync(id) => self.on_sync_timeout(id),
+            _ => {}
+        }
+    }
+
+    /// Backoff exponent `e = min(e_max, max(0, v − committed_view − 2))` (§4.2; resets on
+    /// progress).
+    fn backoff_exponent(&self, v: View) -> u32 {
+        let gap = v.0.saturating_sub(self.tree.root_view().0).saturating_sub(2);
+        gap.min(self.cfg.backoff_exponent_max as u64) as u32
+    }
+
+    /// `τ(v) = min(τ_max, τ_base · 2^e)` in ms.
+    pub(super) fn view_timeout(&self, v: View) -> u64 {
+        let e = self.backoff_exponent(v);
+        self.cfg
+            .timeout_base_ms
+            .saturating_mul(1u64 << e)
+            .min(self.cfg.timeout_max_ms)
+    }
+
+    /// H3 wait `W(v) = min(2Δ · 2^e, 0.4 · τ(v))` in ms.
+    pub(super) fn propose_wait(&self, v: View) -> u64 {
+        let e = self.backoff_exponent(v);
+        let w = self.cfg.delta_ms.saturating_mul(2).saturating_mul(1u64 << e);
+        w.min(self.view_timeout(v) * 2 / 5)
+    }
+
+    fn send_status(&mut self, v: View) {
+        let status = self.safety.sign_status(v, &self.vs);
+        let to = self.leader(v);
+        self.send(to, ConsensusMessage::Status(status));
+    }
+
+    /// Enter view `v` (> current) holding QC(v−1), TC(v−1), or by the join rule (§4.2).
+    pub(super) fn enter_view(&mut self, v: View, entry: Entry) {
+        if v <= self.current_view {
+            return;
+        }
+        let old = self.current_view;
+        self.policy
+            .on_view_end(old, self.leader(old), entry == Entry::Qc && old.next() == Some(v), self.now);
+        self.current_view = v;
+        self.entered_at = self.now;
+        self.entry = entry;
+        if entry == Entry::Tc {
+            self.counters.views_via_tc += 1;
+        }
+        let floor = v.prev();
+        self.votes.prune_below(floor);
+        self.timeouts.prune_below(floor);
+        self.detector
+            .prune_below(View(v.0.saturating_sub(2 * self.cfg.view_window)));
+        self.statuses = self.statuses.split_off(&v);
+        let mut ls = LeaderState::default();
+        if let Some(early) = self.statuses.remove(&v) {
+            ls.reported = early;
+        }
+        ls.reported.extend(self.timeouts.reported(floor));
+        self.leader_state = ls;
+        if self
+            .parked
+            .as_ref()
+            .is_some_and(|(_, p)| p.block.view < v)
+        {
+            self.parked = None;
+        }
+        let at = self.now + self.view_timeout(v);
+        self.set_timer(Timer::View(v), at);
+        let leader = self.leader(v);
+        if entry != Entry::Qc {
+            self.send_status(v);
+        }
+        if leader == self.cfg.me {
+            if entry == Entry::Tc
+                && let Some(tc) = self.safety.data().high_tc.clone()
+            {
+                self.out.push(Action::Broadcast(ConsensusMessage::TimeoutCert(tc)));
+            }
+            if entry != Entry::Qc {
+                let at = self.now + self.propose_wait(v);
+                self.set_timer(Timer::ProposeWait(v), at);
+            }
+            self.try_propose();
+        } else if self.policy.is_proven_byzantine(leader) {
+            // Known-isolated leader: time out at once instead of waiting τ(v).
+            self.local_timeout(v);
+        }
+    }
+
+    /// §4.4: propose when H1, H2 or H3 holds (and we have not proposed in this view).
+    pub(super) fn try_propose(&mut self) {
+        let v = self.current_view;
+        if self.leader(v) != self.cfg.me
+            || self.safety.data().last_proposed_view >= v
+            || self.entry == Entry::Join
+            || self.leader_state.payload_requested
+        {
+            return;
+        }
+        let justify_view = self.safety.lock().view();
+        let h1 = justify_view.next() == Some(v);
+        let h2 = self.leader_state.reported.len() + 1 >= self.vs.len()
+            && self.vs.indices().all(|i| {
+                i == self.cfg.me || self.leader_state.reported.contains(&i)
+            });
+        let h3 = self.leader_state.wait_elapsed;
+        let canary = self.cfg.mutations.propose_on_quorum_statuses && {
+            let power: u64 = self
+                .leader_state
+                .reported
+                .iter()
+                .chain(std::iter::once(&self.cfg.me))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .map(|i| self.vs.power(*i))
+                .sum();
+            power >= self.vs.quorum()
+        };
+        if !(h1 || h2 || h3 || canary) {
+            return;
+        }
+        if !h1 && !self.has_tc_for(v) {
+            return;
+        }
+        let parent_id = self.safety.lock().block_id();
+        let Some(parent) = self.tree.get(&parent_id) else {
+            let signers: Vec<_> = self.safety.lock().signers.iter().collect();
+            self.fetch(parent_id, &signers);
+            return;
+        };
+        let Some(height) = parent.height.next() else {
+            return;
+        };
+        self.leader_state.payload_requested = true;
+        self.out.push(Action::RequestPayload {
+            view: v,
+            parent: parent_id,
+            height,
+        });
+    }
+
+    fn has_tc_for(&self, v: View) -> bool {
+        self.safety
+            .data()
+            .high_tc
+            .as_ref()
+            .is_some_and(|tc| tc.view.next() == Some(v))
+    }
+
+    /// Build, sign, persist and broadcast our proposal for `view` (§4.4).
+    pub(super) fn on_payload(&mut self, view: View, mut payload: Vec<u8>) {
+        if view != self.current_view
+            || self.leader(view) != self.cfg.me
+            || self.safety.data().last_proposed_view >= view
+        {
+            return;
+        }
+        if payload.len() > self.cfg.max_payload_bytes {
+            payload.clear();
+        }
+        let justify = self.safety.lock().clone();
+        let tc = if justify.view().next() == Some(view) {
+            None
+        } else if self.has_tc_for(view) {
+            self.safety.data().high_tc.clone()
+        } else {
+            return;
+        };
+        let Some(parent) = self.tree.get(&justify.block_id()) else {
+            self.leader_state.payload_requested = false;
+            return;
+        };
+        let Some(height) = parent.height.next() else {
+            return;
+        };
+        let block = Block {
+            epoch: self.vs.domain().epoch(),
+            view,
+            height,
+            parent: justify.block_id(),
+            skipped_leaders: self.expected_skipped(justify.view(), view),
+            justify,
+            payload,
+            evidence: self
+                .policy
+                .evidence_for_block(crate::block::MAX_BLOCK_EVIDENCE),
+            proposer: self.cfg.me,
+        };
+        let id = block.id(self.vs.domain());
+        if let Ok(p) = self.safety.sign_proposal(block, id, tc, &self.vs) {
+            self.counters.proposals_sent += 1;
+            self.persist_safety();
+            self.broadcast(ConsensusMessage::Proposal(p));
+        }
+    }
+}

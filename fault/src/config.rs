@@ -1,0 +1,99 @@
+//! [`FaultConfig`]: every tunable of the fault-tolerance policy, with the defaults of
+//! protocol.md §6.3 where it gives one.
+//!
+//! The election parameters (`exclusion_lag`, `window`, `failure_threshold_pct`,
+//! `round_robin_every`, `stall_views`) must be identical on every validator of a chain — they are
+//! "fixed on chain" (protocol.md §6.3, §7 case 23); a node with different values elects different
+//! leaders and loses liveness (never safety). The other parameters are local.
+
+use serde::{Deserialize, Serialize};
+
+/// Hard upper bound on the reputation window `W`, in committed blocks (protocol.md §6.3).
+pub const MAX_WINDOW: u64 = 1000;
+
+/// Parameters of [`crate::FaultTolerance`]. Views are consensus views, durations are
+/// milliseconds of the driver's monotonic clock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FaultConfig {
+    /// `X`: the cut for view `v` is the highest committed block with view `≤ v − X`
+    /// (protocol.md §6.3). Default 20.
+    pub exclusion_lag: u64,
+    /// `W`: committed blocks in the reputation window ending at the cut. `None` means
+    /// `min(10·n, 1000)` (protocol.md §6.3). Values are clamped to `1..=1000`.
+    pub window: Option<u64>,
+    /// `θ` in percent: a validator is excluded when `100·failed > θ·(failed + proposed)`.
+    /// Default 30.
+    pub failure_threshold_pct: u64,
+    /// `R`: every view `v` with `v % R == 0` uses round robin. 0 disables. Default 10.
+    pub round_robin_every: u64,
+    /// `Y`: round robin when the latest known commit has view `< v − Y` (a stall). Default 200.
+    pub stall_views: u64,
+    /// Committed blocks kept beyond the window, so cuts up to this many blocks older than the
+    /// latest commit still see a full window. Default 256.
+    pub history_slack: u64,
+    /// Most recent cuts whose weight table is precomputed on commit (older cuts are computed on
+    /// demand, `O(W·n)`). Default 64.
+    pub cached_cuts: u64,
+    /// Evidence pool: maximum items held (pending + committed). Default 1024.
+    pub max_evidence: usize,
+    /// Evidence pool: maximum items held against one offender. Default 16.
+    pub max_evidence_per_offender: usize,
+    /// A pending item whose view is more than this many views below the latest committed view
+    /// is dropped (it is too old to be worth a block). Default 1000.
+    pub evidence_expiry_views: u64,
+    /// Local view window for graduated response (`Suspected`), in views. Default 100.
+    pub suspect_window_views: u64,
+    /// `Suspected` after this many missed proposals (views it led that ended uncertified)
+    /// within `suspect_window_views`. Default 2.
+    pub suspect_missed: u64,
+    /// `Suspected` after this many invalid messages within `suspect_window_views`. Default 3.
+    pub suspect_invalid: u64,
+    /// A formerly isolated validator is `Rehabilitated` once its weight is back above 0 and it
+    /// has had no local fault for this many views. Default 100.
+    pub clean_window_views: u64,
+    /// `Partitioned` when `current_view − high_qc_view` exceeds this. Default 3.
+    pub partition_views: u64,
+    /// Window for the attack detector, in milliseconds. Default 10 000.
+    pub attack_window_ms: u64,
+    /// `UnderAttack` when at least this many new evidence items arrived within the window.
+    /// Default 1.
+    pub attack_evidence: u64,
+    /// `UnderAttack` when at least this many invalid messages arrived within the window.
+    /// Default 20.
+    pub attack_invalid: u64,
+}
+
+impl Default for FaultConfig {
+    fn default() -> Self {
+        FaultConfig {
+            exclusion_lag: 20,
+            window: None,
+            failure_threshold_pct: 30,
+            round_robin_every: 10,
+            stall_views: 200,
+            history_slack: 256,
+            cached_cuts: 64,
+            max_evidence: 1024,
+            max_evidence_per_offender: 16,
+            evidence_expiry_views: 1000,
+            suspect_window_views: 100,
+            suspect_missed: 2,
+            suspect_invalid: 3,
+            clean_window_views: 100,
+            partition_views: 3,
+            attack_window_ms: 10_000,
+            attack_evidence: 1,
+            attack_invalid: 20,
+        }
+    }
+}
+
+impl FaultConfig {
+    /// The effective window `W` for `n` validators: `window` or `min(10·n, 1000)`, clamped to
+    /// `1..=1000`.
+    pub fn window_for(&self, n: usize) -> u64 {
+        let w = self.window.unwrap_or_else(|| (n as u64).saturating_mul(10));
+        w.clamp(1, MAX_WINDOW)
+    }
+}

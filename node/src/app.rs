@@ -1,0 +1,292 @@
+//! The replicated key-value application.
+//!
+//! A [`Transaction`] puts or deletes one key; its identity is `BLAKE3(borsh(tx))` ([`TxHash`]).
+//! A block's opaque consensus payload is a version-tagged [`Payload`]: today
+//! [`Payload::Transactions`] carries the transactions inline; a later version can add
+//! dissemination by digest (`Payload::Batches(Vec<Digest>)`) without touching storage, sync or
+//! RPC, which only ever see payload bytes and the [`TxLocation`]-style index this module emits.
+//!
+//! Applying a committed block ([`apply_block`]) is a pure function of the block and the set of
+//! already-committed transaction hashes: it returns the writes ([`AppWrite`]) the driver puts
+//! into the same atomic, synced storage batch as the commit record. Invalid payloads, invalid
+//! transactions and replays of committed transactions are skipped deterministically and
+//! counted, so every honest node reaches the same state.
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use consensus::{Block, BlockId, Digest, Height};
+use std::collections::HashSet;
+use thiserror::Error;
+
+/// Maximum key length in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// Maximum value length in bytes.
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+/// Maximum encoded size of one transaction.
+pub const MAX_TX_BYTES: usize = MAX_KEY_BYTES + MAX_VALUE_BYTES + 64;
+/// Bytes a [`Payload::Transactions`] adds around its transactions (tag + u32 count).
+pub const PAYLOAD_OVERHEAD: usize = 1 + 4;
+
+/// A transaction's hash: `BLAKE3(borsh(tx))`.
+pub type TxHash = Digest;
+
+/// What a transaction does.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, BorshSerialize, BorshDeserialize)]
+pub enum Op {
+    /// Set `key` to `value`.
+    Put {
+        /// Key (1..=[`MAX_KEY_BYTES`] bytes).
+        key: Vec<u8>,
+        /// Value (≤ [`MAX_VALUE_BYTES`] bytes).
+        value: Vec<u8>,
+    },
+    /// Remove `key` (a no-op if absent).
+    Delete {
+        /// Key (1..=[`MAX_KEY_BYTES`] bytes).
+        key: Vec<u8>,
+    },
+}
+
+/// A client transaction. The nonce lets a client submit the same operation twice.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, BorshSerialize, BorshDeserialize)]
+pub struct Transaction {
+    /// The operation.
+    pub op: Op,
+    /// Client-chosen nonce.
+    pub nonce: u64,
+}
+
+/// Why a transaction is invalid.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum TxError {
+    /// Empty key.
+    #[error("key must not be empty")]
+    EmptyKey,
+    /// Key too long.
+    #[error("key of {len} bytes exceeds {max} bytes")]
+    KeyTooLong {
+        /// Length.
+        len: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// Value too long.
+    #[error("value of {len} bytes exceeds {max} bytes")]
+    ValueTooLong {
+        /// Length.
+        len: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// Not a canonical encoding.
+    #[error("malformed transaction: {0}")]
+    Malformed(String),
+}
+
+impl Transaction {
+    /// A put.
+    pub fn put(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>, nonce: u64) -> Self {
+        Transaction {
+            op: Op::Put {
+                key: key.into(),
+                value: value.into(),
+            },
+            nonce,
+        }
+    }
+    /// A delete.
+    pub fn delete(key: impl Into<Vec<u8>>, nonce: u64) -> Self {
+        Transaction {
+            op: Op::Delete { key: key.into() },
+            nonce,
+        }
+    }
+    /// Canonical encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        consensus::encode(self)
+    }
+    /// Decode and validate, bounded by [`MAX_TX_BYTES`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, TxError> {
+        let tx: Transaction = consensus::decode(bytes, MAX_TX_BYTES)
+            .map_err(|e| TxError::Malformed(e.to_string()))?;
+        tx.validate()?;
+        Ok(tx)
+    }
+    /// `BLAKE3(encode(self))`.
+    pub fn hash(&self) -> TxHash {
+        Digest(*blake3::hash(&self.encode()).as_bytes())
+    }
+    /// Encoded size in bytes.
+    pub fn encoded_len(&self) -> usize {
+        // tag(1) + key len(4) + key [+ value len(4) + value] + nonce(8)
+        match &self.op {
+            Op::Put { key, value } => 1 + 4 + key.len() + 4 + value.len() + 8,
+            Op::Delete { key } => 1 + 4 + key.len() + 8,
+        }
+    }
+    /// The key it touches.
+    pub fn key(&self) -> &[u8] {
+        match &self.op {
+            Op::Put { key, .. } | Op::Delete { key } => key,
+        }
+    }
+    /// Check size limits.
+    pub fn validate(&self) -> Result<(), TxError> {
+        let key = self.key();
+        if key.is_empty() {
+            return Err(TxError::EmptyKey);
+        }
+        if key.len() > MAX_KEY_BYTES {
+            return Err(TxError::KeyTooLong {
+                len: key.len(),
+                max: MAX_KEY_BYTES,
+            });
+        }
+        if let Op::Put { value, .. } = &self.op
+            && value.len() > MAX_VALUE_BYTES
+        {
+            return Err(TxError::ValueTooLong {
+                len: value.len(),
+                max: MAX_VALUE_BYTES,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A block payload, version-tagged by its borsh enum tag. The empty byte string (genesis, or a
+/// leader with nothing to propose) means "no transactions".
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum Payload {
+    /// Version 0: transactions inline, in execution order.
+    Transactions(Vec<Transaction>),
+}
+
+impl Payload {
+    /// Encode; an empty transaction list encodes as the empty byte string.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Payload::Transactions(txs) if txs.is_empty() => Vec::new(),
+            p => consensus::encode(p),
+        }
+    }
+    /// Decode at most `limit` bytes. The empty byte string is an empty payload.
+    pub fn decode(bytes: &[u8], limit: usize) -> Result<Self, TxError> {
+        if bytes.is_empty() {
+            return Ok(Payload::Transactions(Vec::new()));
+        }
+        consensus::decode(bytes, limit).map_err(|e| TxError::Malformed(e.to_string()))
+    }
+    /// The transactions carried inline.
+    pub fn transactions(&self) -> &[Transaction] {
+        match self {
+            Payload::Transactions(t) => t,
+        }
+    }
+}
+
+/// Summary of a payload for RPC (never fails: a bad payload is reported as such).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PayloadSummary {
+    /// Transaction hashes in payload order.
+    pub tx_hashes: Vec<TxHash>,
+    /// Whether the payload failed to decode.
+    pub invalid: bool,
+}
+
+/// Summarise the payload of `block`.
+pub fn summarize(payload: &[u8], limit: usize) -> PayloadSummary {
+    match Payload::decode(payload, limit) {
+        Ok(p) => PayloadSummary {
+            tx_hashes: p.transactions().iter().map(Transaction::hash).collect(),
+            invalid: false,
+        },
+        Err(_) => PayloadSummary {
+            tx_hashes: Vec::new(),
+            invalid: true,
+        },
+    }
+}
+
+/// One write the application asks for; the driver maps it onto a storage operation in the
+/// commit batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppWrite {
+    /// Set a key.
+    Put {
+        /// Key.
+        key: Vec<u8>,
+        /// Value.
+        value: Vec<u8>,
+    },
+    /// Remove a key.
+    Delete {
+        /// Key.
+        key: Vec<u8>,
+    },
+    /// Index a committed transaction.
+    IndexTx {
+        /// Its hash.
+        hash: TxHash,
+        /// Committed height.
+        height: Height,
+        /// Committed block.
+        block_id: BlockId,
+        /// Position in the block's payload.
+        index: u32,
+    },
+}
+
+/// The outcome of applying one committed block.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppliedBlock {
+    /// Writes, in order.
+    pub writes: Vec<AppWrite>,
+    /// Hashes of the transactions applied (for mempool cleanup).
+    pub applied: Vec<TxHash>,
+    /// Transactions skipped: invalid, or a replay of a committed transaction.
+    pub skipped: u64,
+    /// Whether the whole payload failed to decode (then nothing is applied).
+    pub invalid_payload: bool,
+}
+
+/// Apply committed `block` (id `id`): decode its payload (at most `limit` bytes), and for each
+/// valid transaction not yet committed (`is_committed`, which sees the committed tx index) and
+/// not repeated within the block, emit its put/delete and its index entry. Deterministic.
+pub fn apply_block(
+    block: &Block,
+    id: BlockId,
+    limit: usize,
+    mut is_committed: impl FnMut(&TxHash) -> bool,
+) -> AppliedBlock {
+    let mut out = AppliedBlock::default();
+    let payload = match Payload::decode(&block.payload, limit) {
+        Ok(p) => p,
+        Err(_) => {
+            out.invalid_payload = true;
+            return out;
+        }
+    };
+    let mut seen = HashSet::new();
+    for (i, tx) in payload.transactions().iter().enumerate() {
+        let hash = tx.hash();
+        if tx.validate().is_err() || !seen.insert(hash) || is_committed(&hash) {
+            out.skipped += 1;
+            continue;
+        }
+        match &tx.op {
+            Op::Put { key, value } => out.writes.push(AppWrite::Put {
+                key: key.clone(),
+                value: value.clone(),
+            }),
+            Op::Delete { key } => out.writes.push(AppWrite::Delete { key: key.clone() }),
+        }
+        out.writes.push(AppWrite::IndexTx {
+            hash,
+            height: block.height,
+            block_id: id,
+            index: i as u32,
+        });
+        out.applied.push(hash);
+    }
+    out
+}

@@ -1,0 +1,656 @@
+//! Node configuration: `config.toml` ([`NodeConfig`]), the chain's `genesis.json` ([`Genesis`]),
+//! the validator key file ([`KeyFile`]), command-line overrides ([`ConfigOverrides`]) and the
+//! helpers the CLI uses to create homes ([`init_home`], [`generate_testnet`]).
+//!
+//! A home directory looks like:
+//!
+//! ```text
+//! <home>/config.toml     node settings (this module)
+//! <home>/genesis.json    chain id, epoch, validators (shared by every node of the chain)
+//! <home>/key.json        ed25519 secret seed, mode 0600
+//! <home>/data/           RocksDB
+//! ```
+//!
+//! Relative paths in `config.toml` are resolved against the home directory. Every loading error
+//! names the file, the field and the reason.
+
+use anyhow::{Context, Result, anyhow, bail};
+use consensus::{Epoch, PrivateKey, PublicKey, ValidatorIndex, ValidatorInfo, ValidatorSet};
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// File name of the node configuration inside a home directory.
+pub const CONFIG_FILE: &str = "config.toml";
+/// Default genesis file name.
+pub const GENESIS_FILE: &str = "genesis.json";
+/// Default key file name.
+pub const KEY_FILE: &str = "key.json";
+/// Default database directory name.
+pub const DB_DIR: &str = "data";
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable text.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Consensus timing settings (all in milliseconds), copied into [`consensus::Config`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsensusSection {
+    /// Δ_est, the estimated message delay bound.
+    pub delta_ms: u64,
+    /// Base view timeout; should be ≥ 5Δ.
+    pub timeout_base_ms: u64,
+    /// Cap on the view timeout.
+    pub timeout_max_ms: u64,
+    /// Period of re-sending our timeout while stuck in a view.
+    pub resend_ms: u64,
+}
+
+impl Default for ConsensusSection {
+    fn default() -> Self {
+        ConsensusSection {
+            delta_ms: 100,
+            timeout_base_ms: 1_000,
+            timeout_max_ms: 30_000,
+            resend_ms: 1_000,
+        }
+    }
+}
+
+/// Mempool limits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MempoolSection {
+    /// Maximum number of pending transactions.
+    pub max_txs: usize,
+    /// Maximum total encoded size of pending transactions, in bytes.
+    pub max_bytes: usize,
+}
+
+impl Default for MempoolSection {
+    fn default() -> Self {
+        MempoolSection {
+            max_txs: 200_000,
+            max_bytes: 128 * 1024 * 1024,
+        }
+    }
+}
+
+/// Block limits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlockSection {
+    /// Maximum encoded payload of one block, in bytes (≤ 2 MiB, the consensus cap).
+    pub max_block_bytes: usize,
+}
+
+impl Default for BlockSection {
+    fn default() -> Self {
+        BlockSection {
+            max_block_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// The contents of `config.toml`. Unknown fields are rejected so typos do not pass silently.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Chain id; must equal the genesis file's.
+    pub chain_id: String,
+    /// Validator key file (relative to home).
+    #[serde(default = "default_key_file")]
+    pub key_file: PathBuf,
+    /// Genesis file (relative to home).
+    #[serde(default = "default_genesis_file")]
+    pub genesis_file: PathBuf,
+    /// RocksDB directory (relative to home).
+    #[serde(default = "default_db_path")]
+    pub db_path: PathBuf,
+    /// UDP address for QUIC.
+    pub p2p_listen: SocketAddr,
+    /// TCP address of the HTTP RPC server (loopback by default).
+    #[serde(default = "default_rpc_listen")]
+    pub rpc_listen: SocketAddr,
+    /// Log format.
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// Log filter (`RUST_LOG` syntax), e.g. `info` or `node=debug,info`.
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+    /// Consensus timings.
+    #[serde(default)]
+    pub consensus: ConsensusSection,
+    /// Mempool limits.
+    #[serde(default)]
+    pub mempool: MempoolSection,
+    /// Block limits.
+    #[serde(default)]
+    pub block: BlockSection,
+}
+
+fn default_key_file() -> PathBuf {
+    PathBuf::from(KEY_FILE)
+}
+fn default_genesis_file() -> PathBuf {
+    PathBuf::from(GENESIS_FILE)
+}
+fn default_db_path() -> PathBuf {
+    PathBuf::from(DB_DIR)
+}
+fn default_rpc_listen() -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8000)
+}
+fn default_log_level() -> String {
+    "info".to_string()
+}
+
+/// Maximum block payload the consensus core accepts (its `max_payload_bytes` default).
+pub const MAX_BLOCK_BYTES_CAP: usize = 2 * 1024 * 1024;
+
+impl NodeConfig {
+    /// A configuration with defaults for `chain_id` and the two listen addresses.
+    pub fn new(chain_id: &str, p2p_listen: SocketAddr, rpc_listen: SocketAddr) -> Self {
+        NodeConfig {
+            chain_id: chain_id.to_string(),
+            key_file: default_key_file(),
+            genesis_file: default_genesis_file(),
+            db_path: default_db_path(),
+            p2p_listen,
+            rpc_listen,
+            log_format: LogFormat::Text,
+            log_level: default_log_level(),
+            consensus: ConsensusSection::default(),
+            mempool: MempoolSection::default(),
+            block: BlockSection::default(),
+        }
+    }
+
+    /// Parse TOML text (`origin` names the file in errors) and validate it.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
+        let cfg: NodeConfig =
+            toml::from_str(text).with_context(|| format!("invalid config file {origin}"))?;
+        cfg.validate()
+            .with_context(|| format!("invalid config file {origin}"))?;
+        Ok(cfg)
+    }
+
+    /// Read and validate `<home>/config.toml`.
+    pub fn load(home: &Path) -> Result<Self> {
+        let path = home.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Check value ranges; errors name the field.
+    pub fn validate(&self) -> Result<()> {
+        fn field(name: &str, ok: bool, why: &str) -> Result<()> {
+            if ok {
+                Ok(())
+            } else {
+                Err(anyhow!("field `{name}`: {why}"))
+            }
+        }
+        field("chain_id", !self.chain_id.is_empty(), "must not be empty")?;
+        let c = &self.consensus;
+        field("consensus.delta_ms", c.delta_ms >= 1, "must be ≥ 1")?;
+        field(
+            "consensus.timeout_base_ms",
+            c.timeout_base_ms >= c.delta_ms,
+            "must be ≥ consensus.delta_ms (5Δ recommended)",
+        )?;
+        field(
+            "consensus.timeout_max_ms",
+            c.timeout_max_ms >= c.timeout_base_ms,
+            "must be ≥ consensus.timeout_base_ms",
+        )?;
+        field("consensus.resend_ms", c.resend_ms >= 1, "must be ≥ 1")?;
+        field("mempool.max_txs", self.mempool.max_txs >= 1, "must be ≥ 1")?;
+        field(
+            "mempool.max_bytes",
+            self.mempool.max_bytes >= 1024,
+            "must be ≥ 1024",
+        )?;
+        field(
+            "block.max_block_bytes",
+            (1024..=MAX_BLOCK_BYTES_CAP).contains(&self.block.max_block_bytes),
+            "must be between 1024 and 2097152 (the consensus payload cap)",
+        )?;
+        field(
+            "log_level",
+            tracing_subscriber::EnvFilter::try_new(&self.log_level).is_ok(),
+            "not a valid log filter",
+        )?;
+        Ok(())
+    }
+
+    /// Serialize to TOML.
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).context("serializing config")
+    }
+
+    /// Apply command-line overrides.
+    pub fn apply(&mut self, o: &ConfigOverrides) {
+        if let Some(a) = o.p2p_listen {
+            self.p2p_listen = a;
+        }
+        if let Some(a) = o.rpc_listen {
+            self.rpc_listen = a;
+        }
+        if let Some(p) = &o.db_path {
+            self.db_path = p.clone();
+        }
+        if let Some(f) = o.log_format {
+            self.log_format = f;
+        }
+        if let Some(l) = &o.log_level {
+            self.log_level = l.clone();
+        }
+        if let Some(v) = o.delta_ms {
+            self.consensus.delta_ms = v;
+        }
+        if let Some(v) = o.timeout_base_ms {
+            self.consensus.timeout_base_ms = v;
+        }
+        if let Some(v) = o.timeout_max_ms {
+            self.consensus.timeout_max_ms = v;
+        }
+        if let Some(v) = o.resend_ms {
+            self.consensus.resend_ms = v;
+        }
+        if let Some(v) = o.mempool_max_txs {
+            self.mempool.max_txs = v;
+        }
+        if let Some(v) = o.mempool_max_bytes {
+            self.mempool.max_bytes = v;
+        }
+        if let Some(v) = o.max_block_bytes {
+            self.block.max_block_bytes = v;
+        }
+    }
+}
+
+/// Command-line flags that override `config.toml` values (`None` = keep the file's value).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigOverrides {
+    /// Override `p2p_listen`.
+    pub p2p_listen: Option<SocketAddr>,
+    /// Override `rpc_listen`.
+    pub rpc_listen: Option<SocketAddr>,
+    /// Override `db_path`.
+    pub db_path: Option<PathBuf>,
+    /// Override `log_format`.
+    pub log_format: Option<LogFormat>,
+    /// Override `log_level`.
+    pub log_level: Option<String>,
+    /// Override `consensus.delta_ms`.
+    pub delta_ms: Option<u64>,
+    /// Override `consensus.timeout_base_ms`.
+    pub timeout_base_ms: Option<u64>,
+    /// Override `consensus.timeout_max_ms`.
+    pub timeout_max_ms: Option<u64>,
+    /// Override `consensus.resend_ms`.
+    pub resend_ms: Option<u64>,
+    /// Override `mempool.max_txs`.
+    pub mempool_max_txs: Option<usize>,
+    /// Override `mempool.max_bytes`.
+    pub mempool_max_bytes: Option<usize>,
+    /// Override `block.max_block_bytes`.
+    pub max_block_bytes: Option<usize>,
+}
+
+/// One validator in `genesis.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisValidator {
+    /// ed25519 public key, 64 hex characters.
+    pub public_key: PublicKey,
+    /// Voting power (≥ 1).
+    pub power: u64,
+    /// UDP address of its QUIC listener.
+    pub p2p_addr: SocketAddr,
+    /// Its RPC address (informational, used by tools).
+    pub rpc_addr: SocketAddr,
+}
+
+/// The chain's genesis: identical on every node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Genesis {
+    /// Chain id (part of every signature's domain).
+    pub chain_id: String,
+    /// Epoch of the validator set.
+    pub epoch: u64,
+    /// Genesis time, Unix milliseconds (informational).
+    pub genesis_time_ms: u64,
+    /// The validators (any order; indices follow public-key order).
+    pub validators: Vec<GenesisValidator>,
+}
+
+impl Genesis {
+    /// Parse and validate JSON text (`origin` names the file in errors).
+    pub fn from_json(text: &str, origin: &str) -> Result<Self> {
+        let g: Genesis =
+            serde_json::from_str(text).with_context(|| format!("invalid genesis file {origin}"))?;
+        g.validator_set()
+            .with_context(|| format!("invalid genesis file {origin}"))?;
+        Ok(g)
+    }
+
+    /// Read and validate a genesis file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read genesis file {}", path.display()))?;
+        Self::from_json(&text, &path.display().to_string())
+    }
+
+    /// Write as pretty JSON.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).context("serializing genesis")?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("cannot write genesis file {}", path.display()))
+    }
+
+    /// The validator set (errors name the field).
+    pub fn validator_set(&self) -> Result<ValidatorSet> {
+        if self.chain_id.is_empty() {
+            bail!("field `chain_id`: must not be empty");
+        }
+        let infos = self
+            .validators
+            .iter()
+            .map(|v| ValidatorInfo {
+                public_key: v.public_key,
+                power: v.power,
+            })
+            .collect();
+        ValidatorSet::new(&self.chain_id, Epoch(self.epoch), infos)
+            .map_err(|e| anyhow!("field `validators`: {e}"))
+    }
+
+    /// The genesis entry of validator `index` of `vs` (indices follow public-key order).
+    pub fn entry(&self, vs: &ValidatorSet, index: ValidatorIndex) -> Option<&GenesisValidator> {
+        let pk = vs.public_key(index)?;
+        self.validators.iter().find(|v| &v.public_key == pk)
+    }
+}
+
+/// The validator key file: the ed25519 secret seed (and its public key, for humans).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFile {
+    /// Public key, 64 hex characters (checked against the seed when loading).
+    pub public_key: String,
+    /// Secret seed, 64 hex characters.
+    pub secret_seed: String,
+}
+
+/// Load a key file: JSON `{public_key, secret_seed}` or a bare 64-hex-character seed.
+/// Refuses files readable by group or others (Unix).
+pub fn load_key(path: &Path) -> Result<PrivateKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read key file {}", path.display()))?;
+    check_key_permissions(path)?;
+    let trimmed = text.trim();
+    let (seed_hex, expected_pk) = if trimmed.starts_with('{') {
+        let kf: KeyFile = serde_json::from_str(trimmed)
+            .with_context(|| format!("invalid key file {}", path.display()))?;
+        (kf.secret_seed, Some(kf.public_key))
+    } else {
+        (trimmed.to_string(), None)
+    };
+    let bytes = hex::decode(seed_hex.trim()).map_err(|e| {
+        anyhow!(
+            "invalid key file {}: field `secret_seed`: not hex: {e}",
+            path.display()
+        )
+    })?;
+    let seed: [u8; 32] = bytes.try_into().map_err(|_| {
+        anyhow!(
+            "invalid key file {}: field `secret_seed`: must be 32 bytes (64 hex characters)",
+            path.display()
+        )
+    })?;
+    let key = PrivateKey::from_seed(seed);
+    if let Some(pk) = expected_pk
+        && !pk.eq_ignore_ascii_case(&hex::encode(key.public().0))
+    {
+        bail!(
+            "invalid key file {}: field `public_key` does not match the secret seed",
+            path.display()
+        );
+    }
+    Ok(key)
+}
+
+#[cfg(unix)]
+fn check_key_permissions(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("cannot stat key file {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "key file {} has mode {:o}; it must not be readable by group or others (chmod 600)",
+            path.display(),
+            mode & 0o777
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_key_permissions(_path: &Path) -> Result<()> {
+    Ok(())
+}
+
+/// Write a fresh random key to `path` with mode 0600 (fails if the file exists).
+pub fn generate_key(path: &Path) -> Result<PrivateKey> {
+    let seed: [u8; 32] = rand::random();
+    let key = PrivateKey::from_seed(seed);
+    write_key(path, &key)?;
+    Ok(key)
+}
+
+/// Write `key` to `path` with mode 0600 (fails if the file exists).
+pub fn write_key(path: &Path, key: &PrivateKey) -> Result<()> {
+    let kf = KeyFile {
+        public_key: hex::encode(key.public().0),
+        secret_seed: hex::encode(key.seed()),
+    };
+    let text = serde_json::to_string_pretty(&kf)? + "\n";
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    use std::io::Write as _;
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot create key file {}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write key file {}", path.display()))?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Everything needed to start a node, loaded and cross-checked.
+#[derive(Debug)]
+pub struct Loaded {
+    /// Home directory.
+    pub home: PathBuf,
+    /// The configuration (overrides applied).
+    pub config: NodeConfig,
+    /// The genesis.
+    pub genesis: Genesis,
+    /// The validator set built from the genesis.
+    pub validators: ValidatorSet,
+    /// Our signing key.
+    pub key: PrivateKey,
+    /// Our index in the validator set.
+    pub index: ValidatorIndex,
+    /// Absolute database path.
+    pub db_path: PathBuf,
+}
+
+/// Resolve `p` against `home` unless absolute.
+pub fn resolve(home: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        home.join(p)
+    }
+}
+
+/// Load config, overrides, genesis and key from `home` and check they agree.
+pub fn load_home(home: &Path, overrides: &ConfigOverrides) -> Result<Loaded> {
+    let mut config = NodeConfig::load(home)?;
+    config.apply(overrides);
+    config
+        .validate()
+        .context("invalid configuration after command-line overrides")?;
+    let genesis = Genesis::load(&resolve(home, &config.genesis_file))?;
+    if genesis.chain_id != config.chain_id {
+        bail!(
+            "config field `chain_id` is {:?} but the genesis file says {:?}",
+            config.chain_id,
+            genesis.chain_id
+        );
+    }
+    let validators = genesis.validator_set()?;
+    let key = load_key(&resolve(home, &config.key_file))?;
+    let index = validators.index_of(&key.public()).ok_or_else(|| {
+        anyhow!(
+            "our public key {} is not a validator in the genesis file",
+            hex::encode(key.public().0)
+        )
+    })?;
+    let db_path = resolve(home, &config.db_path);
+    Ok(Loaded {
+        home: home.to_path_buf(),
+        config,
+        genesis,
+        validators,
+        key,
+        index,
+        db_path,
+    })
+}
+
+fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+}
+
+fn write_config(home: &Path, cfg: &NodeConfig) -> Result<()> {
+    let path = home.join(CONFIG_FILE);
+    std::fs::write(&path, cfg.to_toml()?)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Create a single-validator home: a fresh key, `config.toml` and a genesis naming only this
+/// validator. Fails if `home` already holds a config or key. Returns the public key.
+pub fn init_home(home: &Path, chain_id: &str, p2p_port: u16, rpc_port: u16) -> Result<PublicKey> {
+    if home.join(CONFIG_FILE).exists() {
+        bail!("{} already exists", home.join(CONFIG_FILE).display());
+    }
+    std::fs::create_dir_all(home)
+        .with_context(|| format!("cannot create home {}", home.display()))?;
+    let key = generate_key(&home.join(KEY_FILE))?;
+    let cfg = NodeConfig::new(chain_id, loopback(p2p_port), loopback(rpc_port));
+    cfg.validate()?;
+    let genesis = Genesis {
+        chain_id: chain_id.to_string(),
+        epoch: 0,
+        genesis_time_ms: now_unix_ms(),
+        validators: vec![GenesisValidator {
+            public_key: key.public(),
+            power: 1,
+            p2p_addr: cfg.p2p_listen,
+            rpc_addr: cfg.rpc_listen,
+        }],
+    };
+    genesis.save(&home.join(GENESIS_FILE))?;
+    write_config(home, &cfg)?;
+    Ok(key.public())
+}
+
+/// Create `n` homes `out_dir/node0 … node{n-1}` sharing one genesis; node `i` listens on
+/// `127.0.0.1:(base_p2p_port + i)` (UDP) and `127.0.0.1:(base_rpc_port + i)` (HTTP).
+/// Returns the home paths.
+pub fn generate_testnet(
+    out_dir: &Path,
+    n: usize,
+    base_p2p_port: u16,
+    base_rpc_port: u16,
+    chain_id: &str,
+) -> Result<Vec<PathBuf>> {
+    generate_testnet_with(out_dir, n, chain_id, |i| {
+        let i = u16::try_from(i).ok()?;
+        Some((base_p2p_port.checked_add(i)?, base_rpc_port.checked_add(i)?))
+    })
+}
+
+/// Like [`generate_testnet`] with a port function `i → (p2p_port, rpc_port)`.
+pub fn generate_testnet_with(
+    out_dir: &Path,
+    n: usize,
+    chain_id: &str,
+    ports: impl Fn(usize) -> Option<(u16, u16)>,
+) -> Result<Vec<PathBuf>> {
+    if n == 0 {
+        bail!("a testnet needs at least one validator");
+    }
+    let mut homes = Vec::with_capacity(n);
+    let mut validators = Vec::with_capacity(n);
+    let mut configs = Vec::with_capacity(n);
+    for i in 0..n {
+        let (p2p, rpc) = ports(i).ok_or_else(|| anyhow!("port overflow for node {i}"))?;
+        let home = out_dir.join(format!("node{i}"));
+        if home.join(CONFIG_FILE).exists() {
+            bail!("{} already exists", home.join(CONFIG_FILE).display());
+        }
+        std::fs::create_dir_all(&home)
+            .with_context(|| format!("cannot create {}", home.display()))?;
+        let key = generate_key(&home.join(KEY_FILE))?;
+        let cfg = NodeConfig::new(chain_id, loopback(p2p), loopback(rpc));
+        validators.push(GenesisValidator {
+            public_key: key.public(),
+            power: 1,
+            p2p_addr: cfg.p2p_listen,
+            rpc_addr: cfg.rpc_listen,
+        });
+        configs.push(cfg);
+        homes.push(home);
+    }
+    let genesis = Genesis {
+        chain_id: chain_id.to_string(),
+        epoch: 0,
+        genesis_time_ms: now_unix_ms(),
+        validators,
+    };
+    genesis.validator_set()?;
+    for (home, cfg) in homes.iter().zip(&configs) {
+        genesis.save(&home.join(GENESIS_FILE))?;
+        write_config(home, cfg)?;
+    }
+    Ok(homes)
+}

@@ -1,0 +1,686 @@
+//! The driver: one task owns the [`Core`] and turns its [`Action`]s into IO.
+//!
+//! It `select!`s over network events, the timer wheel, RPC commands, a gossip-flush tick and
+//! shutdown. Actions are executed in order; consecutive `PersistSafety`/`PersistBlock` actions
+//! are gathered into one synced RocksDB batch that is written before any later action runs
+//! (persist before send). Every storage error is fatal: the driver stops and returns it.
+
+use crate::app::{self, AppWrite, Payload, Transaction, TxHash};
+use crate::config::Genesis;
+use crate::mempool::{Mempool, MempoolError};
+use crate::metrics::Metrics;
+use crate::rpc_types::{EvidenceResponse, StatusResponse, ValidatorResponse};
+use anyhow::{Context, Result, anyhow};
+use consensus::{
+    Action, Block, BlockId, BlockRequest, BlockResponse, ConsensusMessage, Core, Domain, Event,
+    Evidence, FaultPolicy, Health, Millis, Timer, ValidatorIndex,
+};
+use fault::FaultTolerance;
+use network::{Misbehaviour, NetworkEvent, NetworkHandle, Topic};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use storage::{Op, RocksStore, Store, TxLocation, WriteBatch};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, error, info, warn};
+
+/// The store shared by the driver (writes) and the RPC server (reads).
+pub type SharedStore = Arc<Mutex<RocksStore>>;
+
+/// Lock the shared store (a poisoned lock is still usable: every write is atomic).
+pub fn lock(store: &SharedStore) -> MutexGuard<'_, RocksStore> {
+    store.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Largest block-sync response accepted or served, in bytes (the network's default cap).
+pub const MAX_SYNC_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+/// Largest block-sync request accepted, in bytes.
+const MAX_SYNC_REQUEST_BYTES: usize = 1024;
+/// Largest gossip message, in bytes (the network's default cap).
+const MAX_GOSSIP_BYTES: usize = 1024 * 1024;
+/// Flush gossiped transactions once this many bytes are buffered.
+const GOSSIP_FLUSH_BYTES: usize = 256 * 1024;
+/// Maximum evidence items listed over RPC.
+const MAX_EVIDENCE_LISTED: usize = 1000;
+
+/// Requests from the RPC server to the driver; each carries its reply channel.
+#[derive(Debug)]
+pub enum Command {
+    /// `GET /status`.
+    Status(oneshot::Sender<StatusResponse>),
+    /// `GET /validators`.
+    Validators(oneshot::Sender<Vec<ValidatorResponse>>),
+    /// `GET /evidence`.
+    Evidence(oneshot::Sender<Vec<EvidenceResponse>>),
+    /// `GET /health`.
+    Health(oneshot::Sender<Health>),
+    /// `POST /tx`, `POST /txs`: add to the mempool and gossip.
+    Submit {
+        /// Transactions, validated for size already.
+        txs: Vec<Transaction>,
+        /// One result per transaction.
+        reply: oneshot::Sender<Vec<Result<TxHash, MempoolError>>>,
+    },
+    /// Whether a transaction is pending.
+    IsPending(TxHash, oneshot::Sender<bool>),
+}
+
+/// Static facts the driver reports.
+pub struct DriverInfo {
+    /// Chain id.
+    pub chain_id: String,
+    /// The genesis (for validator addresses).
+    pub genesis: Genesis,
+    /// Maximum block payload in bytes.
+    pub max_block_bytes: usize,
+}
+
+/// The driver task's state.
+pub struct Driver {
+    core: Core<FaultTolerance>,
+    store: SharedStore,
+    net: NetworkHandle,
+    mempool: Mempool,
+    metrics: Arc<Metrics>,
+    info: DriverInfo,
+    domain: Domain,
+    start: Instant,
+    timers: BTreeMap<(Millis, u64), Timer>,
+    timer_seq: u64,
+    connected: BTreeSet<ValidatorIndex>,
+    /// Network request id → core request id.
+    fetches: HashMap<u64, u64>,
+    followups: VecDeque<Event>,
+    gossip_buf: Vec<Transaction>,
+    gossip_bytes: usize,
+    halted: bool,
+}
+
+impl Driver {
+    /// A driver around a started `core` (call [`Driver::run`] next).
+    pub fn new(
+        core: Core<FaultTolerance>,
+        store: SharedStore,
+        net: NetworkHandle,
+        mempool: Mempool,
+        metrics: Arc<Metrics>,
+        info: DriverInfo,
+    ) -> Self {
+        let domain = core.validators().domain().clone();
+        Driver {
+            core,
+            store,
+            net,
+            mempool,
+            metrics,
+            info,
+            domain,
+            start: Instant::now(),
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            connected: BTreeSet::new(),
+            fetches: HashMap::new(),
+            followups: VecDeque::new(),
+            gossip_buf: Vec::new(),
+            gossip_bytes: 0,
+            halted: false,
+        }
+    }
+
+    fn now(&self) -> Millis {
+        self.start.elapsed().as_millis() as Millis
+    }
+
+    /// Run until shutdown, the network stopping, or a fatal (storage) error.
+    pub async fn run(
+        mut self,
+        mut net_rx: mpsc::Receiver<NetworkEvent>,
+        mut cmd_rx: mpsc::Receiver<Command>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<()> {
+        self.step(Event::Start)?;
+        let mut gossip_tick = tokio::time::interval(Duration::from_millis(20));
+        let mut metrics_tick = tokio::time::interval(Duration::from_millis(500));
+        let result = loop {
+            let deadline = self
+                .timers
+                .keys()
+                .next()
+                .map(|(at, _)| self.start + Duration::from_millis(*at));
+            let r = tokio::select! {
+                biased;
+                _ = shutdown.changed() => break Ok(()),
+                ev = net_rx.recv() => match ev {
+                    Some(ev) => self.on_network(ev),
+                    None => break Err(anyhow!("network service stopped")),
+                },
+                _ = sleep_until(deadline), if deadline.is_some() => self.fire_timers(),
+                cmd = cmd_rx.recv() => match cmd {
+                    Some(cmd) => { self.on_command(cmd); Ok(()) }
+                    None => break Ok(()),
+                },
+                _ = gossip_tick.tick() => { self.flush_gossip(); Ok(()) }
+                _ = metrics_tick.tick() => { self.update_metrics(); Ok(()) }
+            };
+            if let Err(e) = r {
+                error!(error = %format!("{e:#}"), "fatal error, stopping the node");
+                break Err(e);
+            }
+        };
+        self.flush_gossip();
+        self.net.shutdown();
+        result
+    }
+
+    /// Feed one event to the core, execute its actions, then any follow-up events.
+    fn step(&mut self, event: Event) -> Result<()> {
+        self.followups.push_back(event);
+        while let Some(ev) = self.followups.pop_front() {
+            let now = self.now();
+            let actions = self.core.handle(now, ev);
+            self.execute(actions)?;
+        }
+        self.metrics.view.set(self.core.current_view().0 as i64);
+        Ok(())
+    }
+
+    fn execute(&mut self, actions: Vec<Action>) -> Result<()> {
+        let mut batch = WriteBatch::synced();
+        for action in actions {
+            match action {
+                Action::PersistSafety(s) => {
+                    batch.push(Op::PutSafety(*s));
+                }
+                Action::PersistBlock(b) => {
+                    let id = b.id(&self.domain);
+                    let summary = app::summarize(&b.payload, self.info.max_block_bytes);
+                    self.mempool.mark_in_flight(id, b.height, summary.tx_hashes);
+                    batch.push(Op::PutBlock { id, block: *b });
+                }
+                Action::SetTimer { timer, at } => {
+                    self.timer_seq += 1;
+                    self.timers.insert((at, self.timer_seq), timer);
+                }
+                other => {
+                    self.flush(&mut batch)?;
+                    self.perform(other)?;
+                }
+            }
+        }
+        self.flush(&mut batch)
+    }
+
+    /// Write the gathered persist batch (synced) if non-empty.
+    fn flush(&mut self, batch: &mut WriteBatch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let b = std::mem::replace(batch, WriteBatch::synced());
+        self.write(b).context("persisting safety data / blocks")
+    }
+
+    fn write(&self, batch: WriteBatch) -> Result<()> {
+        let t = Instant::now();
+        lock(&self.store).write(batch)?;
+        self.metrics
+            .rocksdb_write
+            .observe(t.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    fn perform(&mut self, action: Action) -> Result<()> {
+        match action {
+            Action::Send { to, msg } => self.net.send(to.0, msg.encode()),
+            Action::Broadcast(msg) => self.net.broadcast(msg.encode(), false),
+            Action::Commit { blocks, ids, .. } => self.on_commit(blocks, ids)?,
+            Action::Evidence(ev) => self.on_evidence(*ev)?,
+            Action::FetchBlocks {
+                request_id,
+                peer,
+                request,
+            } => {
+                let nid = self.net.request(peer.0, consensus::encode(&request));
+                self.fetches.insert(nid, request_id);
+                self.metrics.sync_requests.inc();
+                debug!(request_id, peer = peer.0, target = %request.target, "block sync request");
+            }
+            Action::RequestPayload { view, height, .. } => {
+                let txs = self.mempool.take(self.info.max_block_bytes);
+                debug!(
+                    view = view.0,
+                    height = height.0,
+                    txs = txs.len(),
+                    "proposing"
+                );
+                let payload = Payload::Transactions(txs).encode();
+                self.followups
+                    .push_back(Event::PayloadReady { view, payload });
+            }
+            Action::SafetyViolation(msg) => {
+                self.halted = true;
+                error!(reason = %msg, "SAFETY VIOLATION: the core halted and signs nothing more; operator intervention required");
+            }
+            // Handled in `execute`.
+            Action::PersistSafety(_) | Action::PersistBlock(_) | Action::SetTimer { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Apply committed blocks: application writes, tx index, commit records and any missing
+    /// block bodies in ONE synced batch; then mempool cleanup, metrics and a log line.
+    fn on_commit(&mut self, blocks: Vec<Block>, ids: Vec<BlockId>) -> Result<()> {
+        let limit = self.info.max_block_bytes;
+        let mut batch = WriteBatch::synced();
+        let mut applied_now: HashSet<TxHash> = HashSet::new();
+        let mut applied_all = Vec::new();
+        let mut skipped = 0u64;
+        let mut tip = None;
+        {
+            let store = lock(&self.store);
+            for (block, id) in blocks.iter().zip(&ids) {
+                tip = Some((block.height, block.view, *id));
+                if store.committed_id(block.height)? == Some(*id) {
+                    continue; // already applied (idempotent)
+                }
+                if store.block(id)?.is_none() {
+                    batch.push(Op::PutBlock {
+                        id: *id,
+                        block: block.clone(),
+                    });
+                }
+                let mut err = None;
+                let res = app::apply_block(block, *id, limit, |h| {
+                    if applied_now.contains(h) {
+                        return true;
+                    }
+                    match store.tx_location(h) {
+                        Ok(loc) => loc.is_some(),
+                        Err(e) => {
+                            err = Some(e);
+                            true
+                        }
+                    }
+                });
+                if let Some(e) = err {
+                    return Err(e.into());
+                }
+                if res.invalid_payload {
+                    warn!(height = block.height.0, id = %id, "committed block has an undecodable payload; skipped");
+                }
+                skipped += res.skipped;
+                for w in res.writes {
+                    batch.push(to_store_op(w));
+                }
+                for ev in &block.evidence {
+                    batch.push(Op::PutEvidence(ev.clone()));
+                }
+                batch.push(Op::Commit {
+                    height: block.height,
+                    id: *id,
+                });
+                applied_now.extend(res.applied.iter().copied());
+                applied_all.extend(res.applied);
+            }
+        }
+        self.write(batch).context("writing a commit")?;
+        let Some((height, view, id)) = tip else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        for t in self.mempool.on_commit(&ids, height, &applied_all) {
+            self.metrics
+                .commit_latency
+                .observe(now.duration_since(t).as_secs_f64());
+        }
+        self.metrics.commits.inc_by(blocks.len() as u64);
+        self.metrics.committed_height.set(height.0 as i64);
+        self.metrics.skipped_txs.inc_by(skipped);
+        self.metrics.mempool_txs.set(self.mempool.len() as i64);
+        self.metrics.mempool_bytes.set(self.mempool.bytes() as i64);
+        info!(
+            view = view.0,
+            height = height.0,
+            id = %id,
+            blocks = blocks.len(),
+            txs = applied_all.len(),
+            skipped,
+            "committed"
+        );
+        Ok(())
+    }
+
+    fn on_evidence(&mut self, ev: Evidence) -> Result<()> {
+        warn!(
+            id = %ev.id(),
+            kind = ev.kind().as_str(),
+            offender = ev.offender().0,
+            view = ev.view().0,
+            "Byzantine behaviour detected"
+        );
+        self.metrics.count_evidence(ev.kind().as_str());
+        let bytes = consensus::encode(&ev);
+        let batch = WriteBatch {
+            sync: false,
+            ops: vec![Op::PutEvidence(ev)],
+        };
+        self.write(batch).context("storing evidence")?;
+        self.net.publish(Topic::Evidence, bytes);
+        Ok(())
+    }
+
+    fn fire_timers(&mut self) -> Result<()> {
+        let now = self.now();
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let timer = entry.remove();
+            self.step(Event::Timer(timer))?;
+        }
+        Ok(())
+    }
+
+    fn on_network(&mut self, ev: NetworkEvent) -> Result<()> {
+        match ev {
+            NetworkEvent::Consensus { from, bytes } => match ConsensusMessage::decode(&bytes) {
+                Ok(msg) => self.step(Event::Message {
+                    from: ValidatorIndex(from),
+                    msg,
+                })?,
+                Err(e) => {
+                    self.metrics.invalid_messages.inc();
+                    self.net.report(from, Misbehaviour::Undecodable);
+                    debug!(from, error = %e, "undecodable consensus message");
+                }
+            },
+            NetworkEvent::SyncRequest {
+                from,
+                request_id,
+                bytes,
+            } => {
+                let resp = match consensus::decode::<BlockRequest>(&bytes, MAX_SYNC_REQUEST_BYTES) {
+                    Ok(req) => {
+                        lock(&self.store).serve_blocks(&req, MAX_SYNC_RESPONSE_BYTES - 1024)?
+                    }
+                    Err(_) => {
+                        self.metrics.invalid_messages.inc();
+                        self.net.report(from, Misbehaviour::Undecodable);
+                        BlockResponse::default()
+                    }
+                };
+                self.net.respond(request_id, consensus::encode(&resp));
+            }
+            NetworkEvent::SyncResponse {
+                from,
+                request_id,
+                result,
+            } => {
+                let Some(core_id) = self.fetches.remove(&request_id) else {
+                    return Ok(());
+                };
+                let event = match result
+                    .map(|b| consensus::decode::<BlockResponse>(&b, MAX_SYNC_RESPONSE_BYTES))
+                {
+                    Ok(Ok(response)) => Event::BlocksFetched {
+                        request_id: core_id,
+                        from: ValidatorIndex(from),
+                        response,
+                    },
+                    Ok(Err(_)) => {
+                        self.metrics.invalid_messages.inc();
+                        self.net.report(from, Misbehaviour::Undecodable);
+                        Event::FetchFailed {
+                            request_id: core_id,
+                        }
+                    }
+                    Err(reason) => {
+                        debug!(from, %reason, "block sync request failed");
+                        Event::FetchFailed {
+                            request_id: core_id,
+                        }
+                    }
+                };
+                self.step(event)?;
+            }
+            NetworkEvent::Gossip { topic, bytes, .. } => match topic {
+                Topic::Transactions => self.on_tx_gossip(&bytes)?,
+                Topic::Evidence => match consensus::decode::<Evidence>(&bytes, MAX_GOSSIP_BYTES) {
+                    Ok(ev) => self.step(Event::EvidenceReceived(ev))?,
+                    Err(_) => {
+                        self.metrics.invalid_messages.inc();
+                    }
+                },
+            },
+            NetworkEvent::PeerConnected { index } => {
+                if self.connected.insert(ValidatorIndex(index)) {
+                    self.on_connectivity()?;
+                }
+            }
+            NetworkEvent::PeerDisconnected { index } => {
+                if self.connected.remove(&ValidatorIndex(index)) {
+                    self.on_connectivity()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_connectivity(&mut self) -> Result<()> {
+        self.metrics.peers.set(self.connected.len() as i64);
+        let connected = self.connected.iter().copied().collect();
+        self.step(Event::Connectivity { connected })
+    }
+
+    fn is_committed(&self, hash: &TxHash) -> Result<bool> {
+        Ok(lock(&self.store).tx_location(hash)?.is_some())
+    }
+
+    fn on_tx_gossip(&mut self, bytes: &[u8]) -> Result<()> {
+        let txs: Vec<Transaction> = match consensus::decode(bytes, MAX_GOSSIP_BYTES) {
+            Ok(t) => t,
+            Err(_) => {
+                self.metrics.invalid_messages.inc();
+                return Ok(());
+            }
+        };
+        let now = Instant::now();
+        for tx in txs {
+            let committed = self.is_committed(&tx.hash())?;
+            // Duplicates and full pools are expected with gossip; the submitter was answered
+            // by the node it submitted to.
+            let _ = self.mempool.insert(tx, committed, now);
+        }
+        Ok(())
+    }
+
+    fn submit(&mut self, txs: Vec<Transaction>) -> Vec<Result<TxHash, MempoolError>> {
+        let now = Instant::now();
+        let mut out = Vec::with_capacity(txs.len());
+        for tx in txs {
+            let committed = match self.is_committed(&tx.hash()) {
+                Ok(c) => c,
+                Err(e) => {
+                    error!(error = %e, "reading the tx index failed");
+                    false
+                }
+            };
+            let size = tx.encoded_len();
+            let r = self.mempool.insert(tx.clone(), committed, now);
+            if r.is_ok() {
+                self.gossip_bytes += size;
+                self.gossip_buf.push(tx);
+                if self.gossip_bytes >= GOSSIP_FLUSH_BYTES {
+                    self.flush_gossip();
+                }
+            }
+            out.push(r);
+        }
+        self.metrics.mempool_txs.set(self.mempool.len() as i64);
+        self.metrics.mempool_bytes.set(self.mempool.bytes() as i64);
+        out
+    }
+
+    fn flush_gossip(&mut self) {
+        if self.gossip_buf.is_empty() {
+            return;
+        }
+        let txs = std::mem::take(&mut self.gossip_buf);
+        self.gossip_bytes = 0;
+        self.net
+            .publish(Topic::Transactions, consensus::encode(&txs));
+    }
+
+    fn update_metrics(&mut self) {
+        let st = self.core.status(self.now());
+        self.metrics.view.set(st.view.0 as i64);
+        self.metrics
+            .committed_height
+            .set(st.committed_height.0 as i64);
+        Metrics::sync_counter(&self.metrics.proposals, st.counters.proposals_sent);
+        Metrics::sync_counter(&self.metrics.votes, st.counters.votes_sent);
+        Metrics::sync_counter(&self.metrics.timeouts, st.counters.timeouts_sent);
+        Metrics::sync_counter(&self.metrics.tcs, st.counters.tcs_formed);
+        let isolated = st
+            .validators
+            .iter()
+            .filter(|v| v.state == consensus::ValidatorState::Isolated)
+            .count();
+        self.metrics.isolated_validators.set(isolated as i64);
+        self.metrics.mempool_txs.set(self.mempool.len() as i64);
+        self.metrics.mempool_bytes.set(self.mempool.bytes() as i64);
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        // A dropped reply channel means the HTTP client went away: nothing to do.
+        match cmd {
+            Command::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Command::Validators(reply) => {
+                let _ = reply.send(self.validators());
+            }
+            Command::Evidence(reply) => {
+                let _ = reply.send(self.evidence());
+            }
+            Command::Health(reply) => {
+                let _ = reply.send(self.core.status(self.now()).health);
+            }
+            Command::Submit { txs, reply } => {
+                let r = self.submit(txs);
+                let _ = reply.send(r);
+            }
+            Command::IsPending(hash, reply) => {
+                let _ = reply.send(self.mempool.contains(&hash));
+            }
+        }
+    }
+
+    fn status(&self) -> StatusResponse {
+        let st = self.core.status(self.now());
+        let sync_state = if st.halted || self.halted {
+            "halted"
+        } else if st.syncing {
+            "syncing"
+        } else {
+            "synced"
+        };
+        StatusResponse {
+            chain_id: self.info.chain_id.clone(),
+            validator_index: st.me.0,
+            peer_id: self.net.local_peer_id().to_string(),
+            view: st.view.0,
+            leader: st.leader.0,
+            committed_height: st.committed_height.0,
+            last_commit_id: st.last_commit_id.to_hex(),
+            high_qc_view: st.lock_view.0,
+            high_qc_block: st.lock_block.to_hex(),
+            high_tc_view: st.high_tc_view.map(|v| v.0),
+            health: format!("{:?}", st.health),
+            sync_state: sync_state.to_string(),
+            mempool_txs: self.mempool.len(),
+            mempool_bytes: self.mempool.bytes(),
+            peers_connected: self.connected.len(),
+        }
+    }
+
+    fn validators(&self) -> Vec<ValidatorResponse> {
+        let st = self.core.status(self.now());
+        let vs = self.core.validators();
+        vs.indices()
+            .map(|i| {
+                let pk = vs
+                    .public_key(i)
+                    .copied()
+                    .unwrap_or(consensus::PublicKey([0; 32]));
+                let entry = self.info.genesis.entry(vs, i);
+                let s = st.validators.iter().find(|s| s.index == i);
+                ValidatorResponse {
+                    index: i.0,
+                    public_key: hex::encode(pk.0),
+                    power: vs.power(i),
+                    p2p_addr: entry.map(|e| e.p2p_addr.to_string()).unwrap_or_default(),
+                    peer_id: network::peer_id_of(&pk.0)
+                        .map(|p| p.to_string())
+                        .unwrap_or_default(),
+                    state: s.map_or("Active".to_string(), |s| format!("{:?}", s.state)),
+                    weight: s.map_or(0, |s| s.weight),
+                    proposed: s.map_or(0, |s| s.proposed),
+                    failed: s.map_or(0, |s| s.failed),
+                    voted: s.map_or(0, |s| s.voted),
+                    invalid_messages: s.map_or(0, |s| s.invalid_messages),
+                    evidence: s.map_or(0, |s| s.evidence),
+                    convicted: s.is_some_and(|s| s.convicted),
+                    is_leader: st.leader == i,
+                }
+            })
+            .collect()
+    }
+
+    fn evidence(&self) -> Vec<EvidenceResponse> {
+        let policy = self.core.policy();
+        let mut items = policy.evidence(MAX_EVIDENCE_LISTED);
+        match lock(&self.store).evidence(MAX_EVIDENCE_LISTED) {
+            Ok(stored) => items.extend(stored),
+            Err(e) => error!(error = %e, "reading evidence failed"),
+        }
+        let mut seen = HashSet::new();
+        items
+            .into_iter()
+            .filter(|e| seen.insert(e.id()))
+            .map(|e| EvidenceResponse {
+                id: e.id().to_hex(),
+                kind: e.kind().as_str().to_string(),
+                offender: e.offender().0,
+                view: e.view().0,
+                committed: policy.evidence_state(e.key()) == Some(true),
+            })
+            .collect()
+    }
+}
+
+fn to_store_op(w: AppWrite) -> Op {
+    match w {
+        AppWrite::Put { key, value } => Op::AppPut { key, value },
+        AppWrite::Delete { key } => Op::AppDelete { key },
+        AppWrite::IndexTx {
+            hash,
+            height,
+            block_id,
+            index,
+        } => Op::IndexTx {
+            hash,
+            location: TxLocation {
+                height,
+                block_id,
+                index,
+            },
+        },
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,175 @@
+//! Prometheus metrics (`bftnode_*`) in an injected [`Registry`]: no global statics, so several
+//! nodes can share a process (integration tests, the simulator).
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::Mutex;
+
+/// Labels of `bftnode_evidence_total`.
+pub type KindLabels = Vec<(String, String)>;
+
+/// The node's metrics. Cheap to update from the driver; encoded by the RPC server.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    /// Current view.
+    pub view: Gauge,
+    /// Highest committed height.
+    pub committed_height: Gauge,
+    /// Blocks committed.
+    pub commits: Counter,
+    /// Transaction submit → commit latency (seconds), for transactions submitted here.
+    pub commit_latency: Histogram,
+    /// Proposals sent.
+    pub proposals: Counter,
+    /// Votes sent.
+    pub votes: Counter,
+    /// Timeouts sent.
+    pub timeouts: Counter,
+    /// TCs formed.
+    pub tcs: Counter,
+    /// Evidence items, by kind.
+    pub evidence: Family<KindLabels, Counter>,
+    /// Validators currently isolated from leadership.
+    pub isolated_validators: Gauge,
+    /// Connected validator peers.
+    pub peers: Gauge,
+    /// Pending transactions.
+    pub mempool_txs: Gauge,
+    /// Pending transaction bytes.
+    pub mempool_bytes: Gauge,
+    /// Duration of synced RocksDB writes (seconds).
+    pub rocksdb_write: Histogram,
+    /// Block-sync requests issued.
+    pub sync_requests: Counter,
+    /// Invalid messages received (undecodable or rejected by the core).
+    pub invalid_messages: Counter,
+    /// Transactions skipped while applying committed blocks (invalid or replayed).
+    pub skipped_txs: Counter,
+}
+
+impl Metrics {
+    /// Create and register every metric in a fresh registry.
+    pub fn new() -> Self {
+        let mut r = Registry::default();
+        let m = Metrics {
+            registry: Mutex::new(Registry::default()),
+            view: Gauge::default(),
+            committed_height: Gauge::default(),
+            commits: Counter::default(),
+            commit_latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            proposals: Counter::default(),
+            votes: Counter::default(),
+            timeouts: Counter::default(),
+            tcs: Counter::default(),
+            evidence: Family::default(),
+            isolated_validators: Gauge::default(),
+            peers: Gauge::default(),
+            mempool_txs: Gauge::default(),
+            mempool_bytes: Gauge::default(),
+            rocksdb_write: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            sync_requests: Counter::default(),
+            invalid_messages: Counter::default(),
+            skipped_txs: Counter::default(),
+        };
+        r.register("bftnode_view", "Current consensus view", m.view.clone());
+        r.register(
+            "bftnode_committed_height",
+            "Highest committed height",
+            m.committed_height.clone(),
+        );
+        r.register("bftnode_commits", "Blocks committed", m.commits.clone());
+        r.register(
+            "bftnode_commit_latency_seconds",
+            "Transaction submit to commit latency",
+            m.commit_latency.clone(),
+        );
+        r.register("bftnode_proposals", "Proposals sent", m.proposals.clone());
+        r.register("bftnode_votes", "Votes signed", m.votes.clone());
+        r.register("bftnode_timeouts", "Timeouts signed", m.timeouts.clone());
+        r.register("bftnode_tcs", "Timeout certificates formed", m.tcs.clone());
+        r.register(
+            "bftnode_evidence",
+            "Evidence items by kind",
+            m.evidence.clone(),
+        );
+        r.register(
+            "bftnode_isolated_validators",
+            "Validators isolated from leadership",
+            m.isolated_validators.clone(),
+        );
+        r.register(
+            "bftnode_peers",
+            "Connected validator peers",
+            m.peers.clone(),
+        );
+        r.register(
+            "bftnode_mempool_txs",
+            "Pending transactions",
+            m.mempool_txs.clone(),
+        );
+        r.register(
+            "bftnode_mempool_bytes",
+            "Pending transaction bytes",
+            m.mempool_bytes.clone(),
+        );
+        r.register(
+            "bftnode_rocksdb_write_seconds",
+            "Synced RocksDB write duration",
+            m.rocksdb_write.clone(),
+        );
+        r.register(
+            "bftnode_sync_requests",
+            "Block-sync requests issued",
+            m.sync_requests.clone(),
+        );
+        r.register(
+            "bftnode_invalid_messages",
+            "Invalid messages received",
+            m.invalid_messages.clone(),
+        );
+        r.register(
+            "bftnode_skipped_txs",
+            "Committed transactions skipped (invalid or replayed)",
+            m.skipped_txs.clone(),
+        );
+        if let Ok(mut g) = m.registry.lock() {
+            *g = r;
+        }
+        m
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Ok(r) = self.registry.lock() {
+            // Writing into a String cannot fail.
+            let _ = encode(&mut out, &r);
+        }
+        out
+    }
+
+    /// Set a counter to at least `value` (mirrors a monotone core counter).
+    pub fn sync_counter(c: &Counter, value: u64) {
+        let cur = c.get();
+        if value > cur {
+            c.inc_by(value - cur);
+        }
+    }
+
+    /// Count one evidence item of `kind`.
+    pub fn count_evidence(&self, kind: &str) {
+        self.evidence
+            .get_or_create(&vec![("kind".to_string(), kind.to_string())])
+            .inc();
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

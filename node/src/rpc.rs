@@ -1,0 +1,376 @@
+//! The HTTP/JSON RPC server (axum). Bodies are the structs of [`crate::rpc_types`].
+//!
+//! Reads of committed data (blocks, transactions, keys) go straight to the store; everything
+//! about live state (status, validators, evidence, health, submissions) is a [`Command`] to
+//! the driver task with a oneshot reply. Every error is a JSON [`ErrorResponse`]: 400 for bad
+//! input, 404 for unknown items, 413 for bodies over [`MAX_BODY_BYTES`], 503 when the mempool is
+//! full or the node is stopping.
+
+use crate::app::{self, Transaction};
+use crate::driver::{Command, SharedStore, lock};
+use crate::mempool::MempoolError;
+use crate::metrics::Metrics;
+use crate::rpc_types::*;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use consensus::{Block, BlockId, Digest, Health};
+use network::NetworkHandle;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// What the handlers share.
+pub struct RpcState {
+    /// The store (read-only use here).
+    pub store: SharedStore,
+    /// Commands to the driver.
+    pub cmd: mpsc::Sender<Command>,
+    /// The network (peer list).
+    pub net: NetworkHandle,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Maximum block payload (bytes), the decoding bound for payloads.
+    pub max_block_bytes: usize,
+}
+
+type St = State<Arc<RpcState>>;
+
+/// An error reply.
+pub struct ApiError(StatusCode, String);
+
+impl ApiError {
+    fn bad(msg: impl Into<String>) -> Self {
+        ApiError(StatusCode::BAD_REQUEST, msg.into())
+    }
+    fn not_found(msg: impl Into<String>) -> Self {
+        ApiError(StatusCode::NOT_FOUND, msg.into())
+    }
+    fn internal(msg: impl std::fmt::Display) -> Self {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, msg.to_string())
+    }
+    fn stopped() -> Self {
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, "node is stopping".into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(ErrorResponse { error: self.1 })).into_response()
+    }
+}
+
+type ApiResult<T> = Result<axum::Json<T>, ApiError>;
+
+/// The router with every route.
+pub fn router(state: Arc<RpcState>) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/blocks/latest", get(block_latest))
+        .route("/blocks/{height}", get(block_at))
+        .route("/tx/{hash}", get(tx_get))
+        .route("/tx", post(tx_post))
+        .route("/txs", post(txs_post))
+        .route("/kv/{key}", get(kv_get))
+        .route("/validators", get(validators))
+        .route("/peers", get(peers))
+        .route("/evidence", get(evidence))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn ask<T>(
+    st: &RpcState,
+    make: impl FnOnce(oneshot::Sender<T>) -> Command,
+) -> Result<T, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    st.cmd
+        .send(make(tx))
+        .await
+        .map_err(|_| ApiError::stopped())?;
+    rx.await.map_err(|_| ApiError::stopped())
+}
+
+async fn status(State(st): St) -> ApiResult<StatusResponse> {
+    Ok(axum::Json(ask(&st, Command::Status).await?))
+}
+
+async fn validators(State(st): St) -> ApiResult<Vec<ValidatorResponse>> {
+    Ok(axum::Json(ask(&st, Command::Validators).await?))
+}
+
+async fn evidence(State(st): St) -> ApiResult<Vec<EvidenceResponse>> {
+    Ok(axum::Json(ask(&st, Command::Evidence).await?))
+}
+
+async fn health(State(st): St) -> Result<Response, ApiError> {
+    let h = ask(&st, Command::Health).await?;
+    let ok = h == Health::Normal;
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = HealthResponse {
+        health: format!("{h:?}"),
+        ok,
+    };
+    Ok((code, axum::Json(body)).into_response())
+}
+
+async fn metrics(State(st): St) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        st.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn peers(State(st): St) -> ApiResult<Vec<PeerResponse>> {
+    let peers = st.net.peers().await;
+    Ok(axum::Json(
+        peers
+            .into_iter()
+            .map(|p| PeerResponse {
+                index: p.index,
+                peer_id: p.peer_id.to_string(),
+                connected: p.connected,
+                address: p.address.to_string(),
+                score: p.score,
+                banned: p.banned,
+                msgs_in: p.msgs_in,
+                msgs_out: p.msgs_out,
+                dropped: p.dropped,
+                rtt_ms: p.rtt_ms,
+            })
+            .collect(),
+    ))
+}
+
+fn block_json(st: &RpcState, id: BlockId, b: &Block) -> BlockResponse {
+    let s = app::summarize(&b.payload, st.max_block_bytes);
+    BlockResponse {
+        height: b.height.0,
+        id: id.to_hex(),
+        view: b.view.0,
+        parent: b.parent.to_hex(),
+        proposer: b.proposer.0,
+        justify_view: b.justify.view().0,
+        tx_count: s.tx_hashes.len(),
+        tx_hashes: s.tx_hashes.iter().map(Digest::to_hex).collect(),
+        evidence_count: b.evidence.len(),
+        payload_bytes: b.payload.len(),
+        payload_invalid: s.invalid,
+    }
+}
+
+fn committed_block(st: &RpcState, height: Option<u64>) -> Result<BlockResponse, ApiError> {
+    use storage::Store as _;
+    let store = lock(&st.store);
+    let id = match height {
+        None => store
+            .committed_tip()
+            .map_err(ApiError::internal)?
+            .map(|(_, id)| id),
+        Some(h) => store
+            .committed_id(consensus::Height(h))
+            .map_err(ApiError::internal)?,
+    };
+    let Some(id) = id else {
+        return Err(ApiError::not_found(match height {
+            Some(h) => format!("no committed block at height {h}"),
+            None => "no committed block".to_string(),
+        }));
+    };
+    let block = store
+        .block(&id)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::internal(format!("committed block {id} missing from store")))?;
+    drop(store);
+    Ok(block_json(st, id, &block))
+}
+
+async fn block_latest(State(st): St) -> ApiResult<BlockResponse> {
+    Ok(axum::Json(committed_block(&st, None)?))
+}
+
+async fn block_at(State(st): St, Path(height): Path<String>) -> ApiResult<BlockResponse> {
+    let h: u64 = height.parse().map_err(|_| {
+        ApiError::bad(format!(
+            "height must be a non-negative integer, got {height:?}"
+        ))
+    })?;
+    Ok(axum::Json(committed_block(&st, Some(h))?))
+}
+
+async fn tx_get(State(st): St, Path(hash): Path<String>) -> ApiResult<TxResponse> {
+    use storage::Store as _;
+    let h =
+        Digest::from_hex(&hash).ok_or_else(|| ApiError::bad("hash must be 64 hex characters"))?;
+    let loc = lock(&st.store)
+        .tx_location(&h)
+        .map_err(ApiError::internal)?;
+    let mut r = TxResponse {
+        hash: h.to_hex(),
+        status: TxStatus::Unknown,
+        height: None,
+        block_id: None,
+        index: None,
+    };
+    if let Some(loc) = loc {
+        r.status = TxStatus::Committed;
+        r.height = Some(loc.height.0);
+        r.block_id = Some(loc.block_id.to_hex());
+        r.index = Some(loc.index);
+    } else if ask(&st, |tx| Command::IsPending(h, tx)).await? {
+        r.status = TxStatus::Pending;
+    }
+    Ok(axum::Json(r))
+}
+
+async fn kv_get(State(st): St, Path(key): Path<String>) -> ApiResult<KvResponse> {
+    use storage::Store as _;
+    let v = lock(&st.store)
+        .app_get(key.as_bytes())
+        .map_err(ApiError::internal)?;
+    let (value, value_hex) = match v {
+        None => (None, false),
+        Some(v) => match String::from_utf8(v) {
+            Ok(s) => (Some(s), false),
+            Err(e) => (Some(hex::encode(e.into_bytes())), true),
+        },
+    };
+    Ok(axum::Json(KvResponse {
+        key,
+        found: value.is_some(),
+        value,
+        value_hex,
+    }))
+}
+
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|r| {
+        let code = r.status();
+        let msg = if code == StatusCode::PAYLOAD_TOO_LARGE {
+            format!("request body exceeds {MAX_BODY_BYTES} bytes")
+        } else {
+            r.body_text()
+        };
+        ApiError(code, msg)
+    })
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))
+}
+
+fn to_tx(req: TxRequest) -> Result<Transaction, String> {
+    let tx = match req {
+        TxRequest::Put { key, value, nonce } => Transaction::put(key, value, nonce),
+        TxRequest::Delete { key, nonce } => Transaction::delete(key, nonce),
+    };
+    tx.validate().map_err(|e| e.to_string())?;
+    Ok(tx)
+}
+
+fn mempool_status(e: &MempoolError) -> StatusCode {
+    match e {
+        MempoolError::Full { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        MempoolError::AlreadyPending { .. } | MempoolError::AlreadyCommitted { .. } => {
+            StatusCode::CONFLICT
+        }
+        MempoolError::Invalid(_) => StatusCode::BAD_REQUEST,
+    }
+}
+
+async fn tx_post(State(st): St, body: Result<Bytes, BytesRejection>) -> ApiResult<SubmitResponse> {
+    let bytes = body_bytes(body)?;
+    let req: TxRequest = parse_json(&bytes)?;
+    let tx = to_tx(req).map_err(ApiError::bad)?;
+    let mut results = ask(&st, |reply| Command::Submit {
+        txs: vec![tx],
+        reply,
+    })
+    .await?;
+    match results.pop() {
+        Some(Ok(hash)) => Ok(axum::Json(SubmitResponse {
+            hash: hash.to_hex(),
+        })),
+        Some(Err(e)) => Err(ApiError(mempool_status(&e), e.to_string())),
+        None => Err(ApiError::stopped()),
+    }
+}
+
+async fn txs_post(
+    State(st): St,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let bytes = body_bytes(body)?;
+    let req: BatchRequest = parse_json(&bytes)?;
+    if req.txs.len() > MAX_BATCH_TXS {
+        return Err(ApiError::bad(format!(
+            "batch of {} transactions exceeds {MAX_BATCH_TXS}",
+            req.txs.len()
+        )));
+    }
+    let mut errors = Vec::new();
+    let mut valid = Vec::new();
+    let mut positions = Vec::new();
+    for (index, r) in req.txs.into_iter().enumerate() {
+        match to_tx(r) {
+            Ok(tx) => {
+                valid.push(tx);
+                positions.push(index);
+            }
+            Err(error) => errors.push(BatchError { index, error }),
+        }
+    }
+    let results = if valid.is_empty() {
+        Vec::new()
+    } else {
+        ask(&st, |reply| Command::Submit { txs: valid, reply }).await?
+    };
+    let mut hashes = Vec::new();
+    let mut all_full = !results.is_empty();
+    for (index, r) in positions.into_iter().zip(results) {
+        match r {
+            Ok(h) => {
+                all_full = false;
+                hashes.push(h.to_hex());
+            }
+            Err(e) => {
+                if !matches!(e, MempoolError::Full { .. }) {
+                    all_full = false;
+                }
+                errors.push(BatchError {
+                    index,
+                    error: e.to_string(),
+                });
+            }
+        }
+    }
+    errors.sort_by_key(|e| e.index);
+    let body = BatchResponse {
+        accepted: hashes.len(),
+        hashes,
+        errors,
+    };
+    let code = if all_full {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    Ok((code, axum::Json(body)).into_response())
+}

@@ -1,0 +1,263 @@
+//! JSON bodies of the RPC server. The CLI deserializes these same structs.
+//!
+//! Ids and hashes are lower-case hex strings; heights, views and indices are numbers.
+
+use serde::{Deserialize, Serialize};
+
+/// `GET /status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusResponse {
+    /// Chain id.
+    pub chain_id: String,
+    /// Our validator index.
+    pub validator_index: u16,
+    /// Our libp2p peer id.
+    pub peer_id: String,
+    /// Current view.
+    pub view: u64,
+    /// Leader of the current view.
+    pub leader: u16,
+    /// Highest committed height.
+    pub committed_height: u64,
+    /// Id of the highest committed block.
+    pub last_commit_id: String,
+    /// View of the high QC (= lock).
+    pub high_qc_view: u64,
+    /// Block of the high QC.
+    pub high_qc_block: String,
+    /// View of the highest TC, if any.
+    pub high_tc_view: Option<u64>,
+    /// `Normal`, `Partitioned`, `Recovering` or `UnderAttack`.
+    pub health: String,
+    /// `synced`, `syncing` or `halted`.
+    pub sync_state: String,
+    /// Pending transactions.
+    pub mempool_txs: usize,
+    /// Pending transaction bytes.
+    pub mempool_bytes: usize,
+    /// Connected validator peers.
+    pub peers_connected: usize,
+}
+
+/// `GET /blocks/latest`, `GET /blocks/{height}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockResponse {
+    /// Height.
+    pub height: u64,
+    /// Block id.
+    pub id: String,
+    /// View it was proposed in.
+    pub view: u64,
+    /// Parent id.
+    pub parent: String,
+    /// Proposer index.
+    pub proposer: u16,
+    /// View of its justify QC.
+    pub justify_view: u64,
+    /// Transactions in the payload.
+    pub tx_count: usize,
+    /// Their hashes, in payload order.
+    pub tx_hashes: Vec<String>,
+    /// Evidence items it carries.
+    pub evidence_count: usize,
+    /// Payload size in bytes.
+    pub payload_bytes: usize,
+    /// Whether the payload failed to decode (it was skipped when applied).
+    #[serde(default)]
+    pub payload_invalid: bool,
+}
+
+/// Status of a transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TxStatus {
+    /// In this node's mempool.
+    Pending,
+    /// Committed.
+    Committed,
+    /// Not known to this node.
+    Unknown,
+}
+
+/// `GET /tx/{hash}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxResponse {
+    /// Transaction hash.
+    pub hash: String,
+    /// Status.
+    pub status: TxStatus,
+    /// Committed height.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u64>,
+    /// Committed block id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_id: Option<String>,
+    /// Position in the block's payload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
+}
+
+/// `GET /kv/{key}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvResponse {
+    /// The key asked for.
+    pub key: String,
+    /// Whether it is set.
+    pub found: bool,
+    /// The value: UTF-8 text, or hex if `value_hex`.
+    pub value: Option<String>,
+    /// Whether `value` is hex (the value is not valid UTF-8).
+    #[serde(default)]
+    pub value_hex: bool,
+}
+
+/// One entry of `GET /validators`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidatorResponse {
+    /// Index.
+    pub index: u16,
+    /// Public key (hex).
+    pub public_key: String,
+    /// Voting power.
+    pub power: u64,
+    /// QUIC address from genesis.
+    pub p2p_addr: String,
+    /// libp2p peer id.
+    pub peer_id: String,
+    /// `Active`, `Suspected`, `Isolated` or `Rehabilitated`.
+    pub state: String,
+    /// Election weight (0 = excluded).
+    pub weight: u64,
+    /// Blocks proposed in the reputation window.
+    pub proposed: u64,
+    /// Missed proposals in the window.
+    pub failed: u64,
+    /// Votes in the window.
+    pub voted: u64,
+    /// Invalid messages seen from it.
+    pub invalid_messages: u64,
+    /// Evidence items against it.
+    pub evidence: u64,
+    /// Whether committed evidence exists against it.
+    pub convicted: bool,
+    /// Whether it leads the current view.
+    pub is_leader: bool,
+}
+
+/// One entry of `GET /peers`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeerResponse {
+    /// Validator index.
+    pub index: u16,
+    /// libp2p peer id.
+    pub peer_id: String,
+    /// Whether connected.
+    pub connected: bool,
+    /// Configured address.
+    pub address: String,
+    /// Misbehaviour score.
+    pub score: i32,
+    /// Whether banned.
+    pub banned: bool,
+    /// Frames received.
+    pub msgs_in: u64,
+    /// Frames sent.
+    pub msgs_out: u64,
+    /// Frames dropped.
+    pub dropped: u64,
+    /// Last ping RTT (ms).
+    pub rtt_ms: Option<f64>,
+}
+
+/// One entry of `GET /evidence`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceResponse {
+    /// Evidence id (hex).
+    pub id: String,
+    /// Kind (`double_vote`, …).
+    pub kind: String,
+    /// Accused validator.
+    pub offender: u16,
+    /// View of the offence.
+    pub view: u64,
+    /// Whether a committed block carries it.
+    pub committed: bool,
+}
+
+/// `GET /health`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthResponse {
+    /// Health state.
+    pub health: String,
+    /// Whether the state is `Normal`.
+    pub ok: bool,
+}
+
+/// A transaction as submitted in JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
+pub enum TxRequest {
+    /// `{"op":"put","key":"k","value":"v","nonce":1}`.
+    Put {
+        /// Key (UTF-8).
+        key: String,
+        /// Value (UTF-8).
+        value: String,
+        /// Nonce.
+        #[serde(default)]
+        nonce: u64,
+    },
+    /// `{"op":"delete","key":"k","nonce":2}`.
+    Delete {
+        /// Key (UTF-8).
+        key: String,
+        /// Nonce.
+        #[serde(default)]
+        nonce: u64,
+    },
+}
+
+/// `POST /tx` reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitResponse {
+    /// Transaction hash (hex).
+    pub hash: String,
+}
+
+/// `POST /txs` body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// Up to [`MAX_BATCH_TXS`] transactions.
+    pub txs: Vec<TxRequest>,
+}
+
+/// Maximum transactions in one `POST /txs`.
+pub const MAX_BATCH_TXS: usize = 10_000;
+
+/// A per-transaction error of `POST /txs`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchError {
+    /// Position in the request.
+    pub index: usize,
+    /// Why it was rejected.
+    pub error: String,
+}
+
+/// `POST /txs` reply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchResponse {
+    /// Transactions accepted.
+    pub accepted: usize,
+    /// Hashes of the accepted transactions (hex), in request order.
+    pub hashes: Vec<String>,
+    /// Rejected transactions.
+    pub errors: Vec<BatchError>,
+}
+
+/// Any error reply (4xx/5xx).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    /// What went wrong.
+    pub error: String,
+}

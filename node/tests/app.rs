@@ -1,0 +1,149 @@
+//! The key-value application: encoding, payloads and deterministic block application.
+
+use consensus::{Block, Digest, Domain, Epoch, Height};
+use node::app::{self, AppWrite, MAX_KEY_BYTES, Op, Payload, Transaction, TxError};
+use std::collections::HashSet;
+
+fn block_with(payload: Vec<u8>) -> Block {
+    let mut b = Block::genesis(&Domain::new("t", Epoch(0)));
+    b.height = Height(5);
+    b.payload = payload;
+    b
+}
+
+#[test]
+fn encoding_round_trips_and_sizes_match() {
+    let txs = [
+        Transaction::put("k", "v", 1),
+        Transaction::put(vec![1u8; 300], vec![2u8; 5000], u64::MAX),
+        Transaction::delete("gone", 7),
+    ];
+    for tx in &txs {
+        let bytes = tx.encode();
+        assert_eq!(bytes.len(), tx.encoded_len());
+        assert_eq!(&Transaction::decode(&bytes).unwrap(), tx);
+        assert_eq!(tx.hash(), Digest(*blake3::hash(&bytes).as_bytes()));
+    }
+    let p = Payload::Transactions(txs.to_vec());
+    let enc = p.encode();
+    assert_eq!(
+        enc.len(),
+        app::PAYLOAD_OVERHEAD + txs.iter().map(Transaction::encoded_len).sum::<usize>()
+    );
+    assert_eq!(Payload::decode(&enc, 1 << 20).unwrap(), p);
+    assert!(Payload::decode(&enc, 10).is_err(), "size bound enforced");
+    // Empty payload <-> empty bytes.
+    assert!(Payload::Transactions(vec![]).encode().is_empty());
+    assert_eq!(Payload::decode(&[], 10).unwrap().transactions().len(), 0);
+}
+
+#[test]
+fn decoding_garbage_never_panics() {
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for len in 0..200 {
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let _ = Transaction::decode(&bytes);
+        let _ = Payload::decode(&bytes, 1 << 20);
+        let _ = app::summarize(&bytes, 1 << 20);
+    }
+}
+
+#[test]
+fn validation() {
+    assert_eq!(
+        Transaction::put("", "v", 0).validate(),
+        Err(TxError::EmptyKey)
+    );
+    assert!(matches!(
+        Transaction::delete(vec![0u8; MAX_KEY_BYTES + 1], 0).validate(),
+        Err(TxError::KeyTooLong { .. })
+    ));
+    assert!(matches!(
+        Transaction::put("k", vec![0u8; app::MAX_VALUE_BYTES + 1], 0).validate(),
+        Err(TxError::ValueTooLong { .. })
+    ));
+}
+
+#[test]
+fn apply_in_order_with_index() {
+    let txs = vec![
+        Transaction::put("a", "1", 0),
+        Transaction::put("b", "2", 0),
+        Transaction::delete("a", 1),
+    ];
+    let b = block_with(Payload::Transactions(txs.clone()).encode());
+    let id = Digest([9; 32]);
+    let r = app::apply_block(&b, id, 1 << 20, |_| false);
+    assert!(!r.invalid_payload);
+    assert_eq!(r.skipped, 0);
+    assert_eq!(
+        r.applied,
+        txs.iter().map(Transaction::hash).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        r.writes[0],
+        AppWrite::Put {
+            key: b"a".to_vec(),
+            value: b"1".to_vec()
+        }
+    );
+    assert_eq!(
+        r.writes[1],
+        AppWrite::IndexTx {
+            hash: txs[0].hash(),
+            height: Height(5),
+            block_id: id,
+            index: 0
+        }
+    );
+    assert_eq!(r.writes[4], AppWrite::Delete { key: b"a".to_vec() });
+    // Deterministic.
+    assert_eq!(r, app::apply_block(&b, id, 1 << 20, |_| false));
+}
+
+#[test]
+fn invalid_and_replayed_txs_are_skipped() {
+    let good = Transaction::put("k", "v", 1);
+    let committed = Transaction::put("old", "v", 1);
+    let bad = Transaction {
+        op: Op::Put {
+            key: vec![],
+            value: vec![],
+        },
+        nonce: 0,
+    };
+    let b = block_with(
+        Payload::Transactions(vec![good.clone(), bad, committed.clone(), good.clone()]).encode(),
+    );
+    let done: HashSet<_> = [committed.hash()].into_iter().collect();
+    let r = app::apply_block(&b, Digest([1; 32]), 1 << 20, |h| done.contains(h));
+    assert_eq!(r.applied, vec![good.hash()]);
+    assert_eq!(r.skipped, 3);
+}
+
+#[test]
+fn idempotent_when_everything_is_committed() {
+    let txs = vec![Transaction::put("a", "1", 0), Transaction::put("b", "2", 0)];
+    let b = block_with(Payload::Transactions(txs).encode());
+    let first = app::apply_block(&b, Digest([1; 32]), 1 << 20, |_| false);
+    let applied: HashSet<_> = first.applied.iter().copied().collect();
+    let again = app::apply_block(&b, Digest([1; 32]), 1 << 20, |h| applied.contains(h));
+    assert!(again.writes.is_empty());
+    assert_eq!(again.skipped, 2);
+}
+
+#[test]
+fn undecodable_payload_is_skipped_whole() {
+    let b = block_with(vec![7, 1, 2, 3]);
+    let r = app::apply_block(&b, Digest([1; 32]), 1 << 20, |_| false);
+    assert!(r.invalid_payload);
+    assert!(r.writes.is_empty());
+    assert!(app::summarize(&b.payload, 1 << 20).invalid);
+}

@@ -1,0 +1,76 @@
+//! RocksDB store benchmarks: a synced safety write (the per-view persist-before-send cost) and
+//! a commit batch of 100 × 4 KiB blocks.
+
+use consensus::{
+    Bitmap, Block, BlockId, Digest, Domain, Epoch, Height, QuorumCert, SafetyData, ValidatorIndex,
+    View, VoteData,
+};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+use storage::{RocksOptions, RocksStore, Store, WriteBatch};
+
+fn block(d: &Domain, pid: BlockId, height: u64, payload: usize) -> (BlockId, Block) {
+    let b = Block {
+        epoch: Epoch(0),
+        view: View(height),
+        height: Height(height),
+        parent: pid,
+        justify: QuorumCert {
+            data: VoteData {
+                view: View(height.saturating_sub(1)),
+                block_id: pid,
+                height: Height(height.saturating_sub(1)),
+                parent_id: Digest::ZERO,
+                parent_view: View(height.saturating_sub(2)),
+            },
+            signers: Bitmap::default(),
+            sigs: Vec::new(),
+        },
+        payload: vec![(height % 251) as u8; payload],
+        evidence: Vec::new(),
+        proposer: ValidatorIndex(0),
+        skipped_leaders: Vec::new(),
+    };
+    (b.id(d), b)
+}
+
+fn benches(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = RocksStore::open(dir.path(), RocksOptions::default()).expect("open");
+    let d = Domain::new("bench", Epoch(0));
+
+    let mut sd = SafetyData::genesis(Digest::ZERO);
+    c.bench_function("safety_write_synced", |b| {
+        b.iter(|| {
+            sd.last_voted_view = View(sd.last_voted_view.0 + 1);
+            s.write(WriteBatch::synced().put_safety(black_box(sd.clone())))
+                .expect("write")
+        })
+    });
+
+    let mut g = c.benchmark_group("commit_batch");
+    g.throughput(Throughput::Elements(100));
+    let mut next = 1u64;
+    let mut parent = Digest::ZERO;
+    g.bench_function("100x4KiB_blocks_synced", |b| {
+        // Building the blocks (and hashing their ids) is outside the measurement.
+        b.iter_batched(
+            || {
+                let mut batch = WriteBatch::synced();
+                for _ in 0..100 {
+                    let (id, blk) = block(&d, parent, next, 4096);
+                    batch = batch.put_block(id, blk).commit(Height(next), id);
+                    parent = id;
+                    next += 1;
+                }
+                batch
+            },
+            |batch| s.write(batch).expect("write"),
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(store, benches);
+criterion_main!(store);

@@ -1,0 +1,435 @@
+//! The key/value layer both stores share, and the one implementation of the [`Store`]
+//! semantics on top of it. [`crate::MemStore`] and [`crate::RocksStore`] only provide raw
+//! get / scan / atomic apply, so the two cannot drift apart: the conformance suite checks the
+//! backends, this file holds the logic.
+//!
+//! Layout (one column family each, see [`Cf`]):
+//! - `blocks`: id (32 B) → `encode(Block)`
+//! - `committed`: height (8 B big-endian, so iteration order = height order) → id (32 B)
+//! - `pending`: height (8 B BE) ‖ id (32 B) → empty; every stored block above the committed tip
+//! - `safety`: `b"safety"` → `encode(SafetyData)`
+//! - `evidence`: `Evidence::id()` (32 B) → `encode(Evidence)`
+//! - `app`: application key → application value (raw bytes)
+//! - `txindex`: tx hash (32 B) → `encode(TxLocation)`
+//! - `meta`: `b"schema_version"` → u32 LE; `b"chain_id"` → UTF-8
+
+use crate::batch::{Op, TxLocation, WriteBatch};
+use crate::error::StoreError;
+use crate::{HARD_CAP, Store};
+use borsh::BorshDeserialize;
+use consensus::{
+    Block, BlockId, BlockRequest, BlockResponse, Digest, Evidence, Height, SafetyData, encode,
+};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Upper bound on one stored value when decoding (64 MiB): far above any block the network
+/// accepts (4 MiB messages), low enough that a corrupt length cannot exhaust memory.
+pub(crate) const MAX_STORED_VALUE: usize = 64 * 1024 * 1024;
+
+/// Key of the safety record in [`Cf::Safety`].
+pub(crate) const SAFETY_KEY: &[u8] = b"safety";
+/// Key of the schema version in [`Cf::Meta`].
+pub(crate) const SCHEMA_KEY: &[u8] = b"schema_version";
+/// Key of the chain id in [`Cf::Meta`].
+pub(crate) const CHAIN_ID_KEY: &[u8] = b"chain_id";
+
+/// The column families.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Cf {
+    /// id → block.
+    Blocks,
+    /// height (BE) → id.
+    Committed,
+    /// height (BE) ‖ id → empty: blocks above the committed tip.
+    Pending,
+    /// The single safety record.
+    Safety,
+    /// evidence id → evidence.
+    Evidence,
+    /// Application key/value.
+    App,
+    /// tx hash → location.
+    TxIndex,
+    /// Schema version, chain id.
+    Meta,
+}
+
+impl Cf {
+    /// Every column family, in a fixed order.
+    pub const ALL: [Cf; 8] = [
+        Cf::Blocks,
+        Cf::Committed,
+        Cf::Pending,
+        Cf::Safety,
+        Cf::Evidence,
+        Cf::App,
+        Cf::TxIndex,
+        Cf::Meta,
+    ];
+    /// The RocksDB column family name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::Blocks => "blocks",
+            Cf::Committed => "committed",
+            Cf::Pending => "pending",
+            Cf::Safety => "safety",
+            Cf::Evidence => "evidence",
+            Cf::App => "app",
+            Cf::TxIndex => "txindex",
+            Cf::Meta => "meta",
+        }
+    }
+    /// Position in [`Cf::ALL`].
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A raw mutation of one column family.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum RawOp {
+    /// Set `key` to `value`.
+    Put(Cf, Vec<u8>, Vec<u8>),
+    /// Remove `key`.
+    Delete(Cf, Vec<u8>),
+}
+
+/// Visitor for [`Engine::scan`]: return `Ok(false)` to stop.
+pub(crate) type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool, StoreError> + 'a;
+
+pub(crate) mod sealed {
+    use super::{Cf, RawOp, StoreError, Visit};
+
+    /// Raw ordered key/value access per column family. Sealed: implemented only by this crate's
+    /// stores.
+    pub trait Engine: Send {
+        /// The value at `key`, if any.
+        fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+        /// Visit entries in key order (descending if `reverse`) until `visit` returns false.
+        fn scan(&self, cf: Cf, reverse: bool, visit: &mut Visit<'_>) -> Result<(), StoreError>;
+        /// Apply all `ops` atomically, durably if `sync`.
+        fn apply(&mut self, ops: Vec<RawOp>, sync: bool) -> Result<(), StoreError>;
+        /// Wall-clock duration of the last [`Engine::apply`], in microseconds.
+        fn last_write_micros(&self) -> u64;
+    }
+}
+pub(crate) use sealed::Engine;
+
+/// Big-endian height key.
+pub(crate) fn height_key(h: Height) -> [u8; 8] {
+    h.0.to_be_bytes()
+}
+
+/// `height ‖ id` key of the pending index.
+fn pending_key(h: Height, id: &BlockId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(40);
+    k.extend_from_slice(&height_key(h));
+    k.extend_from_slice(&id.0);
+    k
+}
+
+fn corrupt(cf: Cf, key: &[u8], detail: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        cf: cf.name(),
+        key: hex::encode(key),
+        detail: detail.to_string(),
+    }
+}
+
+/// Decode a stored value of column family `cf` at `key`.
+pub(crate) fn decode_value<T: BorshDeserialize>(
+    cf: Cf,
+    key: &[u8],
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    consensus::decode(bytes, MAX_STORED_VALUE).map_err(|e| corrupt(cf, key, e))
+}
+
+fn digest_from(cf: Cf, key: &[u8], bytes: &[u8]) -> Result<Digest, StoreError> {
+    let a: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| corrupt(cf, key, format!("expected 32 bytes, got {}", bytes.len())))?;
+    Ok(Digest(a))
+}
+
+fn height_from(cf: Cf, key: &[u8]) -> Result<Height, StoreError> {
+    let a: [u8; 8] = key
+        .get(..8)
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| corrupt(cf, key, "height key shorter than 8 bytes"))?;
+    Ok(Height(u64::from_be_bytes(a)))
+}
+
+/// The committed tip: the last entry of `committed`.
+fn tip<E: Engine>(e: &E) -> Result<Option<(Height, BlockId)>, StoreError> {
+    let mut out = None;
+    e.scan(Cf::Committed, true, &mut |k, v| {
+        if k.len() != 8 {
+            return Err(corrupt(Cf::Committed, k, "height key must be 8 bytes"));
+        }
+        out = Some((
+            height_from(Cf::Committed, k)?,
+            digest_from(Cf::Committed, k, v)?,
+        ));
+        Ok(false)
+    })?;
+    Ok(out)
+}
+
+fn get_block<E: Engine>(e: &E, id: &BlockId) -> Result<Option<(Block, usize)>, StoreError> {
+    match e.get(Cf::Blocks, &id.0)? {
+        None => Ok(None),
+        Some(bytes) => {
+            let len = bytes.len();
+            Ok(Some((decode_value(Cf::Blocks, &id.0, &bytes)?, len)))
+        }
+    }
+}
+
+/// Translate a batch into raw ops, checking commit conflicts against the store and within the
+/// batch. Reads only; nothing is written if this fails.
+fn plan<E: Engine>(e: &E, batch: WriteBatch) -> Result<Vec<RawOp>, StoreError> {
+    let old_tip = tip(e)?.map(|(h, _)| h);
+    let mut new_tip = old_tip;
+    let mut commits: BTreeMap<Height, BlockId> = BTreeMap::new();
+    let mut new_pending: BTreeSet<(Height, BlockId)> = BTreeSet::new();
+    let mut raw = Vec::with_capacity(batch.ops.len() + 4);
+    for op in batch.ops {
+        match op {
+            Op::PutSafety(s) => raw.push(RawOp::Put(Cf::Safety, SAFETY_KEY.to_vec(), encode(&s))),
+            Op::PutBlock { id, block } => {
+                new_pending.insert((block.height, id));
+                raw.push(RawOp::Put(Cf::Blocks, id.0.to_vec(), encode(&block)));
+            }
+            Op::Commit { height, id } => {
+                let hk = height_key(height);
+                let existing = match commits.get(&height) {
+                    Some(x) => Some(*x),
+                    None => match e.get(Cf::Committed, &hk)? {
+                        Some(v) => Some(digest_from(Cf::Committed, &hk, &v)?),
+                        None => None,
+                    },
+                };
+                match existing {
+                    Some(existing) if existing != id => {
+                        return Err(StoreError::ConflictingCommit {
+                            height,
+                            existing,
+                            new: id,
+                        });
+                    }
+                    _ => {}
+                }
+                commits.insert(height, id);
+                new_tip = Some(new_tip.map_or(height, |t| t.max(height)));
+                raw.push(RawOp::Put(Cf::Committed, hk.to_vec(), id.0.to_vec()));
+            }
+            Op::PutEvidence(ev) => {
+                raw.push(RawOp::Put(Cf::Evidence, ev.id().0.to_vec(), encode(&ev)))
+            }
+            Op::AppPut { key, value } => raw.push(RawOp::Put(Cf::App, key, value)),
+            Op::AppDelete { key } => raw.push(RawOp::Delete(Cf::App, key)),
+            Op::IndexTx { hash, location } => {
+                raw.push(RawOp::Put(Cf::TxIndex, hash.0.to_vec(), encode(&location)))
+            }
+        }
+    }
+    // Pending index: after the batch it holds exactly the stored blocks above the final tip.
+    let above_tip = |h: Height| new_tip.is_none_or(|t| h > t);
+    if let Some(t) = new_tip.filter(|_| new_tip != old_tip) {
+        e.scan(Cf::Pending, false, &mut |k, _| {
+            if height_from(Cf::Pending, k)? > t {
+                return Ok(false);
+            }
+            raw.push(RawOp::Delete(Cf::Pending, k.to_vec()));
+            Ok(true)
+        })?;
+    }
+    for (h, id) in new_pending.into_iter().filter(|(h, _)| above_tip(*h)) {
+        raw.push(RawOp::Put(Cf::Pending, pending_key(h, &id), Vec::new()));
+    }
+    Ok(raw)
+}
+
+/// Check or record the chain id in `meta` (see [`Store::check_chain_id`]).
+fn check_chain_id<E: Engine>(e: &mut E, chain_id: &str) -> Result<(), StoreError> {
+    match e.get(Cf::Meta, CHAIN_ID_KEY)? {
+        Some(found) => {
+            let found =
+                String::from_utf8(found).map_err(|err| corrupt(Cf::Meta, CHAIN_ID_KEY, err))?;
+            if found == chain_id {
+                Ok(())
+            } else {
+                Err(StoreError::ChainIdMismatch {
+                    found,
+                    expected: chain_id.to_string(),
+                })
+            }
+        }
+        None => e.apply(
+            vec![RawOp::Put(
+                Cf::Meta,
+                CHAIN_ID_KEY.to_vec(),
+                chain_id.as_bytes().to_vec(),
+            )],
+            true,
+        ),
+    }
+}
+
+/// Check the schema version in `meta`, writing it (synced) into a fresh store.
+pub(crate) fn check_schema<E: Engine>(e: &mut E, expected: u32) -> Result<(), StoreError> {
+    match e.get(Cf::Meta, SCHEMA_KEY)? {
+        Some(v) => {
+            let a: [u8; 4] = v.as_slice().try_into().map_err(|_| {
+                corrupt(
+                    Cf::Meta,
+                    SCHEMA_KEY,
+                    format!("expected 4 bytes, got {}", v.len()),
+                )
+            })?;
+            let found = u32::from_le_bytes(a);
+            if found == expected {
+                Ok(())
+            } else {
+                Err(StoreError::SchemaMismatch { found, expected })
+            }
+        }
+        None => e.apply(
+            vec![RawOp::Put(
+                Cf::Meta,
+                SCHEMA_KEY.to_vec(),
+                expected.to_le_bytes().to_vec(),
+            )],
+            true,
+        ),
+    }
+}
+
+impl<E: Engine> Store for E {
+    fn load_safety(&self) -> Result<Option<SafetyData>, StoreError> {
+        self.get(Cf::Safety, SAFETY_KEY)?
+            .map(|v| decode_value(Cf::Safety, SAFETY_KEY, &v))
+            .transpose()
+    }
+
+    fn write(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
+        let sync = batch.sync;
+        let raw = plan(self, batch)?;
+        if raw.is_empty() && !sync {
+            return Ok(());
+        }
+        self.apply(raw, sync)
+    }
+
+    fn block(&self, id: &BlockId) -> Result<Option<Block>, StoreError> {
+        Ok(get_block(self, id)?.map(|(b, _)| b))
+    }
+
+    fn committed_id(&self, h: Height) -> Result<Option<BlockId>, StoreError> {
+        let k = height_key(h);
+        self.get(Cf::Committed, &k)?
+            .map(|v| digest_from(Cf::Committed, &k, &v))
+            .transpose()
+    }
+
+    fn committed_tip(&self) -> Result<Option<(Height, BlockId)>, StoreError> {
+        tip(self)
+    }
+
+    fn last_committed(&self, count: usize) -> Result<Vec<Block>, StoreError> {
+        let mut ids = Vec::new();
+        if count > 0 {
+            self.scan(Cf::Committed, true, &mut |k, v| {
+                ids.push((
+                    height_from(Cf::Committed, k)?,
+                    digest_from(Cf::Committed, k, v)?,
+                ));
+                Ok(ids.len() < count)
+            })?;
+        }
+        ids.into_iter()
+            .rev()
+            .map(|(height, id)| {
+                get_block(self, &id)?
+                    .map(|(b, _)| b)
+                    .ok_or(StoreError::MissingBlock { height, id })
+            })
+            .collect()
+    }
+
+    fn uncommitted_blocks(&self) -> Result<Vec<Block>, StoreError> {
+        let mut ids = Vec::new();
+        self.scan(Cf::Pending, false, &mut |k, _| {
+            let id = digest_from(Cf::Pending, k, k.get(8..).unwrap_or_default())?;
+            ids.push((height_from(Cf::Pending, k)?, id));
+            Ok(true)
+        })?;
+        ids.into_iter()
+            .map(|(height, id)| {
+                get_block(self, &id)?
+                    .map(|(b, _)| b)
+                    .ok_or(StoreError::MissingBlock { height, id })
+            })
+            .collect()
+    }
+
+    fn evidence(&self, limit: usize) -> Result<Vec<Evidence>, StoreError> {
+        let mut out = Vec::new();
+        if limit > 0 {
+            self.scan(Cf::Evidence, false, &mut |k, v| {
+                out.push(decode_value(Cf::Evidence, k, v)?);
+                Ok(out.len() < limit)
+            })?;
+        }
+        Ok(out)
+    }
+
+    fn app_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(Cf::App, key)
+    }
+
+    fn tx_location(&self, hash: &Digest) -> Result<Option<TxLocation>, StoreError> {
+        self.get(Cf::TxIndex, &hash.0)?
+            .map(|v| decode_value(Cf::TxIndex, &hash.0, &v))
+            .transpose()
+    }
+
+    fn serve_blocks(
+        &self,
+        req: &BlockRequest,
+        max_bytes: usize,
+    ) -> Result<BlockResponse, StoreError> {
+        let cap = (req.max_blocks as usize).min(HARD_CAP);
+        let mut blocks = Vec::new();
+        // Encoded size of the response so far: the u32 length prefix plus each block.
+        let mut size = 4usize;
+        let mut next = Some(req.target);
+        while let Some(id) = next {
+            if blocks.len() >= cap {
+                break;
+            }
+            let Some((block, len)) = get_block(self, &id)? else {
+                break;
+            };
+            if block.height <= req.stop_at {
+                break;
+            }
+            if !blocks.is_empty() && size.saturating_add(len) > max_bytes {
+                break;
+            }
+            size = size.saturating_add(len);
+            next = (block.height > Height(0)).then_some(block.parent);
+            blocks.push(block);
+        }
+        Ok(BlockResponse { blocks })
+    }
+
+    fn check_chain_id(&mut self, chain_id: &str) -> Result<(), StoreError> {
+        check_chain_id(self, chain_id)
+    }
+
+    fn last_write_micros(&self) -> u64 {
+        Engine::last_write_micros(self)
+    }
+}

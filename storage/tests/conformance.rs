@@ -1,0 +1,683 @@
+//! One conformance suite, run against every [`Store`] implementation (`MemStore` and a
+//! `RocksStore` in a temporary directory), plus RocksDB-only checks (reopen, schema, lock).
+
+use consensus::{
+    Bitmap, Block, BlockId, BlockRequest, Digest, Domain, Epoch, Evidence, Height, QuorumCert,
+    SafetyData, Signature, ValidatorIndex, View, VoteData, encode,
+};
+use storage::{
+    Cf, HARD_CAP, MemStore, RocksOptions, RocksStore, SCHEMA_VERSION, Store, StoreError,
+    TxLocation, WriteBatch,
+};
+
+// ---------------------------------------------------------------- fixtures
+
+fn domain() -> Domain {
+    Domain::new("conformance", Epoch(0))
+}
+
+/// A child of `parent` (id `pid`) with a payload of `payload_len` bytes tagged by `tag`.
+fn child(pid: BlockId, parent: &Block, payload_len: usize, tag: u8) -> Block {
+    Block {
+        epoch: parent.epoch,
+        view: View(parent.view.0 + 1),
+        height: Height(parent.height.0 + 1),
+        parent: pid,
+        justify: QuorumCert {
+            data: VoteData {
+                view: parent.view,
+                block_id: pid,
+                height: parent.height,
+                parent_id: parent.parent,
+                parent_view: parent.justify.view(),
+            },
+            signers: Bitmap::default(),
+            sigs: Vec::new(),
+        },
+        payload: vec![tag; payload_len],
+        evidence: Vec::new(),
+        proposer: ValidatorIndex(0),
+        skipped_leaders: Vec::new(),
+    }
+}
+
+/// Genesis plus `n` descendants: `chain[h]` is the block at height `h`.
+fn chain(n: usize, payload_len: usize) -> Vec<(BlockId, Block)> {
+    let d = domain();
+    let g = Block::genesis(&d);
+    let mut out = vec![(g.id(&d), g)];
+    for i in 0..n {
+        let (pid, parent) = out[i].clone();
+        let b = child(pid, &parent, payload_len, i as u8);
+        out.push((b.id(&d), b));
+    }
+    out
+}
+
+fn put_all(s: &mut impl Store, blocks: &[(BlockId, Block)]) {
+    let mut batch = WriteBatch::new();
+    for (id, b) in blocks {
+        batch = batch.put_block(*id, b.clone());
+    }
+    s.write(batch).unwrap();
+}
+
+fn commit_upto(s: &mut impl Store, blocks: &[(BlockId, Block)], upto: usize) {
+    let mut batch = WriteBatch::synced();
+    for (id, b) in &blocks[..=upto] {
+        batch = batch.commit(b.height, *id);
+    }
+    s.write(batch).unwrap();
+}
+
+fn evidence(view: u64) -> Evidence {
+    Evidence::DoubleProposal {
+        offender: ValidatorIndex(1),
+        view: View(view),
+        block_a: Digest([1; 32]),
+        sig_a: Signature([2; 64]),
+        block_b: Digest([3; 32]),
+        sig_b: Signature([4; 64]),
+    }
+}
+
+/// Raw access to plant bytes (test-only accessor of each store).
+trait Raw: Store {
+    fn raw(&mut self, cf: Cf, key: &[u8], value: &[u8]);
+}
+impl Raw for MemStore {
+    fn raw(&mut self, cf: Cf, key: &[u8], value: &[u8]) {
+        self.raw_put(cf, key, value);
+    }
+}
+impl Raw for RocksStore {
+    fn raw(&mut self, cf: Cf, key: &[u8], value: &[u8]) {
+        self.raw_put(cf, key, value).unwrap();
+    }
+}
+
+// ---------------------------------------------------------------- the suite
+
+fn safety_round_trip(s: &mut impl Raw) {
+    assert_eq!(s.load_safety().unwrap(), None);
+    let g = chain(0, 0)[0].0;
+    let mut sd = SafetyData::genesis(g);
+    s.write(WriteBatch::synced().put_safety(sd.clone()))
+        .unwrap();
+    assert_eq!(s.load_safety().unwrap(), Some(sd.clone()));
+    sd.last_voted_view = View(7);
+    sd.last_timeout_view = View(5);
+    s.write(WriteBatch::synced().put_safety(sd.clone()))
+        .unwrap();
+    assert_eq!(s.load_safety().unwrap(), Some(sd));
+}
+
+fn blocks_by_id(s: &mut impl Raw) {
+    let c = chain(4, 100);
+    put_all(s, &c);
+    for (id, b) in &c {
+        assert_eq!(s.block(id).unwrap().as_ref(), Some(b));
+    }
+    assert_eq!(s.block(&Digest([9; 32])).unwrap(), None);
+}
+
+fn commit_index_and_tip(s: &mut impl Raw) {
+    let c = chain(3, 10);
+    assert_eq!(s.committed_tip().unwrap(), None);
+    put_all(s, &c);
+    commit_upto(s, &c, 3);
+    for (id, b) in &c {
+        assert_eq!(s.committed_id(b.height).unwrap(), Some(*id));
+    }
+    assert_eq!(s.committed_id(Height(4)).unwrap(), None);
+    assert_eq!(s.committed_tip().unwrap(), Some((Height(3), c[3].0)));
+    // Re-committing the same block is idempotent.
+    s.write(WriteBatch::new().commit(Height(2), c[2].0))
+        .unwrap();
+    // A different block at a committed height is refused.
+    let err = s
+        .write(WriteBatch::new().commit(Height(2), c[1].0))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::ConflictingCommit {
+            height: Height(2),
+            existing: c[2].0,
+            new: c[1].0
+        }
+    );
+    // Two different ids for one height inside one batch are refused too.
+    let err = s
+        .write(
+            WriteBatch::new()
+                .commit(Height(9), Digest([1; 32]))
+                .commit(Height(9), Digest([2; 32])),
+        )
+        .unwrap_err();
+    assert!(matches!(err, StoreError::ConflictingCommit { .. }));
+    assert_eq!(s.committed_tip().unwrap(), Some((Height(3), c[3].0)));
+}
+
+fn last_committed_order(s: &mut impl Raw) {
+    assert!(s.last_committed(5).unwrap().is_empty());
+    let c = chain(5, 10);
+    put_all(s, &c);
+    commit_upto(s, &c, 5);
+    let got = s.last_committed(3).unwrap();
+    let want: Vec<Block> = c[3..].iter().map(|(_, b)| b.clone()).collect();
+    assert_eq!(got, want);
+    assert_eq!(s.last_committed(100).unwrap().len(), 6);
+    assert!(s.last_committed(0).unwrap().is_empty());
+    // A committed id with no stored block is reported, not skipped.
+    let ghost = Digest([7; 32]);
+    s.write(WriteBatch::new().commit(Height(6), ghost)).unwrap();
+    assert_eq!(
+        s.last_committed(1).unwrap_err(),
+        StoreError::MissingBlock {
+            height: Height(6),
+            id: ghost
+        }
+    );
+}
+
+fn pending_pruned_on_commit(s: &mut impl Raw) {
+    let d = domain();
+    let c = chain(5, 10);
+    // A fork at height 4, sibling of c[4].
+    let fork = child(c[3].0, &c[3].1, 10, 0xee);
+    let fork_id = fork.id(&d);
+    put_all(s, &c);
+    s.write(WriteBatch::new().put_block(fork_id, fork.clone()))
+        .unwrap();
+    // Nothing committed yet: everything is pending, ordered by (height, id).
+    assert_eq!(s.uncommitted_blocks().unwrap().len(), 7);
+    commit_upto(s, &c, 0);
+    let pending = s.uncommitted_blocks().unwrap();
+    assert_eq!(pending.len(), 6);
+    assert!(pending.windows(2).all(|w| w[0].height <= w[1].height));
+    assert!(pending.iter().all(|b| b.height > Height(0)));
+    // Commit through height 4: the fork and everything ≤ 4 leave the index.
+    commit_upto(s, &c, 4);
+    assert_eq!(s.uncommitted_blocks().unwrap(), vec![c[5].1.clone()]);
+    // A block stored at or below the tip is never pending.
+    let late = child(c[2].0, &c[2].1, 3, 0xaa);
+    s.write(WriteBatch::new().put_block(late.id(&d), late))
+        .unwrap();
+    assert_eq!(s.uncommitted_blocks().unwrap().len(), 1);
+    // Store-and-commit in one batch: not pending afterwards.
+    let c6 = child(c[5].0, &c[5].1, 3, 6);
+    let id6 = c6.id(&d);
+    s.write(
+        WriteBatch::synced()
+            .put_block(id6, c6)
+            .commit(Height(5), c[5].0)
+            .commit(Height(6), id6),
+    )
+    .unwrap();
+    assert!(s.uncommitted_blocks().unwrap().is_empty());
+    // The blocks themselves are kept.
+    assert!(s.block(&fork_id).unwrap().is_some());
+}
+
+fn evidence_store(s: &mut impl Raw) {
+    assert!(s.evidence(10).unwrap().is_empty());
+    let (a, b) = (evidence(1), evidence(2));
+    s.write(
+        WriteBatch::new()
+            .put_evidence(a.clone())
+            .put_evidence(b.clone())
+            .put_evidence(a.clone()),
+    )
+    .unwrap();
+    let mut got = s.evidence(10).unwrap();
+    assert_eq!(got.len(), 2, "duplicates are stored once");
+    let mut want = vec![a, b];
+    got.sort_by_key(|e| e.id());
+    want.sort_by_key(|e| e.id());
+    assert_eq!(got, want);
+    assert_eq!(s.evidence(1).unwrap().len(), 1);
+    assert!(s.evidence(0).unwrap().is_empty());
+}
+
+fn app_put_delete(s: &mut impl Raw) {
+    assert_eq!(s.app_get(b"k").unwrap(), None);
+    s.write(WriteBatch::new().app_put(b"k".to_vec(), b"v1".to_vec()))
+        .unwrap();
+    assert_eq!(s.app_get(b"k").unwrap(), Some(b"v1".to_vec()));
+    s.write(WriteBatch::new().app_put(b"k".to_vec(), b"v2".to_vec()))
+        .unwrap();
+    assert_eq!(s.app_get(b"k").unwrap(), Some(b"v2".to_vec()));
+    s.write(WriteBatch::new().app_delete(b"k".to_vec()))
+        .unwrap();
+    assert_eq!(s.app_get(b"k").unwrap(), None);
+    // Ops apply in order within a batch.
+    s.write(
+        WriteBatch::new()
+            .app_put(b"a".to_vec(), b"1".to_vec())
+            .app_delete(b"a".to_vec())
+            .app_delete(b"b".to_vec())
+            .app_put(b"b".to_vec(), b"2".to_vec()),
+    )
+    .unwrap();
+    assert_eq!(s.app_get(b"a").unwrap(), None);
+    assert_eq!(s.app_get(b"b").unwrap(), Some(b"2".to_vec()));
+    // Empty key and empty value are legal.
+    s.write(WriteBatch::new().app_put(Vec::new(), Vec::new()))
+        .unwrap();
+    assert_eq!(s.app_get(b"").unwrap(), Some(Vec::new()));
+}
+
+fn tx_index(s: &mut impl Raw) {
+    let h = Digest([5; 32]);
+    assert_eq!(s.tx_location(&h).unwrap(), None);
+    let loc = TxLocation {
+        height: Height(3),
+        block_id: Digest([6; 32]),
+        index: 17,
+    };
+    s.write(WriteBatch::new().index_tx(h, loc)).unwrap();
+    assert_eq!(s.tx_location(&h).unwrap(), Some(loc));
+    assert_eq!(s.tx_location(&Digest([0; 32])).unwrap(), None);
+}
+
+fn serve_blocks_caps(s: &mut impl Raw) {
+    let c = chain(10, 1000);
+    put_all(s, &c);
+    let top = c[10].0;
+    let req = |target, stop_at, max_blocks| BlockRequest {
+        target,
+        stop_at: Height(stop_at),
+        max_blocks,
+    };
+    let heights =
+        |r: &consensus::BlockResponse| r.blocks.iter().map(|b| b.height.0).collect::<Vec<_>>();
+    // Count cap, top-down from the target.
+    let r = s.serve_blocks(&req(top, 0, 3), usize::MAX).unwrap();
+    assert_eq!(heights(&r), vec![10, 9, 8]);
+    assert_eq!(r.blocks[0], c[10].1);
+    // stop_at is exclusive.
+    let r = s.serve_blocks(&req(top, 7, 100), usize::MAX).unwrap();
+    assert_eq!(heights(&r), vec![10, 9, 8]);
+    // Down to genesis (excluded when stop_at = 0), and including it from below.
+    let r = s.serve_blocks(&req(top, 0, 100), usize::MAX).unwrap();
+    assert_eq!(r.blocks.len(), 10);
+    // Byte cap: the encoded response never exceeds max_bytes once it holds two blocks.
+    let one = c[10].1.encoded_len();
+    let max = 4 + one * 5 / 2;
+    let r = s.serve_blocks(&req(top, 0, 100), max).unwrap();
+    assert_eq!(heights(&r), vec![10, 9]);
+    assert!(encode(&r).len() <= max);
+    // The first block is always served, even over the byte cap.
+    let r = s.serve_blocks(&req(top, 0, 100), 1).unwrap();
+    assert_eq!(heights(&r), vec![10]);
+    // Unknown target, target at/below stop_at, zero blocks asked: empty.
+    assert!(
+        s.serve_blocks(&req(Digest([9; 32]), 0, 10), usize::MAX)
+            .unwrap()
+            .blocks
+            .is_empty()
+    );
+    assert!(
+        s.serve_blocks(&req(top, 10, 10), usize::MAX)
+            .unwrap()
+            .blocks
+            .is_empty()
+    );
+    assert!(
+        s.serve_blocks(&req(top, 0, 0), usize::MAX)
+            .unwrap()
+            .blocks
+            .is_empty()
+    );
+}
+
+fn serve_blocks_hard_cap(s: &mut impl Raw) {
+    let c = chain(HARD_CAP + 20, 0);
+    put_all(s, &c);
+    let r = s
+        .serve_blocks(
+            &BlockRequest {
+                target: c.last().unwrap().0,
+                stop_at: Height(0),
+                max_blocks: u32::MAX,
+            },
+            usize::MAX,
+        )
+        .unwrap();
+    assert_eq!(r.blocks.len(), HARD_CAP);
+}
+
+fn atomicity(s: &mut impl Raw) {
+    let c = chain(2, 10);
+    put_all(s, &c[..2]);
+    commit_upto(s, &c, 1);
+    // Everything before the conflicting commit must not land either.
+    let bad = WriteBatch::synced()
+        .app_put(b"x".to_vec(), b"1".to_vec())
+        .put_block(c[2].0, c[2].1.clone())
+        .put_safety(SafetyData::genesis(c[0].0))
+        .index_tx(
+            Digest([1; 32]),
+            TxLocation {
+                height: Height(2),
+                block_id: c[2].0,
+                index: 0,
+            },
+        )
+        .commit(Height(1), c[2].0);
+    assert!(matches!(
+        s.write(bad),
+        Err(StoreError::ConflictingCommit { .. })
+    ));
+    assert_eq!(s.app_get(b"x").unwrap(), None);
+    assert_eq!(s.block(&c[2].0).unwrap(), None);
+    assert_eq!(s.load_safety().unwrap(), None);
+    assert_eq!(s.tx_location(&Digest([1; 32])).unwrap(), None);
+    assert!(s.uncommitted_blocks().unwrap().is_empty());
+    assert_eq!(s.committed_tip().unwrap(), Some((Height(1), c[1].0)));
+    // An empty batch is fine.
+    s.write(WriteBatch::synced()).unwrap();
+}
+
+fn chain_id_binding(s: &mut impl Raw) {
+    s.check_chain_id("alpha").unwrap();
+    s.check_chain_id("alpha").unwrap();
+    assert_eq!(
+        s.check_chain_id("beta").unwrap_err(),
+        StoreError::ChainIdMismatch {
+            found: "alpha".into(),
+            expected: "beta".into()
+        }
+    );
+}
+
+fn corrupt_values(s: &mut impl Raw) {
+    let garbage = [0xffu8; 7];
+    let id = Digest([3; 32]);
+    s.raw(Cf::Blocks, &id.0, &garbage);
+    assert!(matches!(
+        s.block(&id),
+        Err(StoreError::Corrupt { cf: "blocks", .. })
+    ));
+    s.raw(Cf::Safety, b"safety", &garbage);
+    assert!(matches!(
+        s.load_safety(),
+        Err(StoreError::Corrupt { cf: "safety", .. })
+    ));
+    s.raw(Cf::TxIndex, &id.0, &garbage);
+    assert!(matches!(
+        s.tx_location(&id),
+        Err(StoreError::Corrupt { cf: "txindex", .. })
+    ));
+    s.raw(Cf::Evidence, &id.0, &garbage);
+    assert!(matches!(
+        s.evidence(10),
+        Err(StoreError::Corrupt { cf: "evidence", .. })
+    ));
+    // A committed id of the wrong length.
+    s.raw(Cf::Committed, &5u64.to_be_bytes(), &garbage);
+    assert!(matches!(
+        s.committed_tip(),
+        Err(StoreError::Corrupt {
+            cf: "committed",
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.committed_id(Height(5)),
+        Err(StoreError::Corrupt {
+            cf: "committed",
+            ..
+        })
+    ));
+    // Trailing bytes after a valid encoding are corruption too (canonical decode).
+    let c = chain(1, 1);
+    let mut bytes = encode(&c[1].1);
+    bytes.push(0);
+    s.raw(Cf::Blocks, &c[1].0.0, &bytes);
+    assert!(matches!(s.block(&c[1].0), Err(StoreError::Corrupt { .. })));
+    // Serving a corrupt target is an error, not a panic.
+    assert!(
+        s.serve_blocks(
+            &BlockRequest {
+                target: id,
+                stop_at: Height(0),
+                max_blocks: 5
+            },
+            usize::MAX
+        )
+        .is_err()
+    );
+}
+
+macro_rules! conformance {
+    ($($check:ident),* $(,)?) => {
+        mod mem {
+            $(#[test] fn $check() { super::$check(&mut storage::MemStore::new()); })*
+        }
+        mod rocks {
+            $(#[test] fn $check() {
+                let dir = tempfile::tempdir().unwrap();
+                let mut s = storage::RocksStore::open(dir.path(), Default::default()).unwrap();
+                super::$check(&mut s);
+            })*
+        }
+    };
+}
+
+conformance!(
+    safety_round_trip,
+    blocks_by_id,
+    commit_index_and_tip,
+    last_committed_order,
+    pending_pruned_on_commit,
+    evidence_store,
+    app_put_delete,
+    tx_index,
+    serve_blocks_caps,
+    serve_blocks_hard_cap,
+    atomicity,
+    chain_id_binding,
+    corrupt_values,
+);
+
+// ---------------------------------------------------------------- RocksDB only
+
+#[test]
+fn rocks_reopen_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = chain(6, 200);
+    let sd = SafetyData::genesis(c[0].0);
+    let loc = TxLocation {
+        height: Height(2),
+        block_id: c[2].0,
+        index: 1,
+    };
+    {
+        let mut s = RocksStore::open(dir.path(), RocksOptions::default()).unwrap();
+        s.check_chain_id("alpha").unwrap();
+        put_all(&mut s, &c);
+        commit_upto(&mut s, &c, 3);
+        s.write(
+            WriteBatch::synced()
+                .put_safety(sd.clone())
+                .put_evidence(evidence(4))
+                .app_put(b"k".to_vec(), b"v".to_vec())
+                .index_tx(Digest([8; 32]), loc),
+        )
+        .unwrap();
+    }
+    let mut s = RocksStore::open(dir.path(), RocksOptions::default()).unwrap();
+    s.check_chain_id("alpha").unwrap();
+    assert!(matches!(
+        s.check_chain_id("beta"),
+        Err(StoreError::ChainIdMismatch { .. })
+    ));
+    assert_eq!(s.load_safety().unwrap(), Some(sd));
+    assert_eq!(s.committed_tip().unwrap(), Some((Height(3), c[3].0)));
+    assert_eq!(s.last_committed(10).unwrap().len(), 4);
+    assert_eq!(
+        s.uncommitted_blocks().unwrap(),
+        vec![c[4].1.clone(), c[5].1.clone(), c[6].1.clone()]
+    );
+    assert_eq!(s.evidence(10).unwrap(), vec![evidence(4)]);
+    assert_eq!(s.app_get(b"k").unwrap(), Some(b"v".to_vec()));
+    assert_eq!(s.tx_location(&Digest([8; 32])).unwrap(), Some(loc));
+    for (id, b) in &c {
+        assert_eq!(s.block(id).unwrap().as_ref(), Some(b));
+    }
+}
+
+#[test]
+fn rocks_schema_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = RocksStore::open(dir.path(), RocksOptions::default()).unwrap();
+        s.raw_put(
+            Cf::Meta,
+            b"schema_version",
+            &(SCHEMA_VERSION + 1).to_le_bytes(),
+        )
+        .unwrap();
+    }
+    let err = RocksStore::open(dir.path(), RocksOptions::default()).unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::SchemaMismatch {
+            found: SCHEMA_VERSION + 1,
+            expected: SCHEMA_VERSION
+        }
+    );
+}
+
+#[test]
+fn rocks_locked_in_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let _held = RocksStore::open(dir.path(), RocksOptions::default()).unwrap();
+    let err = RocksStore::open(dir.path(), RocksOptions::default()).unwrap_err();
+    match &err {
+        StoreError::Locked { path, .. } => assert_eq!(path, dir.path()),
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    assert!(err.to_string().contains("locked by another process"));
+}
+
+const LOCK_CHILD_ENV: &str = "STORAGE_LOCK_CHILD_PATH";
+
+/// Child half of `rocks_locked_by_other_process`: a no-op unless the env var is set.
+#[test]
+fn lock_child() {
+    if let Ok(path) = std::env::var(LOCK_CHILD_ENV) {
+        match RocksStore::open(&path, RocksOptions::default()) {
+            Err(StoreError::Locked { .. }) => {}
+            other => panic!("child expected Locked, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn rocks_locked_by_other_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let _held = RocksStore::open(dir.path(), RocksOptions::default()).unwrap();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "lock_child", "--test-threads=1"])
+        .env(LOCK_CHILD_ENV, dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "child process did not see Locked");
+}
+
+#[test]
+fn rocks_open_missing_without_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = RocksOptions {
+        create_if_missing: false,
+        ..RocksOptions::default()
+    };
+    let err = RocksStore::open(dir.path().join("nope"), opts).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Backend { op: "open", .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn rocks_write_observer_and_latency() {
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = RocksStore::open(dir.path(), RocksOptions::default()).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    s.set_write_observer(Box::new(move |st| sink.lock().unwrap().push(st)));
+    let sd = SafetyData::genesis(Digest::ZERO);
+    s.write(WriteBatch::synced().put_safety(sd)).unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].sync && seen[0].ops == 1 && seen[0].bytes > 0);
+    assert_eq!(s.last_write_micros(), seen[0].micros);
+    assert!(
+        s.last_write_micros() > 0,
+        "a synced write takes at least a microsecond"
+    );
+}
+
+#[test]
+fn mem_clone_is_a_snapshot() {
+    let mut a = MemStore::new();
+    a.write(WriteBatch::new().app_put(b"k".to_vec(), b"1".to_vec()))
+        .unwrap();
+    let b = a.clone();
+    a.write(WriteBatch::new().app_put(b"k".to_vec(), b"2".to_vec()))
+        .unwrap();
+    assert_eq!(b.app_get(b"k").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(a.last_write_micros(), 0);
+}
+
+// ---------------------------------------------------------------- model check
+
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Clone, Debug)]
+    enum AppOp {
+        Put(u8, u8),
+        Del(u8),
+    }
+
+    fn app_op() -> impl Strategy<Value = AppOp> {
+        prop_oneof![
+            (0u8..8, any::<u8>()).prop_map(|(k, v)| AppOp::Put(k, v)),
+            (0u8..8).prop_map(AppOp::Del),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        /// Random batches of app ops: both stores agree with a BTreeMap model.
+        #[test]
+        fn app_ops_match_model(batches in prop::collection::vec(prop::collection::vec(app_op(), 0..6), 1..12)) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut rocks = RocksStore::open(dir.path(), RocksOptions::default()).unwrap();
+            let mut mem = MemStore::new();
+            let mut model: BTreeMap<u8, u8> = BTreeMap::new();
+            for ops in batches {
+                let mut batch = WriteBatch::new();
+                for op in ops {
+                    batch = match op {
+                        AppOp::Put(k, v) => { model.insert(k, v); batch.app_put(vec![k], vec![v]) }
+                        AppOp::Del(k) => { model.remove(&k); batch.app_delete(vec![k]) }
+                    };
+                }
+                rocks.write(batch.clone()).unwrap();
+                mem.write(batch).unwrap();
+                for k in 0u8..8 {
+                    let want = model.get(&k).map(|v| vec![*v]);
+                    prop_assert_eq!(rocks.app_get(&[k]).unwrap(), want.clone());
+                    prop_assert_eq!(mem.app_get(&[k]).unwrap(), want);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,413 @@
+//! Byzantine replicas. Each wraps an honest core and rewrites what goes in and out of it;
+//! fabricated messages are signed with the validator's real key through the consensus types.
+//! (Twins — two honest cores sharing one key — are built by the simulator, not here.)
+
+use consensus::{
+    Action, Bitmap, Block, ConsensusMessage, Digest, Event, Millis, PrivateKey, Proposal,
+    QuorumCert, SigKind, Signature, Status, Timeout, ValidatorIndex, ValidatorSet, View, Vote,
+    VoteData, cert::timeout_body, messages::proposal_body, messages::status_body,
+};
+use rand::RngExt;
+use rand_chacha::ChaCha8Rng;
+
+/// The Byzantine behaviours the simulator knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ByzKind {
+    /// When leader, signs two different blocks for its view and sends each to half the nodes.
+    EquivocatingLeader,
+    /// Signs a second vote for a fabricated block id next to every real vote.
+    DoubleVoter,
+    /// Never proposes.
+    SilentLeader,
+    /// Never sends votes.
+    VoteWithholder,
+    /// Re-sends old recorded messages of others (far-past views).
+    StaleReplayer,
+    /// Corrupts the signature of everything it signs.
+    BadSigner,
+    /// Tampers the justify QC (signatures / bitmap) of its own and relayed proposals.
+    InvalidJustify,
+    /// Sends many signed messages per ms for far-future views, including `u64::MAX`.
+    Flooder,
+    /// Directed hidden-lock attacker (protocol.md §7 case 11): withholds votes, shows its
+    /// proposals (which carry the QC it formed) only to `victim`, and reports a stale lock in
+    /// its timeouts and statuses.
+    LockHider {
+        /// The honest node shown the hidden lock.
+        victim: ValidatorIndex,
+    },
+}
+
+impl ByzKind {
+    /// Short name (used in scenario names).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ByzKind::EquivocatingLeader => "equivocating_leader",
+            ByzKind::DoubleVoter => "double_voter",
+            ByzKind::SilentLeader => "silent_leader",
+            ByzKind::VoteWithholder => "vote_withholder",
+            ByzKind::StaleReplayer => "stale_replayer",
+            ByzKind::BadSigner => "bad_signer",
+            ByzKind::InvalidJustify => "invalid_justify",
+            ByzKind::Flooder => "flooder",
+            ByzKind::LockHider { .. } => "lock_hider",
+        }
+    }
+
+    /// All kinds exercised by the standard scenarios.
+    pub fn all() -> [ByzKind; 8] {
+        [
+            ByzKind::EquivocatingLeader,
+            ByzKind::DoubleVoter,
+            ByzKind::SilentLeader,
+            ByzKind::VoteWithholder,
+            ByzKind::StaleReplayer,
+            ByzKind::BadSigner,
+            ByzKind::InvalidJustify,
+            ByzKind::Flooder,
+        ]
+    }
+}
+
+/// What a Byzantine wrapper may use.
+pub struct ByzCtx<'a> {
+    /// Virtual time.
+    pub now: Millis,
+    /// Its validator index.
+    pub me: ValidatorIndex,
+    /// Its key.
+    pub key: &'a PrivateKey,
+    /// The validator set.
+    pub vs: &'a ValidatorSet,
+    /// The simulation RNG.
+    pub rng: &'a mut ChaCha8Rng,
+}
+
+/// Flooder intensity: messages per burst and burst period.
+#[derive(Clone, Copy, Debug)]
+pub struct FloodRate {
+    /// Messages per burst.
+    pub per_burst: usize,
+    /// Period between bursts (ms).
+    pub period_ms: u64,
+}
+
+impl Default for FloodRate {
+    fn default() -> Self {
+        FloodRate {
+            per_burst: 6,
+            period_ms: 40,
+        }
+    }
+}
+
+/// State of one Byzantine wrapper.
+pub struct Byzantine {
+    /// Behaviour.
+    pub kind: ByzKind,
+    recorded: Vec<ConsensusMessage>,
+    public_qc: Option<QuorumCert>,
+    /// Flooder rate.
+    pub flood: FloodRate,
+    counter: u64,
+}
+
+fn corrupt(sig: &mut Signature) {
+    sig.0[5] ^= 0x55;
+    sig.0[40] ^= 0x01;
+}
+
+fn tamper_qc(qc: &mut QuorumCert, rng: &mut ChaCha8Rng) {
+    if qc.sigs.is_empty() {
+        return;
+    }
+    if rng.random_bool(0.5) {
+        let i = rng.random_range(0..qc.sigs.len());
+        corrupt(&mut qc.sigs[i]);
+    } else {
+        // Drop one signer from the bitmap (and its signature): below quorum or mismatched.
+        let first = qc.signers.iter().next();
+        if let Some(f) = first {
+            let mut b = Bitmap(qc.signers.0.clone());
+            let byte = f.as_usize() / 8;
+            b.0[byte] &= !(1 << (f.as_usize() % 8));
+            qc.signers = b;
+        }
+    }
+}
+
+impl Byzantine {
+    /// A wrapper of the given kind.
+    pub fn new(kind: ByzKind) -> Self {
+        Byzantine {
+            kind,
+            recorded: Vec::new(),
+            public_qc: None,
+            flood: FloodRate::default(),
+            counter: 0,
+        }
+    }
+
+    /// Tick period, for behaviours that act on their own.
+    pub fn tick_ms(&self) -> Option<u64> {
+        match self.kind {
+            ByzKind::StaleReplayer => Some(50),
+            ByzKind::Flooder => Some(self.flood.period_ms),
+            _ => None,
+        }
+    }
+
+    /// Observe an inbound event. Returns extra actions (relays) to perform.
+    pub fn inbound(&mut self, ctx: &mut ByzCtx<'_>, ev: &Event) -> Vec<Action> {
+        let Event::Message { from, msg } = ev else {
+            return Vec::new();
+        };
+        match self.kind {
+            ByzKind::StaleReplayer => {
+                if *from != ctx.me && self.recorded.len() < 400 {
+                    self.recorded.push(msg.clone());
+                }
+                Vec::new()
+            }
+            ByzKind::InvalidJustify => {
+                if let ConsensusMessage::Proposal(p) = msg
+                    && p.block.proposer != ctx.me
+                    && !p.block.justify.sigs.is_empty()
+                {
+                    let mut t = p.clone();
+                    tamper_qc(&mut t.block.justify, ctx.rng);
+                    return vec![Action::Broadcast(ConsensusMessage::Proposal(t))];
+                }
+                Vec::new()
+            }
+            ByzKind::LockHider { .. } => {
+                let qcs: Vec<&QuorumCert> = match msg {
+                    ConsensusMessage::Proposal(p) if p.block.proposer != ctx.me => {
+                        vec![&p.block.justify]
+                    }
+                    ConsensusMessage::Timeout(t) if t.sender != ctx.me => vec![&t.high_qc],
+                    ConsensusMessage::Status(s) if s.sender != ctx.me => vec![&s.high_qc],
+                    _ => Vec::new(),
+                };
+                for qc in qcs {
+                    if self
+                        .public_qc
+                        .as_ref()
+                        .is_none_or(|p| qc.view() > p.view())
+                    {
+                        self.public_qc = Some(qc.clone());
+                    }
+                }
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Rewrite the core's outbound actions.
+    pub fn outbound(&mut self, ctx: &mut ByzCtx<'_>, actions: Vec<Action>) -> Vec<Action> {
+        let mut out = Vec::with_capacity(actions.len());
+        for a in actions {
+            match a {
+                Action::Send { to, msg } => {
+                    for m in self.rewrite(ctx, msg) {
+                        match m {
+                            Routed::To(x, m) => out.push(Action::Send { to: x, msg: m }),
+                            Routed::Same(m) => out.push(Action::Send { to, msg: m }),
+                            Routed::All(m) => out.push(Action::Broadcast(m)),
+                        }
+                    }
+                }
+                Action::Broadcast(msg) => {
+                    for m in self.rewrite(ctx, msg) {
+                        match m {
+                            Routed::To(x, m) => out.push(Action::Send { to: x, msg: m }),
+                            Routed::Same(m) | Routed::All(m) => out.push(Action::Broadcast(m)),
+                        }
+                    }
+                }
+                other => out.push(other),
+            }
+        }
+        out
+    }
+
+    fn rewrite(&mut self, ctx: &mut ByzCtx<'_>, msg: ConsensusMessage) -> Vec<Routed> {
+        let me = ctx.me;
+        let domain = ctx.vs.domain();
+        match (self.kind, msg) {
+            (ByzKind::EquivocatingLeader, ConsensusMessage::Proposal(p))
+                if p.block.proposer == me =>
+            {
+                let mut b2: Block = p.block.clone();
+                b2.payload.extend_from_slice(b"/equivocation");
+                let id2 = b2.id(domain);
+                let sig2 = ctx
+                    .key
+                    .sign(domain, SigKind::Proposal, &proposal_body(b2.view, &id2));
+                let p2 = Proposal {
+                    block: b2,
+                    tc: p.tc.clone(),
+                    sig: sig2,
+                };
+                let others: Vec<ValidatorIndex> = ctx.vs.indices().filter(|i| *i != me).collect();
+                let half = others.len() / 2;
+                others
+                    .iter()
+                    .enumerate()
+                    .map(|(k, to)| {
+                        let m = if k < half {
+                            p.clone()
+                        } else {
+                            p2.clone()
+                        };
+                        Routed::To(*to, ConsensusMessage::Proposal(m))
+                    })
+                    .collect()
+            }
+            (ByzKind::DoubleVoter, ConsensusMessage::Vote(vote)) if vote.voter == me => {
+                let mut fake = [0u8; 32];
+                fake.copy_from_slice(
+                    blake3::hash(&[&vote.data.block_id.0[..], b"fabricated"].concat()).as_bytes(),
+                );
+                let data2 = VoteData {
+                    block_id: Digest(fake),
+                    ..vote.data.clone()
+                };
+                let v2 = Vote::sign(data2, me, ctx.key, ctx.vs);
+                vec![
+                    Routed::Same(ConsensusMessage::Vote(vote)),
+                    Routed::Same(ConsensusMessage::Vote(v2)),
+                ]
+            }
+            (ByzKind::SilentLeader, ConsensusMessage::Proposal(p)) if p.block.proposer == me => {
+                Vec::new()
+            }
+            (ByzKind::VoteWithholder, ConsensusMessage::Vote(v)) if v.voter == me => Vec::new(),
+            (ByzKind::BadSigner, mut m) => {
+                match &mut m {
+                    ConsensusMessage::Proposal(p) if p.block.proposer == me => corrupt(&mut p.sig),
+                    ConsensusMessage::Vote(v) if v.voter == me => corrupt(&mut v.sig),
+                    ConsensusMessage::Timeout(t) if t.sender == me => corrupt(&mut t.sig),
+                    ConsensusMessage::Status(s) if s.sender == me => corrupt(&mut s.sig),
+                    _ => {}
+                }
+                vec![Routed::Same(m)]
+            }
+            (ByzKind::InvalidJustify, ConsensusMessage::Proposal(mut p))
+                if p.block.proposer == me =>
+            {
+                tamper_qc(&mut p.block.justify, ctx.rng);
+                vec![Routed::Same(ConsensusMessage::Proposal(p))]
+            }
+            (ByzKind::LockHider { victim }, m) => match m {
+                ConsensusMessage::Proposal(p) if p.block.proposer == me => {
+                    vec![Routed::To(victim, ConsensusMessage::Proposal(p))]
+                }
+                ConsensusMessage::Vote(v) if v.voter == me => Vec::new(),
+                ConsensusMessage::Timeout(t) if t.sender == me => {
+                    let qc = self.stale_qc(&t.high_qc, t.view);
+                    let body = timeout_body(t.view, qc.view());
+                    let sig = ctx.key.sign(domain, SigKind::Timeout, &body);
+                    vec![Routed::Same(ConsensusMessage::Timeout(Timeout {
+                        view: t.view,
+                        high_qc: qc,
+                        sender: me,
+                        sig,
+                        high_tc: None,
+                    }))]
+                }
+                ConsensusMessage::Status(s) if s.sender == me => {
+                    let qc = self.stale_qc(&s.high_qc, s.view);
+                    let sig = ctx
+                        .key
+                        .sign(domain, SigKind::Status, &status_body(s.view, &qc));
+                    vec![Routed::Same(ConsensusMessage::Status(Status {
+                        view: s.view,
+                        high_qc: qc,
+                        sender: me,
+                        sig,
+                        high_tc: None,
+                    }))]
+                }
+                other => vec![Routed::Same(other)],
+            },
+            (_, m) => vec![Routed::Same(m)],
+        }
+    }
+
+    /// The lock to report: the highest QC seen from others, if below `own`.
+    fn stale_qc(&self, own: &QuorumCert, view: View) -> QuorumCert {
+        match &self.public_qc {
+            Some(p) if p.view() < own.view() && p.view() < view => p.clone(),
+            _ => own.clone(),
+        }
+    }
+
+    /// Periodic action for self-driven behaviours.
+    pub fn tick(&mut self, ctx: &mut ByzCtx<'_>) -> Vec<Action> {
+        match self.kind {
+            ByzKind::StaleReplayer => {
+                if self.recorded.is_empty() {
+                    return Vec::new();
+                }
+                // Replay from the oldest quarter: far-past views.
+                let span = (self.recorded.len() / 4).max(1);
+                (0..3)
+                    .map(|_| {
+                        let m = self.recorded[ctx.rng.random_range(0..span)].clone();
+                        Action::Broadcast(m)
+                    })
+                    .collect()
+            }
+            ByzKind::Flooder => {
+                let mut out = Vec::with_capacity(self.flood.per_burst);
+                let domain = ctx.vs.domain();
+                for _ in 0..self.flood.per_burst {
+                    self.counter += 1;
+                    let view = match self.counter % 4 {
+                        0 => View(u64::MAX),
+                        1 => View(u64::MAX - 1),
+                        2 => View(1_000_000 + self.counter),
+                        _ => View(10_000 + self.counter),
+                    };
+                    let genesis = QuorumCert::genesis(
+                        Block::genesis(domain).id(domain),
+                    );
+                    let msg = if self.counter % 2 == 0 {
+                        let body = timeout_body(view, genesis.view());
+                        ConsensusMessage::Timeout(Timeout {
+                            view,
+                            high_qc: genesis,
+                            sender: ctx.me,
+                            sig: ctx.key.sign(domain, SigKind::Timeout, &body),
+                            high_tc: None,
+                        })
+                    } else {
+                        let body = status_body(view, &genesis);
+                        ConsensusMessage::Status(Status {
+                            view,
+                            high_qc: genesis,
+                            sender: ctx.me,
+                            sig: ctx.key.sign(domain, SigKind::Status, &body),
+                            high_tc: None,
+                        })
+                    };
+                    out.push(Action::Broadcast(msg));
+                }
+                out
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+enum Routed {
+    /// To one validator.
+    To(ValidatorIndex, ConsensusMessage),
+    /// Same routing as the original action.
+    Same(ConsensusMessage),
+    /// To everyone.
+    #[allow(dead_code)]
+    All(ConsensusMessage),
+}

@@ -64,7 +64,7 @@ impl ValidatorSet {
         if validators.len() > u16::MAX as usize {
             return Err(ValidatorSetError::TooMany(validators.len()));
         }
-        validators.sort_by(|a, b| a.public_key.cmp(&b.public_key));
+        validators.sort_by_key(|v| v.public_key);
         let mut total: VotingPower = 0;
         let mut verifiers = Vec::with_capacity(validators.len());
         for (i, v) in validators.iter().enumerate() {

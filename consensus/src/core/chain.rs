@@ -7,7 +7,7 @@ use crate::block::{Block, MAX_BLOCK_EVIDENCE};
 use crate::cert::{QuorumCert, TimeoutCert};
 use crate::messages::BlockRequest;
 use crate::policy::{FaultPolicy, InvalidReason};
-use crate::types::{BlockId, ValidatorIndex};
+use crate::types::{BlockId, Height, ValidatorIndex};
 use std::collections::BTreeMap;
 
 /// Maximum number of block ids waiting for a free sync slot.
@@ -46,14 +46,7 @@ impl<P: FaultPolicy> Core<P> {
             let signers: Vec<_> = qc.signers.iter().collect();
             self.fetch(qc.block_id(), &signers);
         }
-        if self.safety.observe_qc(qc) {
-            // Extract the votes: E1/E3 detection across QCs (§6.2).
-            for (voter, sig) in qc.votes() {
-                for ev in self.detector.on_vote(voter, &qc.data, sig) {
-                    self.report_evidence(ev);
-                }
-            }
-        }
+        self.safety.observe_qc(qc);
         self.try_commit(qc);
         if qc.view() >= self.current_view
             && let Some(next) = qc.view().next()
@@ -83,19 +76,21 @@ impl<P: FaultPolicy> Core<P> {
             return;
         }
         let target = qc.data.parent_id;
-        if let Some(b) = self.tree.get(&target)
-            && b.height <= self.tree.root_height()
-        {
-            if self.tree.committed_at(b.height).is_some_and(|c| c != target) {
-                self.halt(format!("QC {:?} commits {target} off the committed chain", qc.view()));
+        let target_height = Height(qc.data.height.0.saturating_sub(1));
+        if target_height <= self.tree.root_height() {
+            // Already committed at that height: it must be the same block.
+            if self
+                .tree
+                .committed_at(target_height)
+                .is_some_and(|c| c != target)
+            {
+                self.halt(format!(
+                    "QC of view {} commits {target} at height {target_height}, which is already \
+                     committed to another block",
+                    qc.view()
+                ));
             }
             return;
-        }
-        if self.pending_commit.as_ref().is_some_and(|p| p.data.height >= qc.data.height) {
-            // A higher commit proof is already waiting for its ancestry.
-            if !self.tree.contains(&target) {
-                return;
-            }
         }
         self.commit_to(target, qc.clone());
     }
@@ -125,7 +120,13 @@ impl<P: FaultPolicy> Core<P> {
             }
             Ancestry::Missing(id) => {
                 let signers: Vec<_> = proof.signers.iter().collect();
-                self.pending_commit = Some(proof);
+                if self
+                    .pending_commit
+                    .as_ref()
+                    .is_none_or(|p| p.data.height < proof.data.height)
+                {
+                    self.pending_commit = Some(proof);
+                }
                 self.fetch(id, &signers);
             }
             Ancestry::Conflicts => {
@@ -257,16 +258,22 @@ impl<P: FaultPolicy> Core<P> {
             let signers: Vec<_> = last.justify.signers.iter().collect();
             self.fetch(last.parent, &signers);
         }
-        if let Some(proof) = self.pending_commit.clone() {
-            self.commit_to(proof.data.parent_id, proof);
-        }
+        self.resume_after_insert();
         if let Some((from, p)) = self.parked.take()
             && p.block.view == self.current_view
         {
             self.on_message(from, crate::messages::ConsensusMessage::Proposal(p), false);
         }
-        self.try_propose();
         self.next_wanted();
+    }
+
+    /// New blocks arrived: retry a commit waiting for its ancestry and a proposal waiting for
+    /// its parent.
+    pub(super) fn resume_after_insert(&mut self) {
+        if let Some(proof) = self.pending_commit.clone() {
+            self.commit_to(proof.data.parent_id, proof);
+        }
+        self.try_propose();
     }
 
     /// Top-down checks: `blocks[0].id == target`, each parent link matches the next id and the

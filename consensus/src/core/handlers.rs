@@ -96,13 +96,44 @@ impl<P: FaultPolicy> Core<P> {
         if b.epoch != self.vs.domain().epoch() {
             return Err(InvalidReason::InvalidBlock);
         }
-        if v != self.current_view {
-            // Stale, or a future view without a valid certificate for v − 1.
-            return if v > self.current_view {
-                Err(InvalidReason::MissingTc)
-            } else {
-                Ok(())
-            };
+        if v > self.current_view {
+            // A future view without a valid certificate for v − 1.
+            return Err(InvalidReason::MissingTc);
+        }
+        if v.0.saturating_add(1) < self.current_view.0 {
+            return Ok(());
+        }
+        if b.payload.len() > self.cfg.max_payload_bytes || b.evidence.len() > MAX_BLOCK_EVIDENCE {
+            return Err(InvalidReason::InvalidBlock);
+        }
+        let Some(parent) = self.tree.get(&b.parent) else {
+            if v == self.current_view {
+                let parent = b.parent;
+                let signers: Vec<ValidatorIndex> = b.justify.signers.iter().collect();
+                self.parked = Some((from, p));
+                self.fetch(parent, &signers);
+            }
+            return Ok(());
+        };
+        if parent.height.next() != Some(b.height) {
+            let parent_header = parent.header();
+            self.report_evidence(Evidence::InvalidProposal {
+                offender: b.proposer,
+                header: b.header(),
+                sig: p.sig,
+                parent: Some(parent_header),
+            });
+            return Err(InvalidReason::InvalidBlock);
+        }
+        if v < self.current_view {
+            // The previous view's block, arriving after its QC moved us on (votes can outrun
+            // the proposal, §7 case 1): keep it so that nobody has to fetch it.
+            let block = p.block;
+            if self.tree.insert(id, block.clone()) {
+                self.out.push(super::Action::PersistBlock(Box::new(block)));
+                self.resume_after_insert();
+            }
+            return Ok(());
         }
         if b.proposer != self.leader(v) {
             return Err(InvalidReason::WrongLeader);
@@ -115,31 +146,11 @@ impl<P: FaultPolicy> Core<P> {
                 return Err(InvalidReason::MissingTc);
             }
         }
-        if b.payload.len() > self.cfg.max_payload_bytes
-            || b.evidence.len() > MAX_BLOCK_EVIDENCE
-            || b.skipped_leaders != self.expected_skipped(b.justify.view(), v)
-        {
+        if b.skipped_leaders != self.expected_skipped(b.justify.view(), v) {
             return Err(InvalidReason::InvalidBlock);
         }
         if !trusted && b.evidence.iter().any(|e| e.verify(&self.vs).is_err()) {
             return Err(InvalidReason::BadEvidence);
-        }
-        let Some(parent) = self.tree.get(&b.parent) else {
-            let parent = b.parent;
-            let signers: Vec<ValidatorIndex> = b.justify.signers.iter().collect();
-            self.parked = Some((from, p));
-            self.fetch(parent, &signers);
-            return Ok(());
-        };
-        if parent.height.next() != Some(b.height) {
-            let parent_header = parent.header();
-            self.report_evidence(Evidence::InvalidProposal {
-                offender: b.proposer,
-                header: b.header(),
-                sig: p.sig,
-                parent: Some(parent_header),
-            });
-            return Err(InvalidReason::InvalidBlock);
         }
         let block = p.block;
         if self.tree.insert(id, block.clone()) {

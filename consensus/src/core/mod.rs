@@ -350,7 +350,21 @@ impl<P: FaultPolicy> Core<P> {
         qc.verify(&self.vs, &self.genesis_id)
             .map_err(|_| InvalidReason::BadCertificate)?;
         self.remember_verified(key);
+        self.detect_in_qc(qc);
         Ok(true)
+    }
+
+    /// Extract the votes of a newly seen QC for E1/E3 detection (§6.2: a vote can be taken out
+    /// of any QC; two QCs of one view convict the intersection of their signers).
+    fn detect_in_qc(&mut self, qc: &QuorumCert) {
+        if qc.view().0 == 0 {
+            return;
+        }
+        for (voter, sig) in qc.votes() {
+            for ev in self.detector.on_vote(voter, &qc.data, sig) {
+                self.report_evidence(ev);
+            }
+        }
     }
 
     /// Verify a TC (and its high QC), remembering verified ones.
@@ -362,6 +376,7 @@ impl<P: FaultPolicy> Core<P> {
         tc.verify(&self.vs, &self.genesis_id)
             .map_err(|_| InvalidReason::BadCertificate)?;
         self.remember_verified(key);
+        self.detect_in_qc(&tc.high_qc);
         Ok(())
     }
 

@@ -146,3 +146,163 @@ fn happy_path_commits_and_agrees() {
         assert_eq!(c[..min], net.committed[0][..min]);
     }
 }
+
+fn assert_agree(net: &Net) {
+    let live: Vec<&Vec<BlockId>> = net.committed.iter().collect();
+    for a in &live {
+        for b in &live {
+            let m = a.len().min(b.len());
+            assert_eq!(a[..m], b[..m], "committed chains diverge");
+        }
+    }
+}
+
+#[test]
+fn crashed_leader_is_replaced_by_view_change() {
+    let mut net = Net::new(4);
+    // Leader of view 2 under round robin is validator 2: take it down from the start.
+    net.down.insert(2);
+    net.run(60_000, 10);
+    assert!(net.committed[0].len() >= 10, "stalled: {:?}", net.committed[0].len());
+    assert!(net.nodes[0].status(net.now).counters.views_via_tc > 0);
+    assert_agree(&net);
+}
+
+#[test]
+fn safety_module_refuses_vote_after_timeout_and_double_vote() {
+    let (vs, ks) = keys(4);
+    let g = Block::genesis(vs.domain());
+    let gid = g.id(vs.domain());
+    let mut sm = SafetyModule::new(
+        PrivateKey::from_seed(ks[1].seed()),
+        ValidatorIndex(1),
+        SafetyData::genesis(gid),
+    );
+    let block = |view: u64, justify: QuorumCert| Block {
+        epoch: Epoch(0),
+        view: View(view),
+        height: crate::types::Height(1),
+        parent: justify.block_id(),
+        justify,
+        payload: vec![],
+        evidence: vec![],
+        proposer: ValidatorIndex(0),
+        skipped_leaders: vec![],
+    };
+    let b1 = block(1, QuorumCert::genesis(gid));
+    let id1 = b1.id(vs.domain());
+    // (step, expected)
+    assert!(sm.sign_vote(&b1, id1, &vs).is_ok(), "first vote in view 1");
+    assert_eq!(
+        sm.sign_vote(&b1, id1, &vs).unwrap_err(),
+        crate::safety::Refusal::AlreadyVoted
+    );
+    assert!(sm.sign_timeout(View(2), &vs).is_ok());
+    let b2 = block(2, QuorumCert::genesis(gid));
+    let id2 = b2.id(vs.domain());
+    assert_eq!(
+        sm.sign_vote(&b2, id2, &vs).unwrap_err(),
+        crate::safety::Refusal::TimedOut,
+        "no vote in a view after timing out in it"
+    );
+    assert_eq!(
+        sm.sign_timeout(View(2), &vs).unwrap_err(),
+        crate::safety::Refusal::AlreadyTimedOut
+    );
+    // Lock rule: after locking on a QC of view 5, a block justified by view 0 is refused.
+    let mut qc5 = QuorumCert::genesis(gid);
+    qc5.data.view = View(5);
+    sm.observe_qc(&qc5);
+    let b9 = block(9, QuorumCert::genesis(gid));
+    let id9 = b9.id(vs.domain());
+    assert_eq!(
+        sm.sign_vote(&b9, id9, &vs).unwrap_err(),
+        crate::safety::Refusal::LockViolation
+    );
+}
+
+#[test]
+fn equivocating_proposal_yields_verifiable_evidence() {
+    let mut net = Net::new(4);
+    net.run(0, 1);
+    let v = net.nodes[0].current_view();
+    let leader = net.nodes[0].leader(v).as_usize();
+    let (vs, ks) = keys(4);
+    let lock = net.nodes[leader].safety_data().lock.clone();
+    let height = net.nodes[leader]
+        .block(&lock.block_id())
+        .unwrap()
+        .height
+        .next()
+        .unwrap();
+    let mk = |payload: u8| {
+        let block = Block {
+            epoch: Epoch(0),
+            view: v,
+            height,
+            parent: lock.block_id(),
+            skipped_leaders: vec![],
+            justify: lock.clone(),
+            payload: vec![payload],
+            evidence: vec![],
+            proposer: ValidatorIndex(leader as u16),
+        };
+        let id = block.id(vs.domain());
+        let sig = ks[leader].sign(
+            vs.domain(),
+            crate::crypto::SigKind::Proposal,
+            &crate::messages::proposal_body(v, &id),
+        );
+        ConsensusMessage::Proposal(crate::messages::Proposal {
+            block,
+            tc: None,
+            sig,
+        })
+    };
+    let target = (leader + 1) % 4;
+    let from = ValidatorIndex(leader as u16);
+    net.apply(target, Event::Message { from, msg: mk(1) });
+    net.apply(target, Event::Message { from, msg: mk(2) });
+    let ev = net
+        .evidence
+        .iter()
+        .find(|e| e.kind() == crate::evidence::EvidenceKind::DoubleProposal)
+        .expect("E2 evidence");
+    assert_eq!(ev.offender(), from);
+    ev.verify(&vs).expect("third party verifies");
+}
+
+#[test]
+fn restart_never_double_votes() {
+    let mut net = Net::new(4);
+    net.run(0, 3);
+    let i = 1;
+    let data = net.nodes[i].safety_data().clone();
+    let voted = data.last_voted_view;
+    assert!(voted.0 > 0);
+    let (vs, ks) = keys(4);
+    let g = Block::genesis(vs.domain());
+    let mut restarted = Core::new(
+        Config::new(ValidatorIndex(i as u16)),
+        vs.clone(),
+        PrivateKey::from_seed(ks[i].seed()),
+        RoundRobin::new(&vs),
+        data.clone(),
+        Recovered {
+            committed: vec![g],
+            uncommitted: vec![],
+        },
+    )
+    .unwrap();
+    assert!(restarted.current_view() >= voted);
+    let actions = restarted.handle(0, Event::Start);
+    for a in &actions {
+        if let Action::Send {
+            msg: ConsensusMessage::Vote(v),
+            ..
+        } = a
+        {
+            assert_eq!(Some(v), data.last_vote.as_ref(), "only the identical vote is re-sent");
+        }
+    }
+}

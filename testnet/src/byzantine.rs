@@ -95,8 +95,8 @@ pub struct FloodRate {
 impl Default for FloodRate {
     fn default() -> Self {
         FloodRate {
-            per_burst: 6,
-            period_ms: 40,
+            per_burst: 4,
+            period_ms: 50,
         }
     }
 }
@@ -110,6 +110,8 @@ pub struct Byzantine {
     /// Flooder rate.
     pub flood: FloodRate,
     counter: u64,
+    held: Option<Proposal>,
+    timed_out: std::collections::BTreeSet<View>,
 }
 
 fn corrupt(sig: &mut Signature) {
@@ -145,6 +147,8 @@ impl Byzantine {
             public_qc: None,
             flood: FloodRate::default(),
             counter: 0,
+            held: None,
+            timed_out: std::collections::BTreeSet::new(),
         }
     }
 
@@ -170,8 +174,10 @@ impl Byzantine {
                 Vec::new()
             }
             ByzKind::InvalidJustify => {
+                // Relay first-hand proposals only (no ping-pong between Byzantine relays).
                 if let ConsensusMessage::Proposal(p) = msg
                     && p.block.proposer != ctx.me
+                    && p.block.proposer == *from
                     && !p.block.justify.sigs.is_empty()
                 {
                     let mut t = p.clone();
@@ -180,7 +186,35 @@ impl Byzantine {
                 }
                 Vec::new()
             }
-            ByzKind::LockHider { .. } => {
+            ByzKind::LockHider { victim } => {
+                let mut out = Vec::new();
+                if let ConsensusMessage::Timeout(t) = msg
+                    && t.sender != ctx.me
+                    && t.sender != victim
+                {
+                    // Release the held proposal (carrying the hidden QC) to the victim only once
+                    // the others have timed out in the view it certifies.
+                    if let Some(p) = self.held.take_if(|p| p.block.view.prev() == t.view) {
+                        out.push(Action::Send {
+                            to: victim,
+                            msg: ConsensusMessage::Proposal(p),
+                        });
+                    }
+                    // Help the others form their TC with a stale lock.
+                    if self.timed_out.insert(t.view)
+                        && let Some(qc) = self.public_qc.clone().filter(|q| q.view() < t.view)
+                    {
+                        let body = timeout_body(t.view, qc.view());
+                        let sig = ctx.key.sign(ctx.vs.domain(), SigKind::Timeout, &body);
+                        out.push(Action::Broadcast(ConsensusMessage::Timeout(Timeout {
+                            view: t.view,
+                            high_qc: qc,
+                            sender: ctx.me,
+                            sig,
+                            high_tc: None,
+                        })));
+                    }
+                }
                 let qcs: Vec<&QuorumCert> = match msg {
                     ConsensusMessage::Proposal(p) if p.block.proposer != ctx.me => {
                         vec![&p.block.justify]
@@ -190,15 +224,11 @@ impl Byzantine {
                     _ => Vec::new(),
                 };
                 for qc in qcs {
-                    if self
-                        .public_qc
-                        .as_ref()
-                        .is_none_or(|p| qc.view() > p.view())
-                    {
+                    if self.public_qc.as_ref().is_none_or(|p| qc.view() > p.view()) {
                         self.public_qc = Some(qc.clone());
                     }
                 }
-                Vec::new()
+                out
             }
             _ => Vec::new(),
         }
@@ -256,11 +286,7 @@ impl Byzantine {
                     .iter()
                     .enumerate()
                     .map(|(k, to)| {
-                        let m = if k < half {
-                            p.clone()
-                        } else {
-                            p2.clone()
-                        };
+                        let m = if k < half { p.clone() } else { p2.clone() };
                         Routed::To(*to, ConsensusMessage::Proposal(m))
                     })
                     .collect()
@@ -300,12 +326,14 @@ impl Byzantine {
                 tamper_qc(&mut p.block.justify, ctx.rng);
                 vec![Routed::Same(ConsensusMessage::Proposal(p))]
             }
-            (ByzKind::LockHider { victim }, m) => match m {
+            (ByzKind::LockHider { .. }, m) => match m {
                 ConsensusMessage::Proposal(p) if p.block.proposer == me => {
-                    vec![Routed::To(victim, ConsensusMessage::Proposal(p))]
+                    self.held = Some(p);
+                    Vec::new()
                 }
                 ConsensusMessage::Vote(v) if v.voter == me => Vec::new(),
                 ConsensusMessage::Timeout(t) if t.sender == me => {
+                    self.timed_out.insert(t.view);
                     let qc = self.stale_qc(&t.high_qc, t.view);
                     let body = timeout_body(t.view, qc.view());
                     let sig = ctx.key.sign(domain, SigKind::Timeout, &body);
@@ -371,10 +399,8 @@ impl Byzantine {
                         2 => View(1_000_000 + self.counter),
                         _ => View(10_000 + self.counter),
                     };
-                    let genesis = QuorumCert::genesis(
-                        Block::genesis(domain).id(domain),
-                    );
-                    let msg = if self.counter % 2 == 0 {
+                    let genesis = QuorumCert::genesis(Block::genesis(domain).id(domain));
+                    let msg = if self.counter.is_multiple_of(2) {
                         let body = timeout_body(view, genesis.view());
                         ConsensusMessage::Timeout(Timeout {
                             view,

@@ -84,7 +84,7 @@ impl Disk {
             .filter(|(_, b)| b.height > tip)
             .map(|(id, b)| (b.height, *id, b.clone()))
             .collect();
-        uncommitted.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        uncommitted.sort_by_key(|a| (a.0, a.1));
         Recovered {
             committed,
             uncommitted: uncommitted.into_iter().map(|(_, _, b)| b).collect(),

@@ -22,7 +22,11 @@ pub struct Violation {
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[{}] at t={}ms: {}", self.invariant, self.at, self.detail)
+        write!(
+            f,
+            "[{}] at t={}ms: {}",
+            self.invariant, self.at, self.detail
+        )
     }
 }
 
@@ -151,7 +155,11 @@ impl Oracles {
 
     /// Highest height committed by any honest instance.
     pub fn max_committed_height(&self) -> Height {
-        self.committed.keys().next_back().copied().unwrap_or(Height(0))
+        self.committed
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(Height(0))
     }
 
     /// Committed chain of an instance.
@@ -280,7 +288,10 @@ impl Oracles {
                     return Err(v(
                         "S4",
                         at,
-                        format!("validator {identity} voted in view {} after view {last}", d.view),
+                        format!(
+                            "validator {identity} voted in view {} after view {last}",
+                            d.view
+                        ),
                     ));
                 }
                 if h.timeouts.range(d.view..).next().is_some() {
@@ -594,7 +605,8 @@ impl Oracles {
                     .verify(x.voter, SigKind::Vote, &encode(&x.data), &x.sig)
             }
             ConsensusMessage::Timeout(t) => {
-                self.vs.verify(t.sender, SigKind::Timeout, &t.body(), &t.sig)
+                self.vs
+                    .verify(t.sender, SigKind::Timeout, &t.body(), &t.sig)
             }
             _ => false,
         }
@@ -661,7 +673,11 @@ impl Oracles {
                     None
                 }
             } else if new.committed < old.committed {
-                Some(("committed height (across restart)", old.committed.0, new.committed.0))
+                Some((
+                    "committed height (across restart)",
+                    old.committed.0,
+                    new.committed.0,
+                ))
             } else {
                 None
             };

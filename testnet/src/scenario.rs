@@ -9,9 +9,13 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// Virtual length of the faulty phase of a standard run (ms).
-pub const FAULT_MS: u64 = 5_000;
+pub const FAULT_MS: u64 = 2_000;
 /// Virtual length of the healing suffix (ms).
-pub const HEAL_MS: u64 = 5_000;
+pub const HEAL_MS: u64 = 3_000;
+
+/// Extra virtual time for Byzantine scenarios: f faulty leaders in a row each cost a view
+/// timeout before the honest leaders commit again.
+pub const BYZ_EXTRA_MS: u64 = 2_000;
 
 /// n for a seed: cycles through 4, 7, 10.
 pub fn n_for(seed: u64) -> usize {
@@ -32,6 +36,8 @@ pub fn names() -> Vec<String> {
         "crash_restart".into(),
         "crash_persist".into(),
         "slow_node".into(),
+        "late_leader".into(),
+        "crash_after_timeout".into(),
     ];
     for k in ByzKind::all() {
         v.push(k.name().to_string());
@@ -51,7 +57,7 @@ fn byz_set(seed: u64, n: usize, kind: ByzKind) -> Vec<(ValidatorIndex, ByzKind)>
 
 /// The healthy network of the healing suffix: delay ≤ Δ.
 pub fn healthy_net() -> NetModel {
-    NetModel::jittery(10, 20)
+    NetModel::jittery(15, 35)
 }
 
 /// Run scenario `name` with `seed` (standard lengths). Errors: the first violation.
@@ -63,6 +69,7 @@ pub fn run(name: &str, seed: u64) -> Result<Report, Failure> {
 pub fn run_with(name: &str, seed: u64, mutations: Mutations) -> Result<Report, Failure> {
     let n = n_for(seed);
     let mut cfg = SimConfig::new(name, seed, n);
+    cfg.net = healthy_net();
     cfg.mutations = mutations;
     let mut r = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5eed);
     let heal_at = FAULT_MS;
@@ -83,7 +90,7 @@ pub fn run_with(name: &str, seed: u64, mutations: Mutations) -> Result<Report, F
         }
         "partition" => {
             // Up to three random 2-way partitions, each healed; the last heal is the suffix.
-            let mut t = r.random_range(200..1000);
+            let mut t = r.random_range(100..600);
             for _ in 0..r.random_range(1..=3) {
                 let minority = r.random_range(1..=f_of(n).max(1));
                 let mut ids: Vec<InstanceId> = (0..n).collect();
@@ -93,9 +100,9 @@ pub fn run_with(name: &str, seed: u64, mutations: Mutations) -> Result<Report, F
                 }
                 let (a, b) = ids.split_at(minority);
                 controls.push((t, Control::Partition(vec![a.to_vec(), b.to_vec()])));
-                t += r.random_range(300..1500);
+                t += r.random_range(300..1000);
                 controls.push((t.min(heal_at), Control::Heal));
-                t += r.random_range(100..800);
+                t += r.random_range(100..500);
                 if t >= heal_at {
                     break;
                 }
@@ -106,8 +113,8 @@ pub fn run_with(name: &str, seed: u64, mutations: Mutations) -> Result<Report, F
             // Crash up to f nodes at a time, restart them later; crash_persist arms the crash
             // inside a batch (between persist and send, or before the persist).
             let f = f_of(n).max(1);
-            let mut t = r.random_range(100..600);
-            while t < heal_at - 500 {
+            let mut t = r.random_range(100..400);
+            while t < heal_at - 300 {
                 let k = r.random_range(1..=f);
                 let mut victims = Vec::new();
                 for _ in 0..k {
@@ -128,13 +135,39 @@ pub fn run_with(name: &str, seed: u64, mutations: Mutations) -> Result<Report, F
                         controls.push((t, Control::Crash(v)));
                     }
                 }
-                let down = r.random_range(100..1500);
+                let down = r.random_range(100..900);
                 for &v in &victims {
                     controls.push((t + down, Control::Restart(v)));
                 }
-                t += down + r.random_range(50..700);
+                t += down + r.random_range(50..400);
             }
             controls.push((heal_at, Control::HealAll(healthy_net())));
+        }
+        "late_leader" | "crash_after_timeout" => {
+            // One leader's proposals arrive around the others' view timeout (votes after a
+            // timeout would show here); crash_after_timeout also crashes another node right
+            // after it broadcasts a timeout and restarts it at once, repeatedly.
+            let x = r.random_range(0..n);
+            let mut net = healthy_net();
+            net.base_ms = 10;
+            net.jitter_ms = 20;
+            net.overrides.push(LinkOverride {
+                from: Some(x),
+                to: None,
+                extra_ms: cfg.timing.timeout_base_ms - 10,
+                loss: None,
+            });
+            cfg.net = net.clone();
+            if name == "crash_after_timeout" {
+                let y = (x + 1 + r.random_range(0..n - 1)) % n;
+                controls.push((0, Control::AutoRestart(y, Some(r.random_range(1..15)))));
+                let mut t = 50;
+                while t < heal_at {
+                    controls.push((t, Control::ArmCrash(y, CrashPoint::AfterTimeout)));
+                    t += r.random_range(100..400);
+                }
+            }
+            controls.push((heal_at, Control::HealAll(net)));
         }
         "slow_node" => {
             // One node is cut off (or very slow) while the others commit many blocks; after the
@@ -164,10 +197,191 @@ pub fn run_with(name: &str, seed: u64, mutations: Mutations) -> Result<Report, F
             cfg.byzantine = byz_set(seed, n, kind);
         }
     }
+    let end = if cfg.byzantine.is_empty() {
+        end
+    } else {
+        end + BYZ_EXTRA_MS
+    };
     let mut sim = Sim::new(cfg);
     for (t, c) in controls {
         sim.schedule(t, c);
     }
     sim.run_until(end)?;
     sim.finish(Some(heal_at))
+}
+
+/// L1 (responsiveness) measurement on the happy path.
+#[derive(Clone, Debug)]
+pub struct L1Report {
+    /// The fixed per-message delay δ (ms).
+    pub delta_ms: u64,
+    /// Max over blocks B_v of (time leader(v+2) commits B_v − time B_v was proposed) / δ.
+    pub leader_max: f64,
+    /// Max over blocks of (time the last honest node commits B_v − proposal time) / δ.
+    pub all_max: f64,
+    /// Mean of the all-honest latency, in δ.
+    pub all_mean: f64,
+    /// Blocks measured.
+    pub samples: usize,
+}
+
+/// Run `n` honest nodes over a fixed-delay network (δ = `delta_ms`, no jitter, no loss) and
+/// measure commit latency in δ for every block whose view and the next two were proposed by
+/// honest leaders and chained (protocol.md §5 L1).
+pub fn measure_l1(seed: u64, n: usize, delta_ms: u64) -> Result<L1Report, Failure> {
+    let mut cfg = SimConfig::new("l1", seed, n);
+    cfg.net = NetModel::fixed(delta_ms);
+    cfg.timing.delta_ms = delta_ms * 2;
+    cfg.timing.timeout_base_ms = delta_ms * 20;
+    let mut sim = Sim::new(cfg);
+    sim.run_until(3_000)?;
+    sim.finish(None)?;
+    let honest = sim.honest();
+    let (mut lmax, mut amax, mut asum, mut k) = (0f64, 0f64, 0f64, 0usize);
+    for (&v, p) in sim.proposals.range(consensus::View(3)..) {
+        let (Some(p1), Some(p2)) = (
+            v.next().and_then(|w| sim.proposals.get(&w)),
+            v.next()
+                .and_then(|w| w.next())
+                .and_then(|w| sim.proposals.get(&w)),
+        ) else {
+            continue;
+        };
+        if p1.parent != p.id || p2.parent != p1.id {
+            continue;
+        }
+        let Some(tl) = sim.oracles.commit_time.get(&(p2.inst, p.id)) else {
+            continue;
+        };
+        let all: Option<Vec<u64>> = honest
+            .iter()
+            .map(|&i| sim.oracles.commit_time.get(&(i, p.id)).copied())
+            .collect();
+        let Some(all) = all else { continue };
+        let ta = all.into_iter().max().unwrap_or(0);
+        let d = delta_ms as f64;
+        lmax = lmax.max((tl - p.at) as f64 / d);
+        let a = (ta - p.at) as f64 / d;
+        amax = amax.max(a);
+        asum += a;
+        k += 1;
+    }
+    Ok(L1Report {
+        delta_ms,
+        leader_max: lmax,
+        all_max: amax,
+        all_mean: if k > 0 { asum / k as f64 } else { 0.0 },
+        samples: k,
+    })
+}
+
+/// L2 check results of the hidden-lock scenario.
+#[derive(Clone, Debug, Default)]
+pub struct L2Report {
+    /// Views checked (entered via TC by an honest leader, next two leaders honest).
+    pub checked: usize,
+    /// Largest (commit time − entry time) / (W(v) + 5Δ) seen among checked views.
+    pub worst_ratio: f64,
+}
+
+/// Directed hidden-lock scenario (protocol.md §7 case 11, §8): n = 4, validator 3 is a
+/// [`ByzKind::LockHider`] that forms a QC as leader, shows it only to validator 2 (whose
+/// outbound links take Δ while the others take δ = Δ/10), withholds its votes and reports a
+/// stale lock. Checks L2 for every view entered via TC whose leader and next two leaders are
+/// honest: B_v is proposed within W(v) and committed within W(v) + 5Δ of the leader entering v.
+pub fn hidden_lock(seed: u64, mutations: Mutations) -> Result<(Report, L2Report), Failure> {
+    let delta = 100u64;
+    let victim = ValidatorIndex(2);
+    let mut cfg = SimConfig::new("hidden_lock", seed, 4);
+    cfg.policy = crate::replica::PolicyKind::RoundRobin;
+    cfg.mutations = mutations;
+    cfg.byzantine = vec![(ValidatorIndex(3), ByzKind::LockHider { victim })];
+    cfg.timing = crate::sim::Timing {
+        delta_ms: delta,
+        timeout_base_ms: 6 * delta,
+        timeout_max_ms: 48 * delta,
+        backoff_exponent_max: 3,
+        resend_ms: 6 * delta,
+        sync_timeout_ms: 10 * delta,
+    };
+    let mut net = NetModel::fixed(delta / 10);
+    let t = cfg.timing;
+    let mut sim_probe = Sim::new(SimConfig {
+        oracles: false,
+        ..cfg.clone()
+    });
+    let victim_inst = sim_probe.instances_of(victim)[0];
+    drop(sim_probe.instances.drain(..));
+    net.overrides.push(LinkOverride {
+        from: Some(victim_inst),
+        to: None,
+        extra_ms: delta - delta / 10,
+        loss: None,
+    });
+    cfg.net = net;
+    let mut sim = Sim::new(cfg);
+    sim.track_views = true;
+    let end = 20_000;
+    sim.run_until(end)?;
+    let report = sim.finish(None)?;
+    // L2 over views v ≥ 4 whose leaders v, v+1, v+2 are honest (round robin: v mod 4 == 0).
+    let mut l2 = L2Report::default();
+    let n = 4u64;
+    let honest_leader = |v: u64| v % n != 3;
+    for inst in sim.honest() {
+        let idx = sim.instances[inst].index.0 as u64;
+        let entered: Vec<(consensus::View, (u64, bool, consensus::View))> = sim.instances[inst]
+            .entered()
+            .iter()
+            .map(|(a, b)| (*a, *b))
+            .collect();
+        for (v, (te, via_tc, committed_view)) in entered {
+            if v.0 < 4 || v.0 % n != idx || !via_tc {
+                continue;
+            }
+            if !(honest_leader(v.0) && honest_leader(v.0 + 1) && honest_leader(v.0 + 2)) {
+                continue;
+            }
+            let e = (v.0.saturating_sub(committed_view.0 + 2)).min(t.backoff_exponent_max as u64);
+            let tau = (t.timeout_base_ms << e).min(t.timeout_max_ms);
+            let w = (2 * delta * (1u64 << e)).min(tau * 2 / 5);
+            let bound = w + 5 * delta;
+            if te + bound + delta > end {
+                continue;
+            }
+            l2.checked += 1;
+            let committed_at = sim.proposals.get(&v).and_then(|p| {
+                sim.honest()
+                    .iter()
+                    .filter_map(|&i| sim.oracles.commit_time.get(&(i, p.id)).copied())
+                    .min()
+            });
+            match committed_at {
+                Some(tc) if tc <= te + bound => {
+                    l2.worst_ratio = l2.worst_ratio.max((tc - te) as f64 / bound as f64);
+                }
+                other => {
+                    let detail = format!(
+                        "leader {idx} entered view {v} via TC at {te}ms; B_v {} (bound W+5Δ = {bound}ms, proposal {:?})",
+                        match other {
+                            Some(tc) => format!("committed only at {tc}ms"),
+                            None => "never committed".to_string(),
+                        },
+                        sim.proposals.get(&v).map(|p| p.at)
+                    );
+                    let f = Failure {
+                        seed,
+                        scenario: "hidden_lock".into(),
+                        violation: crate::oracle::Violation {
+                            invariant: "L2",
+                            detail,
+                            at: end,
+                        },
+                    };
+                    return Err(f);
+                }
+            }
+        }
+    }
+    Ok((report, l2))
 }

@@ -9,8 +9,8 @@ use crate::oracle::{Oracles, Violation};
 use crate::replica::{PolicyKind, Replica, build_core};
 use consensus::{
     Action, Block, BlockId, BlockResponse, Config, ConsensusMessage, Epoch, Event, Evidence,
-    Height, Millis, Mutations, PrivateKey, SafetyData, ValidatorIndex, ValidatorInfo,
-    ValidatorSet, View, encode,
+    Height, Millis, Mutations, PrivateKey, SafetyData, ValidatorIndex, ValidatorInfo, ValidatorSet,
+    View, encode,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -40,7 +40,7 @@ impl Default for Timing {
         Timing {
             delta_ms: 50,
             timeout_base_ms: 300,
-            timeout_max_ms: 3_000,
+            timeout_max_ms: 1_000,
             backoff_exponent_max: 4,
             resend_ms: 300,
             sync_timeout_ms: 500,
@@ -57,6 +57,8 @@ pub enum CrashPoint {
     BeforePersist,
     /// After the k-th action (1-based) of the next batch with more than k actions.
     AfterAction(usize),
+    /// Right after broadcasting a timeout (what follows in the batch is lost).
+    AfterTimeout,
 }
 
 /// Scripted control events.
@@ -72,6 +74,8 @@ pub enum Control {
     Partition(Vec<Vec<InstanceId>>),
     /// Remove the partition.
     Heal,
+    /// Restart the instance automatically this many ms after each crash (`None`: don't).
+    AutoRestart(InstanceId, Option<Millis>),
     /// Replace the network model (keeps the partition).
     SetNet(NetModel),
     /// Healing suffix: heal, restore `net`, restart every crashed instance, disarm crashes.
@@ -255,9 +259,10 @@ pub struct Instance {
     byz: Option<Byzantine>,
     cfg: Config,
     armed: Option<CrashPoint>,
+    auto_restart: Option<Millis>,
     lock_view: View,
     view: View,
-    entered: BTreeMap<View, (Millis, bool)>,
+    entered: BTreeMap<View, (Millis, bool, View)>,
     via_tc: u64,
 }
 
@@ -270,8 +275,9 @@ impl Instance {
     pub fn status(&self, now: Millis) -> Option<consensus::CoreStatus> {
         self.core.as_ref().map(|c| c.status(now))
     }
-    /// Views entered (only tracked for honest instances with oracles on): view → (time, via TC).
-    pub fn entered(&self) -> &BTreeMap<View, (Millis, bool)> {
+    /// Views entered (tracked for honest instances when `Sim::track_views`): view → (time,
+    /// entered via TC, committed view at entry).
+    pub fn entered(&self) -> &BTreeMap<View, (Millis, bool, View)> {
         &self.entered
     }
 }
@@ -319,6 +325,9 @@ pub struct Sim {
     /// Twins-style partitions by message view: `view_groups[v][inst]` is the group of `inst`
     /// for messages of view `v`; views past the table are unrestricted.
     pub view_groups: Vec<Vec<usize>>,
+    /// `view_groups` apply only before this time (the healing suffix starts there).
+    pub view_groups_until: Millis,
+    gossiped: BTreeSet<(consensus::Digest, InstanceId)>,
 }
 
 /// Deterministic key of validator number `i` in a run with `seed`.
@@ -389,6 +398,7 @@ impl Sim {
                     },
                     cfg: c,
                     armed: None,
+                    auto_restart: None,
                     lock_view: View(0),
                     view: View(0),
                     entered: BTreeMap::new(),
@@ -416,6 +426,8 @@ impl Sim {
             failure: None,
             track_views: false,
             view_groups: Vec::new(),
+            view_groups_until: Millis::MAX,
+            gossiped: BTreeSet::new(),
         };
         for i in 0..sim.instances.len() {
             sim.start(i);
@@ -456,7 +468,8 @@ impl Sim {
         self.push(at, Item::Control(c));
     }
 
-    fn fail(&mut self, violation: Violation) {
+    /// Record a violation found outside the built-in oracles (first one wins).
+    pub fn fail(&mut self, violation: Violation) {
         if self.failure.is_none() {
             self.failure = Some(Failure {
                 seed: self.cfg.seed,
@@ -518,6 +531,10 @@ impl Sim {
             ins.armed = None;
             self.trace.update(b"crash");
             self.trace.update(&(inst as u64).to_le_bytes());
+            if let Some(d) = self.instances[inst].auto_restart {
+                let at = self.now + d;
+                self.push(at, Item::Control(Control::Restart(inst)));
+            }
         }
     }
 
@@ -576,16 +593,6 @@ impl Sim {
             self.instances[inst].byz = Some(b);
         }
         let honest = role == Role::Honest;
-        if self.cfg.oracles && honest {
-            let lock_before = self.instances[inst].lock_view;
-            let gid = self.genesis_id;
-            if let Err(v) = self
-                .oracles
-                .on_actions(now, inst, index, lock_before, &actions, &gid)
-            {
-                self.fail(v);
-            }
-        }
         self.apply(inst, actions);
         if self.cfg.oracles && honest {
             let life = self.instances[inst].life;
@@ -597,7 +604,8 @@ impl Sim {
                 ins.lock_view = st.lock_view;
                 if st.view > ins.view && self.track_views {
                     let via_tc = st.counters.views_via_tc > ins.via_tc;
-                    ins.entered.insert(st.view, (now, via_tc));
+                    ins.entered
+                        .insert(st.view, (now, via_tc, st.committed_view));
                 }
                 ins.via_tc = st.counters.views_via_tc;
                 ins.view = st.view;
@@ -684,11 +692,29 @@ impl Sim {
                 }
             }
             let is_persist = matches!(a, Action::PersistSafety(_));
+            let is_timeout = matches!(&a, Action::Broadcast(ConsensusMessage::Timeout(_)));
+            if self.cfg.oracles && self.instances[inst].role == Role::Honest {
+                // Only actions that really take effect are checked (a crash cuts the batch).
+                let lock_before = self.instances[inst].lock_view;
+                let index = self.instances[inst].index;
+                let gid = self.genesis_id;
+                if let Err(v) = self.oracles.on_actions(
+                    now,
+                    inst,
+                    index,
+                    lock_before,
+                    std::slice::from_ref(&a),
+                    &gid,
+                ) {
+                    self.fail(v);
+                }
+            }
             self.hash_action(&a);
             self.apply_one(inst, a, now);
             if let Some(cp) = self.instances[inst].armed {
                 let hit_after = match cp {
                     CrashPoint::AfterPersist => is_persist && sends_after_persist == Some(true),
+                    CrashPoint::AfterTimeout => is_timeout,
                     CrashPoint::AfterAction(n) => k + 1 == n && len > n,
                     CrashPoint::BeforePersist => false,
                 };
@@ -752,8 +778,13 @@ impl Sim {
                 self.push(at, Item::Timer { inst, life, timer });
             }
             Action::Evidence(ev) => {
+                let id = ev.id();
                 for j in 0..self.instances.len() {
                     if j == inst || !self.net.connected(inst, j) {
+                        continue;
+                    }
+                    // Gossip dedupe: a receiver gets each item once (re-gossip is redundant).
+                    if !self.gossiped.insert((id, j)) {
                         continue;
                     }
                     let d = self.net.sample(&mut self.rng, inst, j);
@@ -823,7 +854,13 @@ impl Sim {
     }
 
     fn view_ok(&self, a: InstanceId, b: InstanceId, msg: &ConsensusMessage) -> bool {
-        match self.view_groups.get(msg.view().0.min(usize::MAX as u64) as usize) {
+        if self.now >= self.view_groups_until {
+            return true;
+        }
+        match self
+            .view_groups
+            .get(msg.view().0.min(usize::MAX as u64) as usize)
+        {
             Some(g) => g.get(a) == g.get(b),
             None => true,
         }
@@ -885,7 +922,10 @@ impl Sim {
                 from,
                 msg,
             } => {
-                if !self.net.connected(from_inst, to) || !self.instances[to].is_up() {
+                if !self.net.connected(from_inst, to)
+                    || !self.instances[to].is_up()
+                    || !self.view_ok(from_inst, to, &msg)
+                {
                     return;
                 }
                 if self.cfg.oracles && self.instances[to].role == Role::Honest {
@@ -1003,6 +1043,7 @@ impl Sim {
                 self.net.partition(n, &groups);
             }
             Control::Heal => self.net.heal(),
+            Control::AutoRestart(i, d) => self.instances[i].auto_restart = d,
             Control::SetNet(m) => {
                 let g = self.net.groups.take();
                 self.net = m;
@@ -1013,6 +1054,7 @@ impl Sim {
                 self.net.heal();
                 for i in 0..self.instances.len() {
                     self.instances[i].armed = None;
+                    self.instances[i].auto_restart = None;
                     if !self.instances[i].is_up() {
                         self.start(i);
                     }

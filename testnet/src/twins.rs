@@ -25,13 +25,28 @@ pub struct TwinsScenario {
 }
 
 impl TwinsScenario {
-    /// Compact text form, e.g. `0:1 2:0 0:3 3:2`.
+    /// Compact text form `leader:partition,…`, e.g. `0:1,2:0,0:3,3:2`.
     pub fn describe(&self) -> String {
         self.views
             .iter()
             .map(|(l, p)| format!("{}:{}", l.0, p))
             .collect::<Vec<_>>()
-            .join(" ")
+            .join(",")
+    }
+
+    /// Parse [`TwinsScenario::describe`]'s form.
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut views = Vec::new();
+        for part in s.split(',') {
+            let (l, p) = part.split_once(':')?;
+            let l: u16 = l.trim().parse().ok()?;
+            let p: usize = p.trim().parse().ok()?;
+            if l > 3 || p >= partitions().len() {
+                return None;
+            }
+            views.push((ValidatorIndex(l), p));
+        }
+        Some(TwinsScenario { views })
     }
 }
 
@@ -80,7 +95,7 @@ pub fn enumerate(n_views: usize, cap: usize) -> Vec<TwinsScenario> {
 
 /// Run one Twins scenario.
 pub fn run(seed: u64, sc: &TwinsScenario, mutations: Mutations) -> Result<Report, Failure> {
-    let mut cfg = SimConfig::new(&format!("twins[{}]", sc.describe()), seed, 4);
+    let mut cfg = SimConfig::new(&format!("twins={}", sc.describe()), seed, 4);
     cfg.twins = vec![TWIN];
     cfg.mutations = mutations;
     cfg.net = NetModel::jittery(10, 5);
@@ -106,6 +121,7 @@ pub fn run(seed: u64, sc: &TwinsScenario, mutations: Mutations) -> Result<Report
         view_groups.push(g);
     }
     sim.view_groups = view_groups;
+    sim.view_groups_until = TWINS_HEAL_MS;
     sim.run_until(TWINS_END_MS)?;
     // Liveness: the scripted views are over once the network reaches a later view; require
     // commits in the last part of the run.

@@ -33,17 +33,17 @@ pub enum PolicyKind {
     Scripted(Arc<Vec<ValidatorIndex>>),
     /// `consensus::RoundRobin` (baseline).
     RoundRobin,
-    /// `fault::FaultTolerance` with default configuration (falls back to round robin until the
-    /// fault crate provides it).
+    /// `fault::FaultTolerance` with default configuration: the production policy (reputation,
+    /// isolation, evidence pool, health), exercised inline by every simulated replica.
     FaultTolerance,
 }
 
 impl PolicyKind {
-    /// From `SIM_POLICY` (`rr` / `ft`), default round robin.
+    /// From `SIM_POLICY` (`rr` for round robin), default the production `FaultTolerance`.
     pub fn from_env() -> Self {
         match std::env::var("SIM_POLICY").as_deref() {
-            Ok("ft") | Ok("fault") => PolicyKind::FaultTolerance,
-            _ => PolicyKind::RoundRobin,
+            Ok("rr") | Ok("round_robin") => PolicyKind::RoundRobin,
+            _ => PolicyKind::FaultTolerance,
         }
     }
 }
@@ -68,7 +68,13 @@ pub fn build_core(
                 .map(|c| Box::new(c) as Box<dyn Replica>)
                 .map_err(|e| format!("{e:?}"))
         }
-        PolicyKind::RoundRobin | PolicyKind::FaultTolerance => {
+        PolicyKind::FaultTolerance => {
+            let p = fault::FaultTolerance::new(vs, fault::FaultConfig::default());
+            Core::new(cfg, vs.clone(), key, p, safety, recovered)
+                .map(|c| Box::new(c) as Box<dyn Replica>)
+                .map_err(|e| format!("{e:?}"))
+        }
+        PolicyKind::RoundRobin => {
             let p = RoundRobin::new(vs);
             Core::new(cfg, vs.clone(), key, p, safety, recovered)
                 .map(|c| Box::new(c) as Box<dyn Replica>)

@@ -29,6 +29,10 @@ pub struct TxLocation {
 
 /// One mutation inside a [`WriteBatch`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "the agreed `Op::PutSafety(SafetyData)` shape; batches are short-lived and small"
+)]
 pub enum Op {
     /// Replace the safety record (there is exactly one).
     PutSafety(SafetyData),

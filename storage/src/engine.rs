@@ -85,9 +85,9 @@ impl Cf {
     }
 }
 
-/// A raw mutation of one column family.
+/// A raw mutation of one column family (crate-internal: the module is private).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum RawOp {
+pub enum RawOp {
     /// Set `key` to `value`.
     Put(Cf, Vec<u8>, Vec<u8>),
     /// Remove `key`.
@@ -95,7 +95,7 @@ pub(crate) enum RawOp {
 }
 
 /// Visitor for [`Engine::scan`]: return `Ok(false)` to stop.
-pub(crate) type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool, StoreError> + 'a;
+pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool, StoreError> + 'a;
 
 pub(crate) mod sealed {
     use super::{Cf, RawOp, StoreError, Visit};

@@ -579,12 +579,16 @@ fn lock_child() {
 fn rocks_locked_by_other_process() {
     let dir = tempfile::tempdir().unwrap();
     let _held = RocksStore::open(dir.path(), RocksOptions::default()).unwrap();
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "lock_child", "--test-threads=1"])
         .env(LOCK_CHILD_ENV, dir.path())
-        .status()
+        .output()
         .unwrap();
-    assert!(status.success(), "child process did not see Locked");
+    assert!(
+        child.status.success(),
+        "child process did not see Locked: {}",
+        String::from_utf8_lossy(&child.stdout)
+    );
 }
 
 #[test]

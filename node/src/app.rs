@@ -23,6 +23,10 @@ pub const MAX_KEY_BYTES: usize = 1024;
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 /// Maximum encoded size of one transaction.
 pub const MAX_TX_BYTES: usize = MAX_KEY_BYTES + MAX_VALUE_BYTES + 64;
+/// Decoding bound for committed payloads: the consensus message cap, which every block that
+/// reached us already fits, so the bound never depends on a node's local configuration and
+/// applying a block stays deterministic across nodes.
+pub const PAYLOAD_DECODE_LIMIT: usize = consensus::codec::MAX_MESSAGE_BYTES;
 /// Bytes a [`Payload::Transactions`] adds around its transactions (tag + u32 count).
 pub const PAYLOAD_OVERHEAD: usize = 1 + 4;
 

@@ -71,8 +71,12 @@ pub struct DriverInfo {
     pub chain_id: String,
     /// The genesis (for validator addresses).
     pub genesis: Genesis,
-    /// Maximum block payload in bytes.
+    /// Maximum payload of our own proposals, in bytes.
     pub max_block_bytes: usize,
+    /// How long a leader with an empty mempool (and no transactions in uncommitted blocks)
+    /// waits for a transaction before proposing an empty block. Must stay well below the
+    /// view timeout.
+    pub empty_block_delay: Duration,
 }
 
 /// The driver task's state.
@@ -91,6 +95,8 @@ pub struct Driver {
     /// Network request id → core request id.
     fetches: HashMap<u64, u64>,
     followups: VecDeque<Event>,
+    /// A payload request not answered yet: its view and when to answer at the latest.
+    pending_payload: Option<(consensus::View, Instant)>,
     gossip_buf: Vec<Transaction>,
     gossip_bytes: usize,
     halted: bool,
@@ -121,6 +127,7 @@ impl Driver {
             connected: BTreeSet::new(),
             fetches: HashMap::new(),
             followups: VecDeque::new(),
+            pending_payload: None,
             gossip_buf: Vec::new(),
             gossip_bytes: 0,
             halted: false,
@@ -147,14 +154,26 @@ impl Driver {
                 .keys()
                 .next()
                 .map(|(at, _)| self.start + Duration::from_millis(*at));
+            let payload_at = self.pending_payload.map(|(_, at)| at);
+            // Not biased: under a steady stream of network events, timers, commands and our
+            // own follow-up events still get their turn.
             let r = tokio::select! {
-                biased;
                 _ = shutdown.changed() => break Ok(()),
+                _ = std::future::ready(()), if !self.followups.is_empty() => {
+                    match self.followups.pop_front() {
+                        Some(ev) => self.step(ev),
+                        None => Ok(()),
+                    }
+                }
                 ev = net_rx.recv() => match ev {
                     Some(ev) => self.on_network(ev),
                     None => break Err(anyhow!("network service stopped")),
                 },
                 _ = sleep_until(deadline), if deadline.is_some() => self.fire_timers(),
+                _ = sleep_until(payload_at), if payload_at.is_some() => {
+                    self.propose_now();
+                    Ok(())
+                }
                 cmd = cmd_rx.recv() => match cmd {
                     Some(cmd) => { self.on_command(cmd); Ok(()) }
                     None => break Ok(()),
@@ -172,16 +191,27 @@ impl Driver {
         result
     }
 
-    /// Feed one event to the core, execute its actions, then any follow-up events.
+    /// Feed one event to the core and execute its actions. Follow-up events (our payload) are
+    /// queued and fed by the main loop, so a validator that can make progress on its own (a
+    /// single-validator chain) never starves RPC commands, timers or the network.
     fn step(&mut self, event: Event) -> Result<()> {
-        self.followups.push_back(event);
-        while let Some(ev) = self.followups.pop_front() {
-            let now = self.now();
-            let actions = self.core.handle(now, ev);
-            self.execute(actions)?;
-        }
+        let now = self.now();
+        let actions = self.core.handle(now, event);
+        self.execute(actions)?;
         self.metrics.view.set(self.core.current_view().0 as i64);
         Ok(())
+    }
+
+    /// Answer the pending payload request now with what the mempool holds.
+    fn propose_now(&mut self) {
+        let Some((view, _)) = self.pending_payload.take() else {
+            return;
+        };
+        let txs = self.mempool.take(self.info.max_block_bytes);
+        debug!(view = view.0, txs = txs.len(), "payload ready");
+        let payload = Payload::Transactions(txs).encode();
+        self.followups
+            .push_back(Event::PayloadReady { view, payload });
     }
 
     fn execute(&mut self, actions: Vec<Action>) -> Result<()> {
@@ -193,7 +223,7 @@ impl Driver {
                 }
                 Action::PersistBlock(b) => {
                     let id = b.id(&self.domain);
-                    let summary = app::summarize(&b.payload, self.info.max_block_bytes);
+                    let summary = app::summarize(&b.payload, app::PAYLOAD_DECODE_LIMIT);
                     self.mempool.mark_in_flight(id, b.height, summary.tx_hashes);
                     batch.push(Op::PutBlock { id, block: *b });
                 }
@@ -245,16 +275,19 @@ impl Driver {
                 debug!(request_id, peer = peer.0, target = %request.target, "block sync request");
             }
             Action::RequestPayload { view, height, .. } => {
-                let txs = self.mempool.take(self.info.max_block_bytes);
-                debug!(
-                    view = view.0,
-                    height = height.0,
-                    txs = txs.len(),
-                    "proposing"
-                );
-                let payload = Payload::Transactions(txs).encode();
-                self.followups
-                    .push_back(Event::PayloadReady { view, payload });
+                // With nothing to propose and nothing waiting in the pipeline, wait a little
+                // (or until a transaction arrives) instead of spinning out empty blocks.
+                let idle = !self.mempool.has_available() && !self.mempool.has_uncommitted_txs();
+                let delay = if idle {
+                    self.info.empty_block_delay
+                } else {
+                    Duration::ZERO
+                };
+                debug!(view = view.0, height = height.0, idle, "payload requested");
+                self.pending_payload = Some((view, Instant::now() + delay));
+                if !idle {
+                    self.propose_now();
+                }
             }
             Action::SafetyViolation(msg) => {
                 self.halted = true;
@@ -269,7 +302,7 @@ impl Driver {
     /// Apply committed blocks: application writes, tx index, commit records and any missing
     /// block bodies in ONE synced batch; then mempool cleanup, metrics and a log line.
     fn on_commit(&mut self, blocks: Vec<Block>, ids: Vec<BlockId>) -> Result<()> {
-        let limit = self.info.max_block_bytes;
+        let limit = app::PAYLOAD_DECODE_LIMIT;
         let mut batch = WriteBatch::synced();
         let mut applied_now: HashSet<TxHash> = HashSet::new();
         let mut applied_all = Vec::new();
@@ -490,6 +523,7 @@ impl Driver {
             // by the node it submitted to.
             let _ = self.mempool.insert(tx, committed, now);
         }
+        self.wake_proposal();
         Ok(())
     }
 
@@ -517,7 +551,15 @@ impl Driver {
         }
         self.metrics.mempool_txs.set(self.mempool.len() as i64);
         self.metrics.mempool_bytes.set(self.mempool.bytes() as i64);
+        self.wake_proposal();
         out
+    }
+
+    /// Transactions arrived: answer a parked payload request at once.
+    fn wake_proposal(&mut self) {
+        if self.pending_payload.is_some() && self.mempool.has_available() {
+            self.propose_now();
+        }
     }
 
     fn flush_gossip(&mut self) {

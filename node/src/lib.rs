@@ -61,7 +61,7 @@ use std::time::Duration;
 use storage::{Op, RocksOptions, RocksStore, Store, WriteBatch};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tracing::info;
+use tracing::{Instrument as _, info};
 
 /// Largest number of committed blocks handed to the core at start.
 const MAX_RECOVERED_BLOCKS: usize = 1000;
@@ -106,7 +106,8 @@ impl NodeHandle {
         }
         r
     }
-    /// Wait until the driver stops by itself (fatal error or network loss).
+    /// Wait until the driver stops by itself (fatal error or network loss). Do not call
+    /// [`NodeHandle::stop`] after this returned.
     pub async fn wait(&mut self) -> Result<()> {
         match (&mut self.driver).await {
             Ok(r) => r,
@@ -275,7 +276,8 @@ pub async fn spawn_loaded(loaded: Loaded) -> Result<NodeHandle> {
     ccfg.timeout_base_ms = cfg.consensus.timeout_base_ms;
     ccfg.timeout_max_ms = cfg.consensus.timeout_max_ms;
     ccfg.resend_ms = cfg.consensus.resend_ms;
-    ccfg.max_payload_bytes = cfg.block.max_block_bytes;
+    // `max_payload_bytes` stays at the chain-wide default: validation must not depend on a
+    // node's local config; `block.max_block_bytes` only bounds our own proposals.
 
     let seed = loaded.key.seed();
     let core = Core::new(ccfg, vs.clone(), loaded.key, policy, safety, recovered)
@@ -311,7 +313,6 @@ pub async fn spawn_loaded(loaded: Loaded) -> Result<NodeHandle> {
         cmd: cmd_tx,
         net: net.clone(),
         metrics: metrics.clone(),
-        max_block_bytes: cfg.block.max_block_bytes,
     });
     let app = rpc::router(state);
     let mut srv_shutdown = shutdown_rx.clone();
@@ -334,6 +335,7 @@ pub async fn spawn_loaded(loaded: Loaded) -> Result<NodeHandle> {
         chain_id: cfg.chain_id.clone(),
         genesis: loaded.genesis.clone(),
         max_block_bytes: cfg.block.max_block_bytes,
+        empty_block_delay: Duration::from_millis((cfg.consensus.timeout_base_ms / 4).min(500)),
     };
     info!(
         validator = index.0,
@@ -344,11 +346,15 @@ pub async fn spawn_loaded(loaded: Loaded) -> Result<NodeHandle> {
         "node started"
     );
     let driver = Driver::new(core, store.clone(), net, mempool, metrics, info);
-    let driver = tokio::spawn(async move {
-        let r = driver.run(net_rx, cmd_rx, shutdown_rx).await;
-        drop(store);
-        r
-    });
+    let span = tracing::info_span!("node", validator = index.0);
+    let driver = tokio::spawn(
+        async move {
+            let r = driver.run(net_rx, cmd_rx, shutdown_rx).await;
+            drop(store);
+            r
+        }
+        .instrument(span),
+    );
     Ok(NodeHandle {
         rpc_addr,
         index: index.0,

@@ -238,6 +238,17 @@ impl Mempool {
         removed
     }
 
+    /// Whether some pending transaction is not in flight (a proposal would carry it).
+    pub fn has_available(&self) -> bool {
+        self.order.values().any(|h| !self.in_flight.contains_key(h))
+    }
+
+    /// Whether some stored, uncommitted block carries transactions (proposing, even an empty
+    /// block, moves them towards commit).
+    pub fn has_uncommitted_txs(&self) -> bool {
+        self.blocks.values().any(|b| !b.hashes.is_empty())
+    }
+
     /// Transactions currently in flight (pending and carried by an uncommitted block).
     pub fn in_flight_len(&self) -> usize {
         self.in_flight

@@ -21,7 +21,8 @@ pub struct Metrics {
     pub committed_height: Gauge,
     /// Blocks committed.
     pub commits: Counter,
-    /// Transaction submit → commit latency (seconds), for transactions submitted here.
+    /// Transaction latency (seconds) from its arrival in this node's mempool (RPC submission
+    /// or gossip) to its commit.
     pub commit_latency: Histogram,
     /// Proposals sent.
     pub proposals: Counter,

@@ -36,8 +36,6 @@ pub struct RpcState {
     pub net: NetworkHandle,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
-    /// Maximum block payload (bytes), the decoding bound for payloads.
-    pub max_block_bytes: usize,
 }
 
 type St = State<Arc<RpcState>>;
@@ -159,8 +157,8 @@ async fn peers(State(st): St) -> ApiResult<Vec<PeerResponse>> {
     ))
 }
 
-fn block_json(st: &RpcState, id: BlockId, b: &Block) -> BlockResponse {
-    let s = app::summarize(&b.payload, st.max_block_bytes);
+fn block_json(id: BlockId, b: &Block) -> BlockResponse {
+    let s = app::summarize(&b.payload, app::PAYLOAD_DECODE_LIMIT);
     BlockResponse {
         height: b.height.0,
         id: id.to_hex(),
@@ -199,7 +197,7 @@ fn committed_block(st: &RpcState, height: Option<u64>) -> Result<BlockResponse, 
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::internal(format!("committed block {id} missing from store")))?;
     drop(store);
-    Ok(block_json(st, id, &block))
+    Ok(block_json(id, &block))
 }
 
 async fn block_latest(State(st): St) -> ApiResult<BlockResponse> {

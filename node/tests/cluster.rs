@@ -64,8 +64,16 @@ async fn four_nodes_commit_survive_a_crash_and_catch_up() {
     );
 
     // 3. Restart node 3: it catches up.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    nodes[3] = Some(node::spawn(&homes[3], fast()).await.unwrap());
+    let mut restarted = None;
+    for _ in 0..20 {
+        // The UDP port and the database lock are released asynchronously.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        if let Ok(n) = node::spawn(&homes[3], fast()).await {
+            restarted = Some(n);
+            break;
+        }
+    }
+    nodes[3] = Some(restarted.expect("node 3 restarts"));
     let target = *after.iter().max().unwrap();
     let a3 = addr(&nodes, 3);
     let ok = wait_until(90, || async {
@@ -76,6 +84,25 @@ async fn four_nodes_commit_survive_a_crash_and_catch_up() {
     })
     .await;
     assert!(ok, "restarted node did not catch up to height {target}");
+
+    // It caught up through block sync.
+    let m = c
+        .get(url(a3, "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let syncs: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("bftnode_sync_requests_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        syncs >= 1.0,
+        "no block-sync request on the restarted node:\n{m}"
+    );
 
     // 4. Committed chains match block by block.
     for h in 0..=target {

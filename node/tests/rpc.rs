@@ -40,10 +40,10 @@ async fn bad_requests_are_rejected_and_node_survives() {
 
     // Oversized body.
     let big = vec![b'x'; node::rpc::MAX_BODY_BYTES + 1024];
-    let r = c.post(url(addr, "/txs")).body(big).send().await;
-    if let Ok(r) = r {
-        assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    }
+    let r = c.post(url(addr, "/txs")).body(big).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let e: ErrorResponse = r.json().await.unwrap();
+    assert!(e.error.contains("exceeds"), "{}", e.error);
 
     // Too many txs in a batch.
     let txs: Vec<TxRequest> = (0..MAX_BATCH_TXS + 1)

@@ -26,6 +26,9 @@ pub fn testnet(dir: &Path, n: usize) -> Vec<PathBuf> {
 
 /// Fast timings, RPC on an ephemeral port.
 pub fn fast() -> ConfigOverrides {
+    if std::env::var("NODE_TEST_LOG").is_ok() {
+        node::init_logging(node::config::LogFormat::Text, "info");
+    }
     ConfigOverrides {
         rpc_listen: Some("127.0.0.1:0".parse().unwrap()),
         delta_ms: Some(20),

@@ -249,7 +249,9 @@ impl TimeoutCert {
             return Err(CertError::InconsistentTc("hqc view not below TC view"));
         }
         if self.high_qc.view() != max {
-            return Err(CertError::InconsistentTc("high_qc view is not the max hqc view"));
+            return Err(CertError::InconsistentTc(
+                "high_qc view is not the max hqc view",
+            ));
         }
         self.high_qc.verify(vs, genesis_id)?;
         let view = self.view;

@@ -215,7 +215,9 @@ impl Evidence {
         match self {
             Evidence::DoubleVote { a, b, .. } => {
                 if a.data.view != b.data.view || a.data.block_id == b.data.block_id {
-                    return Err(EvidenceError::NoConflict("need same view, different blocks"));
+                    return Err(EvidenceError::NoConflict(
+                        "need same view, different blocks",
+                    ));
                 }
                 vote(a)?;
                 vote(b)
@@ -280,7 +282,9 @@ impl Evidence {
                 ..
             } => {
                 if header.proposer != who {
-                    return Err(EvidenceError::NoConflict("header proposer is not the offender"));
+                    return Err(EvidenceError::NoConflict(
+                        "header proposer is not the offender",
+                    ));
                 }
                 let structural =
                     header.parent != header.justify_block || header.view <= header.justify_view;

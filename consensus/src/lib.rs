@@ -3,7 +3,10 @@
 //! (The protocol write-up lives in `doc.md`, included below.)
 #![doc = include_str!("doc.md")]
 #![deny(missing_docs)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod block;
 pub mod cert;
@@ -23,7 +26,9 @@ pub use codec::{DecodeError, decode, encode};
 pub use core::{Action, Config, Core, CoreStatus, Counters, Event, Mutations, Timer};
 pub use crypto::{Domain, PrivateKey, PublicKey, SigKind, Signature};
 pub use evidence::{Evidence, EvidenceError, EvidenceKind, LaterMessage, SignedVote};
-pub use messages::{BlockRequest, BlockResponse, ConsensusMessage, Proposal, Status, Timeout, Vote};
+pub use messages::{
+    BlockRequest, BlockResponse, ConsensusMessage, Proposal, Status, Timeout, Vote,
+};
 pub use policy::{
     FaultPolicy, Health, HealthInputs, InvalidReason, Millis, RoundRobin, ValidatorState,
     ValidatorStatus,

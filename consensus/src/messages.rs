@@ -43,7 +43,12 @@ pub struct Vote {
 
 impl Vote {
     /// Sign a vote (only the safety module calls this).
-    pub fn sign(data: VoteData, voter: ValidatorIndex, key: &PrivateKey, vs: &ValidatorSet) -> Vote {
+    pub fn sign(
+        data: VoteData,
+        voter: ValidatorIndex,
+        key: &PrivateKey,
+        vs: &ValidatorSet,
+    ) -> Vote {
         let sig = key.sign(vs.domain(), SigKind::Vote, &encode(&data));
         Vote { data, voter, sig }
     }

@@ -166,7 +166,13 @@ impl FaultPolicy for RoundRobin {
         Vec::new()
     }
     fn on_invalid(&mut self, _from: ValidatorIndex, _reason: InvalidReason, _now: Millis) {}
-    fn on_view_end(&mut self, _view: View, _leader: ValidatorIndex, _certified: bool, _now: Millis) {
+    fn on_view_end(
+        &mut self,
+        _view: View,
+        _leader: ValidatorIndex,
+        _certified: bool,
+        _now: Millis,
+    ) {
     }
     fn is_proven_byzantine(&self, _v: ValidatorIndex) -> bool {
         false

@@ -190,9 +190,11 @@ impl SafetyModule {
         if block.view <= self.data.last_proposed_view {
             return Err(Refusal::AlreadyProposed);
         }
-        let sig = self
-            .key
-            .sign(vs.domain(), SigKind::Proposal, &proposal_body(block.view, &block_id));
+        let sig = self.key.sign(
+            vs.domain(),
+            SigKind::Proposal,
+            &proposal_body(block.view, &block_id),
+        );
         let p = Proposal { block, tc, sig };
         self.data.last_proposed_view = p.block.view;
         self.data.last_proposal = Some(p.clone());

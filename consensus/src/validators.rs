@@ -74,8 +74,11 @@ impl ValidatorSet {
             if v.power == 0 {
                 return Err(ValidatorSetError::BadPower);
             }
-            total = total.checked_add(v.power).ok_or(ValidatorSetError::BadPower)?;
-            verifiers.push(Verifier::new(&v.public_key).ok_or(ValidatorSetError::BadKey(v.public_key))?);
+            total = total
+                .checked_add(v.power)
+                .ok_or(ValidatorSetError::BadPower)?;
+            verifiers
+                .push(Verifier::new(&v.public_key).ok_or(ValidatorSetError::BadKey(v.public_key))?);
         }
         Ok(ValidatorSet {
             validators,

@@ -41,7 +41,9 @@ impl SyncState {
 impl<P: FaultPolicy> Core<P> {
     /// §4.1 `observe_qc` for a verified QC, whatever carried it.
     pub(super) fn observe_qc(&mut self, qc: &QuorumCert) {
-        if qc.view().0 > 0 && !self.tree.contains(&qc.block_id()) && qc.view() > self.tree.root_view()
+        if qc.view().0 > 0
+            && !self.tree.contains(&qc.block_id())
+            && qc.view() > self.tree.root_view()
         {
             let signers: Vec<_> = qc.signers.iter().collect();
             self.fetch(qc.block_id(), &signers);
@@ -130,7 +132,9 @@ impl<P: FaultPolicy> Core<P> {
                 self.fetch(id, &signers);
             }
             Ancestry::Conflicts => {
-                self.halt(format!("commit target {target} does not extend the committed root"));
+                self.halt(format!(
+                    "commit target {target} does not extend the committed root"
+                ));
             }
         }
     }

@@ -114,7 +114,11 @@ impl TimeoutCollector {
         let before = tally.power;
         tally.entries.insert(sender, (high_qc.view(), sig));
         tally.power += vs.power(sender);
-        if tally.high_qc.as_ref().is_none_or(|q| high_qc.view() > q.view()) {
+        if tally
+            .high_qc
+            .as_ref()
+            .is_none_or(|q| high_qc.view() > q.view())
+        {
             tally.high_qc = Some(high_qc.clone());
         }
         if !tally.done && tally.power >= vs.quorum() {

@@ -11,12 +11,19 @@ use super::{Core, Entry};
 use crate::block::{MAX_BLOCK_EVIDENCE, MAX_SKIPPED_LEADERS};
 use crate::crypto::SigKind;
 use crate::evidence::Evidence;
-use crate::messages::{ConsensusMessage, Proposal, Status, Timeout, Vote, proposal_body, status_body};
+use crate::messages::{
+    ConsensusMessage, Proposal, Status, Timeout, Vote, proposal_body, status_body,
+};
 use crate::policy::{FaultPolicy, InvalidReason};
 use crate::types::{ValidatorIndex, View};
 
 impl<P: FaultPolicy> Core<P> {
-    pub(super) fn on_message(&mut self, from: ValidatorIndex, msg: ConsensusMessage, trusted: bool) {
+    pub(super) fn on_message(
+        &mut self,
+        from: ValidatorIndex,
+        msg: ConsensusMessage,
+        trusted: bool,
+    ) {
         if !self.vs.contains(from) || msg.author().is_some_and(|a| !self.vs.contains(a)) {
             self.invalid(from, InvalidReason::BadSender);
             return;
@@ -154,7 +161,8 @@ impl<P: FaultPolicy> Core<P> {
         }
         let block = p.block;
         if self.tree.insert(id, block.clone()) {
-            self.out.push(super::Action::PersistBlock(Box::new(block.clone())));
+            self.out
+                .push(super::Action::PersistBlock(Box::new(block.clone())));
         }
         if let Ok(vote) = self.safety.sign_vote(&block, id, &self.vs) {
             self.counters.votes_sent += 1;
@@ -180,9 +188,12 @@ impl<P: FaultPolicy> Core<P> {
             return Ok(());
         }
         if !trusted
-            && !self
-                .vs
-                .verify(vote.voter, SigKind::Vote, &crate::encode(&vote.data), &vote.sig)
+            && !self.vs.verify(
+                vote.voter,
+                SigKind::Vote,
+                &crate::encode(&vote.data),
+                &vote.sig,
+            )
         {
             return Err(InvalidReason::BadSignature);
         }

@@ -16,6 +16,7 @@ mod tree;
 
 pub use api::*;
 
+use crate::PrivateKey;
 use crate::block::Block;
 use crate::cert::{QuorumCert, TimeoutCert};
 use crate::evidence::Evidence;
@@ -24,7 +25,6 @@ use crate::policy::{FaultPolicy, HealthInputs, InvalidReason, Millis};
 use crate::safety::{SafetyData, SafetyModule};
 use crate::types::{BlockId, Digest, ValidatorIndex, View};
 use crate::validators::ValidatorSet;
-use crate::PrivateKey;
 use collect::{TimeoutCollector, VoteCollector};
 use detector::Detector;
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
@@ -221,7 +221,10 @@ impl<P: FaultPolicy> Core<P> {
             Event::FetchFailed { request_id } => self.on_fetch_failed(request_id),
             Event::EvidenceReceived(ev) => self.on_evidence_received(ev),
             Event::Connectivity { connected } => {
-                self.connected = connected.into_iter().filter(|i| self.vs.contains(*i)).collect();
+                self.connected = connected
+                    .into_iter()
+                    .filter(|i| self.vs.contains(*i))
+                    .collect();
             }
         }
         while let Some(msg) = self.inbox.pop_front() {

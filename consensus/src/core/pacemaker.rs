@@ -15,7 +15,8 @@ impl<P: FaultPolicy> Core<P> {
         self.set_timer(Timer::View(v), at);
         let data = self.safety.data().clone();
         if let Some(t) = data.last_timeout.filter(|t| t.view == v) {
-            self.out.push(Action::Broadcast(ConsensusMessage::Timeout(t)));
+            self.out
+                .push(Action::Broadcast(ConsensusMessage::Timeout(t)));
             let at = self.now + self.cfg.resend_ms;
             self.set_timer(Timer::Resend(v), at);
         }
@@ -42,8 +43,15 @@ impl<P: FaultPolicy> Core<P> {
                 self.local_timeout(v);
             }
             Timer::Resend(v) if v == self.current_view => {
-                if let Some(t) = self.safety.data().last_timeout.clone().filter(|t| t.view == v) {
-                    self.out.push(Action::Broadcast(ConsensusMessage::Timeout(t)));
+                if let Some(t) = self
+                    .safety
+                    .data()
+                    .last_timeout
+                    .clone()
+                    .filter(|t| t.view == v)
+                {
+                    self.out
+                        .push(Action::Broadcast(ConsensusMessage::Timeout(t)));
                     if self.entry != Entry::Qc {
                         self.send_status(v);
                     }
@@ -63,7 +71,9 @@ impl<P: FaultPolicy> Core<P> {
     /// Backoff exponent `e = min(e_max, max(0, v − committed_view − 2))` (§4.2; resets on
     /// progress).
     fn backoff_exponent(&self, v: View) -> u32 {
-        let gap = v.0.saturating_sub(self.tree.root_view().0).saturating_sub(2);
+        let gap =
+            v.0.saturating_sub(self.tree.root_view().0)
+                .saturating_sub(2);
         gap.min(self.cfg.backoff_exponent_max as u64) as u32
     }
 
@@ -79,7 +89,11 @@ impl<P: FaultPolicy> Core<P> {
     /// H3 wait `W(v) = min(2Δ · 2^e, 0.4 · τ(v))` in ms.
     pub(super) fn propose_wait(&self, v: View) -> u64 {
         let e = self.backoff_exponent(v);
-        let w = self.cfg.delta_ms.saturating_mul(2).saturating_mul(1u64 << e);
+        let w = self
+            .cfg
+            .delta_ms
+            .saturating_mul(2)
+            .saturating_mul(1u64 << e);
         w.min(self.view_timeout(v) * 2 / 5)
     }
 
@@ -95,8 +109,12 @@ impl<P: FaultPolicy> Core<P> {
             return;
         }
         let old = self.current_view;
-        self.policy
-            .on_view_end(old, self.leader(old), entry == Entry::Qc && old.next() == Some(v), self.now);
+        self.policy.on_view_end(
+            old,
+            self.leader(old),
+            entry == Entry::Qc && old.next() == Some(v),
+            self.now,
+        );
         self.current_view = v;
         self.entered_at = self.now;
         self.entry = entry;
@@ -115,11 +133,7 @@ impl<P: FaultPolicy> Core<P> {
         }
         ls.reported.extend(self.timeouts.reported(floor));
         self.leader_state = ls;
-        if self
-            .parked
-            .as_ref()
-            .is_some_and(|(_, p)| p.block.view < v)
-        {
+        if self.parked.as_ref().is_some_and(|(_, p)| p.block.view < v) {
             self.parked = None;
         }
         let at = self.now + self.view_timeout(v);
@@ -132,7 +146,8 @@ impl<P: FaultPolicy> Core<P> {
             if entry == Entry::Tc
                 && let Some(tc) = self.safety.data().high_tc.clone()
             {
-                self.out.push(Action::Broadcast(ConsensusMessage::TimeoutCert(tc)));
+                self.out
+                    .push(Action::Broadcast(ConsensusMessage::TimeoutCert(tc)));
             }
             if entry != Entry::Qc {
                 let at = self.now + self.propose_wait(v);
@@ -158,9 +173,10 @@ impl<P: FaultPolicy> Core<P> {
         let justify_view = self.safety.lock().view();
         let h1 = justify_view.next() == Some(v);
         let h2 = self.leader_state.reported.len() + 1 >= self.vs.len()
-            && self.vs.indices().all(|i| {
-                i == self.cfg.me || self.leader_state.reported.contains(&i)
-            });
+            && self
+                .vs
+                .indices()
+                .all(|i| i == self.cfg.me || self.leader_state.reported.contains(&i));
         let h3 = self.leader_state.wait_elapsed;
         let canary = self.cfg.mutations.propose_on_quorum_statuses && {
             let power: u64 = self

@@ -98,12 +98,13 @@ impl Net {
                     self.timers.insert((at, i, self.seq), timer);
                 }
                 Action::Commit { ids, .. } => self.committed[i].extend(ids),
-                Action::RequestPayload { view, .. } => {
-                    self.apply(i, Event::PayloadReady {
+                Action::RequestPayload { view, .. } => self.apply(
+                    i,
+                    Event::PayloadReady {
                         view,
                         payload: view.0.to_le_bytes().to_vec(),
-                    })
-                }
+                    },
+                ),
                 Action::Evidence(e) => self.evidence.push(*e),
                 _ => {}
             }
@@ -163,7 +164,11 @@ fn crashed_leader_is_replaced_by_view_change() {
     // Leader of view 2 under round robin is validator 2: take it down from the start.
     net.down.insert(2);
     net.run(60_000, 10);
-    assert!(net.committed[0].len() >= 10, "stalled: {:?}", net.committed[0].len());
+    assert!(
+        net.committed[0].len() >= 10,
+        "stalled: {:?}",
+        net.committed[0].len()
+    );
     assert!(net.nodes[0].status(net.now).counters.views_via_tc > 0);
     assert_agree(&net);
 }
@@ -302,7 +307,11 @@ fn restart_never_double_votes() {
             ..
         } = a
         {
-            assert_eq!(Some(v), data.last_vote.as_ref(), "only the identical vote is re-sent");
+            assert_eq!(
+                Some(v),
+                data.last_vote.as_ref(),
+                "only the identical vote is re-sent"
+            );
         }
     }
 }

@@ -111,7 +111,8 @@ impl BlockTree {
             }
             self.trim_index();
             let (root_id, root_h) = (self.root.0, self.root.1);
-            self.blocks.retain(|id, b| b.height > root_h || *id == root_id);
+            self.blocks
+                .retain(|id, b| b.height > root_h || *id == root_id);
         }
         blocks
     }

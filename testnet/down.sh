@@ -44,11 +44,14 @@ if [[ -f "$NODES_FILE" ]]; then
     fi
   done < "$NODES_FILE"
 
-  deadline=$((SECONDS + GRACE))
-  for idx in "${!pids[@]}"; do
-    while pid_alive "${pids[$idx]}" && (( SECONDS < deadline )); do
-      sleep 0.2
+  # Wait up to GRACE seconds (in 0.2 s steps) for all of them to exit.
+  for ((step = 0; step < GRACE * 5; step++)); do
+    alive=0
+    for pid in "${pids[@]}"; do
+      if pid_alive "$pid"; then alive=1; fi
     done
+    (( alive )) || break
+    sleep 0.2
   done
   for idx in "${!pids[@]}"; do
     name="${names[$idx]}"

@@ -46,7 +46,9 @@ if [[ -f "$NODES_FILE" ]]; then
     fi
   done < "$NODES_FILE"
   if (( ${#running[@]} > 0 )); then
-    die "testnet already running: $(IFS=','; echo "${running[*]}" | sed 's/,/, /g'); run testnet/down.sh"
+    list="${running[0]}"
+    for entry in "${running[@]:1}"; do list+=", $entry"; done
+    die "testnet already running: $list; run testnet/down.sh"
   fi
 fi
 
@@ -73,7 +75,7 @@ PIDS=()
 for ((i = 0; i < N; i++)); do
   home="$DATA/node$i"
   [[ -d "$home" ]] || die "expected home $home was not generated"
-  nohup "$BIN" start --home "$home" > "$home/node.log" 2>&1 &
+  NO_COLOR=1 nohup "$BIN" start --home "$home" > "$home/node.log" 2>&1 &
   pid=$!
   PIDS+=("$pid")
   echo "node$i pid=$pid rpc=$(rpc_url "$i") home=$ROOT/$home" >> "$NODES_FILE"

@@ -132,10 +132,7 @@ impl Client {
     fn transport_error(&self, e: &reqwest::Error) -> anyhow::Error {
         let base = self.base.as_str().trim_end_matches('/');
         if e.is_timeout() {
-            anyhow!(
-                "node at {base} did not answer within {:?}",
-                self.timeout
-            )
+            anyhow!("node at {base} did not answer within {:?}", self.timeout)
         } else if e.is_connect() {
             anyhow!("node unreachable at {base}: {}", root_cause(e))
         } else {
@@ -193,7 +190,11 @@ fn preview(body: &[u8]) -> String {
 
 /// `s` cut to its first non-empty line and at most 200 characters, so errors stay on one line.
 pub fn one_line(s: &str) -> String {
-    let line = s.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let line = s
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
     let mut out: String = line.chars().take(200).collect();
     if line.chars().count() > 200 {
         out.push('…');
@@ -226,11 +227,11 @@ mod tests {
 
     #[test]
     fn error_messages_fit_one_line() {
-        assert_eq!(error_message(br#"{"error":"mempool full"}"#), "mempool full");
         assert_eq!(
-            error_message(br#"{"health":"partitioned"}"#),
-            "partitioned"
+            error_message(br#"{"error":"mempool full"}"#),
+            "mempool full"
         );
+        assert_eq!(error_message(br#"{"health":"partitioned"}"#), "partitioned");
         assert_eq!(error_message(b"\n  not found\nmore"), "not found");
         let long = "x".repeat(500);
         assert_eq!(one_line(&long).chars().count(), 201);

@@ -19,8 +19,8 @@ use crate::{
     client::Client,
     output::{self, Format},
 };
-use node::rpc_types::{BatchRequest, BatchResponse, BlockResponse, StatusResponse, TxRequest};
 use anyhow::{Context as _, bail};
+use node::rpc_types::{BatchRequest, BatchResponse, BlockResponse, StatusResponse, TxRequest};
 use serde::Serialize;
 use std::{
     collections::HashMap,
@@ -110,7 +110,9 @@ impl Shared {
 }
 
 fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
-    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Run the load and print the report.
@@ -312,9 +314,9 @@ fn report(s: &Shared, started: Instant) -> LoadReport {
         .collect();
     latencies.sort_by(f64::total_cmp);
     let first_submit = s.submitted_at.values().min().copied().unwrap_or(started);
-    let span = s
-        .last_commit
-        .map_or(0.0, |l| l.saturating_duration_since(first_submit).as_secs_f64());
+    let span = s.last_commit.map_or(0.0, |l| {
+        l.saturating_duration_since(first_submit).as_secs_f64()
+    });
     LoadReport {
         submitted: s.sent,
         committed: s.committed,
@@ -345,15 +347,18 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn print_report(report: &LoadReport, format: Format) {
     let value = serde_json::to_value(report).unwrap_or_default();
     match format {
-        Format::Json => crate::emit(&output::json(&value)),
+        // Serialized from the struct, so the keys keep their declared order.
+        Format::Json => crate::emit(
+            &(serde_json::to_string_pretty(report).unwrap_or_else(|_| value.to_string()) + "\n"),
+        ),
         Format::Table => crate::emit(&output::fields(
-                &value,
-                &[
-                    "submitted",
-                    "committed",
-                    "committed_tps",
-                    "latency_ms_p50",
-                    "latency_ms_p99",
+            &value,
+            &[
+                "submitted",
+                "committed",
+                "committed_tps",
+                "latency_ms_p50",
+                "latency_ms_p99",
                 "rejected",
             ],
         )),

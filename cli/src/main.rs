@@ -24,13 +24,7 @@ use node::{
 };
 use output::Format;
 use reqwest::Url;
-use std::{
-    io::Write as _,
-    net::SocketAddr,
-    path::PathBuf,
-    process::ExitCode,
-    time::Duration,
-};
+use std::{io::Write as _, net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 /// Default RPC endpoint: node0 of `bftnode testnet` / `testnet/up.sh`.
 const DEFAULT_RPC: &str = "http://127.0.0.1:26700";
@@ -372,7 +366,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn run_tx(tx: TxCommand) -> anyhow::Result<()> {
     let (request, submit) = match tx {
-        TxCommand::Get { key, rpc } => return query::kv_get(&rpc.client()?, &key, rpc.output).await,
+        TxCommand::Get { key, rpc } => {
+            return query::kv_get(&rpc.client()?, &key, rpc.output).await;
+        }
         TxCommand::Status { hash, rpc } => {
             return query::tx_status(&rpc.client()?, &hash, rpc.output).await;
         }

@@ -31,12 +31,23 @@ pub fn cell(value: &Value) -> String {
         Value::Null => "-".to_string(),
         Value::String(s) => s.clone(),
         Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
+        Value::Number(n) if n.is_f64() => n.as_f64().map_or_else(|| n.to_string(), decimal),
         Value::Array(items) if items.is_empty() => "-".to_string(),
         Value::Array(items) if items.iter().all(|v| !v.is_array() && !v.is_object()) => {
             items.iter().map(cell).collect::<Vec<_>>().join(", ")
         }
         other => other.to_string(),
+    }
+}
+
+/// A float with at most three decimals and no trailing zeros (`0.140891` → `0.141`).
+fn decimal(x: f64) -> String {
+    let s = format!("{x:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".to_string()
+    } else {
+        s.to_string()
     }
 }
 
@@ -161,5 +172,8 @@ mod tests {
         assert_eq!(cell(&json!(["a", "b"])), "a, b");
         assert_eq!(cell(&json!([])), "-");
         assert_eq!(cell(&json!({"a": 1})), r#"{"a":1}"#);
+        assert_eq!(cell(&json!(0.14089100000000002)), "0.141");
+        assert_eq!(cell(&json!(2.0)), "2");
+        assert_eq!(cell(&json!(12345678901u64)), "12345678901");
     }
 }

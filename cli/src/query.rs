@@ -6,8 +6,8 @@ use crate::{
     emit,
     output::{self, Format},
 };
-use node::rpc_types::{SubmitResponse, TxRequest, TxResponse, TxStatus};
 use anyhow::{anyhow, bail};
+use node::rpc_types::{SubmitResponse, TxRequest, TxResponse, TxStatus};
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -112,7 +112,9 @@ pub async fn submit(
     let submitted: SubmitResponse = client.post(&["tx"], tx).await?;
     let Some(timeout) = wait else {
         match format {
-            Format::Json => emit(&output::json(&serde_json::json!({ "hash": submitted.hash }))),
+            Format::Json => emit(&output::json(
+                &serde_json::json!({ "hash": submitted.hash }),
+            )),
             Format::Table => emit(&output::fields(
                 &serde_json::json!({ "hash": submitted.hash, "status": "submitted" }),
                 TX_FIELDS,
@@ -135,9 +137,8 @@ async fn wait_committed(client: &Client, hash: &str, timeout: Duration) -> anyho
     let mut pause = Duration::from_millis(20);
     loop {
         let v: Value = client.get(&["tx", hash]).await?;
-        let status: TxResponse = serde_json::from_value(v.clone()).map_err(|e| {
-            anyhow!("unexpected answer from {}: {e}", client.url(&["tx", hash]))
-        })?;
+        let status: TxResponse = serde_json::from_value(v.clone())
+            .map_err(|e| anyhow!("unexpected answer from {}: {e}", client.url(&["tx", hash])))?;
         if status.status == TxStatus::Committed {
             return Ok(v);
         }
@@ -245,8 +246,8 @@ pub async fn list(client: &Client, listing: Listing, format: Format) -> anyhow::
     Ok(())
 }
 
-/// `bftnode health`: prints the node's health; an unhealthy node (HTTP 503) is an error, so
-/// scripts can test the exit code.
+/// `bftnode health`: prints the node's health; an unhealthy node (HTTP 503, or `"ok": false`)
+/// is an error, so scripts can test the exit code.
 pub async fn health(client: &Client, format: Format) -> anyhow::Result<()> {
     let (code, v): (StatusCode, Value) = client
         .get_with_status(&["health"], &[StatusCode::SERVICE_UNAVAILABLE])
@@ -255,7 +256,8 @@ pub async fn health(client: &Client, format: Format) -> anyhow::Result<()> {
         Format::Json => emit(&output::json(&v)),
         Format::Table => emit(&output::fields(&v, &["health", "ok"])),
     }
-    if code.is_success() {
+    let reported_ok = v.get("ok").and_then(Value::as_bool).unwrap_or(true);
+    if code.is_success() && reported_ok {
         return Ok(());
     }
     Err(NodeAnswered {

@@ -125,7 +125,11 @@ fn testnet_creates_homes_with_distinct_ports_and_keys() {
         "32000",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("http://127.0.0.1:32003"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("http://127.0.0.1:32003"),
+        "{}",
+        stdout(&o)
+    );
 
     let (mut ports, mut keys, mut indices) = (HashSet::new(), HashSet::new(), HashSet::new());
     let genesis0 = std::fs::read(out.join("node0/genesis.json")).unwrap();
@@ -143,7 +147,13 @@ fn testnet_creates_homes_with_distinct_ports_and_keys() {
     assert_eq!(ports.len(), 8);
     assert_eq!(indices, HashSet::from([0, 1, 2, 3]));
     // Generating over existing homes is refused.
-    let o = bftnode(&["testnet", "--validators", "2", "--out", out.to_str().unwrap()]);
+    let o = bftnode(&[
+        "testnet",
+        "--validators",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_one_line_error(&o, 1);
 }
 
@@ -161,9 +171,10 @@ fn init_then_keys_show() {
     assert_eq!(k["public_key"].as_str().unwrap().len(), 64);
     assert_eq!(k["chain_id"], "test-chain");
     assert_eq!(k["validator_index"], 0);
-    assert!(!stdout(&bftnode(&["keys", "show", "--home", h])).contains(
-        key_file["secret_seed"].as_str().unwrap()
-    ));
+    assert!(
+        !stdout(&bftnode(&["keys", "show", "--home", h]))
+            .contains(key_file["secret_seed"].as_str().unwrap())
+    );
     let table = stdout(&bftnode(&["keys", "show", "--home", h]));
     assert!(table.starts_with("public_key "), "{table}");
     // A second init of the same home is refused.
@@ -173,7 +184,12 @@ fn init_then_keys_show() {
 #[test]
 fn keys_show_of_a_missing_home_exits_1() {
     let dir = tempfile::tempdir().unwrap();
-    let o = bftnode(&["keys", "show", "--home", dir.path().join("none").to_str().unwrap()]);
+    let o = bftnode(&[
+        "keys",
+        "show",
+        "--home",
+        dir.path().join("none").to_str().unwrap(),
+    ]);
     assert!(assert_one_line_error(&o, 1).contains("config.toml"));
 }
 
@@ -209,7 +225,10 @@ fn serve(stream: TcpStream, handler: &Handler, log: &Seen) {
             return;
         }
         let mut parts = line.split_whitespace();
-        let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or(""));
+        let (method, path) = (
+            parts.next().unwrap_or("").to_string(),
+            parts.next().unwrap_or(""),
+        );
         let path = percent_decode(path);
         let mut length = 0;
         loop {
@@ -227,7 +246,9 @@ fn serve(stream: TcpStream, handler: &Handler, log: &Seen) {
         let mut body = vec![0; length];
         reader.read_exact(&mut body).unwrap();
         let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        log.lock().unwrap().push((method.clone(), path.clone(), body.clone()));
+        log.lock()
+            .unwrap()
+            .push((method.clone(), path.clone(), body.clone()));
         let (status, answer) = handler(&method, &path, &body);
         let text = answer.to_string();
         let _ = write!(
@@ -264,29 +285,31 @@ fn status_body(height: u64) -> Value {
 }
 
 fn static_node() -> (String, Seen) {
-    mock(Arc::new(|method: &str, path: &str, _body: &Value| match (method, path) {
-        ("GET", "/status") => (200, status_body(17)),
-        ("GET", "/blocks/99") => (404, json!({"error": "no committed block at height 99"})),
-        ("GET", "/blocks/latest") => (
-            200,
-            json!({"height": 17, "id": "ee".repeat(32), "view": 40, "parent": "dd".repeat(32),
+    mock(Arc::new(|method: &str, path: &str, _body: &Value| {
+        match (method, path) {
+            ("GET", "/status") => (200, status_body(17)),
+            ("GET", "/blocks/99") => (404, json!({"error": "no committed block at height 99"})),
+            ("GET", "/blocks/latest") => (
+                200,
+                json!({"height": 17, "id": "ee".repeat(32), "view": 40, "parent": "dd".repeat(32),
                    "proposer": 1, "justify_view": 39, "tx_count": 2, "tx_hashes": ["h1", "h2"],
                    "evidence_count": 0, "payload_bytes": 90}),
-        ),
-        ("POST", "/tx") => (200, json!({"hash": "feed"})),
-        ("GET", "/tx/feed") => (
-            200,
-            json!({"hash": "feed", "status": "committed", "height": 18, "block_id": "aa", "index": 0}),
-        ),
-        ("GET", "/kv/a/b c") => (200, json!({"key": "a/b c", "found": true, "value": "v"})),
-        ("GET", "/health") => (503, json!({"health": "Partitioned", "ok": false})),
-        ("GET", "/validators") => (
-            200,
-            json!([{"index": 0, "public_key": "aa", "power": 1, "state": "Active"},
+            ),
+            ("POST", "/tx") => (200, json!({"hash": "feed"})),
+            ("GET", "/tx/feed") => (
+                200,
+                json!({"hash": "feed", "status": "committed", "height": 18, "block_id": "aa", "index": 0}),
+            ),
+            ("GET", "/kv/a/b c") => (200, json!({"key": "a/b c", "found": true, "value": "v"})),
+            ("GET", "/health") => (503, json!({"health": "Partitioned", "ok": false})),
+            ("GET", "/validators") => (
+                200,
+                json!([{"index": 0, "public_key": "aa", "power": 1, "state": "Active"},
                    {"index": 1, "public_key": "bb", "power": 1, "state": "Isolated"}]),
-        ),
-        ("GET", "/evidence") => (200, json!([])),
-        _ => (404, json!({"error": "no route"})),
+            ),
+            ("GET", "/evidence") => (200, json!([])),
+            _ => (404, json!({"error": "no route"})),
+        }
     }))
 }
 
@@ -307,19 +330,35 @@ fn queries_print_tables_and_json() {
     assert!(table.contains("tx_hashes\n  h1\n  h2\n"), "{table}");
 
     let table = stdout(&bftnode(&["validators", "--rpc", &url]));
-    assert!(table.starts_with("INDEX  PUBLIC_KEY  POWER  STATE\n0      aa"), "{table}");
-    assert_eq!(stdout(&bftnode(&["evidence", "--rpc", &url])), "no evidence\n");
+    assert!(
+        table.starts_with("INDEX  PUBLIC_KEY  POWER  STATE\n0      aa"),
+        "{table}"
+    );
+    assert_eq!(
+        stdout(&bftnode(&["evidence", "--rpc", &url])),
+        "no evidence\n"
+    );
 
-    let v = json_stdout(&bftnode(&["tx", "get", "a/b c", "--rpc", &url, "--output", "json"]));
+    let v = json_stdout(&bftnode(&[
+        "tx", "get", "a/b c", "--rpc", &url, "--output", "json",
+    ]));
     assert_eq!(v["value"], "v");
-    assert!(seen.lock().unwrap().iter().any(|(_, p, _)| p == "/kv/a/b c"));
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|(_, p, _)| p == "/kv/a/b c")
+    );
 }
 
 #[test]
 fn node_errors_exit_3() {
     let (url, _) = static_node();
     let err = assert_one_line_error(&bftnode(&["block", "99", "--rpc", &url]), 3);
-    assert!(err.contains("404") && err.contains("no committed block at height 99"), "{err}");
+    assert!(
+        err.contains("404") && err.contains("no committed block at height 99"),
+        "{err}"
+    );
     let o = bftnode(&["health", "--rpc", &url]);
     let err = assert_one_line_error(&o, 3);
     assert!(err.contains("Partitioned"), "{err}");
@@ -369,7 +408,10 @@ fn load_reports_committed_throughput() {
                     }
                 }
                 c.pending.extend(hashes.iter().cloned());
-                (200, json!({"accepted": hashes.len(), "hashes": hashes, "errors": errors}))
+                (
+                    200,
+                    json!({"accepted": hashes.len(), "hashes": hashes, "errors": errors}),
+                )
             }
             ("GET", "/status") => {
                 if !c.pending.is_empty() {
@@ -395,13 +437,34 @@ fn load_reports_committed_throughput() {
     let dead = format!("http://127.0.0.1:{}", closed_port());
     // Every node must answer before load starts.
     let o = bftnode(&[
-        "load", "--rpc", &format!("{a},{dead}"), "--rate", "100", "--size", "32", "--duration", "1",
+        "load",
+        "--rpc",
+        &format!("{a},{dead}"),
+        "--rate",
+        "100",
+        "--size",
+        "32",
+        "--duration",
+        "1",
     ]);
     assert_one_line_error(&o, 1);
 
     let o = bftnode(&[
-        "load", "--rpc", &format!("{a},{a}"), "--rate", "400", "--size", "32", "--duration", "1",
-        "--batch", "7", "--drain", "5", "--output", "json",
+        "load",
+        "--rpc",
+        &format!("{a},{a}"),
+        "--rate",
+        "400",
+        "--size",
+        "32",
+        "--duration",
+        "1",
+        "--batch",
+        "7",
+        "--drain",
+        "5",
+        "--output",
+        "json",
     ]);
     let v = json_stdout(&o);
     let keys: HashSet<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
@@ -420,6 +483,9 @@ fn load_reports_committed_throughput() {
     assert_eq!(v["rejected"], 80, "{v}");
     assert_eq!(v["committed"], 320, "{v}");
     assert!(v["committed_tps"].as_f64().unwrap() > 100.0, "{v}");
-    let (p50, p99) = (v["latency_ms_p50"].as_f64().unwrap(), v["latency_ms_p99"].as_f64().unwrap());
+    let (p50, p99) = (
+        v["latency_ms_p50"].as_f64().unwrap(),
+        v["latency_ms_p99"].as_f64().unwrap(),
+    );
     assert!(0.0 < p50 && p50 <= p99 && p99 < 2000.0, "{v}");
 }

@@ -1,0 +1,637 @@
+//! Fault injection against four in-process validators over real QUIC on 127.0.0.1 with real
+//! RocksDB in tempdirs: kill the leader, restart validators mid-voting under load, and feed the
+//! consensus protocol garbage, oversized frames and badly signed votes from a raw libp2p swarm
+//! (as a peer outside the genesis set, and impersonating a stopped validator with its own key).
+//!
+//! Config-file and key-file failures are covered by `node/tests/config.rs`.
+
+mod common;
+
+use common::*;
+use consensus::{
+    BlockId, ConsensusMessage, Height, Signature, ValidatorIndex, View, Vote, VoteData,
+};
+use network::{NetworkConfig, NetworkHandle, ValidatorPeer};
+use node::NodeHandle;
+use node::rpc_types::{EvidenceResponse, PeerResponse, ValidatorResponse};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The receiving validators' cap on a consensus frame (`NetworkConfig::new` default).
+const VICTIM_MAX_FRAME: usize = 4 * 1024 * 1024;
+
+/// Nodes are numbered by home (0..n); validator indices follow public-key order and differ.
+struct Cluster {
+    _dir: tempfile::TempDir,
+    homes: Vec<PathBuf>,
+    nodes: Vec<Option<NodeHandle>>,
+    /// Validator index of each home.
+    vindex: Vec<u16>,
+}
+
+impl Cluster {
+    async fn start(n: usize) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let homes = testnet(dir.path(), n);
+        let mut nodes = Vec::new();
+        let mut vindex = Vec::new();
+        for h in &homes {
+            let n = node::spawn(h, fast()).await.unwrap();
+            vindex.push(n.index());
+            nodes.push(Some(n));
+        }
+        Cluster {
+            _dir: dir,
+            homes,
+            nodes,
+            vindex,
+        }
+    }
+
+    /// The home (node number) of validator `index`.
+    fn home_of(&self, index: u16) -> usize {
+        self.vindex.iter().position(|&v| v == index).unwrap()
+    }
+
+    fn addr(&self, i: usize) -> SocketAddr {
+        self.nodes[i].as_ref().expect("node is running").rpc_addr()
+    }
+
+    fn running(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_some())
+            .collect()
+    }
+
+    async fn stop(&mut self, i: usize) {
+        let n = self.nodes[i].take().expect("node is running");
+        n.stop().await.unwrap();
+    }
+
+    /// Restart node `i` from its home; the UDP port and the database lock are released
+    /// asynchronously, so retry for a while.
+    async fn restart(&mut self, i: usize) {
+        let mut last = None;
+        for _ in 0..40 {
+            match node::spawn(&self.homes[i], fast()).await {
+                Ok(n) => {
+                    self.nodes[i] = Some(n);
+                    return;
+                }
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!("node {i} did not restart: {last:?}");
+    }
+
+    async fn shutdown(self) {
+        for n in self.nodes.into_iter().flatten() {
+            n.stop().await.unwrap();
+        }
+    }
+}
+
+async fn height(c: &reqwest::Client, addr: SocketAddr) -> u64 {
+    status(c, addr).await.map_or(0, |s| s.committed_height)
+}
+
+/// Highest committed height among `idx`.
+async fn max_height(c: &reqwest::Client, cl: &Cluster, idx: &[usize]) -> u64 {
+    let mut m = 0;
+    for &i in idx {
+        m = m.max(height(c, cl.addr(i)).await);
+    }
+    m
+}
+
+/// Wait until every node in `idx` committed at least `target`.
+async fn wait_all_at(c: &reqwest::Client, cl: &Cluster, idx: &[usize], target: u64, secs: u64) {
+    for &i in idx {
+        let a = cl.addr(i);
+        let ok = wait_until(secs, || async { height(c, a).await >= target }).await;
+        let h = height(c, a).await;
+        assert!(ok, "node {i} stuck at height {h}, wanted {target}");
+    }
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(
+    c: &reqwest::Client,
+    addr: SocketAddr,
+    path: &str,
+) -> Option<T> {
+    c.get(url(addr, path)).send().await.ok()?.json().await.ok()
+}
+
+/// A sample of the node's `/metrics` (0 if absent or unreachable).
+async fn metric(c: &reqwest::Client, addr: SocketAddr, name: &str) -> f64 {
+    let Ok(r) = c.get(url(addr, "/metrics")).send().await else {
+        return 0.0;
+    };
+    let text = r.text().await.unwrap_or_default();
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Timeouts signed + TCs formed: the view-change activity of a node.
+async fn view_changes(c: &reqwest::Client, addr: SocketAddr) -> f64 {
+    metric(c, addr, "bftnode_timeouts_total").await + metric(c, addr, "bftnode_tcs_total").await
+}
+
+async fn peer_entry(c: &reqwest::Client, addr: SocketAddr, index: u16) -> Option<PeerResponse> {
+    let peers: Vec<PeerResponse> = get_json(c, addr, "/peers").await?;
+    peers.into_iter().find(|p| p.index == index)
+}
+
+async fn validator_entry(
+    c: &reqwest::Client,
+    addr: SocketAddr,
+    index: u16,
+) -> Option<ValidatorResponse> {
+    let vs: Vec<ValidatorResponse> = get_json(c, addr, "/validators").await?;
+    vs.into_iter().find(|v| v.index == index)
+}
+
+/// Committed chains of `idx` agree block by block on heights `0..=up_to`.
+async fn assert_chains_match(c: &reqwest::Client, cl: &Cluster, idx: &[usize], up_to: u64) {
+    for h in 0..=up_to {
+        let reference = block(c, cl.addr(idx[0]), h)
+            .await
+            .unwrap_or_else(|| panic!("node {} lacks height {h}", idx[0]));
+        for &i in &idx[1..] {
+            let b = block(c, cl.addr(i), h)
+                .await
+                .unwrap_or_else(|| panic!("node {i} lacks height {h}"));
+            assert_eq!(b.id, reference.id, "node {i} differs at height {h}");
+            assert_eq!(b.tx_hashes, reference.tx_hashes, "txs differ at {h}");
+        }
+    }
+}
+
+/// Genesis validators as the network layer wants them, plus validator `i`'s secret seed and
+/// p2p address, read from node `i`'s home.
+fn network_view(home: &std::path::Path) -> (Vec<ValidatorPeer>, [u8; 32], SocketAddr) {
+    let loaded = node::config::load_home(home, &fast()).unwrap();
+    let vs = &loaded.validators;
+    let peers = vs
+        .indices()
+        .map(|i| {
+            let e = loaded.genesis.entry(vs, i).unwrap();
+            ValidatorPeer {
+                index: i.0,
+                public_key: e.public_key.0,
+                addr: e.p2p_addr,
+            }
+        })
+        .collect();
+    (peers, loaded.key.seed(), loaded.config.p2p_listen)
+}
+
+/// Start a raw network service with `seed` on `listen`, able to send frames up to 8 MiB (so the
+/// oversized frame leaves us and is refused by the receiver, not by our own send path).
+async fn raw_swarm(
+    seed: [u8; 32],
+    listen: SocketAddr,
+    peers: Vec<ValidatorPeer>,
+) -> (
+    NetworkHandle,
+    tokio::sync::mpsc::Receiver<network::NetworkEvent>,
+) {
+    let mut last = None;
+    for _ in 0..40 {
+        let mut cfg = NetworkConfig::new(seed, listen, peers.clone());
+        cfg.max_frame_bytes = 8 * 1024 * 1024;
+        match network::start(cfg).await {
+            Ok(x) => return x,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("raw swarm did not start on {listen}: {last:?}");
+}
+
+/// Wait until the raw swarm is connected to every validator in `to`.
+async fn wait_connected(net: &NetworkHandle, to: &[u16], secs: u64) -> bool {
+    wait_until(secs, || async {
+        let peers = net.peers().await;
+        to.iter()
+            .all(|i| peers.iter().any(|p| p.index == *i && p.connected))
+    })
+    .await
+}
+
+fn garbage(len: usize, salt: u8) -> Vec<u8> {
+    // 0xff first: an enum tag no ConsensusMessage variant has.
+    let mut v: Vec<u8> = (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(salt))
+        .collect();
+    v[0] = 0xff;
+    v
+}
+
+/// A well-formed vote of `view` from `voter` whose signature is junk.
+fn bad_vote(view: u64, voter: u16) -> Vec<u8> {
+    ConsensusMessage::Vote(Vote {
+        data: VoteData {
+            view: View(view),
+            block_id: BlockId::from_hex(&"ab".repeat(32)).unwrap(),
+            height: Height(1),
+            parent_id: BlockId::ZERO,
+            parent_view: View(0),
+        },
+        voter: ValidatorIndex(voter),
+        sig: Signature([7u8; 64]),
+    })
+    .encode()
+}
+
+// ------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_leader_recovers_by_view_change() {
+    let mut cl = Cluster::start(4).await;
+    let c = client();
+    wait_all_at(&c, &cl, &[0, 1, 2, 3], 3, 60).await;
+
+    let st = status(&c, cl.addr(0)).await.expect("status of node 0");
+    let leader = cl.home_of(st.leader);
+    let survivors: Vec<usize> = (0..4).filter(|&i| i != leader).collect();
+    let mut vc_before = 0.0;
+    for &i in &survivors {
+        vc_before += view_changes(&c, cl.addr(i)).await;
+    }
+    let view_before = st.view;
+    eprintln!(
+        "leader of view {view_before} is validator {} (node {leader}); committed height {}",
+        st.leader, st.committed_height
+    );
+
+    let mut tc_before = None;
+    for &i in &survivors {
+        tc_before = tc_before.max(status(&c, cl.addr(i)).await.and_then(|s| s.high_tc_view));
+    }
+    let t_kill = Instant::now();
+    cl.stop(leader).await;
+    let stop_took = t_kill.elapsed();
+    let h_dead = max_height(&c, &cl, &survivors).await;
+
+    // Poll the survivors every 10 ms and note (1) the next commit, (2) the first new TC (the
+    // view change for a view the dead node leads) and (3) the first commit after that TC.
+    let deadline = t_kill + Duration::from_secs(60);
+    let (mut next_commit, mut first_tc, mut commit_after_tc) = (None, None, None);
+    let mut h_at_tc = 0;
+    while Instant::now() < deadline && commit_after_tc.is_none() {
+        let (mut h, mut tc) = (0, None);
+        for &i in &survivors {
+            if let Some(s) = status(&c, cl.addr(i)).await {
+                h = h.max(s.committed_height);
+                tc = tc.max(s.high_tc_view);
+            }
+        }
+        let now = t_kill.elapsed();
+        if next_commit.is_none() && h > h_dead {
+            next_commit = Some(now);
+        }
+        if first_tc.is_none() && tc > tc_before {
+            first_tc = Some(now);
+            h_at_tc = h;
+        } else if first_tc.is_some() && h > h_at_tc {
+            commit_after_tc = Some(now);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!(
+        "leader kill: stop() took {stop_took:?}; from the kill: next commit (height > {h_dead}) \
+         {next_commit:?}, first new TC {first_tc:?}, first commit after it {commit_after_tc:?}"
+    );
+    assert!(
+        next_commit.is_some(),
+        "no commit after the leader was killed"
+    );
+    assert!(first_tc.is_some(), "no TC after the leader was killed");
+    assert!(commit_after_tc.is_some(), "no commit after the view change");
+
+    // The survivors keep committing: at least 3 more blocks on each.
+    wait_all_at(&c, &cl, &survivors, h_dead + 3, 60).await;
+
+    // A view change happened: timeouts/TCs rose (the dead leader's views time out).
+    let vc_now = || async {
+        let mut s = 0.0;
+        for &i in &survivors {
+            s += view_changes(&c, cl.addr(i)).await;
+        }
+        s
+    };
+    let ok = wait_until(60, || async { vc_now().await > vc_before }).await;
+    let vc_after = vc_now().await;
+    let st = status(&c, cl.addr(survivors[0])).await.unwrap();
+    eprintln!(
+        "view changes (timeouts + TCs on survivors) {vc_before} -> {vc_after}; view \
+         {view_before} -> {}, high_tc_view {:?}, took {:?} total",
+        st.view,
+        st.high_tc_view,
+        t_kill.elapsed()
+    );
+    assert!(ok, "no timeout/TC on the survivors after the leader died");
+    assert!(st.high_tc_view.is_some(), "no TC recorded: {st:?}");
+    let h = max_height(&c, &cl, &survivors).await;
+    assert!(h >= h_dead + 3, "{h_dead} -> {h}");
+
+    cl.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restart_mid_voting_never_double_votes() {
+    let mut cl = Cluster::start(4).await;
+    let c = client();
+    wait_all_at(&c, &cl, &[0, 1, 2, 3], 2, 60).await;
+
+    // Transaction load on node 0 (never restarted) in the background.
+    let stop_load = Arc::new(AtomicBool::new(false));
+    let submitted = Arc::new(AtomicU64::new(0));
+    let load = {
+        let (stop_load, submitted, addr, c) =
+            (stop_load.clone(), submitted.clone(), cl.addr(0), c.clone());
+        tokio::spawn(async move {
+            let mut round = 0u64;
+            while !stop_load.load(Ordering::Relaxed) {
+                let txs: Vec<_> = (0..20)
+                    .map(|i| node::rpc_types::TxRequest::Put {
+                        key: format!("r{round}k{i}"),
+                        value: format!("v{round}"),
+                        nonce: round * 100 + i,
+                    })
+                    .collect();
+                let r = c
+                    .post(url(addr, "/txs"))
+                    .json(&node::rpc_types::BatchRequest { txs })
+                    .send()
+                    .await;
+                if let Ok(r) = r
+                    && let Ok(b) = r.json::<node::rpc_types::BatchResponse>().await
+                {
+                    submitted.fetch_add(b.accepted as u64, Ordering::Relaxed);
+                }
+                round += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+
+    let t0 = Instant::now();
+    for round in 0..5u64 {
+        let leader = status(&c, cl.addr(0))
+            .await
+            .map_or(0, |s| cl.home_of(s.leader));
+        let victim = [1usize, 2, 3]
+            .into_iter()
+            .cycle()
+            .skip(round as usize)
+            .find(|&i| i != leader)
+            .unwrap();
+        // A random-ish moment: somewhere in the middle of a few views.
+        tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % 600)).await;
+        let votes_before = metric(&c, cl.addr(victim), "bftnode_votes_total").await;
+        cl.stop(victim).await;
+        tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % 300)).await;
+        cl.restart(victim).await;
+        // Back in: it catches up with the others and signs votes again.
+        let target = height(&c, cl.addr(0)).await;
+        let a = cl.addr(victim);
+        let ok = wait_until(60, || async {
+            height(&c, a).await >= target && metric(&c, a, "bftnode_votes_total").await >= 1.0
+        })
+        .await;
+        assert!(ok, "round {round}: node {victim} did not rejoin");
+        eprintln!(
+            "round {round}: restarted node {victim} (leader was {leader}, it had signed \
+             {votes_before} votes), rejoined at height >= {target} after {:?}",
+            t0.elapsed()
+        );
+    }
+    stop_load.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    let submitted = submitted.load(Ordering::Relaxed);
+    assert!(submitted > 0, "no transaction was accepted");
+
+    // Everyone commits a few more blocks after the last restart.
+    let all = cl.running();
+    let target = max_height(&c, &cl, &all).await + 3;
+    wait_all_at(&c, &cl, &all, target, 60).await;
+
+    // No evidence against anyone, anywhere.
+    for &i in &all {
+        let ev: Vec<EvidenceResponse> = get_json(&c, cl.addr(i), "/evidence")
+            .await
+            .expect("GET /evidence");
+        assert!(ev.is_empty(), "node {i} holds evidence: {ev:?}");
+        for v in 0..4u16 {
+            let e = validator_entry(&c, cl.addr(i), v).await.unwrap();
+            assert_eq!(e.evidence, 0, "node {i} counts evidence against {v}");
+            assert!(!e.convicted, "node {i} convicted {v}");
+        }
+    }
+
+    // Committed chains match block by block.
+    let mut min = u64::MAX;
+    for &i in &all {
+        min = min.min(height(&c, cl.addr(i)).await);
+    }
+    assert_chains_match(&c, &cl, &all, min).await;
+    eprintln!(
+        "5 restarts, {submitted} txs accepted, chains match up to height {min}, no evidence; \
+         took {:?}",
+        t0.elapsed()
+    );
+
+    cl.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn garbage_and_oversized_input_is_dropped() {
+    let mut cl = Cluster::start(4).await;
+    let c = client();
+    wait_all_at(&c, &cl, &[0, 1, 2, 3], 2, 60).await;
+    let t0 = Instant::now();
+    // Node 3's key is reused below; `v3` is its validator index.
+    let (peers, seed3, p2p3) = network_view(&cl.homes[3]);
+    let v3 = cl.vindex[3];
+
+    // ---- A peer outside the genesis set: its consensus frames never reach the drivers.
+    let mut invalid_before = Vec::new();
+    for i in 0..4 {
+        invalid_before.push(metric(&c, cl.addr(i), "bftnode_invalid_messages_total").await);
+    }
+    let port = free_udp_ports(1)[0];
+    let outsider_seed: [u8; 32] = rand::random();
+    let (outsider, _outsider_rx) = raw_swarm(
+        outsider_seed,
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        peers.clone(),
+    )
+    .await;
+    assert!(
+        wait_connected(&outsider, &[0, 1, 2, 3], 30).await,
+        "outsider did not connect: {:?}",
+        outsider.peers().await
+    );
+    for i in 0..4u16 {
+        outsider.send(i, garbage(64, i as u8));
+        outsider.send(i, bad_vote(1, v3));
+    }
+    for i in 0..4u16 {
+        outsider.send(i, garbage(VICTIM_MAX_FRAME + 1024, 9));
+    }
+    // Every frame leaves the outsider on a live connection. (Its send-side outcome says little:
+    // a receiver that drops the stream unanswered looks like the empty ack to the sender.)
+    let ok = wait_until(30, || async { outsider.metrics().await.frames_out >= 12 }).await;
+    let om = outsider.metrics().await;
+    eprintln!("outsider after sending: {om:?}");
+    assert!(ok, "outsider frames were not transmitted: {om:?}");
+    let h = max_height(&c, &cl, &[0, 1, 2, 3]).await;
+    wait_all_at(&c, &cl, &[0, 1, 2, 3], h + 3, 60).await;
+    for (i, before) in invalid_before.iter().enumerate() {
+        let now = metric(&c, cl.addr(i), "bftnode_invalid_messages_total").await;
+        assert_eq!(
+            now, *before,
+            "node {i}: a non-validator's frame reached the driver"
+        );
+        // Nor did the badly signed vote claiming to be from `v3` reach the core.
+        let vs: Vec<ValidatorResponse> = get_json(&c, cl.addr(i), "/validators").await.unwrap();
+        assert!(
+            vs.iter().all(|v| v.invalid_messages == 0),
+            "node {i} charged a validator for an outsider's frame: {vs:?}"
+        );
+    }
+    outsider.shutdown();
+
+    // ---- Node 3's validator key in a raw swarm (the real node 3 is stopped).
+    cl.stop(3).await;
+    let victims = [0usize, 1, 2];
+    let (fake3, _fake3_rx) = raw_swarm(seed3, p2p3, peers).await;
+    let victim_idx: Vec<u16> = victims.iter().map(|&i| cl.vindex[i]).collect();
+    assert!(
+        wait_connected(&fake3, &victim_idx, 30).await,
+        "fake node 3 (validator {v3}) did not connect: {:?}",
+        fake3.peers().await
+    );
+    // The victims must see the fake as validator `v3` before the frames are sent.
+    for &i in &victims {
+        let a = cl.addr(i);
+        let ok = wait_until(30, || async {
+            peer_entry(&c, a, v3).await.is_some_and(|p| p.connected)
+        })
+        .await;
+        assert!(ok, "node {i} does not see validator {v3} connected");
+    }
+    let mut base = Vec::new();
+    for &i in &victims {
+        let a = cl.addr(i);
+        base.push((
+            metric(&c, a, "bftnode_invalid_messages_total").await,
+            peer_entry(&c, a, v3).await.unwrap(),
+            validator_entry(&c, a, v3).await.unwrap().invalid_messages,
+        ));
+    }
+
+    // (a) Garbage: undecodable, counted by the driver and scored by the network.
+    for &i in &victims {
+        fake3.send(cl.vindex[i], garbage(200, i as u8));
+    }
+    for (k, &i) in victims.iter().enumerate() {
+        let a = cl.addr(i);
+        let (inv0, p0, _) = &base[k];
+        let ok = wait_until(30, || async {
+            metric(&c, a, "bftnode_invalid_messages_total").await > *inv0
+        })
+        .await;
+        let p = peer_entry(&c, a, v3).await.unwrap();
+        eprintln!(
+            "node {i} after garbage: invalid_messages_total {}, peer {v3}: {p:?}",
+            metric(&c, a, "bftnode_invalid_messages_total").await
+        );
+        assert!(ok, "node {i} did not count the garbage frame");
+        assert!(
+            p.score > p0.score,
+            "node {i} did not score validator {v3}: {p:?}"
+        );
+        assert!(p.msgs_in > p0.msgs_in);
+    }
+
+    // (b) A frame over the receivers' 4 MiB cap: dropped unread, counted on the peer.
+    for &i in &victims {
+        fake3.send(cl.vindex[i], garbage(VICTIM_MAX_FRAME + 1024, 3));
+    }
+    for (k, &i) in victims.iter().enumerate() {
+        let a = cl.addr(i);
+        let d0 = base[k].1.dropped;
+        let ok = wait_until(30, || async {
+            peer_entry(&c, a, v3).await.is_some_and(|p| p.dropped > d0)
+        })
+        .await;
+        let p = peer_entry(&c, a, v3).await.unwrap();
+        eprintln!("node {i} after the oversized frame: peer {v3}: {p:?}");
+        assert!(ok, "node {i} did not drop the oversized frame: {p:?}");
+        assert!(!p.banned, "one garbage + one oversized frame must not ban");
+    }
+
+    // (c) A decodable vote in the current view with a junk signature: rejected by the core and
+    // charged to validator `v3`'s reputation. Resent while the view moves on.
+    for (k, &i) in victims.iter().enumerate() {
+        let a = cl.addr(i);
+        let inv0 = base[k].2;
+        let fake = fake3.clone();
+        let vi = cl.vindex[i];
+        let ok = wait_until(30, || async {
+            let v = status(&c, a).await.map_or(1, |s| s.view);
+            fake.send(vi, bad_vote(v, v3));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            validator_entry(&c, a, v3)
+                .await
+                .is_some_and(|e| e.invalid_messages > inv0)
+        })
+        .await;
+        let e = validator_entry(&c, a, v3).await.unwrap();
+        eprintln!(
+            "node {i} after bad-signature votes: validator {v3} invalid_messages {} (was \
+             {inv0}), state {}",
+            e.invalid_messages, e.state
+        );
+        assert!(ok, "node {i} did not reject the badly signed vote");
+        let ev: Vec<EvidenceResponse> = get_json(&c, a, "/evidence").await.unwrap();
+        assert!(ev.is_empty(), "junk votes must not become evidence: {ev:?}");
+    }
+
+    // The three honest validators keep committing meanwhile.
+    let h = max_height(&c, &cl, &victims).await;
+    wait_all_at(&c, &cl, &victims, h + 3, 60).await;
+    for &i in &victims {
+        assert!(
+            !cl.nodes[i].as_ref().unwrap().is_finished(),
+            "node {i} died"
+        );
+    }
+
+    // The real node 3 comes back and catches up.
+    fake3.shutdown();
+    cl.restart(3).await;
+    let target = max_height(&c, &cl, &victims).await;
+    wait_all_at(&c, &cl, &[3], target, 60).await;
+    let min = {
+        let mut m = u64::MAX;
+        for i in 0..4 {
+            m = m.min(height(&c, cl.addr(i)).await);
+        }
+        m
+    };
+    assert_chains_match(&c, &cl, &[0, 1, 2, 3], min).await;
+    eprintln!("garbage test took {:?}", t0.elapsed());
+
+    cl.shutdown().await;
+}

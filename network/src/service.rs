@@ -171,11 +171,16 @@ pub(crate) fn spawn(
         }
     }
     let behaviour = build_behaviour(&cfg, &keypair)?;
+    // A crashed validator must be seen as disconnected quickly: the consensus core times out a
+    // view whose leader is unreachable after a short grace instead of waiting τ(v).
+    const QUIC_KEEP_ALIVE_MS: u64 = 500;
+    const QUIC_IDLE_TIMEOUT_MS: u32 = 2_000;
     let mut swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_quic_config(|mut c| {
             c.max_concurrent_stream_limit = (MAX_STREAMS / 2) as u32;
-            c.keep_alive_interval = Duration::from_secs(1);
+            c.keep_alive_interval = Duration::from_millis(QUIC_KEEP_ALIVE_MS);
+            c.max_idle_timeout = QUIC_IDLE_TIMEOUT_MS;
             c
         })
         .with_behaviour(|_| behaviour)

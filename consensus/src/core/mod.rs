@@ -109,6 +109,8 @@ pub struct Core<P> {
     pending_commit: Option<QuorumCert>,
     sync: chain::SyncState,
     connected: BTreeSet<ValidatorIndex>,
+    /// Whether the driver ever reported connectivity (the simulator may not).
+    connectivity_known: bool,
     verified: (HashSet<Digest>, VecDeque<Digest>),
     halted: bool,
     counters: Counters,
@@ -192,6 +194,7 @@ impl<P: FaultPolicy> Core<P> {
             parked: None,
             pending_commit: None,
             connected: BTreeSet::new(),
+            connectivity_known: false,
             verified: (HashSet::new(), VecDeque::new()),
             halted: false,
             counters: Counters::default(),
@@ -221,6 +224,7 @@ impl<P: FaultPolicy> Core<P> {
             Event::FetchFailed { request_id } => self.on_fetch_failed(request_id),
             Event::EvidenceReceived(ev) => self.on_evidence_received(ev),
             Event::Connectivity { connected } => {
+                self.connectivity_known = true;
                 self.connected = connected
                     .into_iter()
                     .filter(|i| self.vs.contains(*i))

@@ -77,24 +77,27 @@ impl<P: FaultPolicy> Core<P> {
         gap.min(self.cfg.backoff_exponent_max as u64) as u32
     }
 
-    /// `τ(v) = min(τ_max, τ_base · 2^e)` in ms.
+    /// `base · (backoff_percent / 100)^e`, integer arithmetic, saturating.
+    fn backed_off(&self, base: u64, v: View) -> u64 {
+        let pct = self.cfg.backoff_percent.max(100);
+        (0..self.backoff_exponent(v)).fold(base, |t, _| t.saturating_mul(pct) / 100)
+    }
+
+    /// `τ(v) = min(τ_max, τ_base · b^e)` in ms (§4.2; `b = backoff_percent / 100`).
     pub(super) fn view_timeout(&self, v: View) -> u64 {
-        let e = self.backoff_exponent(v);
-        self.cfg
-            .timeout_base_ms
-            .saturating_mul(1u64 << e)
+        self.backed_off(self.cfg.timeout_base_ms, v)
             .min(self.cfg.timeout_max_ms)
     }
 
-    /// H3 wait `W(v) = min(2Δ · 2^e, 0.4 · τ(v))` in ms.
+    /// H3 wait `W(v) = min(2Δ · b^e, 0.4 · τ(v))` in ms (§4.4).
     pub(super) fn propose_wait(&self, v: View) -> u64 {
-        let e = self.backoff_exponent(v);
-        let w = self
-            .cfg
-            .delta_ms
-            .saturating_mul(2)
-            .saturating_mul(1u64 << e);
+        let w = self.backed_off(self.cfg.delta_ms.saturating_mul(2), v);
         w.min(self.view_timeout(v) * 2 / 5)
+    }
+
+    /// Whether the driver reports `leader` disconnected (only once it reported connectivity).
+    fn unreachable(&self, leader: crate::types::ValidatorIndex) -> bool {
+        self.connectivity_known && leader != self.cfg.me && !self.connected.contains(&leader)
     }
 
     fn send_status(&mut self, v: View) {
@@ -136,9 +139,13 @@ impl<P: FaultPolicy> Core<P> {
         if self.parked.as_ref().is_some_and(|(_, p)| p.block.view < v) {
             self.parked = None;
         }
-        let at = self.now + self.view_timeout(v);
-        self.set_timer(Timer::View(v), at);
         let leader = self.leader(v);
+        let mut timeout = self.view_timeout(v);
+        if self.unreachable(leader) {
+            timeout = timeout.min(self.cfg.unreachable_leader_grace_ms);
+        }
+        let at = self.now + timeout;
+        self.set_timer(Timer::View(v), at);
         if entry != Entry::Qc {
             self.send_status(v);
         }

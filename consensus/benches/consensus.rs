@@ -13,7 +13,7 @@ use consensus::messages::proposal_body;
 use consensus::{
     Action, Block, BlockId, Config, ConsensusMessage, Core, Digest, Epoch, Event, Evidence, Height,
     LaterMessage, Millis, PrivateKey, QuorumCert, RoundRobin, SafetyData, SigKind, SignedVote,
-    Timer, ValidatorIndex, ValidatorInfo, ValidatorSet, View, VoteData, encode,
+    Timer, ValidatorIndex, ValidatorSet, View, VoteData, encode,
 };
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::collections::{BTreeMap, VecDeque};
@@ -26,19 +26,7 @@ const BLOCKS: usize = 20;
 
 /// `n` unit-weight validators; `ks[i]` is the key of `ValidatorIndex(i)`.
 fn keys(n: usize) -> (ValidatorSet, Vec<PrivateKey>) {
-    let mut ks: Vec<PrivateKey> = (0..n)
-        .map(|i| PrivateKey::from_seed([i as u8 + 1; 32]))
-        .collect();
-    let infos = ks
-        .iter()
-        .map(|k| ValidatorInfo {
-            public_key: k.public(),
-            power: 1,
-        })
-        .collect();
-    let vs = ValidatorSet::new("bench", Epoch(0), infos).expect("validator set");
-    ks.sort_by_key(|k| vs.index_of(&k.public()).expect("member"));
-    (vs, ks)
+    consensus::validators::test_validators("bench", Epoch(0), n).expect("validator set")
 }
 
 fn genesis_id(vs: &ValidatorSet) -> BlockId {

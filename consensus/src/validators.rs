@@ -159,3 +159,27 @@ impl ValidatorSet {
         }
     }
 }
+
+/// Deterministic unit-weight validators for tests, benchmarks and simulations: validator `i`'s
+/// key has the seed `[i + 1; 32]`, and `keys[j]` is the key of `ValidatorIndex(j)` (the set
+/// sorts by public key). Never use these keys outside tests. Errors: [`ValidatorSetError`]
+/// (`Empty` for `n = 0`, `Duplicate` for `n > 255`).
+pub fn test_validators(
+    chain_id: &str,
+    epoch: Epoch,
+    n: usize,
+) -> Result<(ValidatorSet, Vec<crate::PrivateKey>), ValidatorSetError> {
+    let mut keys: Vec<crate::PrivateKey> = (0..n)
+        .map(|i| crate::PrivateKey::from_seed([i as u8 + 1; 32]))
+        .collect();
+    let infos = keys
+        .iter()
+        .map(|k| ValidatorInfo {
+            public_key: k.public(),
+            power: 1,
+        })
+        .collect();
+    let vs = ValidatorSet::new(chain_id, epoch, infos)?;
+    keys.sort_by_key(|k| vs.index_of(&k.public()).map_or(u16::MAX, |i| i.0));
+    Ok((vs, keys))
+}

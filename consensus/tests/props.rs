@@ -20,19 +20,7 @@ use proptest::test_runner::Config as PtConfig;
 
 /// `n` unit-weight validators; `ks[i]` is the key of `ValidatorIndex(i)` (the set sorts by key).
 fn keys_for(chain: &str, epoch: u64, n: usize) -> (ValidatorSet, Vec<PrivateKey>) {
-    let mut ks: Vec<PrivateKey> = (0..n)
-        .map(|i| PrivateKey::from_seed([i as u8 + 1; 32]))
-        .collect();
-    let infos = ks
-        .iter()
-        .map(|k| ValidatorInfo {
-            public_key: k.public(),
-            power: 1,
-        })
-        .collect();
-    let vs = ValidatorSet::new(chain, Epoch(epoch), infos).unwrap();
-    ks.sort_by_key(|k| vs.index_of(&k.public()).unwrap());
-    (vs, ks)
+    consensus::validators::test_validators(chain, Epoch(epoch), n).unwrap()
 }
 
 fn keys(n: usize) -> (ValidatorSet, Vec<PrivateKey>) {

@@ -4,23 +4,10 @@
 use super::*;
 use crate::policy::RoundRobin;
 use crate::types::Epoch;
-use crate::validators::ValidatorInfo;
 use std::collections::BTreeMap;
 
 pub(crate) fn keys(n: usize) -> (ValidatorSet, Vec<PrivateKey>) {
-    let mut ks: Vec<PrivateKey> = (0..n)
-        .map(|i| PrivateKey::from_seed([i as u8 + 1; 32]))
-        .collect();
-    let infos = ks
-        .iter()
-        .map(|k| ValidatorInfo {
-            public_key: k.public(),
-            power: 1,
-        })
-        .collect();
-    let vs = ValidatorSet::new("test", Epoch(0), infos).unwrap();
-    ks.sort_by_key(|k| vs.index_of(&k.public()).unwrap());
-    (vs, ks)
+    crate::validators::test_validators("test", Epoch(0), n).unwrap()
 }
 
 fn core(vs: &ValidatorSet, key: PrivateKey, i: u16) -> Core<RoundRobin> {

@@ -582,6 +582,10 @@ impl Driver {
         Metrics::sync_counter(&self.metrics.votes, st.counters.votes_sent);
         Metrics::sync_counter(&self.metrics.timeouts, st.counters.timeouts_sent);
         Metrics::sync_counter(&self.metrics.tcs, st.counters.tcs_formed);
+        Metrics::sync_counter(
+            &self.metrics.rejected_messages,
+            st.counters.invalid_messages,
+        );
         let isolated = st
             .validators
             .iter()

@@ -46,8 +46,11 @@ pub struct Metrics {
     pub rocksdb_write: Histogram,
     /// Block-sync requests issued.
     pub sync_requests: Counter,
-    /// Invalid messages received (undecodable or rejected by the core).
+    /// Network input the driver could not decode (garbage frames, bad sync data, bad gossip).
     pub invalid_messages: Counter,
+    /// Consensus messages rejected by the core's validation pipeline (bad signature or
+    /// certificate, wrong leader, invalid block, out of window …).
+    pub rejected_messages: Counter,
     /// Transactions skipped while applying committed blocks (invalid or replayed).
     pub skipped_txs: Counter,
 }
@@ -74,6 +77,7 @@ impl Metrics {
             rocksdb_write: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             sync_requests: Counter::default(),
             invalid_messages: Counter::default(),
+            rejected_messages: Counter::default(),
             skipped_txs: Counter::default(),
         };
         r.register("bftnode_view", "Current consensus view", m.view.clone());
@@ -129,8 +133,13 @@ impl Metrics {
         );
         r.register(
             "bftnode_invalid_messages",
-            "Invalid messages received",
+            "Network input that could not be decoded",
             m.invalid_messages.clone(),
+        );
+        r.register(
+            "bftnode_rejected_messages",
+            "Consensus messages rejected by the core's validation",
+            m.rejected_messages.clone(),
         );
         r.register(
             "bftnode_skipped_txs",

@@ -604,6 +604,14 @@ async fn garbage_and_oversized_input_is_dropped() {
             e.invalid_messages, e.state
         );
         assert!(ok, "node {i} did not reject the badly signed vote");
+        let rejected = wait_until(10, || async {
+            metric(&c, a, "bftnode_rejected_messages_total").await > 0.0
+        })
+        .await;
+        assert!(
+            rejected,
+            "node {i}: bftnode_rejected_messages_total did not count the vote"
+        );
         let ev: Vec<EvidenceResponse> = get_json(&c, a, "/evidence").await.unwrap();
         assert!(ev.is_empty(), "junk votes must not become evidence: {ev:?}");
     }

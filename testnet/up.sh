@@ -53,6 +53,8 @@ if [[ -f "$NODES_FILE" ]]; then
 fi
 
 # --- build --------------------------------------------------------------------------------------
+# System packages the build needs (libclang for RocksDB's bindings), as CI installs them.
+bash .ci/deps.sh
 echo "==> building bftnode: cargo build --release -p cli"
 cargo build --release -p cli
 [[ -x "$BIN" ]] || die "$BIN was not built"

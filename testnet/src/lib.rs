@@ -24,5 +24,6 @@ pub mod replica;
 pub mod scenario;
 pub mod sim;
 pub mod twins;
+pub mod twins_enum;
 
 pub use sim::{Failure, Report, Sim, SimConfig};

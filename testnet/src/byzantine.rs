@@ -83,6 +83,16 @@ pub struct ByzCtx<'a> {
     pub rng: &'a mut ChaCha8Rng,
 }
 
+/// The double voter equivocates on its first this-many votes ...
+pub const DOUBLE_VOTE_FIRST: u64 = 2;
+/// ... and afterwards on every this-many-th vote.
+pub const DOUBLE_VOTE_EVERY: u64 = 8;
+
+/// Stale replayer: tick period (ms) and messages replayed per tick.
+pub const REPLAY_TICK_MS: u64 = 100;
+/// Messages the stale replayer broadcasts per tick.
+pub const REPLAY_PER_TICK: usize = 2;
+
 /// Flooder intensity: messages per burst and burst period.
 #[derive(Clone, Copy, Debug)]
 pub struct FloodRate {
@@ -94,9 +104,12 @@ pub struct FloodRate {
 
 impl Default for FloodRate {
     fn default() -> Self {
+        // One burst covers the four (kind, view) shapes the flooder produces; a burst every
+        // 200 ms (about three views) exercises the far-future handling as well as a burst
+        // every 50 ms, at a quarter of the signature checks.
         FloodRate {
             per_burst: 4,
-            period_ms: 50,
+            period_ms: 200,
         }
     }
 }
@@ -155,7 +168,7 @@ impl Byzantine {
     /// Tick period, for behaviours that act on their own.
     pub fn tick_ms(&self) -> Option<u64> {
         match self.kind {
-            ByzKind::StaleReplayer => Some(50),
+            ByzKind::StaleReplayer => Some(REPLAY_TICK_MS),
             ByzKind::Flooder => Some(self.flood.period_ms),
             _ => None,
         }
@@ -292,6 +305,16 @@ impl Byzantine {
                     .collect()
             }
             (ByzKind::DoubleVoter, ConsensusMessage::Vote(vote)) if vote.voter == me => {
+                // Equivocate on the first votes, then on one vote in DOUBLE_VOTE_EVERY: each
+                // double vote becomes an evidence item that every honest node verifies on
+                // gossip and again in the block carrying it, so one per view only multiplies
+                // the same checks.
+                self.counter += 1;
+                if self.counter > DOUBLE_VOTE_FIRST
+                    && !self.counter.is_multiple_of(DOUBLE_VOTE_EVERY)
+                {
+                    return vec![Routed::Same(ConsensusMessage::Vote(vote))];
+                }
                 let mut fake = [0u8; 32];
                 fake.copy_from_slice(
                     blake3::hash(&[&vote.data.block_id.0[..], b"fabricated"].concat()).as_bytes(),
@@ -381,7 +404,7 @@ impl Byzantine {
                 }
                 // Replay from the oldest quarter: far-past views.
                 let span = (self.recorded.len() / 4).max(1);
-                (0..3)
+                (0..REPLAY_PER_TICK)
                     .map(|_| {
                         let m = self.recorded[ctx.rng.random_range(0..span)].clone();
                         Action::Broadcast(m)

@@ -45,6 +45,10 @@ pub enum MsgClass {
 #[derive(Default, Debug)]
 struct SignedHistory {
     votes: BTreeMap<View, consensus::VoteData>,
+    /// Largest `parent_view` over `votes` (S6). Votes are stored only in increasing view with
+    /// non-decreasing `parent_view` (S4 and S6 reject the rest), so this is also the
+    /// `parent_view` of the latest vote.
+    max_parent_view: Option<View>,
     timeouts: BTreeMap<View, View>,
     proposals: BTreeMap<View, BlockId>,
 }
@@ -92,6 +96,9 @@ pub struct Oracles {
     snaps: Vec<Option<Snap>>,
     /// Evidence produced by honest instances: (offender, kind, view).
     pub evidence: BTreeSet<(ValidatorIndex, EvidenceKind, View)>,
+    /// Ids (BLAKE3 of the encoding) of evidence items already verified: honest instances
+    /// produce the same item many times; it is checked once.
+    verified_evidence: BTreeSet<Digest>,
     /// Deliveries to honest instances: first body per (receiver, author, class, view).
     delivered: BTreeMap<(InstanceId, ValidatorIndex, MsgClass, View), (Digest, ConsensusMessage)>,
     /// Equivocations that must produce evidence.
@@ -139,6 +146,7 @@ impl Oracles {
             blocks,
             snaps: vec![None; n_instances],
             evidence: BTreeSet::new(),
+            verified_evidence: BTreeSet::new(),
             delivered: BTreeMap::new(),
             obligations: Vec::new(),
             last_commit_at: vec![None; n_instances],
@@ -256,8 +264,7 @@ impl Oracles {
         genesis: &BlockId,
     ) -> Result<(), Violation> {
         for qc in Self::qcs_of(msg) {
-            let qc = qc.clone();
-            self.note_qc(&qc, at, genesis)?;
+            self.note_qc(qc, at, genesis)?;
         }
         if self.byzantine.contains(&identity) {
             return Ok(());
@@ -314,7 +321,7 @@ impl Oracles {
                         ),
                     ));
                 }
-                if let Some(maxpv) = h.votes.values().map(|x| x.parent_view).max()
+                if let Some(maxpv) = h.max_parent_view
                     && d.parent_view < maxpv
                 {
                     return Err(v(
@@ -326,6 +333,7 @@ impl Oracles {
                         ),
                     ));
                 }
+                h.max_parent_view = h.max_parent_view.max(Some(d.parent_view));
                 h.votes.insert(d.view, d.clone());
             }
             ConsensusMessage::Timeout(t) => {
@@ -346,7 +354,13 @@ impl Oracles {
                     }
                     return Ok(());
                 }
-                if let Some(maxpv) = h.votes.range(..=t.view).map(|(_, x)| x.parent_view).max()
+                // Max parent_view over votes of views ≤ t.view: the last such vote's (stored
+                // parent views are non-decreasing in view, see `max_parent_view`).
+                if let Some(maxpv) = h
+                    .votes
+                    .range(..=t.view)
+                    .next_back()
+                    .map(|(_, x)| x.parent_view)
                     && hq < maxpv
                 {
                     return Err(v(
@@ -507,7 +521,10 @@ impl Oracles {
         inst: InstanceId,
         ev: &Evidence,
     ) -> Result<(), Violation> {
-        if let Err(e) = ev.verify(&self.vs) {
+        let id = ev.id();
+        if !self.verified_evidence.contains(&id)
+            && let Err(e) = ev.verify(&self.vs)
+        {
             return Err(v(
                 "EVIDENCE",
                 at,
@@ -526,6 +543,7 @@ impl Oracles {
                 ),
             ));
         }
+        self.verified_evidence.insert(id);
         self.evidence.insert((ev.offender(), ev.kind(), ev.view()));
         Ok(())
     }

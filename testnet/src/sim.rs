@@ -176,6 +176,9 @@ pub struct Report {
     pub equivocations: usize,
     /// Virtual end time.
     pub end: Millis,
+    /// With a heal time: the longest any honest instance waited after the heal for its first
+    /// commit (ms), i.e. how much of the healing suffix the liveness check needed.
+    pub heal_to_commit: Option<Millis>,
 }
 
 enum Item {
@@ -251,6 +254,9 @@ pub struct Instance {
     /// Role.
     pub role: Role,
     key_seed: [u8; 32],
+    /// The key of a Byzantine wrapper, derived once (deriving it per event costs a scalar
+    /// multiplication).
+    byz_key: Option<PrivateKey>,
     /// Persisted state.
     pub disk: Disk,
     core: Option<Box<dyn Replica>>,
@@ -389,6 +395,10 @@ impl Sim {
                     index: i,
                     role,
                     key_seed: by_index[i.as_usize()],
+                    byz_key: match role {
+                        Role::Byzantine(_) => Some(PrivateKey::from_seed(by_index[i.as_usize()])),
+                        _ => None,
+                    },
                     disk: Disk::new(vs.domain()),
                     core: None,
                     life: 0,
@@ -563,12 +573,13 @@ impl Sim {
         let role = self.instances[inst].role;
         let index = self.instances[inst].index;
         let mut extra = Vec::new();
-        if let Some(mut b) = self.instances[inst].byz.take() {
-            let key = PrivateKey::from_seed(self.instances[inst].key_seed);
+        if let Some(mut b) = self.instances[inst].byz.take()
+            && let Some(key) = self.instances[inst].byz_key.as_ref()
+        {
             let mut ctx = ByzCtx {
                 now,
                 me: index,
-                key: &key,
+                key,
                 vs: &self.vs,
                 rng: &mut self.rng,
             };
@@ -579,12 +590,13 @@ impl Sim {
             return;
         };
         let mut actions = core.handle(now, ev);
-        if let Some(mut b) = self.instances[inst].byz.take() {
-            let key = PrivateKey::from_seed(self.instances[inst].key_seed);
+        if let Some(mut b) = self.instances[inst].byz.take()
+            && let Some(key) = self.instances[inst].byz_key.as_ref()
+        {
             let mut ctx = ByzCtx {
                 now,
                 me: index,
-                key: &key,
+                key,
                 vs: &self.vs,
                 rng: &mut self.rng,
             };
@@ -1011,11 +1023,14 @@ impl Sim {
                 }
                 let index = self.instances[inst].index;
                 if let Some(mut b) = self.instances[inst].byz.take() {
-                    let key = PrivateKey::from_seed(self.instances[inst].key_seed);
+                    let Some(key) = self.instances[inst].byz_key.as_ref() else {
+                        self.instances[inst].byz = Some(b);
+                        return;
+                    };
                     let mut ctx = ByzCtx {
                         now,
                         me: index,
-                        key: &key,
+                        key,
                         vs: &self.vs,
                         rng: &mut self.rng,
                     };
@@ -1110,7 +1125,20 @@ impl Sim {
             .iter()
             .map(|&i| self.oracles.chain(i).len() as u64 - 1)
             .collect();
+        let heal_to_commit = heal_at.map(|h| {
+            honest
+                .iter()
+                .filter_map(|&i| {
+                    self.oracles.commit_log[i]
+                        .iter()
+                        .find(|(t, _)| *t > h)
+                        .map(|(t, _)| t - h)
+                })
+                .max()
+                .unwrap_or(0)
+        });
         Ok(Report {
+            heal_to_commit,
             trace_hash: *self.trace.clone().finalize().as_bytes(),
             events: self.events,
             max_height: Height(heights.iter().copied().max().unwrap_or(0)),

@@ -11,10 +11,12 @@ use std::sync::Arc;
 
 /// The twin identity.
 pub const TWIN: ValidatorIndex = ValidatorIndex(0);
-/// Virtual length of a Twins run (ms).
-pub const TWINS_END_MS: u64 = 7_000;
+/// Virtual length of a Twins run (ms): the healing suffix is 1.5 s, six base timeouts and
+/// about 50 happy views on the 10–15 ms network.
+pub const TWINS_END_MS: u64 = 4_000;
 /// When the scripted views are over at the latest, the suffix starts (for the liveness check).
-pub const TWINS_HEAL_MS: u64 = 3_500;
+/// The four scripted views time out after at most τ(1) + … + τ(4) = 250 + 250 + 375 + 562 ms.
+pub const TWINS_HEAL_MS: u64 = 2_500;
 
 /// One Twins scenario for n = 4.
 #[derive(Clone, Debug, PartialEq, Eq)]

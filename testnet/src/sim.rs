@@ -445,6 +445,27 @@ impl Sim {
         sim
     }
 
+    /// Twins partitions by message view: view 0 is whole, and messages of view `k + 1` cross
+    /// only within the groups `per_view[k]` (instances not listed are isolated). Applies until
+    /// `view_groups_until`.
+    pub fn partition_views<'a>(
+        &mut self,
+        per_view: impl IntoIterator<Item = &'a [Vec<InstanceId>]>,
+    ) {
+        let n_inst = self.n_instances();
+        let mut view_groups = vec![vec![0usize; n_inst]];
+        for groups in per_view {
+            let mut g = vec![usize::MAX; n_inst];
+            for (gi, members) in groups.iter().enumerate() {
+                for &m in members {
+                    g[m] = gi;
+                }
+            }
+            view_groups.push(g);
+        }
+        self.view_groups = view_groups;
+    }
+
     /// Number of instances.
     pub fn n_instances(&self) -> usize {
         self.instances.len()

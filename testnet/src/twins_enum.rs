@@ -144,18 +144,7 @@ pub fn run(
     cfg.policy = PolicyKind::Scripted(Arc::new(table));
     let mut sim = Sim::new(cfg);
     let parts = partitions();
-    let n_inst = sim.n_instances();
-    let mut view_groups = vec![vec![0usize; n_inst]];
-    for (_, p) in &sc.views {
-        let mut g = vec![usize::MAX; n_inst];
-        for (gi, members) in parts[*p].iter().enumerate() {
-            for &m in members {
-                g[m] = gi;
-            }
-        }
-        view_groups.push(g);
-    }
-    sim.view_groups = view_groups;
+    sim.partition_views(sc.views.iter().map(|(_, p)| parts[*p].as_slice()));
     sim.view_groups_until = HEAL_CAP_MS;
     // Run until every honest instance has left the scripted views, then heal.
     let honest = sim.honest();

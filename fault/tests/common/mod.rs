@@ -6,8 +6,8 @@ use consensus::cert::timeout_body;
 use consensus::messages::proposal_body;
 use consensus::{
     Bitmap, Block, BlockHeader, BlockId, Digest, Epoch, Evidence, FaultPolicy, Height,
-    LaterMessage, PrivateKey, QuorumCert, SigKind, SignedVote, ValidatorIndex, ValidatorInfo,
-    ValidatorSet, View, Vote, VoteData,
+    LaterMessage, PrivateKey, QuorumCert, SigKind, SignedVote, ValidatorIndex, ValidatorSet, View,
+    Vote, VoteData,
 };
 use fault::{FaultConfig, FaultTolerance};
 
@@ -19,27 +19,7 @@ pub fn validators(n: usize) -> (ValidatorSet, Vec<PrivateKey>) {
 }
 
 pub fn validators_epoch(n: usize, epoch: u64) -> (ValidatorSet, Vec<PrivateKey>) {
-    let keys: Vec<PrivateKey> = (0..n)
-        .map(|i| {
-            let mut seed = [0u8; 32];
-            seed[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
-            PrivateKey::from_seed(seed)
-        })
-        .collect();
-    let infos = keys
-        .iter()
-        .map(|k| ValidatorInfo {
-            public_key: k.public(),
-            power: 1,
-        })
-        .collect();
-    let vs = ValidatorSet::new(CHAIN, Epoch(epoch), infos).unwrap();
-    let mut ordered: Vec<Option<PrivateKey>> = (0..n).map(|_| None).collect();
-    for k in keys {
-        let i = vs.index_of(&k.public()).unwrap();
-        ordered[i.as_usize()] = Some(k);
-    }
-    (vs, ordered.into_iter().map(Option::unwrap).collect())
+    consensus::validators::test_validators(CHAIN, Epoch(epoch), n).unwrap()
 }
 
 pub fn idx(i: u16) -> ValidatorIndex {

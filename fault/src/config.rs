@@ -11,16 +11,33 @@ use serde::{Deserialize, Serialize};
 /// Hard upper bound on the reputation window `W`, in committed blocks (protocol.md §6.3).
 pub const MAX_WINDOW: u64 = 1000;
 
+/// Hard upper bound on `history_slack`, in committed blocks.
+pub const MAX_HISTORY_SLACK: u64 = 256;
+
+/// The most committed blocks a node ever needs to replay at start so that its leader function
+/// equals every other node's: `MAX_WINDOW + MAX_HISTORY_SLACK`.
+pub const MAX_REPLAY_DEPTH: usize = (MAX_WINDOW + MAX_HISTORY_SLACK) as usize;
+
+/// Smallest default window `W` (committed blocks): the probation of a failed leader. Under load
+/// a 4-validator chain commits ~100–150 blocks/s, so 512 blocks keep a crashed validator out of
+/// the schedule for several seconds between probes (each probe costs one timeout).
+pub const MIN_DEFAULT_WINDOW: u64 = 512;
+
 /// Parameters of [`crate::FaultTolerance`]. Views are consensus views, durations are
 /// milliseconds of the driver's monotonic clock.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FaultConfig {
     /// `X`: the cut for view `v` is the highest committed block with view `≤ v − X`
-    /// (protocol.md §6.3). Default 20.
+    /// (protocol.md §6.3). Default 4: a node validating the proposal of view `v` has observed
+    /// its justify, which commits up to view `v − 2` on the happy path and, after up to two
+    /// failed views, up to `v − 4`; nodes that committed past the cut agree on the leader. A
+    /// smaller lag excludes a failed leader sooner (it may be drawn again for about `X` views
+    /// after its failure); a node behind the cut disagrees, which costs liveness only.
     pub exclusion_lag: u64,
     /// `W`: committed blocks in the reputation window ending at the cut. `None` means
-    /// `min(10·n, 1000)` (protocol.md §6.3). Values are clamped to `1..=1000`.
+    /// `min(max(10·n, 512), 1000)` ([`MIN_DEFAULT_WINDOW`]). Values are clamped to `1..=1000`.
+    /// A validator whose last slot failed stays excluded until that block leaves the window.
     pub window: Option<u64>,
     /// `θ` in percent: a validator is excluded when `100·failed > θ·(failed + proposed)`.
     /// Default 30.
@@ -30,7 +47,8 @@ pub struct FaultConfig {
     /// `Y`: round robin when the latest known commit has view `< v − Y` (a stall). Default 200.
     pub stall_views: u64,
     /// Committed blocks kept beyond the window, so cuts up to this many blocks older than the
-    /// latest commit still see a full window. Default 256.
+    /// latest commit still see a full window. Default 256; clamped to `1..=256`
+    /// ([`MAX_HISTORY_SLACK`]).
     pub history_slack: u64,
     /// Most recent cuts whose weight table is precomputed on commit (older cuts are computed on
     /// demand, `O(W·n)`). Default 64.
@@ -67,7 +85,7 @@ pub struct FaultConfig {
 impl Default for FaultConfig {
     fn default() -> Self {
         FaultConfig {
-            exclusion_lag: 20,
+            exclusion_lag: 4,
             window: None,
             failure_threshold_pct: 30,
             round_robin_every: 10,
@@ -90,10 +108,17 @@ impl Default for FaultConfig {
 }
 
 impl FaultConfig {
-    /// The effective window `W` for `n` validators: `window` or `min(10·n, 1000)`, clamped to
+    /// The effective window `W` for `n` validators: `window` or `max(10·n, 512)`, clamped to
     /// `1..=1000`.
     pub fn window_for(&self, n: usize) -> u64 {
-        let w = self.window.unwrap_or_else(|| (n as u64).saturating_mul(10));
+        let w = self
+            .window
+            .unwrap_or_else(|| (n as u64).saturating_mul(10).max(MIN_DEFAULT_WINDOW));
         w.clamp(1, MAX_WINDOW)
+    }
+
+    /// The effective `history_slack`, clamped to `1..=256`.
+    pub fn history_slack(&self) -> u64 {
+        self.history_slack.clamp(1, MAX_HISTORY_SLACK)
     }
 }

@@ -4,19 +4,31 @@
 //! `on_commit`, and the height at which each validator was first convicted by committed
 //! safety evidence. For view `v`:
 //!
-//! 1. Round robin `(v + epoch) mod n` if `v % R == 0`, if the latest known commit has view
-//!    `< v − Y` (stall), or if there is no cut.
+//! 1. Plain round robin `(v + epoch) mod n` if the latest known commit has view `< v − Y`
+//!    (stall), or if there is no cut.
 //! 2. The cut `A(v)` is the highest committed block (height ≥ 1) with view `≤ v − X`.
 //! 3. Over the `W` committed blocks ending at `A(v)`: `failed_i` = appearances in
 //!    `skipped_leaders` (plus one per committed E4 against `i`), `proposed_i` = blocks proposed,
-//!    `voted_i` = appearances in justify signer sets.
-//! 4. Weight 0 if convicted at or before the cut, or `100·failed > θ·(failed + proposed)`;
-//!    else 100 if `proposed + voted > 0`, else 10. At most `f = ⌊(n−1)/3⌋` are excluded:
-//!    convicted first, then the worst failure ratio, ties by lower index; the rest keep their
-//!    non-zero weight.
-//! 5. `seed = BLAKE3("HS2/v1/leader" ‖ chain_id ‖ epoch ‖ v ‖ A(v).id)`,
+//!    `voted_i` = appearances in justify signer sets, and whether `i`'s **last slot failed**:
+//!    the highest block of the window naming `i` in `skipped_leaders` is above the highest block
+//!    `i` proposed in the window.
+//! 4. Weight 0 if convicted at or before the cut, if its last slot failed, or if
+//!    `100·failed > θ·(failed + proposed)`; else 100 if `proposed + voted > 0`, else 10. At most
+//!    `f = ⌊(n−1)/3⌋` are excluded: convicted first, then last slot failed, then the worst
+//!    failure ratio, ties by lower index; the rest keep their non-zero weight.
+//! 5. If `v % R == 0`: round robin over the validators of non-zero weight (the `(v + epoch)
+//!    mod k`-th of the `k` of them, in index order) — rotation for fairness that never draws an
+//!    excluded validator.
+//! 6. Otherwise `seed = BLAKE3("HS2/v1/leader" ‖ chain_id ‖ epoch ‖ v ‖ A(v).id)`,
 //!    `r = u128(seed[..16]) mod Σw`, the leader is the first index whose cumulative weight
 //!    exceeds `r`.
+//!
+//! A crashed or partitioned leader is thus out of the schedule from the first view whose cut
+//! holds the block that records its failed slot — about `X` views after the failure — and stays
+//! out until that block leaves the window (`W` committed blocks later: the probe that lets a
+//! restarted validator back in, at the cost of one timeout if it is still down). The old
+//! ratio-only rule needed several failures, each a timeout, while the window still held the dead
+//! validator's earlier proposals (issue 6).
 //!
 //! Integer arithmetic only (§7 case 23). Genesis (height 0) has no proposer: it is never part of
 //! a window and a cut at genesis counts as "no cut" (so nodes that did and did not replay
@@ -59,6 +71,11 @@ pub(crate) struct Counts {
     pub proposed: Vec<u64>,
     /// Appearances in justify signer sets.
     pub voted: Vec<u64>,
+    /// Height of the highest block counted that names `i` in `skipped_leaders` (0: none).
+    /// Never lowered when a block leaves the window: compare with the window's first height.
+    pub last_failed: Vec<u64>,
+    /// Height of the highest block counted that `i` proposed (0: none); same caveat.
+    pub last_proposed: Vec<u64>,
 }
 
 impl Counts {
@@ -67,7 +84,16 @@ impl Counts {
             failed: vec![0; n],
             proposed: vec![0; n],
             voted: vec![0; n],
+            last_failed: vec![0; n],
+            last_proposed: vec![0; n],
         }
+    }
+
+    /// Whether `i`'s last leader slot inside a window starting at height `window_start` failed.
+    fn last_slot_failed(&self, i: usize, window_start: u64) -> bool {
+        let failed = self.last_failed.get(i).copied().unwrap_or(0);
+        let proposed = self.last_proposed.get(i).copied().unwrap_or(0);
+        failed >= window_start.max(1) && failed > proposed
     }
 
     /// Add (`add = true`) or remove one block's contribution. Out-of-range indices are ignored.
@@ -81,9 +107,20 @@ impl Counts {
                 };
             }
         }
+        fn raise(v: &mut [u64], i: ValidatorIndex, h: Height) {
+            if let Some(c) = v.get_mut(i.as_usize()) {
+                *c = (*c).max(h.0);
+            }
+        }
         bump(&mut self.proposed, s.proposer, add);
         for &i in s.skipped.iter().chain(s.nuisance.iter()) {
             bump(&mut self.failed, i, add);
+        }
+        if add {
+            raise(&mut self.last_proposed, s.proposer, s.height);
+            for &i in &s.skipped {
+                raise(&mut self.last_failed, i, s.height);
+            }
         }
         for i in s.voters.iter() {
             bump(&mut self.voted, i, add);
@@ -101,23 +138,33 @@ pub(crate) struct WeightTable {
 }
 
 impl WeightTable {
-    /// Weights from `counts` and the conviction flags (protocol.md §6.3 "Weight").
-    fn build(counts: &Counts, convicted: &[bool], theta: u64, max_excluded: usize) -> Self {
+    /// Weights from `counts` over a window whose first block has height `window_start`, and
+    /// the conviction flags (module doc, step 4).
+    fn build(
+        counts: &Counts,
+        window_start: u64,
+        convicted: &[bool],
+        theta: u64,
+        max_excluded: usize,
+    ) -> Self {
         let n = counts.proposed.len();
-        // Candidates for exclusion: (index, convicted, failed, failed + proposed).
-        let mut candidates: Vec<(usize, bool, u64, u64)> = (0..n)
+        // Candidates for exclusion: (index, convicted, last slot failed, failed, failed + proposed).
+        let mut candidates: Vec<(usize, bool, bool, u64, u64)> = (0..n)
             .filter_map(|i| {
                 let failed = counts.failed[i];
                 let total = failed.saturating_add(counts.proposed[i]);
                 let conv = convicted.get(i).copied().unwrap_or(false);
+                let last = counts.last_slot_failed(i, window_start);
                 let bad = u128::from(failed) * 100 > u128::from(theta) * u128::from(total);
-                (conv || bad).then_some((i, conv, failed, total))
+                (conv || last || bad).then_some((i, conv, last, failed, total))
             })
             .collect();
-        // Convicted first; then worst ratio failed/total (cross-multiplied); then lower index.
+        // Convicted first; then last slot failed; then worst ratio failed/total
+        // (cross-multiplied); then lower index.
         candidates.sort_by(|a, b| {
             b.1.cmp(&a.1)
-                .then_with(|| compare_ratios(b.2, b.3, a.2, a.3))
+                .then_with(|| b.2.cmp(&a.2))
+                .then_with(|| compare_ratios(b.3, b.4, a.3, a.4))
                 .then_with(|| a.0.cmp(&b.0))
         });
         let mut weights: Vec<u64> = (0..n)
@@ -155,6 +202,22 @@ impl WeightTable {
     fn pick(&self, r: u64) -> usize {
         let i = self.cumulative.partition_point(|&c| c <= r);
         i.min(self.cumulative.len().saturating_sub(1))
+    }
+
+    /// The `(k mod m)`-th index of non-zero weight, in index order (`m` = how many there are);
+    /// `None` if every weight is 0.
+    fn rotate(&self, k: u64) -> Option<usize> {
+        let eligible = self.weights.iter().filter(|w| **w > 0).count() as u64;
+        if eligible == 0 {
+            return None;
+        }
+        let nth = (k % eligible) as usize;
+        self.weights
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| **w > 0)
+            .nth(nth)
+            .map(|(i, _)| i)
     }
 }
 
@@ -196,6 +259,7 @@ impl Election {
         let counts = Counts::new(n);
         let latest = WeightTable::build(
             &counts,
+            0,
             &vec![false; n],
             cfg.failure_threshold_pct,
             max_excluded,
@@ -209,7 +273,7 @@ impl Election {
             theta: cfg.failure_threshold_pct,
             round_robin_every: cfg.round_robin_every,
             stall_views: cfg.stall_views,
-            capacity: window.saturating_add(cfg.history_slack.max(1) as usize),
+            capacity: window.saturating_add(cfg.history_slack() as usize),
             cached_cuts: (cfg.cached_cuts as usize).max(1),
             max_excluded,
             ring: VecDeque::new(),
@@ -281,7 +345,15 @@ impl Election {
             old.table = None;
         }
         let convicted = self.convicted_flags(block.height);
-        let table = WeightTable::build(&self.counts, &convicted, self.theta, self.max_excluded);
+        let first = self.ring.len().saturating_sub(self.window);
+        let window_start = self.ring.get(first).map_or(0, |s| s.height.0);
+        let table = WeightTable::build(
+            &self.counts,
+            window_start,
+            &convicted,
+            self.theta,
+            self.max_excluded,
+        );
         self.latest = table.clone();
         if let Some(back) = self.ring.back_mut() {
             back.table = Some(table);
@@ -312,12 +384,15 @@ impl Election {
         ValidatorIndex((view.0.wrapping_add(self.epoch) % self.n as u64) as u16)
     }
 
-    /// Ring position of `A(v)` if `v` uses reputation, `None` if it falls back to round robin.
+    /// Whether `view` is a rotation slot (`v % R == 0`, module doc step 5).
+    fn is_rotation_slot(&self, view: View) -> bool {
+        self.round_robin_every != 0 && view.0.is_multiple_of(self.round_robin_every)
+    }
+
+    /// Ring position of the cut `A(v)`, or `None` when `v` falls back to plain round robin (no
+    /// cut, or a stall).
     fn reputation_cut(&self, view: View) -> Option<usize> {
         let v = view.0;
-        if self.round_robin_every != 0 && v.is_multiple_of(self.round_robin_every) {
-            return None;
-        }
         let latest = self.latest_commit_view?;
         if latest.0.saturating_add(self.stall_views) < v {
             return None;
@@ -337,16 +412,19 @@ impl Election {
         for s in self.ring.range(start..=pos) {
             counts.apply(s, true);
         }
+        let window_start = self.ring.get(start).map_or(0, |s| s.height.0);
         let convicted = self.convicted_flags(cut.height);
         Some(Cow::Owned(WeightTable::build(
             &counts,
+            window_start,
             &convicted,
             self.theta,
             self.max_excluded,
         )))
     }
 
-    /// The election weights used for `view`, or `None` when `view` uses round robin.
+    /// The election weights of the cut used for `view`, or `None` when `view` uses plain round
+    /// robin.
     pub(crate) fn weights(&self, view: View) -> Option<Vec<u64>> {
         let pos = self.reputation_cut(view)?;
         self.table_at(pos).map(|t| t.weights.clone())
@@ -360,6 +438,12 @@ impl Election {
         let (Some(cut), Some(table)) = (self.ring.get(pos), self.table_at(pos)) else {
             return self.round_robin(view);
         };
+        if self.is_rotation_slot(view) {
+            let k = view.0.wrapping_add(self.epoch);
+            return table
+                .rotate(k)
+                .map_or_else(|| self.round_robin(view), |i| ValidatorIndex(i as u16));
+        }
         let total = table.total();
         if total == 0 {
             return self.round_robin(view);

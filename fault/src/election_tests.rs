@@ -119,13 +119,15 @@ const CASES: &[Case] = &[
 #[test]
 fn weight_step_table() {
     for c in CASES {
+        let n = c.rows.len();
         let counts = Counts {
             failed: c.rows.iter().map(|r| r.0).collect(),
             proposed: c.rows.iter().map(|r| r.1).collect(),
             voted: c.rows.iter().map(|r| r.2).collect(),
+            ..Counts::new(n)
         };
         let convicted: Vec<bool> = c.rows.iter().map(|r| r.3).collect();
-        let t = WeightTable::build(&counts, &convicted, 30, c.max_excluded);
+        let t = WeightTable::build(&counts, 1, &convicted, 30, c.max_excluded);
         assert_eq!(t.weights, c.expect, "{}", c.name);
         assert_eq!(t.total(), c.expect.iter().sum::<u64>(), "{}", c.name);
     }
@@ -137,9 +139,10 @@ fn pick_is_first_cumulative_above_r() {
         failed: vec![0, 1, 0],
         proposed: vec![1, 0, 0],
         voted: vec![0, 0, 0],
+        ..Counts::new(3)
     };
     // weights [100, 0 (excluded? f would be 0 for n=3) ...]: use max_excluded 1.
-    let t = WeightTable::build(&counts, &[false; 3], 30, 1);
+    let t = WeightTable::build(&counts, 1, &[false; 3], 30, 1);
     assert_eq!(t.weights, vec![100, 0, 10]);
     for (r, want) in [(0, 0), (99, 0), (100, 2), (109, 2)] {
         assert_eq!(t.pick(r), want, "r = {r}");
@@ -153,5 +156,86 @@ fn ratio_comparison_is_exact() {
     assert_eq!(
         compare_ratios(u64::MAX, u64::MAX, u64::MAX - 1, u64::MAX),
         Ordering::Greater
+    );
+}
+
+/// (last_failed, last_proposed) heights per validator, window start height → weights.
+struct SlotCase {
+    name: &'static str,
+    slots: &'static [(u64, u64)],
+    window_start: u64,
+    max_excluded: usize,
+    expect: &'static [u64],
+}
+
+const SLOT_CASES: &[SlotCase] = &[
+    SlotCase {
+        name: "last slot failed after earlier proposals: excluded at once",
+        slots: &[(0, 9), (10, 8), (0, 7), (0, 6)],
+        window_start: 1,
+        max_excluded: 1,
+        expect: &[100, 0, 100, 100],
+    },
+    SlotCase {
+        name: "failed, then proposed again: back in",
+        slots: &[(0, 9), (5, 8), (0, 7), (0, 6)],
+        window_start: 1,
+        max_excluded: 1,
+        expect: &[100, 100, 100, 100],
+    },
+    SlotCase {
+        name: "failure and proposal in one block (it led two views in a row): alive",
+        slots: &[(0, 9), (8, 8), (0, 7), (0, 6)],
+        window_start: 1,
+        max_excluded: 1,
+        expect: &[100, 100, 100, 100],
+    },
+    SlotCase {
+        name: "the failure left the window: probation over",
+        slots: &[(0, 9), (3, 2), (0, 7), (0, 6)],
+        window_start: 4,
+        max_excluded: 1,
+        expect: &[100, 100, 100, 100],
+    },
+    SlotCase {
+        name: "two failed slots, cap f = 1: the lower index stays in",
+        slots: &[(0, 9), (10, 2), (11, 3), (0, 6)],
+        window_start: 1,
+        max_excluded: 1,
+        expect: &[100, 0, 100, 100],
+    },
+];
+
+#[test]
+fn last_slot_failed_step_table() {
+    for c in SLOT_CASES {
+        let n = c.slots.len();
+        let counts = Counts {
+            // One proposal and one vote each: no ratio exclusion, everyone active.
+            proposed: vec![1; n],
+            voted: vec![1; n],
+            last_failed: c.slots.iter().map(|s| s.0).collect(),
+            last_proposed: c.slots.iter().map(|s| s.1).collect(),
+            ..Counts::new(n)
+        };
+        let t = WeightTable::build(&counts, c.window_start, &vec![false; n], 30, c.max_excluded);
+        assert_eq!(t.weights, c.expect, "{}", c.name);
+    }
+}
+
+#[test]
+fn rotation_skips_excluded_validators() {
+    let counts = Counts {
+        proposed: vec![1; 4],
+        voted: vec![1; 4],
+        last_failed: vec![0, 5, 0, 0],
+        last_proposed: vec![1, 1, 1, 1],
+        ..Counts::new(4)
+    };
+    let t = WeightTable::build(&counts, 1, &[false; 4], 30, 1);
+    let drawn: Vec<Option<usize>> = (0..6).map(|k| t.rotate(k)).collect();
+    assert_eq!(
+        drawn,
+        vec![Some(0), Some(2), Some(3), Some(0), Some(2), Some(3)]
     );
 }

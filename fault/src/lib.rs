@@ -61,7 +61,9 @@ mod health;
 mod pool;
 mod reputation;
 
-pub use config::{FaultConfig, MAX_WINDOW};
+pub use config::{
+    FaultConfig, MAX_HISTORY_SLACK, MAX_REPLAY_DEPTH, MAX_WINDOW, MIN_DEFAULT_WINDOW,
+};
 pub use election::{ACTIVE_WEIGHT, IDLE_WEIGHT};
 pub use health::MAX_SIGNALS;
 pub use pool::EVIDENCE_KINDS;

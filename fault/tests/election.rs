@@ -41,7 +41,15 @@ fn cut_needs_a_block_at_or_below_v_minus_x() {
         p.leader_weights(View(25)).is_some(),
         "25 - 20 = 5: cut at view 5"
     );
-    assert!(p.leader_weights(View(30)).is_none(), "R-th view");
+    assert!(
+        p.leader_weights(View(30)).is_some(),
+        "an R-th view rotates over the cut's eligible validators"
+    );
+    assert_eq!(
+        p.leader(View(30)),
+        rr(30, 0, 4),
+        "everyone eligible: plain rotation"
+    );
 }
 
 #[test]
@@ -57,7 +65,10 @@ fn round_robin_on_every_r_th_view_and_on_stall() {
         p.leader_weights(View(299)).is_some(),
         "100 + 200 ≥ 299: not a stall"
     );
-    assert!(p.leader_weights(View(300)).is_none());
+    assert!(
+        p.leader_weights(View(300)).is_some(),
+        "100 + 200 = 300: not yet a stall"
+    );
     for v in 301..400 {
         assert!(p.leader_weights(View(v)).is_none(), "stall at {v}");
         assert_eq!(p.leader(View(v)), rr(v, 0, 7));
@@ -200,7 +211,7 @@ fn cached_and_on_demand_cuts_agree() {
         &vs,
         FaultConfig {
             cached_cuts: 1,
-            ..FaultConfig::default()
+            ..test_config(7)
         },
     );
     let mut c = Chain::new(&vs);
@@ -241,4 +252,49 @@ fn duplicate_or_stale_commits_are_ignored() {
         assert_eq!(p.leader(View(v)), q.leader(View(v)));
     }
     assert_eq!(p.validator_statuses(), q.validator_statuses());
+}
+
+/// Issue 6: a validator that crashes stops leading from the first view whose cut holds the block
+/// recording its failed slot — on R-th (rotation) views too — with the default parameters, and
+/// comes back for a probe once that block leaves the window.
+#[test]
+fn crashed_leader_is_excluded_within_the_lag_and_probed_after_the_window() {
+    let (vs, _) = validators(4);
+    let cfg = FaultConfig::default();
+    let lag = cfg.exclusion_lag;
+    let w = cfg.window_for(4);
+    let mut p = FaultTolerance::new(&vs, cfg);
+    let mut c = Chain::new(&vs);
+    let live = [0u16, 1, 3];
+    c.healthy(&mut [&mut p], 1, 100); // views 1..=100, validator 2 proposed a quarter
+    // Validator 2 crashes; the block of view 102 records its failed slot of view 101.
+    c.commit(&mut [&mut p], 102, 3, &live, &[2], Vec::new());
+    let failed_at = 102;
+    // Every later view: a live proposer, nobody skipped.
+    let mut v = 103;
+    while c.height < 101 + w {
+        c.commit(
+            &mut [&mut p],
+            v,
+            live[(v % 3) as usize],
+            &live,
+            &[],
+            Vec::new(),
+        );
+        if v == failed_at + 200 {
+            for u in failed_at + lag..v {
+                assert_ne!(
+                    p.leader(View(u)),
+                    ValidatorIndex(2),
+                    "view {u} drew the dead"
+                );
+            }
+            assert_eq!(p.validator_statuses()[2].weight, 0);
+        }
+        v += 1;
+    }
+    // The failing block left the window: weight back (idle: it neither proposed nor voted).
+    c.commit(&mut [&mut p], v, 0, &live, &[], Vec::new());
+    let weights = p.leader_weights(View(v + lag)).expect("cut");
+    assert!(weights[2] > 0, "probation over: {weights:?}");
 }

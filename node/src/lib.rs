@@ -63,8 +63,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{Instrument as _, info};
 
-/// Largest number of committed blocks handed to the core at start.
-const MAX_RECOVERED_BLOCKS: usize = 1000;
+/// Largest number of committed blocks handed to the core at start: what the leader election can
+/// ever need (`fault::MAX_REPLAY_DEPTH`), so a restarted node elects the same leaders as the rest.
+const MAX_RECOVERED_BLOCKS: usize = fault::MAX_REPLAY_DEPTH;
 
 /// A running node inside the current tokio runtime.
 pub struct NodeHandle {

@@ -29,12 +29,18 @@ pub enum ByzKind {
     InvalidJustify,
     /// Sends many signed messages per ms for far-future views, including `u64::MAX`.
     Flooder,
-    /// Directed hidden-lock attacker (protocol.md §7 case 11): withholds votes, shows its
-    /// proposals (which carry the QC it formed) only to `victim`, and reports a stale lock in
-    /// its timeouts and statuses.
+    /// Directed hidden-lock attacker (protocol.md §7 case 11): when it leads view `v` it sends
+    /// its proposal to `victim` and to one other honest node only, and its own vote for it to
+    /// `victim` only, `release_ms` after signing it (before the others time out in `v`, late
+    /// enough that `victim` does not run ahead into a view the others reach a timeout later) —
+    /// with votes broadcast, `victim` alone then holds QC(v), a lock nobody else knows. It withholds every other vote and reports a stale lock in its timeouts and
+    /// statuses, and times out in `v` as soon as another node does, so the others form TC(v)
+    /// with a stale high QC: the next leader learns QC(v) only from `victim`'s status (H2).
     LockHider {
         /// The honest node shown the hidden lock.
         victim: ValidatorIndex,
+        /// Delay between signing its vote of the hidden view and releasing it to `victim` (ms).
+        release_ms: u64,
     },
 }
 
@@ -90,6 +96,8 @@ pub const DOUBLE_VOTE_EVERY: u64 = 8;
 
 /// Stale replayer: tick period (ms) and messages replayed per tick.
 pub const REPLAY_TICK_MS: u64 = 100;
+/// How often a [`ByzKind::LockHider`] checks whether to release its held vote (ms).
+pub const LOCK_HIDER_TICK_MS: u64 = 10;
 /// Messages the stale replayer broadcasts per tick.
 pub const REPLAY_PER_TICK: usize = 2;
 
@@ -123,7 +131,10 @@ pub struct Byzantine {
     /// Flooder rate.
     pub flood: FloodRate,
     counter: u64,
-    held: Option<Proposal>,
+    /// View of the proposal shown to the victim only (its vote of that view goes to the victim).
+    hidden_view: Option<View>,
+    /// Its vote of `hidden_view` and when it was signed (ms), released to the victim by `tick`.
+    held_vote: Option<(Vote, Millis)>,
     timed_out: std::collections::BTreeSet<View>,
 }
 
@@ -160,7 +171,8 @@ impl Byzantine {
             public_qc: None,
             flood: FloodRate::default(),
             counter: 0,
-            held: None,
+            hidden_view: None,
+            held_vote: None,
             timed_out: std::collections::BTreeSet::new(),
         }
     }
@@ -169,6 +181,7 @@ impl Byzantine {
     pub fn tick_ms(&self) -> Option<u64> {
         match self.kind {
             ByzKind::StaleReplayer => Some(REPLAY_TICK_MS),
+            ByzKind::LockHider { .. } => Some(LOCK_HIDER_TICK_MS),
             ByzKind::Flooder => Some(self.flood.period_ms),
             _ => None,
         }
@@ -199,20 +212,12 @@ impl Byzantine {
                 }
                 Vec::new()
             }
-            ByzKind::LockHider { victim } => {
+            ByzKind::LockHider { victim, .. } => {
                 let mut out = Vec::new();
                 if let ConsensusMessage::Timeout(t) = msg
                     && t.sender != ctx.me
                     && t.sender != victim
                 {
-                    // Release the held proposal (carrying the hidden QC) to the victim only once
-                    // the others have timed out in the view it certifies.
-                    if let Some(p) = self.held.take_if(|p| p.block.view.prev() == t.view) {
-                        out.push(Action::Send {
-                            to: victim,
-                            msg: ConsensusMessage::Proposal(p),
-                        });
-                    }
                     // Help the others form their TC with a stale lock.
                     if self.timed_out.insert(t.view)
                         && let Some(qc) = self.public_qc.clone().filter(|q| q.view() < t.view)
@@ -349,12 +354,24 @@ impl Byzantine {
                 tamper_qc(&mut p.block.justify, ctx.rng);
                 vec![Routed::Same(ConsensusMessage::Proposal(p))]
             }
-            (ByzKind::LockHider { .. }, m) => match m {
+            (ByzKind::LockHider { victim, .. }, m) => match m {
                 ConsensusMessage::Proposal(p) if p.block.proposer == me => {
-                    self.held = Some(p);
+                    self.hidden_view = Some(p.block.view);
+                    let Some(accomplice) = ctx.vs.indices().find(|i| *i != me && *i != victim)
+                    else {
+                        return Vec::new();
+                    };
+                    vec![
+                        Routed::To(victim, ConsensusMessage::Proposal(p.clone())),
+                        Routed::To(accomplice, ConsensusMessage::Proposal(p)),
+                    ]
+                }
+                ConsensusMessage::Vote(v) if v.voter == me => {
+                    if self.hidden_view == Some(v.data.view) {
+                        self.held_vote = Some((v, ctx.now));
+                    }
                     Vec::new()
                 }
-                ConsensusMessage::Vote(v) if v.voter == me => Vec::new(),
                 ConsensusMessage::Timeout(t) if t.sender == me => {
                     self.timed_out.insert(t.view);
                     let qc = self.stale_qc(&t.high_qc, t.view);
@@ -398,6 +415,17 @@ impl Byzantine {
     /// Periodic action for self-driven behaviours.
     pub fn tick(&mut self, ctx: &mut ByzCtx<'_>) -> Vec<Action> {
         match self.kind {
+            ByzKind::LockHider { victim, release_ms } => {
+                let now = ctx.now;
+                self.held_vote
+                    .take_if(|(_, at)| now >= at.saturating_add(release_ms))
+                    .map(|(vote, _)| Action::Send {
+                        to: victim,
+                        msg: ConsensusMessage::Vote(vote),
+                    })
+                    .into_iter()
+                    .collect()
+            }
             ByzKind::StaleReplayer => {
                 if self.recorded.is_empty() {
                     return Vec::new();

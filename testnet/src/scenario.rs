@@ -108,6 +108,7 @@ pub fn run_with(name: &str, seed: u64, mutations: Mutations) -> Result<Report, F
                 dup: r.random_range(0.0..0.2),
                 overrides: Vec::new(),
                 groups: None,
+                uplink_bytes_per_ms: None,
             };
             controls.push((heal_at, Control::HealAll(healthy_net())));
         }
@@ -308,9 +309,9 @@ pub struct L2Report {
 }
 
 /// Directed hidden-lock scenario (protocol.md §7 case 11, §8): n = 4, validator 3 is a
-/// [`ByzKind::LockHider`] that forms a QC as leader, shows it only to validator 2 (whose
-/// outbound links take Δ while the others take δ = Δ/10), withholds its votes and reports a
-/// stale lock. Checks L2 for every view entered via TC whose leader and next two leaders are
+/// [`ByzKind::LockHider`] that, as leader, completes a QC at validator 2 only (whose outbound
+/// links take Δ while the others take δ = Δ/10; its vote is released 3Δ after the proposal, half
+/// the view timeout), withholds its other votes and reports a stale lock. Checks L2 for every view entered via TC whose leader and next two leaders are
 /// honest: B_v is proposed within W(v) and committed within W(v) + 5Δ of the leader entering v.
 pub fn hidden_lock(seed: u64, mutations: Mutations) -> Result<(Report, L2Report), Failure> {
     let delta = 100u64;
@@ -318,7 +319,13 @@ pub fn hidden_lock(seed: u64, mutations: Mutations) -> Result<(Report, L2Report)
     let mut cfg = SimConfig::new("hidden_lock", seed, 4);
     cfg.policy = crate::replica::PolicyKind::RoundRobin;
     cfg.mutations = mutations;
-    cfg.byzantine = vec![(ValidatorIndex(3), ByzKind::LockHider { victim })];
+    cfg.byzantine = vec![(
+        ValidatorIndex(3),
+        ByzKind::LockHider {
+            victim,
+            release_ms: 3 * delta,
+        },
+    )];
     cfg.timing = crate::sim::Timing {
         delta_ms: delta,
         timeout_base_ms: 6 * delta,

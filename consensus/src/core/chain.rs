@@ -48,12 +48,20 @@ impl<P: FaultPolicy> Core<P> {
             let signers: Vec<_> = qc.signers.iter().collect();
             self.fetch(qc.block_id(), &signers);
         }
-        self.safety.observe_qc(qc);
+        let raised = self.safety.observe_qc(qc);
         self.try_commit(qc);
         if qc.view() >= self.current_view
             && let Some(next) = qc.view().next()
         {
             self.enter_view(next, Entry::Qc);
+        } else if raised
+            && self
+                .status_sent
+                .is_some_and(|(v, lock)| v == self.current_view && lock < qc.view())
+        {
+            // Our lock rose after we told leader(v) about it (a vote or a QC arrived late):
+            // correct it, or the leader may extend the lower lock and we could not vote (H2).
+            self.send_status(self.current_view);
         }
     }
 
@@ -65,6 +73,14 @@ impl<P: FaultPolicy> Core<P> {
             && let Some(next) = tc.view.next()
         {
             self.enter_view(next, Entry::Tc);
+        } else if tc.view.next() == Some(self.current_view)
+            && tc.high_qc.view() < self.safety.lock().view()
+            && self.status_sent.is_none_or(|(v, _)| v < self.current_view)
+        {
+            // We entered v by QC(v − 1) but the others timed out in v − 1: leader(v) enters by
+            // this TC and waits for our status (H2) to learn the lock it lacks. Votes are
+            // broadcast, so a lock held by few is rare, but a Byzantine voter can arrange it.
+            self.send_status(self.current_view);
         }
     }
 

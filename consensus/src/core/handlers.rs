@@ -77,10 +77,10 @@ impl<P: FaultPolicy> Core<P> {
             ProposalSeen::Duplicate => {
                 if let Some(vote) = self.safety.data().last_vote.clone()
                     && vote.data.block_id == id
-                    && let Some(next) = v.next()
                 {
-                    let to = self.leader(next);
-                    self.send(to, ConsensusMessage::Vote(vote));
+                    // A re-sent proposal: its leader may have missed our vote.
+                    self.out
+                        .push(super::Action::Broadcast(ConsensusMessage::Vote(vote)));
                     return Ok(());
                 }
             }
@@ -167,10 +167,10 @@ impl<P: FaultPolicy> Core<P> {
         if let Ok(vote) = self.safety.sign_vote(&block, id, &self.vs) {
             self.counters.votes_sent += 1;
             self.persist_safety();
-            if let Some(next) = v.next() {
-                let to = self.leader(next);
-                self.send(to, ConsensusMessage::Vote(vote));
-            }
+            // Votes go to every validator, not only leader(v + 1) (doc.md "Deviations"): when
+            // the next leader is dead, every node still forms QC(v), enters v + 1 at once, and
+            // the block of v is extended by the first live leader after v + 1.
+            self.broadcast(ConsensusMessage::Vote(vote));
         }
         Ok(())
     }
@@ -181,7 +181,8 @@ impl<P: FaultPolicy> Core<P> {
         (start..view.0).map(|u| self.leader(View(u))).collect()
     }
 
-    /// §4.6: aggregate votes for views we lead next; detect E1/E3 on every vote.
+    /// §4.6: aggregate every vote of the window (votes are broadcast, so every node forms the
+    /// QC); detect E1/E3 on every vote.
     fn on_vote(&mut self, vote: Vote, trusted: bool) -> Result<(), InvalidReason> {
         let v = vote.data.view;
         if !self.in_window(v) {
@@ -199,12 +200,6 @@ impl<P: FaultPolicy> Core<P> {
         }
         for ev in self.detector.on_vote(vote.voter, &vote.data, vote.sig) {
             self.report_evidence(ev);
-        }
-        let Some(next) = v.next() else {
-            return Ok(());
-        };
-        if self.leader(next) != self.cfg.me {
-            return Ok(());
         }
         if let Some(qc) = self.votes.add(&self.vs, vote.voter, &vote.data, vote.sig) {
             self.counters.qcs_formed += 1;

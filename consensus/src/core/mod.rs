@@ -37,7 +37,7 @@ const VERIFIED_CACHE_LEN: usize = 1024;
 /// State recovered from storage at start (protocol.md §4.8).
 #[derive(Clone, Debug, Default)]
 pub struct Recovered {
-    /// The last committed blocks (≤ 1000), ascending height, ending at the committed tip; for a
+    /// The last committed blocks (at most the policy's replay depth), ascending height, ending at the committed tip; for a
     /// fresh node `vec![Block::genesis(domain)]`. Replayed into the policy for reputation.
     pub committed: Vec<Block>,
     /// Blocks stored above the committed tip.
@@ -96,7 +96,12 @@ pub struct Core<P> {
     /// Never decreases (S7).
     current_view: View,
     entered_at: Millis,
+    /// Deadline of the running view timer (ms); only ever shortened within a view.
+    view_deadline: Millis,
     entry: Entry,
+    /// `(view, lock view)` of the last status we sent: a status is re-sent in the same view only
+    /// when the lock rose above what it reported (so at most once per lock increase).
+    status_sent: Option<(View, View)>,
     leader_state: LeaderState,
     /// Statuses received for views ≥ current view (bounded by the view window), per view.
     statuses: BTreeMap<View, BTreeSet<ValidatorIndex>>,
@@ -185,7 +190,9 @@ impl<P: FaultPolicy> Core<P> {
             tree,
             current_view,
             entered_at: 0,
+            view_deadline: 0,
             entry: Entry::Start,
+            status_sent: None,
             leader_state: LeaderState::default(),
             statuses: BTreeMap::new(),
             votes: VoteCollector::default(),
@@ -223,13 +230,7 @@ impl<P: FaultPolicy> Core<P> {
             } => self.on_blocks_fetched(request_id, from, response.blocks),
             Event::FetchFailed { request_id } => self.on_fetch_failed(request_id),
             Event::EvidenceReceived(ev) => self.on_evidence_received(ev),
-            Event::Connectivity { connected } => {
-                self.connectivity_known = true;
-                self.connected = connected
-                    .into_iter()
-                    .filter(|i| self.vs.contains(*i))
-                    .collect();
-            }
+            Event::Connectivity { connected } => self.on_connectivity(connected),
         }
         while let Some(msg) = self.inbox.pop_front() {
             if self.halted {

@@ -12,6 +12,7 @@ impl<P: FaultPolicy> Core<P> {
         let v = self.current_view;
         self.entered_at = self.now;
         let at = self.now + self.view_timeout(v);
+        self.view_deadline = at;
         self.set_timer(Timer::View(v), at);
         let data = self.safety.data().clone();
         if let Some(t) = data.last_timeout.filter(|t| t.view == v) {
@@ -20,11 +21,8 @@ impl<P: FaultPolicy> Core<P> {
             let at = self.now + self.cfg.resend_ms;
             self.set_timer(Timer::Resend(v), at);
         }
-        if let Some(vote) = data.last_vote.filter(|x| x.data.view == v)
-            && let Some(next) = v.next()
-        {
-            let to = self.leader(next);
-            self.send(to, ConsensusMessage::Vote(vote));
+        if let Some(vote) = data.last_vote.filter(|x| x.data.view == v) {
+            self.broadcast(ConsensusMessage::Vote(vote));
         }
         if let Some(p) = data.last_proposal.filter(|p| p.block.view == v) {
             self.broadcast(ConsensusMessage::Proposal(p));
@@ -68,12 +66,23 @@ impl<P: FaultPolicy> Core<P> {
         }
     }
 
-    /// Backoff exponent `e = min(e_max, max(0, v − committed_view − 2))` (§4.2; resets on
-    /// progress).
+    /// Backoff exponent `e = min(e_max, max(0, v − high_qc.view − 2 − f))` (doc.md "Pacemaker").
+    ///
+    /// Counted from the high QC (the lock), not from the committed root: any certified view
+    /// resets it, so a dead leader among live ones (a QC every few views, but no two consecutive
+    /// ones, hence no commit) costs one base timeout per view it leads instead of a timer that
+    /// grows to `τ_base·b^e_max`. Up to `f` consecutive failed views (f crashed leaders in a row)
+    /// still run at `τ_base`; only a longer run of failures — asynchrony, a partitioned minority —
+    /// backs off. The `backoff_from_commit` mutation restores the committed-root count.
     fn backoff_exponent(&self, v: View) -> u32 {
+        let reference = if self.cfg.mutations.backoff_from_commit {
+            self.tree.root_view()
+        } else {
+            self.safety.lock().view()
+        };
         let gap =
-            v.0.saturating_sub(self.tree.root_view().0)
-                .saturating_sub(2);
+            v.0.saturating_sub(reference.0)
+                .saturating_sub(2 + self.vs.max_excluded() as u64);
         gap.min(self.cfg.backoff_exponent_max as u64) as u32
     }
 
@@ -95,12 +104,38 @@ impl<P: FaultPolicy> Core<P> {
         w.min(self.view_timeout(v) * 2 / 5)
     }
 
-    /// Whether the driver reports `leader` disconnected (only once it reported connectivity).
-    fn unreachable(&self, leader: crate::types::ValidatorIndex) -> bool {
-        self.connectivity_known && leader != self.cfg.me && !self.connected.contains(&leader)
+    /// Whether the driver reports validator `i` disconnected (only once it reported
+    /// connectivity; never ourselves).
+    pub(super) fn unreachable(&self, i: crate::types::ValidatorIndex) -> bool {
+        self.connectivity_known && i != self.cfg.me && !self.connected.contains(&i)
     }
 
-    fn send_status(&mut self, v: View) {
+    /// The driver's view of who is connected changed: if the leader of the current view just
+    /// became unreachable and we have not voted in this view, shorten the running view timer to
+    /// the unreachable-leader grace (a timeout is always safe; waiting τ(v) for a leader we
+    /// cannot hear from is not).
+    pub(super) fn on_connectivity(&mut self, connected: Vec<crate::types::ValidatorIndex>) {
+        self.connectivity_known = true;
+        self.connected = connected
+            .into_iter()
+            .filter(|i| self.vs.contains(*i))
+            .collect();
+        let v = self.current_view;
+        let at = self
+            .now
+            .saturating_add(self.cfg.unreachable_leader_grace_ms);
+        if self.unreachable(self.leader(v))
+            && self.safety.data().last_voted_view < v
+            && at < self.view_deadline
+        {
+            self.view_deadline = at;
+            self.set_timer(Timer::View(v), at);
+        }
+        self.try_propose();
+    }
+
+    pub(super) fn send_status(&mut self, v: View) {
+        self.status_sent = Some((v, self.safety.lock().view()));
         let status = self.safety.sign_status(v, &self.vs);
         let to = self.leader(v);
         self.send(to, ConsensusMessage::Status(status));
@@ -145,6 +180,7 @@ impl<P: FaultPolicy> Core<P> {
             timeout = timeout.min(self.cfg.unreachable_leader_grace_ms);
         }
         let at = self.now + timeout;
+        self.view_deadline = at;
         self.set_timer(Timer::View(v), at);
         if entry != Entry::Qc {
             self.send_status(v);
@@ -179,11 +215,7 @@ impl<P: FaultPolicy> Core<P> {
         }
         let justify_view = self.safety.lock().view();
         let h1 = justify_view.next() == Some(v);
-        let h2 = self.leader_state.reported.len() + 1 >= self.vs.len()
-            && self
-                .vs
-                .indices()
-                .all(|i| i == self.cfg.me || self.leader_state.reported.contains(&i));
+        let h2 = self.all_reachable_locks_known();
         let h3 = self.leader_state.wait_elapsed;
         let canary = self.cfg.mutations.propose_on_quorum_statuses && {
             let power: u64 = self
@@ -218,6 +250,26 @@ impl<P: FaultPolicy> Core<P> {
             parent: parent_id,
             height,
         });
+    }
+
+    /// H2 (doc.md "Handover"): the leader knows the lock of every validator that could vote for
+    /// its proposal — every validator when the driver never reported connectivity (the
+    /// simulator), else every validator it is connected to — and those hold a quorum of power.
+    /// A validator we have no connection to cannot receive the proposal, so its lock cannot
+    /// decide the view; waiting for its status would only add the H3 wait to every view after
+    /// a crash.
+    fn all_reachable_locks_known(&self) -> bool {
+        let me = self.cfg.me;
+        let reported = &self.leader_state.reported;
+        let mut power = self.vs.power(me);
+        for i in self.vs.indices().filter(|i| *i != me) {
+            if reported.contains(&i) {
+                power = power.saturating_add(self.vs.power(i));
+            } else if !self.unreachable(i) {
+                return false;
+            }
+        }
+        power >= self.vs.quorum()
     }
 
     fn has_tc_for(&self, v: View) -> bool {

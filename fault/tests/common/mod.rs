@@ -119,8 +119,22 @@ impl Chain {
     }
 }
 
+/// The lag the step tests of this suite are written for (views); the default is smaller.
+pub const TEST_LAG: u64 = 20;
+
+/// Default parameters but `exclusion_lag = TEST_LAG` and the pre-issue-6 window `10·n`: the
+/// numbers the step tests of this suite count with.
+pub fn test_config(n: usize) -> FaultConfig {
+    FaultConfig {
+        exclusion_lag: TEST_LAG,
+        window: Some(10 * n as u64),
+        ..FaultConfig::default()
+    }
+}
+
+/// A policy with [`test_config`].
 pub fn policy(vs: &ValidatorSet) -> FaultTolerance {
-    FaultTolerance::new(vs, FaultConfig::default())
+    FaultTolerance::new(vs, test_config(vs.len()))
 }
 
 fn digest(tag: u8, n: u64) -> Digest {

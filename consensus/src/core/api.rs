@@ -84,9 +84,9 @@ pub struct Mutations {
     pub propose_on_quorum_statuses: bool,
     /// Allow voting in a view after timing out in it (§7 case 20).
     pub vote_after_timeout: bool,
-    /// Count the backoff exponent from the committed root instead of the high QC, so partial
-    /// progress (a QC without a commit) never resets the view timer (issue 6's stall).
-    pub backoff_from_commit: bool,
+    /// The backoff exponent never resets: it counts every view entered by a TC since start, so
+    /// progress no longer brings the view timer back to `τ_base` (issue 6's stall).
+    pub backoff_never_resets: bool,
 }
 
 /// A timer the core asked for. The driver fires it as [`Event::Timer`] at its deadline; timers

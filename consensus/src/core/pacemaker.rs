@@ -69,20 +69,17 @@ impl<P: FaultPolicy> Core<P> {
     /// Backoff exponent `e = min(e_max, max(0, v − high_qc.view − 2 − f))` (doc.md "Pacemaker").
     ///
     /// Counted from the high QC (the lock), not from the committed root: any certified view
-    /// resets it, so a dead leader among live ones (a QC every few views, but no two consecutive
-    /// ones, hence no commit) costs one base timeout per view it leads instead of a timer that
-    /// grows to `τ_base·b^e_max`. Up to `f` consecutive failed views (f crashed leaders in a row)
-    /// still run at `τ_base`; only a longer run of failures — asynchrony, a partitioned minority —
-    /// backs off. The `backoff_from_commit` mutation restores the committed-root count.
+    /// resets it, so a dead leader among live ones costs one base timeout per view it leads.
+    /// Up to `f` consecutive failed views (f crashed leaders in a row) still run at `τ_base`;
+    /// only a longer run of failures — asynchrony, a partitioned minority — backs off. The
+    /// `backoff_never_resets` mutation counts every TC-entered view instead.
     fn backoff_exponent(&self, v: View) -> u32 {
-        let reference = if self.cfg.mutations.backoff_from_commit {
-            self.tree.root_view()
+        let gap = if self.cfg.mutations.backoff_never_resets {
+            self.counters.views_via_tc
         } else {
-            self.safety.lock().view()
+            v.0.saturating_sub(self.safety.lock().view().0)
+                .saturating_sub(2 + self.vs.max_excluded() as u64)
         };
-        let gap =
-            v.0.saturating_sub(reference.0)
-                .saturating_sub(2 + self.vs.max_excluded() as u64);
         gap.min(self.cfg.backoff_exponent_max as u64) as u32
     }
 

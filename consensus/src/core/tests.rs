@@ -10,11 +10,12 @@ pub(crate) fn keys(n: usize) -> (ValidatorSet, Vec<PrivateKey>) {
     crate::validators::test_validators("test", Epoch(0), n).unwrap()
 }
 
-fn core(vs: &ValidatorSet, key: PrivateKey, i: u16) -> Core<RoundRobin> {
+fn core(vs: &ValidatorSet, key: PrivateKey, i: u16, m: Mutations) -> Core<RoundRobin> {
     let g = Block::genesis(vs.domain());
     let gid = g.id(vs.domain());
     let mut cfg = Config::new(ValidatorIndex(i));
     cfg.timeout_base_ms = 1000;
+    cfg.mutations = m;
     Core::new(
         cfg,
         vs.clone(),
@@ -39,15 +40,21 @@ struct Net {
     committed: Vec<Vec<BlockId>>,
     down: BTreeSet<usize>,
     evidence: Vec<Evidence>,
+    /// Virtual time (ms) of each commit action at node 0.
+    commit_times: Vec<Millis>,
 }
 
 impl Net {
     fn new(n: usize) -> Self {
+        Self::with_mutations(n, Mutations::default())
+    }
+
+    fn with_mutations(n: usize, m: Mutations) -> Self {
         let (vs, ks) = keys(n);
         let nodes = ks
             .into_iter()
             .enumerate()
-            .map(|(i, k)| core(&vs, k, i as u16))
+            .map(|(i, k)| core(&vs, k, i as u16, m))
             .collect();
         let mut net = Net {
             nodes,
@@ -58,6 +65,7 @@ impl Net {
             committed: vec![Vec::new(); n],
             down: BTreeSet::new(),
             evidence: Vec::new(),
+            commit_times: Vec::new(),
         };
         for i in 0..n {
             net.apply(i, Event::Start);
@@ -84,7 +92,12 @@ impl Net {
                     self.seq += 1;
                     self.timers.insert((at, i, self.seq), timer);
                 }
-                Action::Commit { ids, .. } => self.committed[i].extend(ids),
+                Action::Commit { ids, .. } => {
+                    if i == 0 {
+                        self.commit_times.push(self.now);
+                    }
+                    self.committed[i].extend(ids)
+                }
                 Action::RequestPayload { view, .. } => self.apply(
                     i,
                     Event::PayloadReady {
@@ -158,6 +171,130 @@ fn crashed_leader_is_replaced_by_view_change() {
     );
     assert!(net.nodes[0].status(net.now).counters.views_via_tc > 0);
     assert_agree(&net);
+}
+
+/// Longest gap between two commit actions at node 0 (ms).
+fn longest_gap(net: &Net) -> Millis {
+    net.commit_times
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or(Millis::MAX)
+}
+
+/// `n` nodes, validator 2 down for good, run for 60 s of virtual time; with `report`, every live
+/// node is told whom it is connected to (as the driver does once QUIC notices the crash).
+fn run_with_dead_validator(m: Mutations, report: bool) -> Net {
+    let mut net = Net::with_mutations(4, m);
+    net.down.insert(2);
+    if report {
+        for i in [0usize, 1, 3] {
+            let connected = [0u16, 1, 3]
+                .into_iter()
+                .filter(|j| *j as usize != i)
+                .map(ValidatorIndex)
+                .collect();
+            net.apply(i, Event::Connectivity { connected });
+        }
+    }
+    net.run(60_000, usize::MAX);
+    assert_agree(&net);
+    net
+}
+
+/// Issue 6: one validator down for good under plain rotation (no exclusion): every fourth view
+/// has a dead leader and must cost one base timeout (1 s) plus the next leader's bounded
+/// handover wait (2Δ = 200 ms) and nothing more — votes are broadcast so the view before it is
+/// certified, and the backoff stays at zero because the high QC keeps advancing. Once the dead
+/// node is reported disconnected, its views cost the 200 ms grace and the handover does not
+/// wait for it. A backoff that never resets stretches the gaps (the mutation canary).
+#[test]
+fn dead_validator_costs_one_base_timeout_per_view_it_leads() {
+    let cfg = Config::new(ValidatorIndex(0));
+    let net = run_with_dead_validator(Mutations::default(), false);
+    let gap = longest_gap(&net);
+    assert!(
+        gap <= 1_000 + 2 * cfg.delta_ms,
+        "longest gap between commits {gap} ms > τ_base + 2Δ"
+    );
+    assert!(
+        net.committed[0].len() >= 100,
+        "{} blocks",
+        net.committed[0].len()
+    );
+    let gap = longest_gap(&run_with_dead_validator(Mutations::default(), true));
+    assert!(
+        gap <= cfg.unreachable_leader_grace_ms,
+        "reported disconnected: longest gap {gap} ms > the grace"
+    );
+    let mutated = Mutations {
+        backoff_never_resets: true,
+        ..Mutations::default()
+    };
+    let gap = longest_gap(&run_with_dead_validator(mutated, false));
+    assert!(
+        gap > 2_000,
+        "canary: a backoff that never resets should stretch the dead views, gap {gap} ms"
+    );
+}
+
+/// A connectivity report that drops the current leader shortens the running view timer to the
+/// unreachable-leader grace (step table: event in, timer out).
+#[test]
+fn losing_the_leader_rearms_the_view_timer_to_the_grace() {
+    let (vs, ks) = keys(4);
+    let mut ks = ks.into_iter();
+    let mut c = core(&vs, ks.next().unwrap(), 0, Mutations::default());
+    c.handle(0, Event::Start);
+    let v = c.current_view();
+    let leader = c.leader(v);
+    assert_ne!(leader, ValidatorIndex(0), "node 0 must not lead view {v}");
+    let others: Vec<ValidatorIndex> = vs.indices().filter(|i| i.0 != 0).collect();
+    // Everyone connected: nothing to re-arm.
+    let a = c.handle(
+        100,
+        Event::Connectivity {
+            connected: others.clone(),
+        },
+    );
+    assert!(
+        !a.iter().any(|x| matches!(
+            x,
+            Action::SetTimer {
+                timer: Timer::View(_),
+                ..
+            }
+        )),
+        "{a:?}"
+    );
+    // The leader drops out: the view times out after the grace, not τ(v).
+    let without: Vec<ValidatorIndex> = others.into_iter().filter(|i| *i != leader).collect();
+    let a = c.handle(
+        300,
+        Event::Connectivity {
+            connected: without.clone(),
+        },
+    );
+    let grace = Config::new(ValidatorIndex(0)).unreachable_leader_grace_ms;
+    assert!(
+        a.iter().any(|x| matches!(
+            x,
+            Action::SetTimer { timer: Timer::View(t), at } if *t == v && *at == 300 + grace
+        )),
+        "{a:?}"
+    );
+    // A repeated report never pushes the deadline out again.
+    let a = c.handle(400, Event::Connectivity { connected: without });
+    assert!(
+        !a.iter().any(|x| matches!(
+            x,
+            Action::SetTimer {
+                timer: Timer::View(_),
+                ..
+            }
+        )),
+        "{a:?}"
+    );
 }
 
 #[test]
@@ -288,17 +425,23 @@ fn restart_never_double_votes() {
     .unwrap();
     assert!(restarted.current_view() >= voted);
     let actions = restarted.handle(0, Event::Start);
+    let mut resent = 0;
     for a in &actions {
         if let Action::Send {
             msg: ConsensusMessage::Vote(v),
             ..
-        } = a
+        }
+        | Action::Broadcast(ConsensusMessage::Vote(v)) = a
         {
+            resent += 1;
             assert_eq!(
                 Some(v),
                 data.last_vote.as_ref(),
                 "only the identical vote is re-sent"
             );
         }
+    }
+    if data.last_vote.as_ref().map(|v| v.data.view) == Some(restarted.current_view()) {
+        assert_eq!(resent, 1, "the vote of the current view is re-sent once");
     }
 }

@@ -252,6 +252,7 @@ impl<P: FaultPolicy> Core<P> {
         }
         match progress {
             TimeoutProgress::Certificate(tc) => {
+                tracing::debug!(view = tc.view.0, high_qc = tc.high_qc.view().0, "TC formed");
                 self.counters.tcs_formed += 1;
                 self.observe_tc(&tc);
             }
@@ -305,6 +306,13 @@ impl<P: FaultPolicy> Core<P> {
     /// Sign and broadcast our timeout for `view` (§4.2 "Local timeout").
     pub(super) fn local_timeout(&mut self, view: View) {
         if let Ok(t) = self.safety.sign_timeout(view, &self.vs) {
+            tracing::info!(
+                view = view.0,
+                leader = self.leader(view).0,
+                high_qc = t.high_qc.view().0,
+                in_view_ms = self.now.saturating_sub(self.entered_at),
+                "local timeout"
+            );
             self.counters.timeouts_sent += 1;
             self.persist_safety();
             self.broadcast(ConsensusMessage::Timeout(t));

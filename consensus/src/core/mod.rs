@@ -337,6 +337,12 @@ impl<P: FaultPolicy> Core<P> {
     }
 
     fn invalid(&mut self, from: ValidatorIndex, reason: InvalidReason) {
+        tracing::debug!(
+            peer = from.0,
+            ?reason,
+            view = self.current_view.0,
+            "message rejected"
+        );
         self.counters.invalid_messages += 1;
         if from != self.cfg.me {
             self.policy.on_invalid(from, reason, self.now);
@@ -345,6 +351,12 @@ impl<P: FaultPolicy> Core<P> {
 
     fn report_evidence(&mut self, ev: Evidence) {
         if self.policy.on_evidence(&ev, self.now) {
+            tracing::warn!(
+                offender = ev.offender().0,
+                kind = ?ev.kind(),
+                view = self.current_view.0,
+                "equivocation evidence"
+            );
             self.out.push(Action::Evidence(Box::new(ev)));
         }
     }

@@ -125,6 +125,12 @@ impl<P: FaultPolicy> Core<P> {
             && self.safety.data().last_voted_view < v
             && at < self.view_deadline
         {
+            tracing::info!(
+                view = v.0,
+                leader = self.leader(v).0,
+                timeout_ms = self.cfg.unreachable_leader_grace_ms,
+                "leader unreachable: view timer shortened"
+            );
             self.view_deadline = at;
             self.set_timer(Timer::View(v), at);
         }
@@ -175,6 +181,14 @@ impl<P: FaultPolicy> Core<P> {
         let mut timeout = self.view_timeout(v);
         if self.unreachable(leader) {
             timeout = timeout.min(self.cfg.unreachable_leader_grace_ms);
+        }
+        let fields = (v.0, old.0, leader.0, timeout, self.safety.lock().view().0);
+        if entry == Entry::Qc {
+            tracing::debug!(view = fields.0, from = fields.1, leader = fields.2, timeout_ms = fields.3,
+                high_qc = fields.4, via = ?entry, "view entered");
+        } else {
+            tracing::info!(view = fields.0, from = fields.1, leader = fields.2, timeout_ms = fields.3,
+                high_qc = fields.4, via = ?entry, "view entered without QC");
         }
         let at = self.now + timeout;
         self.view_deadline = at;
@@ -318,6 +332,14 @@ impl<P: FaultPolicy> Core<P> {
         };
         let id = block.id(self.vs.domain());
         if let Ok(p) = self.safety.sign_proposal(block, id, tc, &self.vs) {
+            tracing::debug!(
+                view = view.0,
+                height = p.block.height.0,
+                justify = p.block.justify.view().0,
+                waited_ms = self.now.saturating_sub(self.entered_at),
+                skipped = ?p.block.skipped_leaders,
+                "proposal sent"
+            );
             self.counters.proposals_sent += 1;
             self.persist_safety();
             self.broadcast(ConsensusMessage::Proposal(p));

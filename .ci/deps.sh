@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
-# System packages the build needs: libclang for rocksdb's bindgen step (g++ builds RocksDB itself).
+# System packages the build and the tests need:
+#   libclang-dev  rocksdb's bindgen step (g++ builds RocksDB itself)
+#   iptables      node/tests/liveness.rs drops one validator's UDP on lo: the 3|1 partition
+#                 (which prints "SKIPPED: iptables unavailable" without it) and silent,
+#                 kill -9-like crashes (a clean in-process stop without it)
 set -euo pipefail
-if ! dpkg -s libclang-dev >/dev/null 2>&1; then
-  echo "installing libclang-dev (needed by rocksdb's bindings)…"
+missing=()
+for pkg in libclang-dev iptables; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if (( ${#missing[@]} > 0 )); then
+  echo "installing ${missing[*]}…"
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends libclang-dev
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi

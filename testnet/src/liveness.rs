@@ -21,11 +21,12 @@
 //! change to the healthy path moves both sides of the ratio, and it runs with the same
 //! mutations, so the ratio isolates what the dead validators cost.
 //!
-//! Scenarios ([`LivenessScenario`]): `dead_crash`, `dead_partition`, `dead_crash_load`,
-//! `dead_partition_load`. The seed picks n (4, 7, 10 via [`n_for`]), whether the dead are the
+//! Scenarios ([`LivenessScenario`]): `dead_crash`, `dead_partition`, `dead_withhold` (voting
+//! but never proposing), each also with `_load`. The seed picks n (4, 7, 10 via [`n_for`]), whether the dead are the
 //! leaders of the first views and, for crashes, whether they never start or crash at t = 0
 //! (see [`plan`]).
 
+use crate::byzantine::ByzKind;
 use crate::net::InstanceId;
 use crate::oracle::{Oracles, Violation};
 use crate::scenario::{f_of, healthy_net, n_for, timing};
@@ -107,6 +108,11 @@ pub enum Outage {
     /// Running, but partitioned from t = 0 into one group of their own (fewer than a quorum)
     /// for the whole run.
     Partition,
+    /// Running and connected, voting like everyone, but never proposing
+    /// ([`ByzKind::SilentLeader`]): nothing shortens their views (they are heard from, so not
+    /// silent), each of their views costs a full timeout until the election excludes them —
+    /// the scenario in which a view timer that does not come back down shows.
+    Withhold,
 }
 
 /// A liveness-rate scenario.
@@ -121,21 +127,24 @@ pub struct LivenessScenario {
 
 impl LivenessScenario {
     /// Every liveness-rate scenario.
-    pub fn all() -> [LivenessScenario; 4] {
+    pub fn all() -> [LivenessScenario; 6] {
         let s = |outage, load| LivenessScenario { outage, load };
         [
             s(Outage::Crash, false),
             s(Outage::Partition, false),
+            s(Outage::Withhold, false),
             s(Outage::Crash, true),
             s(Outage::Partition, true),
+            s(Outage::Withhold, true),
         ]
     }
 
-    /// Name: `dead_crash`, `dead_partition`, `dead_crash_load`, `dead_partition_load`.
+    /// Name: `dead_crash`, `dead_partition`, `dead_withhold`, each also with `_load`.
     pub fn name(&self) -> String {
         let outage = match self.outage {
             Outage::Crash => "crash",
             Outage::Partition => "partition",
+            Outage::Withhold => "withhold",
         };
         let load = if self.load { "_load" } else { "" };
         format!("dead_{outage}{load}")
@@ -294,6 +303,7 @@ impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let how = match (self.scenario.outage, self.never_started) {
             (Outage::Partition, _) => "partitioned",
+            (Outage::Withhold, _) => "never proposing",
             (Outage::Crash, true) => "never started",
             (Outage::Crash, false) => "crashed at t=0",
         };
@@ -382,6 +392,13 @@ pub fn faulty_sim(
     if plan.never_started {
         cfg.never_started = plan.dead.clone();
     }
+    if plan.scenario.outage == Outage::Withhold {
+        cfg.byzantine = plan
+            .dead
+            .iter()
+            .map(|&v| (v, ByzKind::SilentLeader))
+            .collect();
+    }
     let mut sim = Sim::new(cfg);
     let dead: Vec<InstanceId> = plan
         .dead
@@ -399,7 +416,7 @@ pub fn faulty_sim(
                 sim.schedule(0, Control::Crash(i));
             }
         }
-        Outage::Crash => {}
+        Outage::Crash | Outage::Withhold => {}
         Outage::Partition => sim.schedule(0, Control::Partition(vec![live.clone(), dead])),
     }
     (sim, live)

@@ -67,9 +67,21 @@ impl<P: FaultPolicy> Core<P> {
                 self.verify_tc(tc)?;
             }
         }
-        // E2 before anything else: two signed proposals of one view are evidence whatever else
-        // is wrong with them.
-        match self.detector.on_proposal(b.proposer, v, id, p.sig) {
+        // The verified certificates are harvested first, whatever the proposal: a node far
+        // behind catches up from them.
+        self.observe_qc(&b.justify);
+        if let Some(tc) = &p.tc {
+            self.observe_tc(tc);
+        }
+        // E2 before any other check: two signed proposals of one view are evidence whatever
+        // else is wrong with them. Only inside the view window: recording far-future views
+        // would let one validator grow the detector without bound (issue 7 finding 4).
+        let seen = if self.in_window(v) {
+            self.detector.on_proposal(b.proposer, v, id, p.sig)
+        } else {
+            ProposalSeen::New
+        };
+        match seen {
             ProposalSeen::Equivocation(ev) => {
                 self.report_evidence(*ev);
                 return Ok(());
@@ -85,10 +97,6 @@ impl<P: FaultPolicy> Core<P> {
                 }
             }
             ProposalSeen::New => {}
-        }
-        self.observe_qc(&b.justify);
-        if let Some(tc) = &p.tc {
-            self.observe_tc(tc);
         }
         // Structural rules bound by the signed id: the proposer is accountable.
         if b.parent != b.justify.block_id() || v <= b.justify.view() {

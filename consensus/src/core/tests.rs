@@ -445,3 +445,164 @@ fn restart_never_double_votes() {
         assert_eq!(resent, 1, "the vote of the current view is re-sent once");
     }
 }
+
+/// A QC of view `p + 1` (parent view `p`) signed by validators `0..q`, and a TC of view `p + 2`
+/// signed by the same validators, carrying it as its high QC.
+fn qc_and_tc(vs: &ValidatorSet, ks: &[PrivateKey], p: u64) -> (QuorumCert, TimeoutCert) {
+    use crate::cert::{Bitmap, VoteData, timeout_body};
+    use crate::crypto::SigKind;
+    let q = ks.len() - (ks.len() - 1) / 3;
+    let data = VoteData {
+        view: View(p + 1),
+        block_id: Digest([7; 32]),
+        height: crate::types::Height(5),
+        parent_id: Digest([8; 32]),
+        parent_view: View(p),
+    };
+    let mut signers = Bitmap::new(ks.len());
+    for i in 0..q {
+        signers.set(ValidatorIndex(i as u16));
+    }
+    let body = crate::encode(&data);
+    let qc = QuorumCert {
+        data,
+        signers: signers.clone(),
+        sigs: ks[..q]
+            .iter()
+            .map(|k| k.sign(vs.domain(), SigKind::Vote, &body))
+            .collect(),
+    };
+    let tview = View(p + 2);
+    let tbody = timeout_body(tview, View(p + 1));
+    let tc = TimeoutCert {
+        view: tview,
+        high_qc: qc.clone(),
+        signers,
+        hqc_views: vec![View(p + 1); q],
+        sigs: ks[..q]
+            .iter()
+            .map(|k| k.sign(vs.domain(), SigKind::Timeout, &tbody))
+            .collect(),
+    };
+    (qc, tc)
+}
+
+/// Issue 7 finding 2: some TCs' bytes parse as a QC. With one verified-certificate cache keyed
+/// by the bytes, a validator sent such a TC (verified, cached) and then a Status whose high QC is
+/// those bytes: the cache hit skipped verification and every honest node locked on a block that
+/// does not exist. The test builds the colliding encoding (n = 10) and checks that the status is
+/// rejected and the lock does not move.
+#[test]
+fn a_tc_whose_bytes_parse_as_a_qc_is_not_a_verified_qc() {
+    let (vs, ks) = keys(10);
+    let (p, tc) = (1..5_000u64)
+        .find_map(|p| {
+            // Lengths, not signature values, decide whether the bytes parse: probe unsigned.
+            let (_, tc) = qc_and_tc(&vs, &ks[..10], p);
+            borsh::from_slice::<QuorumCert>(&crate::encode(&tc))
+                .ok()
+                .map(|_| (p, tc))
+        })
+        .expect("a colliding layout exists for n = 10");
+    let forged: QuorumCert = borsh::from_slice(&crate::encode(&tc)).unwrap();
+    assert!(
+        forged
+            .verify(&vs, &Block::genesis(vs.domain()).id(vs.domain()))
+            .is_err()
+    );
+    assert!(
+        forged.view() > tc.high_qc.view(),
+        "p = {p}: the forgery would raise the lock"
+    );
+
+    let mut keys_iter = ks.into_iter();
+    let k0 = keys_iter.next().unwrap();
+    let k1 = keys_iter.next().unwrap();
+    let mut c = core(&vs, k0, 0, Mutations::default());
+    c.handle(0, Event::Start);
+    let from = ValidatorIndex(1);
+    c.handle(
+        1,
+        Event::Message {
+            from,
+            msg: ConsensusMessage::TimeoutCert(tc.clone()),
+        },
+    );
+    let lock_before = c.safety_data().lock.clone();
+    assert_eq!(lock_before, tc.high_qc, "the genuine TC was accepted");
+    let body = crate::messages::status_body(c.current_view(), &forged);
+    let status = crate::messages::Status {
+        view: c.current_view(),
+        high_qc: forged,
+        sender: from,
+        sig: k1.sign(vs.domain(), crate::crypto::SigKind::Status, &body),
+        high_tc: None,
+    };
+    let rejected = c.status(2).counters.invalid_messages;
+    c.handle(
+        2,
+        Event::Message {
+            from,
+            msg: ConsensusMessage::Status(status),
+        },
+    );
+    let lock = &c.safety_data().lock;
+    assert_eq!(
+        (lock.view(), lock.block_id()),
+        (lock_before.view(), lock_before.block_id()),
+        "lock moved to a forged QC"
+    );
+    assert_eq!(c.status(3).counters.invalid_messages, rejected + 1);
+}
+
+/// Issue 7 finding 4: signed proposals for far-future views were recorded by the equivocation
+/// detector before the view-window check and never pruned; one validator could grow every
+/// honest node's memory without bound. 10,000 of them leave the detector's size unchanged.
+#[test]
+fn far_future_proposals_do_not_grow_the_detector() {
+    let (vs, ks) = keys(4);
+    let mut keys_iter = ks.into_iter();
+    let k0 = keys_iter.next().unwrap();
+    let k1 = keys_iter.next().unwrap();
+    let mut c = core(&vs, k0, 0, Mutations::default());
+    c.handle(0, Event::Start);
+    let before = c.detector.len();
+    let g = Block::genesis(vs.domain());
+    let gid = g.id(vs.domain());
+    for k in 0..10_000u64 {
+        let block = Block {
+            epoch: Epoch(0),
+            view: View(1_000 + 7 * k),
+            height: crate::types::Height(1),
+            parent: gid,
+            skipped_leaders: vec![],
+            justify: QuorumCert::genesis(gid),
+            payload: vec![],
+            evidence: vec![],
+            proposer: ValidatorIndex(1),
+        };
+        let id = block.id(vs.domain());
+        let sig = k1.sign(
+            vs.domain(),
+            crate::crypto::SigKind::Proposal,
+            &crate::messages::proposal_body(block.view, &id),
+        );
+        let msg = ConsensusMessage::Proposal(crate::messages::Proposal {
+            block,
+            tc: None,
+            sig,
+        });
+        c.handle(
+            1 + k,
+            Event::Message {
+                from: ValidatorIndex(1),
+                msg,
+            },
+        );
+    }
+    assert_eq!(
+        c.detector.len(),
+        before,
+        "detector grew with far-future proposals"
+    );
+}

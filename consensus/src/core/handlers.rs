@@ -121,6 +121,23 @@ impl<P: FaultPolicy> Core<P> {
         if b.payload.len() > self.cfg.max_payload_bytes || b.evidence.len() > MAX_BLOCK_EVIDENCE {
             return Err(InvalidReason::InvalidBlock);
         }
+        // Who may propose in v, with which certificate and which skipped leaders: checked before
+        // the block is parked, stored or persisted, so only the leader's proposal can take the
+        // park slot or reach the disk (issue 7 findings 6, 7).
+        if b.proposer != self.leader(v) {
+            return Err(InvalidReason::WrongLeader);
+        }
+        if b.justify.view().0 + 1 < v.0 {
+            let ok = p.tc.as_ref().is_some_and(|tc| {
+                tc.view.next() == Some(v) && b.justify.view() >= tc.high_qc.view()
+            });
+            if !ok {
+                return Err(InvalidReason::MissingTc);
+            }
+        }
+        if b.skipped_leaders != self.expected_skipped(b.justify.view(), v) {
+            return Err(InvalidReason::InvalidBlock);
+        }
         let Some(parent) = self.tree.get(&b.parent) else {
             if v == self.current_view {
                 let parent = b.parent;
@@ -149,20 +166,6 @@ impl<P: FaultPolicy> Core<P> {
                 self.resume_after_insert();
             }
             return Ok(());
-        }
-        if b.proposer != self.leader(v) {
-            return Err(InvalidReason::WrongLeader);
-        }
-        if b.justify.view().0 + 1 < v.0 {
-            let ok = p.tc.as_ref().is_some_and(|tc| {
-                tc.view.next() == Some(v) && b.justify.view() >= tc.high_qc.view()
-            });
-            if !ok {
-                return Err(InvalidReason::MissingTc);
-            }
-        }
-        if b.skipped_leaders != self.expected_skipped(b.justify.view(), v) {
-            return Err(InvalidReason::InvalidBlock);
         }
         if !trusted && b.evidence.iter().any(|e| e.verify(&self.vs).is_err()) {
             return Err(InvalidReason::BadEvidence);

@@ -606,3 +606,145 @@ fn far_future_proposals_do_not_grow_the_detector() {
         "detector grew with far-future proposals"
     );
 }
+
+/// Sign `block` as its proposer (key `k`).
+fn signed_proposal(vs: &ValidatorSet, k: &PrivateKey, block: Block) -> ConsensusMessage {
+    let id = block.id(vs.domain());
+    let sig = k.sign(
+        vs.domain(),
+        crate::crypto::SigKind::Proposal,
+        &crate::messages::proposal_body(block.view, &id),
+    );
+    ConsensusMessage::Proposal(crate::messages::Proposal {
+        block,
+        tc: None,
+        sig,
+    })
+}
+
+/// A QC on `block` signed by validators `signers`.
+fn qc_on(vs: &ValidatorSet, ks: &[PrivateKey], block: &Block, signers: &[u16]) -> QuorumCert {
+    let data = crate::cert::VoteData {
+        view: block.view,
+        block_id: block.id(vs.domain()),
+        height: block.height,
+        parent_id: block.parent,
+        parent_view: block.justify.view(),
+    };
+    let mut bitmap = crate::cert::Bitmap::new(vs.len());
+    let body = crate::encode(&data);
+    let mut sigs = Vec::new();
+    for &i in signers {
+        bitmap.set(ValidatorIndex(i));
+        sigs.push(ks[i as usize].sign(vs.domain(), crate::crypto::SigKind::Vote, &body));
+    }
+    QuorumCert {
+        data,
+        signers: bitmap,
+        sigs,
+    }
+}
+
+/// A block of `view` by `proposer` extending the block certified by `justify` at `height`.
+fn block_on(view: u64, proposer: u16, justify: QuorumCert, height: u64, tag: u8) -> Block {
+    Block {
+        epoch: Epoch(0),
+        view: View(view),
+        height: crate::types::Height(height),
+        parent: justify.block_id(),
+        skipped_leaders: vec![],
+        justify,
+        payload: vec![tag],
+        evidence: vec![],
+        proposer: ValidatorIndex(proposer),
+    }
+}
+
+/// Issue 7 findings 6 and 7: a proposal is checked for its proposer before it may take the park
+/// slot or be stored. A non-leader's copy carrying the genuine justify used to evict the
+/// leader's parked proposal, and a parked proposal was not retried when its parent arrived as a
+/// late proposal; a non-leader's block for the previous view was stored and persisted.
+#[test]
+fn only_the_leaders_proposal_is_parked_stored_and_retried() {
+    let (vs, ks) = keys(4);
+    let rr = RoundRobin::new(&vs);
+    let leader = |v: u64| rr.leader(View(v)).0;
+    let other = |v: u64| (leader(v) + 1) % 4;
+    let me = (0..4u16)
+        .find(|i| *i != leader(1) && *i != leader(2) && *i != other(2))
+        .unwrap();
+    let mut c = core(
+        &vs,
+        PrivateKey::from_seed(ks[me as usize].seed()),
+        me,
+        Mutations::default(),
+    );
+    c.handle(0, Event::Start);
+    let gid = Block::genesis(vs.domain()).id(vs.domain());
+    // Block X of view 1 (unknown to `me`), certified by everyone else.
+    let x = block_on(1, leader(1), QuorumCert::genesis(gid), 1, 1);
+    let signers: Vec<u16> = (0..4).filter(|i| *i != me).collect();
+    let qc1 = qc_on(&vs, &ks, &x, &signers);
+    // The leader of view 2 extends X: `me` enters view 2, parks it and fetches X.
+    let p2 = block_on(2, leader(2), qc1.clone(), 2, 2);
+    let p2_id = p2.id(vs.domain());
+    let msg = signed_proposal(&vs, &ks[leader(2) as usize], p2);
+    let a = c.handle(
+        1,
+        Event::Message {
+            from: ValidatorIndex(leader(2)),
+            msg,
+        },
+    );
+    assert_eq!(c.current_view(), View(2));
+    assert!(
+        a.iter().any(|x| matches!(x, Action::FetchBlocks { .. })),
+        "{a:?}"
+    );
+    // A non-leader's proposal for view 2 with the same justify: rejected, the slot kept.
+    let forged = block_on(2, other(2), qc1, 2, 9);
+    let msg = signed_proposal(&vs, &ks[other(2) as usize], forged);
+    let a = c.handle(
+        2,
+        Event::Message {
+            from: ValidatorIndex(other(2)),
+            msg,
+        },
+    );
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::PersistBlock(_))),
+        "{a:?}"
+    );
+    // X arrives as a late proposal of view 1: stored, and the parked proposal is voted for.
+    let msg = signed_proposal(&vs, &ks[leader(1) as usize], x);
+    c.handle(
+        3,
+        Event::Message {
+            from: ValidatorIndex(leader(1)),
+            msg,
+        },
+    );
+    let vote = c
+        .safety_data()
+        .last_vote
+        .clone()
+        .expect("voted after the parent arrived");
+    assert_eq!((vote.data.view, vote.data.block_id), (View(2), p2_id));
+
+    // A non-leader's block for the previous view (1) is neither stored nor persisted.
+    let stray = block_on(1, other(1), QuorumCert::genesis(gid), 1, 7);
+    let stray_id = stray.id(vs.domain());
+    let msg = signed_proposal(&vs, &ks[other(1) as usize], stray);
+    let a = c.handle(
+        4,
+        Event::Message {
+            from: ValidatorIndex(other(1)),
+            msg,
+        },
+    );
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::PersistBlock(_))),
+        "{a:?}"
+    );
+    assert!(c.block(&stray_id).is_none());
+}

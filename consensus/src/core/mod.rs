@@ -350,6 +350,12 @@ impl<P: FaultPolicy> Core<P> {
     }
 
     fn report_evidence(&mut self, ev: Evidence) {
+        // Evidence leaves this node only if any third party would accept it: with one signature
+        // rule this always holds for what the detector builds; the check keeps it that way.
+        if ev.verify(&self.vs).is_err() {
+            self.counters.invalid_messages += 1;
+            return;
+        }
         if self.policy.on_evidence(&ev, self.now) {
             tracing::warn!(
                 offender = ev.offender().0,

@@ -37,7 +37,8 @@ pub struct FaultConfig {
     pub exclusion_lag: u64,
     /// `W`: committed blocks in the reputation window ending at the cut. `None` means
     /// `min(max(10·n, 512), 1000)` ([`MIN_DEFAULT_WINDOW`]). Values are clamped to `1..=1000`.
-    /// A validator whose last slot failed stays excluded until that block leaves the window.
+    /// A validator whose last slot failed stays excluded until that block leaves the window
+    /// (and after that while it stays silent).
     pub window: Option<u64>,
     /// `θ` in percent: a validator is excluded when `100·failed > θ·(failed + proposed)`.
     /// Default 30.

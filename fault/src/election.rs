@@ -12,10 +12,12 @@
 //!    `voted_i` = appearances in justify signer sets, and whether `i`'s **last slot failed**:
 //!    the highest block of the window naming `i` in `skipped_leaders` is above the highest block
 //!    `i` proposed in the window.
-//! 4. Weight 0 if convicted at or before the cut, if its last slot failed, or if
-//!    `100·failed > θ·(failed + proposed)`; else 100 if `proposed + voted > 0`, else 10. At most
+//! 4. Weight 0 if convicted at or before the cut, if its last slot failed, if
+//!    `100·failed > θ·(failed + proposed)`, or if it is **silent**: neither proposed nor voted in
+//!    a window of at least `n` blocks (a crashed validator that never got a slot; a live one signs
+//!    some of `n` consecutive QCs); else 100 if `proposed + voted > 0`, else 10. At most
 //!    `f = ⌊(n−1)/3⌋` are excluded: convicted first, then last slot failed, then the worst
-//!    failure ratio, ties by lower index; the rest keep their non-zero weight.
+//!    failure ratio, then silent, ties by lower index; the rest keep their non-zero weight.
 //! 5. If `v % R == 0`: round robin over the validators of non-zero weight (the `(v + epoch)
 //!    mod k`-th of the `k` of them, in index order) — rotation for fairness that never draws an
 //!    excluded validator.
@@ -24,11 +26,13 @@
 //!    exceeds `r`.
 //!
 //! A crashed or partitioned leader is thus out of the schedule from the first view whose cut
-//! holds the block that records its failed slot — about `X` views after the failure — and stays
-//! out until that block leaves the window (`W` committed blocks later: the probe that lets a
-//! restarted validator back in, at the cost of one timeout if it is still down). The old
-//! ratio-only rule needed several failures, each a timeout, while the window still held the dead
-//! validator's earlier proposals (issue 6).
+//! holds the block that records its failed slot — about `X` views after the failure. When that
+//! block leaves the window (`W` committed blocks later) a validator that is still down is silent
+//! and stays out, so a dead validator costs no probe timeouts; one that came back has votes in
+//! the window and leads again. A validator that crashed before its first slot is out as soon as
+//! the window holds `n` blocks without a vote of it. The old ratio-only rule needed several
+//! failures, each a timeout, while the window still held the dead validator's earlier proposals
+//! (issue 6).
 //!
 //! Integer arithmetic only (§7 case 23). Genesis (height 0) has no proposer: it is never part of
 //! a window and a cut at genesis counts as "no cut" (so nodes that did and did not replay
@@ -140,15 +144,18 @@ pub(crate) struct WeightTable {
 impl WeightTable {
     /// Weights from `counts` over a window whose first block has height `window_start`, and
     /// the conviction flags (module doc, step 4).
+    /// `window_len` is the number of blocks in the window (the silent rule needs `≥ n`).
     fn build(
         counts: &Counts,
-        window_start: u64,
+        (window_start, window_len): (u64, usize),
         convicted: &[bool],
         theta: u64,
         max_excluded: usize,
     ) -> Self {
         let n = counts.proposed.len();
-        // Candidates for exclusion: (index, convicted, last slot failed, failed, failed + proposed).
+        let full = window_len >= n;
+        // Candidates for exclusion: (index, convicted, last slot failed, failed, failed +
+        // proposed); a silent validator has failed = total = 0 and sorts after every ratio.
         let mut candidates: Vec<(usize, bool, bool, u64, u64)> = (0..n)
             .filter_map(|i| {
                 let failed = counts.failed[i];
@@ -156,14 +163,16 @@ impl WeightTable {
                 let conv = convicted.get(i).copied().unwrap_or(false);
                 let last = counts.last_slot_failed(i, window_start);
                 let bad = u128::from(failed) * 100 > u128::from(theta) * u128::from(total);
-                (conv || last || bad).then_some((i, conv, last, failed, total))
+                let silent = full && total.saturating_add(counts.voted[i]) == 0;
+                (conv || last || bad || silent).then_some((i, conv, last, failed, total))
             })
             .collect();
         // Convicted first; then last slot failed; then worst ratio failed/total
-        // (cross-multiplied); then lower index.
+        // (cross-multiplied; silent ones have none and come last); then lower index.
         candidates.sort_by(|a, b| {
             b.1.cmp(&a.1)
                 .then_with(|| b.2.cmp(&a.2))
+                .then_with(|| (b.4 > 0).cmp(&(a.4 > 0)))
                 .then_with(|| compare_ratios(b.3, b.4, a.3, a.4))
                 .then_with(|| a.0.cmp(&b.0))
         });
@@ -259,7 +268,7 @@ impl Election {
         let counts = Counts::new(n);
         let latest = WeightTable::build(
             &counts,
-            0,
+            (0, 0),
             &vec![false; n],
             cfg.failure_threshold_pct,
             max_excluded,
@@ -349,7 +358,7 @@ impl Election {
         let window_start = self.ring.get(first).map_or(0, |s| s.height.0);
         let table = WeightTable::build(
             &self.counts,
-            window_start,
+            (window_start, self.ring.len() - first),
             &convicted,
             self.theta,
             self.max_excluded,
@@ -416,7 +425,7 @@ impl Election {
         let convicted = self.convicted_flags(cut.height);
         Some(Cow::Owned(WeightTable::build(
             &counts,
-            window_start,
+            (window_start, pos + 1 - start),
             &convicted,
             self.theta,
             self.max_excluded,

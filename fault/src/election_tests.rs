@@ -127,7 +127,7 @@ fn weight_step_table() {
             ..Counts::new(n)
         };
         let convicted: Vec<bool> = c.rows.iter().map(|r| r.3).collect();
-        let t = WeightTable::build(&counts, 1, &convicted, 30, c.max_excluded);
+        let t = WeightTable::build(&counts, (1, 0), &convicted, 30, c.max_excluded);
         assert_eq!(t.weights, c.expect, "{}", c.name);
         assert_eq!(t.total(), c.expect.iter().sum::<u64>(), "{}", c.name);
     }
@@ -142,7 +142,7 @@ fn pick_is_first_cumulative_above_r() {
         ..Counts::new(3)
     };
     // weights [100, 0 (excluded? f would be 0 for n=3) ...]: use max_excluded 1.
-    let t = WeightTable::build(&counts, 1, &[false; 3], 30, 1);
+    let t = WeightTable::build(&counts, (1, 0), &[false; 3], 30, 1);
     assert_eq!(t.weights, vec![100, 0, 10]);
     for (r, want) in [(0, 0), (99, 0), (100, 2), (109, 2)] {
         assert_eq!(t.pick(r), want, "r = {r}");
@@ -218,7 +218,13 @@ fn last_slot_failed_step_table() {
             last_proposed: c.slots.iter().map(|s| s.1).collect(),
             ..Counts::new(n)
         };
-        let t = WeightTable::build(&counts, c.window_start, &vec![false; n], 30, c.max_excluded);
+        let t = WeightTable::build(
+            &counts,
+            (c.window_start, 0),
+            &vec![false; n],
+            30,
+            c.max_excluded,
+        );
         assert_eq!(t.weights, c.expect, "{}", c.name);
     }
 }
@@ -232,10 +238,41 @@ fn rotation_skips_excluded_validators() {
         last_proposed: vec![1, 1, 1, 1],
         ..Counts::new(4)
     };
-    let t = WeightTable::build(&counts, 1, &[false; 4], 30, 1);
+    let t = WeightTable::build(&counts, (1, 0), &[false; 4], 30, 1);
     let drawn: Vec<Option<usize>> = (0..6).map(|k| t.rotate(k)).collect();
     assert_eq!(
         drawn,
         vec![Some(0), Some(2), Some(3), Some(0), Some(2), Some(3)]
     );
+}
+
+#[test]
+fn silent_validators_are_excluded_once_the_window_holds_n_blocks() {
+    // Validator 2 never proposed nor voted (crashed before its first slot); 0, 1, 3 are active.
+    let counts = Counts {
+        proposed: vec![1, 1, 0, 1],
+        voted: vec![3, 3, 0, 3],
+        ..Counts::new(4)
+    };
+    let short = WeightTable::build(&counts, (1, 3), &[false; 4], 30, 1);
+    assert_eq!(
+        short.weights,
+        vec![100, 100, 10, 100],
+        "3 < n blocks: idle, not silent"
+    );
+    let full = WeightTable::build(&counts, (1, 4), &[false; 4], 30, 1);
+    assert_eq!(
+        full.weights,
+        vec![100, 100, 0, 100],
+        "n blocks: silent, excluded"
+    );
+    // A failing validator takes the one exclusion slot before a silent one.
+    let counts = Counts {
+        failed: vec![0, 2, 0, 0],
+        last_failed: vec![0, 4, 0, 0],
+        last_proposed: vec![1, 2, 0, 3],
+        ..counts
+    };
+    let t = WeightTable::build(&counts, (1, 4), &[false; 4], 30, 1);
+    assert_eq!(t.weights, vec![100, 0, 10, 100]);
 }

@@ -255,10 +255,11 @@ fn duplicate_or_stale_commits_are_ignored() {
 }
 
 /// Issue 6: a validator that crashes stops leading from the first view whose cut holds the block
-/// recording its failed slot — on R-th (rotation) views too — with the default parameters, and
-/// comes back for a probe once that block leaves the window.
+/// recording its failed slot — on R-th (rotation) views too — with the default parameters. Once
+/// that block leaves the window it stays out as long as it is silent (no vote, no proposal),
+/// so a dead validator costs no probe timeouts; when it comes back its votes bring it back.
 #[test]
-fn crashed_leader_is_excluded_within_the_lag_and_probed_after_the_window() {
+fn crashed_leader_is_excluded_within_the_lag_and_back_when_it_votes_again() {
     let (vs, _) = validators(4);
     let cfg = FaultConfig::default();
     let lag = cfg.exclusion_lag;
@@ -270,9 +271,9 @@ fn crashed_leader_is_excluded_within_the_lag_and_probed_after_the_window() {
     // Validator 2 crashes; the block of view 102 records its failed slot of view 101.
     c.commit(&mut [&mut p], 102, 3, &live, &[2], Vec::new());
     let failed_at = 102;
-    // Every later view: a live proposer, nobody skipped.
+    // Every later view: a live proposer, nobody skipped, until the failure left the window.
     let mut v = 103;
-    while c.height < 101 + w {
+    while c.height < 102 + w {
         c.commit(
             &mut [&mut p],
             v,
@@ -293,8 +294,14 @@ fn crashed_leader_is_excluded_within_the_lag_and_probed_after_the_window() {
         }
         v += 1;
     }
-    // The failing block left the window: weight back (idle: it neither proposed nor voted).
-    c.commit(&mut [&mut p], v, 0, &live, &[], Vec::new());
     let weights = p.leader_weights(View(v + lag)).expect("cut");
-    assert!(weights[2] > 0, "probation over: {weights:?}");
+    assert_eq!(weights[2], 0, "still silent after the window: {weights:?}");
+    // It restarts and votes again: back in once a block carrying its vote is in the cut.
+    c.commit(&mut [&mut p], v, 0, &[0, 1, 2, 3], &[], Vec::new());
+    let weights = p.leader_weights(View(v + lag)).expect("cut");
+    assert_eq!(
+        weights[2],
+        fault::ACTIVE_WEIGHT,
+        "voting again: {weights:?}"
+    );
 }

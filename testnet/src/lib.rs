@@ -12,12 +12,15 @@
 //!   the simulator (two honest cores sharing a key).
 //! - [`oracle`]: S1–S9, evidence (every delivered equivocation yields verified evidence, no false
 //!   accusation), liveness after a healing suffix.
+//! - [`liveness`]: the liveness-rate oracle — with up to f validators dead for the whole run,
+//!   the commit rate against a healthy twin and the longest gap between commits.
 //! - [`scenario`]: the scenario catalogue shared by the test suite and the benches.
 //! - [`twins`]: exhaustive Twins enumeration.
 #![deny(missing_docs)]
 
 pub mod byzantine;
 pub mod disk;
+pub mod liveness;
 pub mod net;
 pub mod oracle;
 pub mod replica;

@@ -42,6 +42,12 @@ pub struct NetModel {
     pub overrides: Vec<LinkOverride>,
     /// Partition: group id per instance; `None` = fully connected.
     pub groups: Option<Vec<usize>>,
+    /// Uplink bandwidth of every instance (bytes per ms, 12 500 = 100 Mbit/s); `None` =
+    /// unlimited. With a limit, each consensus message occupies its sender's uplink for
+    /// `size / bandwidth` ms, one message after another in send order, before its latency
+    /// starts: a leader's broadcast of a large block reaches the last peer `(n − 1)` times
+    /// later than one copy would.
+    pub uplink_bytes_per_ms: Option<u64>,
 }
 
 impl NetModel {
@@ -54,6 +60,7 @@ impl NetModel {
             dup: 0.0,
             overrides: Vec::new(),
             groups: None,
+            uplink_bytes_per_ms: None,
         }
     }
 
@@ -89,6 +96,12 @@ impl NetModel {
             None => true,
             Some(g) => g.get(a) == g.get(b),
         }
+    }
+
+    /// Time (µs) a message of `bytes` occupies a sender's uplink (0 when unlimited).
+    pub fn transmit_us(&self, bytes: usize) -> u64 {
+        self.uplink_bytes_per_ms
+            .map_or(0, |bw| (bytes as u64).saturating_mul(1_000) / bw.max(1))
     }
 
     /// Sample the fate of one message `a → b`: the delivery delays (empty = lost, two entries

@@ -116,6 +116,14 @@ pub struct SimConfig {
     pub mutations: Mutations,
     /// Check oracles after every event.
     pub oracles: bool,
+    /// Validators never started (down from before t = 0, empty disks; a `Restart` or
+    /// `HealAll` starts them).
+    pub never_started: Vec<ValidatorIndex>,
+    /// Payload size of every proposal (bytes): a 12-byte tag (proposing instance, view), then
+    /// the run's seed repeated. Block ids, and the reputation draws seeded by them, then differ
+    /// between seeds even when every QC has the same signers (as when f validators are dead
+    /// and a quorum needs every live vote). 0 (the default): the tag alone.
+    pub payload_bytes: usize,
 }
 
 impl SimConfig {
@@ -132,6 +140,8 @@ impl SimConfig {
             twins: Vec::new(),
             mutations: Mutations::default(),
             oracles: true,
+            never_started: Vec::new(),
+            payload_bytes: 0,
         }
     }
 }
@@ -151,7 +161,7 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "simulation failed: scenario={} seed={}: {}\n  replay: SIM_SEED={} SIM_SCENARIO={} cargo test --release -p testnet --test sim -- replay --nocapture",
+            "simulation failed: scenario={} seed={}: {}\n  replay: SIM_SEED={} SIM_SCENARIO={} cargo test --release -p testnet --test sim -- --exact replay --nocapture",
             self.scenario, self.seed, self.violation, self.seed, self.scenario
         )
     }
@@ -334,6 +344,8 @@ pub struct Sim {
     /// `view_groups` apply only before this time (the healing suffix starts there).
     pub view_groups_until: Millis,
     gossiped: BTreeSet<(consensus::Digest, InstanceId)>,
+    /// Per instance: when its uplink is free again (µs), see `NetModel::uplink_bytes_per_ms`.
+    uplink_free_us: Vec<u64>,
 }
 
 /// Deterministic key of validator number `i` in a run with `seed`.
@@ -384,6 +396,7 @@ impl Sim {
                 let mut c = Config::new(i);
                 c.delta_ms = cfg.timing.delta_ms;
                 c.timeout_base_ms = cfg.timing.timeout_base_ms;
+                c.silent_leader_ms = cfg.timing.timeout_base_ms;
                 c.timeout_max_ms = cfg.timing.timeout_max_ms;
                 c.backoff_exponent_max = cfg.timing.backoff_exponent_max;
                 c.resend_ms = cfg.timing.resend_ms;
@@ -438,9 +451,13 @@ impl Sim {
             view_groups: Vec::new(),
             view_groups_until: Millis::MAX,
             gossiped: BTreeSet::new(),
+            uplink_free_us: Vec::new(),
         };
+        sim.uplink_free_us = vec![0; sim.instances.len()];
         for i in 0..sim.instances.len() {
-            sim.start(i);
+            if !sim.cfg.never_started.contains(&sim.instances[i].index) {
+                sim.start(i);
+            }
         }
         sim
     }
@@ -871,7 +888,9 @@ impl Sim {
                 }
             }
             Action::RequestPayload { view, .. } => {
-                let payload = encode(&(inst as u32, view.0));
+                let mut payload = encode(&(inst as u32, view.0));
+                let fill = self.cfg.payload_bytes.saturating_sub(payload.len());
+                payload.extend(self.cfg.seed.to_le_bytes().iter().cycle().take(fill));
                 self.push(
                     now,
                     Item::Payload {
@@ -909,13 +928,12 @@ impl Sim {
         if !self.net.connected(from_inst, to) || !self.view_ok(from_inst, to, &msg) {
             return;
         }
+        let queued = self.uplink_ms(from_inst, &msg);
         let delays = self.net.sample(&mut self.rng, from_inst, to);
         let now = self.now;
-        let n = delays.len();
-        for (k, d) in delays.into_iter().enumerate() {
-            let _ = (k, n);
+        for d in delays {
             self.push(
-                now + d,
+                now + queued + d,
                 Item::Deliver {
                     to,
                     from_inst,
@@ -924,6 +942,18 @@ impl Sim {
                 },
             );
         }
+    }
+
+    /// Occupy `from`'s uplink with `msg` (after what it already queued); returns how long
+    /// after now the last bit leaves (ms, rounded down). 0 without a bandwidth limit.
+    fn uplink_ms(&mut self, from: InstanceId, msg: &ConsensusMessage) -> u64 {
+        if self.net.uplink_bytes_per_ms.is_none() {
+            return 0;
+        }
+        let now_us = self.now.saturating_mul(1_000);
+        let free = &mut self.uplink_free_us[from];
+        *free = (*free).max(now_us) + self.net.transmit_us(msg.encode().len());
+        (*free - now_us) / 1_000
     }
 
     /// Process events up to and including time `t_end`. Stops at the first violation.

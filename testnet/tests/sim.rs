@@ -4,10 +4,13 @@
 //! - `SIM_SEED_BASE=B` — first seed (default 0).
 //! - `SIM_TWINS_CAP=N` — Twins scenarios enumerated (default 300).
 //! - Replay one run: `SIM_SEED=1234 SIM_SCENARIO=equivocating_leader [SIM_MUTATION=relax_lock]
-//!   cargo test --release -p testnet --test sim -- replay --nocapture`.
+//!   cargo test --release -p testnet --test sim -- --exact replay --nocapture`; for a liveness-rate
+//!   scenario (`SIM_SCENARIO=dead_crash`, …) it prints the rate, the healthy reference rate and
+//!   the longest commit gap.
 
 use consensus::Mutations;
 use std::time::Instant;
+use testnet::liveness::{self, LivenessScenario};
 use testnet::scenario;
 use testnet::twins;
 
@@ -15,6 +18,12 @@ use testnet::twins;
 /// two quiet cores: the 16 scenarios cost about 1.6 s of CPU per seed index together (n cycles
 /// 4, 7, 10; each scenario's line prints its CPU seconds per seed).
 const DEFAULT_SEEDS: u64 = 500;
+
+/// Seeds per liveness-rate scenario for [`DEFAULT_SEEDS`] (`SIM_SEEDS` scales it, at least
+/// one). A seed is one 12 s virtual run (0.32–0.47 s of CPU; the healthy reference rates are
+/// computed once per process), so the four scenarios add ≈ 100 s of CPU; the seed cycles n and
+/// whether the first leaders are dead, so each of the six combinations gets 10 seeds.
+const LIVENESS_SEEDS: u64 = 60;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -79,6 +88,76 @@ fn sweep(name: &str) {
     );
 }
 
+fn liveness_seeds() -> std::ops::Range<u64> {
+    let base = env_u64("SIM_SEED_BASE", 0);
+    let count = env_u64("SIM_SEEDS", DEFAULT_SEEDS)
+        .saturating_mul(LIVENESS_SEEDS)
+        .div_ceil(DEFAULT_SEEDS)
+        .max(1);
+    base..base + count
+}
+
+/// Runs a liveness-rate scenario over [`liveness_seeds`]: prints the worst rate ratio and the
+/// worst commit gap with their seeds, then fails with every seed that missed a bound.
+fn liveness_sweep(name: &str) {
+    let t = Instant::now();
+    let cpu0 = thread_cpu_s();
+    let mut worst_ratio = (f64::INFINITY, 0);
+    let mut worst_gap = (0, 0);
+    let mut failed = Vec::new();
+    let range = liveness_seeds();
+    let count = range.end - range.start;
+    for seed in range {
+        let r =
+            liveness::measure(name, seed, Mutations::default()).unwrap_or_else(|f| panic!("{f}"));
+        if r.ratio < worst_ratio.0 {
+            worst_ratio = (r.ratio, seed);
+        }
+        if r.faulty.gap_ms > worst_gap.0 {
+            worst_gap = (r.faulty.gap_ms, seed);
+        }
+        failed.extend(r.failure());
+    }
+    let cpu = thread_cpu_s() - cpu0;
+    println!(
+        "liveness {name}: {count} seeds, {} failed, in {:.1}s wall, {cpu:.1}s cpu ({:.3}s cpu/seed); worst rate ratio {:.3} at seed {} (bound {}), worst commit gap {}ms at seed {} (bound {}ms)",
+        failed.len(),
+        t.elapsed().as_secs_f64(),
+        cpu / count.max(1) as f64,
+        worst_ratio.0,
+        worst_ratio.1,
+        liveness::MIN_RATE_RATIO,
+        worst_gap.0,
+        worst_gap.1,
+        liveness::max_gap_ms()
+    );
+    if let Some(first) = failed.first() {
+        let seeds: Vec<u64> = failed.iter().map(|f| f.seed).collect();
+        panic!(
+            "{} of {count} seeds failed: {seeds:?}\nfirst: {first}",
+            failed.len()
+        );
+    }
+}
+
+macro_rules! liveness_scenarios {
+    ($($test:ident => $name:expr),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                liveness_sweep($name);
+            }
+        )*
+    };
+}
+
+liveness_scenarios! {
+    liveness_dead_crash => "dead_crash",
+    liveness_dead_partition => "dead_partition",
+    liveness_dead_crash_load => "dead_crash_load",
+    liveness_dead_partition_load => "dead_partition_load",
+}
+
 macro_rules! scenarios {
     ($($test:ident => $name:expr),* $(,)?) => {
         $(
@@ -119,13 +198,15 @@ fn mutation(name: &str) -> Mutations {
         "relax_lock" => m.relax_lock = true,
         "propose_on_quorum_statuses" => m.propose_on_quorum_statuses = true,
         "vote_after_timeout" => m.vote_after_timeout = true,
+        "backoff_never_resets" => m.backoff_never_resets = true,
         other => panic!("unknown mutation {other}"),
     }
     m
 }
 
-/// Replays `SIM_SEED` × `SIM_SCENARIO` (a scenario name, `twins=<views>` or `hidden_lock`),
-/// optionally with `SIM_MUTATION`. Does nothing without `SIM_SCENARIO`.
+/// Replays `SIM_SEED` × `SIM_SCENARIO` (a scenario name, a liveness-rate scenario,
+/// `twins=<views>` or `hidden_lock`), optionally with `SIM_MUTATION`. Does nothing without
+/// `SIM_SCENARIO`.
 #[test]
 fn replay() {
     let Ok(name) = std::env::var("SIM_SCENARIO") else {
@@ -133,6 +214,14 @@ fn replay() {
     };
     let seed = env_u64("SIM_SEED", 0);
     let m = mutation(&std::env::var("SIM_MUTATION").unwrap_or_default());
+    if LivenessScenario::parse(&name).is_some() {
+        let r = liveness::measure(&name, seed, m).unwrap_or_else(|f| panic!("{f}"));
+        println!("replay {r} ({} core events)", r.report.events);
+        if let Some(f) = r.failure() {
+            panic!("{f}");
+        }
+        return;
+    }
     let r = if let Some(spec) = name.strip_prefix("twins=") {
         let sc = twins::TwinsScenario::parse(spec).expect("twins spec");
         twins::run(seed, &sc, m)
@@ -252,6 +341,23 @@ fn canary_vote_after_timeout() {
     let m = mutation("vote_after_timeout");
     hunt("vote_after_timeout", 200, |seed| {
         scenario::run_with("late_leader", seed, m).map(|_| ())
+    });
+}
+
+/// A backoff exponent that never resets (issue 6's stall) must make the liveness-rate oracle
+/// fail on a seed that passes without the mutation (a seed that fails either way proves
+/// nothing about the mutation and is skipped); the seeds cycle through the four liveness
+/// scenarios, 12 seeds each (every n and plan variant).
+#[test]
+fn canary_backoff_never_resets() {
+    let m = mutation("backoff_never_resets");
+    let all = LivenessScenario::all();
+    hunt("backoff_never_resets", 60, |seed| {
+        let name = all[(seed as usize / 12) % all.len()].name();
+        match liveness::run(&name, seed, m) {
+            Err(f) if liveness::run(&name, seed, Mutations::default()).is_ok() => Err(f),
+            _ => Ok(()),
+        }
     });
 }
 

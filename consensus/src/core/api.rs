@@ -30,6 +30,12 @@ pub struct Config {
     /// Grace before timing out a view whose leader the driver reports disconnected (ms). A
     /// timeout is always safe, so a node does not wait τ(v) for a leader it cannot reach.
     pub unreachable_leader_grace_ms: u64,
+    /// A leader from which nothing arrived for this long (ms) is treated as unreachable too
+    /// (its view gets the grace above). Every live validator broadcasts a vote or a timeout in
+    /// every view, so silence longer than a base timeout means a crash or a partition, seen
+    /// before the transport's idle timeout notices. Local only (timeouts are always safe).
+    /// The node sets it to `τ_base`.
+    pub silent_leader_ms: u64,
     /// τ_resend: period of re-sending our timeout while stuck in a view (ms).
     pub resend_ms: u64,
     /// K: future views for which single-signature messages are accepted.
@@ -57,6 +63,7 @@ impl Config {
             backoff_exponent_max: 6,
             backoff_percent: 150,
             unreachable_leader_grace_ms: 200,
+            silent_leader_ms: 1_000,
             resend_ms: 1_000,
             view_window: 100,
             max_payload_bytes: 2 * 1024 * 1024,

@@ -28,6 +28,9 @@ impl<P: FaultPolicy> Core<P> {
             self.invalid(from, InvalidReason::BadSender);
             return;
         }
+        if let Some(t) = self.last_heard.get_mut(from.as_usize()) {
+            *t = self.now;
+        }
         let result = match msg {
             ConsensusMessage::Proposal(p) => self.on_proposal(from, p, trusted),
             ConsensusMessage::Vote(v) => self.on_vote(v, trusted),

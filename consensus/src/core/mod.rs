@@ -114,6 +114,8 @@ pub struct Core<P> {
     pending_commit: Option<QuorumCert>,
     sync: chain::SyncState,
     connected: BTreeSet<ValidatorIndex>,
+    /// Per validator index: when a message from it last arrived (ms; the start time at first).
+    last_heard: Vec<Millis>,
     /// Whether the driver ever reported connectivity (the simulator may not).
     connectivity_known: bool,
     verified: (HashSet<Digest>, VecDeque<Digest>),
@@ -201,6 +203,7 @@ impl<P: FaultPolicy> Core<P> {
             parked: None,
             pending_commit: None,
             connected: BTreeSet::new(),
+            last_heard: Vec::new(),
             connectivity_known: false,
             verified: (HashSet::new(), VecDeque::new()),
             halted: false,

@@ -11,6 +11,7 @@ impl<P: FaultPolicy> Core<P> {
     pub(super) fn on_start(&mut self) {
         let v = self.current_view;
         self.entered_at = self.now;
+        self.last_heard = vec![self.now; self.vs.len()];
         let at = self.now + self.view_timeout(v);
         self.view_deadline = at;
         self.set_timer(Timer::View(v), at);
@@ -107,6 +108,16 @@ impl<P: FaultPolicy> Core<P> {
         self.connectivity_known && i != self.cfg.me && !self.connected.contains(&i)
     }
 
+    /// Whether nothing arrived from validator `i` for longer than `silent_leader_ms` (never
+    /// ourselves; never before `Event::Start`).
+    fn silent(&self, i: crate::types::ValidatorIndex) -> bool {
+        i != self.cfg.me
+            && self
+                .last_heard
+                .get(i.as_usize())
+                .is_some_and(|t| self.now.saturating_sub(*t) > self.cfg.silent_leader_ms)
+    }
+
     /// The driver's view of who is connected changed: if the leader of the current view just
     /// became unreachable and we have not voted in this view, shorten the running view timer to
     /// the unreachable-leader grace (a timeout is always safe; waiting τ(v) for a leader we
@@ -179,7 +190,7 @@ impl<P: FaultPolicy> Core<P> {
         }
         let leader = self.leader(v);
         let mut timeout = self.view_timeout(v);
-        if self.unreachable(leader) {
+        if self.unreachable(leader) || self.silent(leader) {
             timeout = timeout.min(self.cfg.unreachable_leader_grace_ms);
         }
         let fields = (v.0, old.0, leader.0, timeout, self.safety.lock().view().0);

@@ -1,7 +1,8 @@
 //! Criterion benchmarks of the consensus crate:
 //!
-//! * `qc_verify`: QC verification vs `n` — batch (`QuorumCert::verify`) against a loop of single
-//!   strict verifications (`ValidatorSet::verify`), both over the `q` signatures of a QC.
+//! * `qc_verify`: QC verification vs `n` — `QuorumCert::verify` (shape checks plus one strict
+//!   verification per signature: the one signature rule) against a bare loop of single strict
+//!   verifications (`ValidatorSet::verify`), both over the `q` signatures of a QC.
 //! * `evidence_verify`: third-party verification of E1 (double vote) and E2 (double proposal).
 //! * `core_happy_path`: `n` `Core<RoundRobin>` replicas on a zero-delay lock-step in-memory
 //!   network until replica 0 commits `BLOCKS` blocks; throughput in `handle` calls/s, with
@@ -72,7 +73,7 @@ fn bench_qc(c: &mut Criterion) {
         let cert = qc(&vs, &ks, &data);
         assert_eq!(cert.verify(&vs, &gid), Ok(()));
         g.throughput(Throughput::Elements(cert.sigs.len() as u64));
-        g.bench_with_input(BenchmarkId::new("batch", n), &cert, |b, cert| {
+        g.bench_with_input(BenchmarkId::new("qc_verify", n), &cert, |b, cert| {
             b.iter(|| black_box(cert).verify(&vs, &gid).expect("valid"))
         });
         g.bench_with_input(BenchmarkId::new("single", n), &cert, |b, cert| {

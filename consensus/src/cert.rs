@@ -2,7 +2,7 @@
 //! (protocol.md §2 table, §7 case 16).
 
 use crate::codec::encode;
-use crate::crypto::{SigKind, Signature, verify_batch};
+use crate::crypto::{SigKind, Signature, verify_all};
 use crate::types::{BlockId, Digest, Height, ValidatorIndex, View};
 use crate::validators::ValidatorSet;
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -176,8 +176,8 @@ impl QuorumCert {
     }
 }
 
-/// Shared certificate check: bitmap shape, count, quorum power, then batch verification of each
-/// signer's signature on `digest_of(position)`.
+/// Shared certificate check: bitmap shape, count, quorum power, then strict verification of each
+/// signer's signature on `digest_of(position)` (the single-message rule).
 fn verify_signers(
     vs: &ValidatorSet,
     signers: &Bitmap,
@@ -206,7 +206,7 @@ fn verify_signers(
         let v = vs.verifier(i).ok_or(CertError::BadBitmap)?;
         items.push((v, digest_of(pos), *sig));
     }
-    if verify_batch(&items) {
+    if verify_all(&items) {
         Ok(())
     } else {
         Err(CertError::BadSignature)

@@ -2,10 +2,10 @@
 //!
 //! Every signed message is signed over `D(kind, body) = BLAKE3("HS2/v1/sig" ‖ chain_id ‖ epoch ‖
 //! kind ‖ body)`; block ids use the distinct prefix `"HS2/v1/block"`, so a signed digest is never a
-//! block id. ed25519 (ed25519-dalek): single messages are checked with `verify_strict`;
-//! certificates with `verify_batch`, whose random coefficients come from a transcript of the
-//! certificate itself, so every replica reaches the same verdict on the same certificate.
-//! Weak (small-order) public keys are rejected when the validator set is built.
+//! block id. ed25519 (ed25519-dalek): **one rule on every path** — single messages, every
+//! signature of a certificate, and evidence are all checked with `verify_strict` (see
+//! [`verify_all`] for why certificates are not batch-verified). Weak (small-order) public keys
+//! are rejected when the validator set is built.
 
 use crate::types::{Digest, Epoch};
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -161,21 +161,14 @@ impl Verifier {
     }
 }
 
-/// Batch-verify `(verifier, digest, signature)` triples. Deterministic for a given input.
-/// An empty batch verifies.
-pub fn verify_batch(items: &[(&Verifier, Digest, Signature)]) -> bool {
-    if items.is_empty() {
-        return true;
-    }
-    if items.len() == 1 {
-        let (v, d, s) = &items[0];
-        return v.verify(d, s);
-    }
-    let msgs: Vec<&[u8]> = items.iter().map(|(_, d, _)| &d.0[..]).collect();
-    let sigs: Vec<ed25519_dalek::Signature> = items
-        .iter()
-        .map(|(_, _, s)| ed25519_dalek::Signature::from_bytes(&s.0))
-        .collect();
-    let keys: Vec<VerifyingKey> = items.iter().map(|(v, _, _)| v.0).collect();
-    ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok()
+/// Verify every `(verifier, digest, signature)` triple with the one rule single messages use,
+/// [`Verifier::verify`] (`verify_strict`). An empty list verifies.
+///
+/// Certificates are not batch-verified: ed25519-dalek's batch equation skips the strict checks,
+/// so a signature with a torsion component in `R` passes a batch (whenever its transcript
+/// coefficient kills the torsion) and fails `verify_strict` — two rules, and evidence built from
+/// a certificate that no third party accepts (issue 7 finding 1). One strict check per signature
+/// costs ~1.2–2× a batch; the verified-certificate cache keeps it to once per certificate.
+pub fn verify_all(items: &[(&Verifier, Digest, Signature)]) -> bool {
+    items.iter().all(|(v, d, s)| v.verify(d, s))
 }

@@ -279,11 +279,6 @@ impl<P: FaultPolicy> Core<P> {
             self.fetch(last.parent, &signers);
         }
         self.resume_after_insert();
-        if let Some((from, p)) = self.parked.take()
-            && p.block.view == self.current_view
-        {
-            self.on_message(from, crate::messages::ConsensusMessage::Proposal(p), false);
-        }
         self.next_wanted();
     }
 
@@ -292,6 +287,13 @@ impl<P: FaultPolicy> Core<P> {
     pub(super) fn resume_after_insert(&mut self) {
         if let Some(proof) = self.pending_commit.clone() {
             self.commit_to(proof.data.parent_id, proof);
+        }
+        // Whatever brought the parent (a sync response or a late proposal), the parked
+        // proposal of the current view is retried (issue 7 finding 6).
+        if let Some((from, p)) = self.parked.take_if(|(_, p)| {
+            p.block.view == self.current_view && self.tree.contains(&p.block.parent)
+        }) {
+            self.on_message(from, crate::messages::ConsensusMessage::Proposal(p), false);
         }
         self.try_propose();
     }

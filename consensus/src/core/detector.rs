@@ -34,6 +34,16 @@ pub(crate) enum ProposalSeen {
 }
 
 impl Detector {
+    /// Records held (votes, proposals, timeouts, anchors): what the resource checks bound.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.votes.len()
+            + self.proposals.len()
+            + self.timeouts.len()
+            + self.max_parent_view.len()
+            + self.min_timeout.len()
+    }
+
     /// Forget records of views below `floor` (the E3 anchors are kept: one per validator).
     pub(crate) fn prune_below(&mut self, floor: View) {
         let key = (floor, ValidatorIndex(0));

@@ -70,9 +70,21 @@ impl<P: FaultPolicy> Core<P> {
                 self.verify_tc(tc)?;
             }
         }
-        // E2 before anything else: two signed proposals of one view are evidence whatever else
-        // is wrong with them.
-        match self.detector.on_proposal(b.proposer, v, id, p.sig) {
+        // The verified certificates are harvested first, whatever the proposal: a node far
+        // behind catches up from them.
+        self.observe_qc(&b.justify);
+        if let Some(tc) = &p.tc {
+            self.observe_tc(tc);
+        }
+        // E2 before any other check: two signed proposals of one view are evidence whatever
+        // else is wrong with them. Only inside the view window: recording far-future views
+        // would let one validator grow the detector without bound (issue 7 finding 4).
+        let seen = if self.in_window(v) {
+            self.detector.on_proposal(b.proposer, v, id, p.sig)
+        } else {
+            ProposalSeen::New
+        };
+        match seen {
             ProposalSeen::Equivocation(ev) => {
                 self.report_evidence(*ev);
                 return Ok(());
@@ -88,10 +100,6 @@ impl<P: FaultPolicy> Core<P> {
                 }
             }
             ProposalSeen::New => {}
-        }
-        self.observe_qc(&b.justify);
-        if let Some(tc) = &p.tc {
-            self.observe_tc(tc);
         }
         // Structural rules bound by the signed id: the proposer is accountable.
         if b.parent != b.justify.block_id() || v <= b.justify.view() {
@@ -114,6 +122,23 @@ impl<P: FaultPolicy> Core<P> {
             return Ok(());
         }
         if b.payload.len() > self.cfg.max_payload_bytes || b.evidence.len() > MAX_BLOCK_EVIDENCE {
+            return Err(InvalidReason::InvalidBlock);
+        }
+        // Who may propose in v, with which certificate and which skipped leaders: checked before
+        // the block is parked, stored or persisted, so only the leader's proposal can take the
+        // park slot or reach the disk (issue 7 findings 6, 7).
+        if b.proposer != self.leader(v) {
+            return Err(InvalidReason::WrongLeader);
+        }
+        if b.justify.view().0 + 1 < v.0 {
+            let ok = p.tc.as_ref().is_some_and(|tc| {
+                tc.view.next() == Some(v) && b.justify.view() >= tc.high_qc.view()
+            });
+            if !ok {
+                return Err(InvalidReason::MissingTc);
+            }
+        }
+        if b.skipped_leaders != self.expected_skipped(b.justify.view(), v) {
             return Err(InvalidReason::InvalidBlock);
         }
         let Some(parent) = self.tree.get(&b.parent) else {
@@ -144,20 +169,6 @@ impl<P: FaultPolicy> Core<P> {
                 self.resume_after_insert();
             }
             return Ok(());
-        }
-        if b.proposer != self.leader(v) {
-            return Err(InvalidReason::WrongLeader);
-        }
-        if b.justify.view().0 + 1 < v.0 {
-            let ok = p.tc.as_ref().is_some_and(|tc| {
-                tc.view.next() == Some(v) && b.justify.view() >= tc.high_qc.view()
-            });
-            if !ok {
-                return Err(InvalidReason::MissingTc);
-            }
-        }
-        if b.skipped_leaders != self.expected_skipped(b.justify.view(), v) {
-            return Err(InvalidReason::InvalidBlock);
         }
         if !trusted && b.evidence.iter().any(|e| e.verify(&self.vs).is_err()) {
             return Err(InvalidReason::BadEvidence);

@@ -353,6 +353,12 @@ impl<P: FaultPolicy> Core<P> {
     }
 
     fn report_evidence(&mut self, ev: Evidence) {
+        // Evidence leaves this node only if any third party would accept it: with one signature
+        // rule this always holds for what the detector builds; the check keeps it that way.
+        if ev.verify(&self.vs).is_err() {
+            self.counters.invalid_messages += 1;
+            return;
+        }
         if self.policy.on_evidence(&ev, self.now) {
             tracing::warn!(
                 offender = ev.offender().0,
@@ -364,9 +370,19 @@ impl<P: FaultPolicy> Core<P> {
         }
     }
 
+    /// Cache key of a verified certificate: BLAKE3 over a type tag and the encoding, so that a
+    /// QC and a TC whose bytes coincide (a TC's encoding can parse as a QC) never share an entry
+    /// (issue 7 finding 2: a cached TC let the same bytes pass as an unverified QC).
+    fn cert_key(tag: &[u8], encoding: &[u8]) -> Digest {
+        let mut h = blake3::Hasher::new();
+        h.update(tag);
+        h.update(encoding);
+        Digest(*h.finalize().as_bytes())
+    }
+
     /// Verify a QC, remembering verified ones. Errors map to [`InvalidReason::BadCertificate`].
     fn verify_qc(&mut self, qc: &QuorumCert) -> Result<bool, InvalidReason> {
-        let key = Digest(*blake3::hash(&crate::encode(qc)).as_bytes());
+        let key = Self::cert_key(b"HS2/v1/cache/qc", &crate::encode(qc));
         if self.verified.0.contains(&key) {
             return Ok(false);
         }
@@ -392,7 +408,7 @@ impl<P: FaultPolicy> Core<P> {
 
     /// Verify a TC (and its high QC), remembering verified ones.
     fn verify_tc(&mut self, tc: &TimeoutCert) -> Result<(), InvalidReason> {
-        let key = Digest(*blake3::hash(&crate::encode(tc)).as_bytes());
+        let key = Self::cert_key(b"HS2/v1/cache/tc", &crate::encode(tc));
         if self.verified.0.contains(&key) {
             return Ok(());
         }

@@ -445,3 +445,306 @@ fn restart_never_double_votes() {
         assert_eq!(resent, 1, "the vote of the current view is re-sent once");
     }
 }
+
+/// A QC of view `p + 1` (parent view `p`) signed by validators `0..q`, and a TC of view `p + 2`
+/// signed by the same validators, carrying it as its high QC.
+fn qc_and_tc(vs: &ValidatorSet, ks: &[PrivateKey], p: u64) -> (QuorumCert, TimeoutCert) {
+    use crate::cert::{Bitmap, VoteData, timeout_body};
+    use crate::crypto::SigKind;
+    let q = ks.len() - (ks.len() - 1) / 3;
+    let data = VoteData {
+        view: View(p + 1),
+        block_id: Digest([7; 32]),
+        height: crate::types::Height(5),
+        parent_id: Digest([8; 32]),
+        parent_view: View(p),
+    };
+    let mut signers = Bitmap::new(ks.len());
+    for i in 0..q {
+        signers.set(ValidatorIndex(i as u16));
+    }
+    let body = crate::encode(&data);
+    let qc = QuorumCert {
+        data,
+        signers: signers.clone(),
+        sigs: ks[..q]
+            .iter()
+            .map(|k| k.sign(vs.domain(), SigKind::Vote, &body))
+            .collect(),
+    };
+    let tview = View(p + 2);
+    let tbody = timeout_body(tview, View(p + 1));
+    let tc = TimeoutCert {
+        view: tview,
+        high_qc: qc.clone(),
+        signers,
+        hqc_views: vec![View(p + 1); q],
+        sigs: ks[..q]
+            .iter()
+            .map(|k| k.sign(vs.domain(), SigKind::Timeout, &tbody))
+            .collect(),
+    };
+    (qc, tc)
+}
+
+/// Issue 7 finding 2: some TCs' bytes parse as a QC. With one verified-certificate cache keyed
+/// by the bytes, a validator sent such a TC (verified, cached) and then a Status whose high QC is
+/// those bytes: the cache hit skipped verification and every honest node locked on a block that
+/// does not exist. The test builds the colliding encoding (n = 10) and checks that the status is
+/// rejected and the lock does not move.
+#[test]
+fn a_tc_whose_bytes_parse_as_a_qc_is_not_a_verified_qc() {
+    let (vs, ks) = keys(10);
+    let (p, tc) = (1..5_000u64)
+        .find_map(|p| {
+            // Lengths, not signature values, decide whether the bytes parse: probe unsigned.
+            let (_, tc) = qc_and_tc(&vs, &ks[..10], p);
+            borsh::from_slice::<QuorumCert>(&crate::encode(&tc))
+                .ok()
+                .map(|_| (p, tc))
+        })
+        .expect("a colliding layout exists for n = 10");
+    let forged: QuorumCert = borsh::from_slice(&crate::encode(&tc)).unwrap();
+    assert!(
+        forged
+            .verify(&vs, &Block::genesis(vs.domain()).id(vs.domain()))
+            .is_err()
+    );
+    assert!(
+        forged.view() > tc.high_qc.view(),
+        "p = {p}: the forgery would raise the lock"
+    );
+
+    let mut keys_iter = ks.into_iter();
+    let k0 = keys_iter.next().unwrap();
+    let k1 = keys_iter.next().unwrap();
+    let mut c = core(&vs, k0, 0, Mutations::default());
+    c.handle(0, Event::Start);
+    let from = ValidatorIndex(1);
+    c.handle(
+        1,
+        Event::Message {
+            from,
+            msg: ConsensusMessage::TimeoutCert(tc.clone()),
+        },
+    );
+    let lock_before = c.safety_data().lock.clone();
+    assert_eq!(lock_before, tc.high_qc, "the genuine TC was accepted");
+    let body = crate::messages::status_body(c.current_view(), &forged);
+    let status = crate::messages::Status {
+        view: c.current_view(),
+        high_qc: forged,
+        sender: from,
+        sig: k1.sign(vs.domain(), crate::crypto::SigKind::Status, &body),
+        high_tc: None,
+    };
+    let rejected = c.status(2).counters.invalid_messages;
+    c.handle(
+        2,
+        Event::Message {
+            from,
+            msg: ConsensusMessage::Status(status),
+        },
+    );
+    let lock = &c.safety_data().lock;
+    assert_eq!(
+        (lock.view(), lock.block_id()),
+        (lock_before.view(), lock_before.block_id()),
+        "lock moved to a forged QC"
+    );
+    assert_eq!(c.status(3).counters.invalid_messages, rejected + 1);
+}
+
+/// Issue 7 finding 4: signed proposals for far-future views were recorded by the equivocation
+/// detector before the view-window check and never pruned; one validator could grow every
+/// honest node's memory without bound. 10,000 of them leave the detector's size unchanged.
+#[test]
+fn far_future_proposals_do_not_grow_the_detector() {
+    let (vs, ks) = keys(4);
+    let mut keys_iter = ks.into_iter();
+    let k0 = keys_iter.next().unwrap();
+    let k1 = keys_iter.next().unwrap();
+    let mut c = core(&vs, k0, 0, Mutations::default());
+    c.handle(0, Event::Start);
+    let before = c.detector.len();
+    let g = Block::genesis(vs.domain());
+    let gid = g.id(vs.domain());
+    for k in 0..10_000u64 {
+        let block = Block {
+            epoch: Epoch(0),
+            view: View(1_000 + 7 * k),
+            height: crate::types::Height(1),
+            parent: gid,
+            skipped_leaders: vec![],
+            justify: QuorumCert::genesis(gid),
+            payload: vec![],
+            evidence: vec![],
+            proposer: ValidatorIndex(1),
+        };
+        let id = block.id(vs.domain());
+        let sig = k1.sign(
+            vs.domain(),
+            crate::crypto::SigKind::Proposal,
+            &crate::messages::proposal_body(block.view, &id),
+        );
+        let msg = ConsensusMessage::Proposal(crate::messages::Proposal {
+            block,
+            tc: None,
+            sig,
+        });
+        c.handle(
+            1 + k,
+            Event::Message {
+                from: ValidatorIndex(1),
+                msg,
+            },
+        );
+    }
+    assert_eq!(
+        c.detector.len(),
+        before,
+        "detector grew with far-future proposals"
+    );
+}
+
+/// Sign `block` as its proposer (key `k`).
+fn signed_proposal(vs: &ValidatorSet, k: &PrivateKey, block: Block) -> ConsensusMessage {
+    let id = block.id(vs.domain());
+    let sig = k.sign(
+        vs.domain(),
+        crate::crypto::SigKind::Proposal,
+        &crate::messages::proposal_body(block.view, &id),
+    );
+    ConsensusMessage::Proposal(crate::messages::Proposal {
+        block,
+        tc: None,
+        sig,
+    })
+}
+
+/// A QC on `block` signed by validators `signers`.
+fn qc_on(vs: &ValidatorSet, ks: &[PrivateKey], block: &Block, signers: &[u16]) -> QuorumCert {
+    let data = crate::cert::VoteData {
+        view: block.view,
+        block_id: block.id(vs.domain()),
+        height: block.height,
+        parent_id: block.parent,
+        parent_view: block.justify.view(),
+    };
+    let mut bitmap = crate::cert::Bitmap::new(vs.len());
+    let body = crate::encode(&data);
+    let mut sigs = Vec::new();
+    for &i in signers {
+        bitmap.set(ValidatorIndex(i));
+        sigs.push(ks[i as usize].sign(vs.domain(), crate::crypto::SigKind::Vote, &body));
+    }
+    QuorumCert {
+        data,
+        signers: bitmap,
+        sigs,
+    }
+}
+
+/// A block of `view` by `proposer` extending the block certified by `justify` at `height`.
+fn block_on(view: u64, proposer: u16, justify: QuorumCert, height: u64, tag: u8) -> Block {
+    Block {
+        epoch: Epoch(0),
+        view: View(view),
+        height: crate::types::Height(height),
+        parent: justify.block_id(),
+        skipped_leaders: vec![],
+        justify,
+        payload: vec![tag],
+        evidence: vec![],
+        proposer: ValidatorIndex(proposer),
+    }
+}
+
+/// Issue 7 findings 6 and 7: a proposal is checked for its proposer before it may take the park
+/// slot or be stored. A non-leader's copy carrying the genuine justify used to evict the
+/// leader's parked proposal, and a parked proposal was not retried when its parent arrived as a
+/// late proposal; a non-leader's block for the previous view was stored and persisted.
+#[test]
+fn only_the_leaders_proposal_is_parked_stored_and_retried() {
+    let (vs, ks) = keys(4);
+    let rr = RoundRobin::new(&vs);
+    let leader = |v: u64| rr.leader(View(v)).0;
+    let other = |v: u64| (leader(v) + 1) % 4;
+    let me = (0..4u16)
+        .find(|i| *i != leader(1) && *i != leader(2) && *i != other(2))
+        .unwrap();
+    let mut c = core(
+        &vs,
+        PrivateKey::from_seed(ks[me as usize].seed()),
+        me,
+        Mutations::default(),
+    );
+    c.handle(0, Event::Start);
+    let gid = Block::genesis(vs.domain()).id(vs.domain());
+    // Block X of view 1 (unknown to `me`), certified by everyone else.
+    let x = block_on(1, leader(1), QuorumCert::genesis(gid), 1, 1);
+    let signers: Vec<u16> = (0..4).filter(|i| *i != me).collect();
+    let qc1 = qc_on(&vs, &ks, &x, &signers);
+    // The leader of view 2 extends X: `me` enters view 2, parks it and fetches X.
+    let p2 = block_on(2, leader(2), qc1.clone(), 2, 2);
+    let p2_id = p2.id(vs.domain());
+    let msg = signed_proposal(&vs, &ks[leader(2) as usize], p2);
+    let a = c.handle(
+        1,
+        Event::Message {
+            from: ValidatorIndex(leader(2)),
+            msg,
+        },
+    );
+    assert_eq!(c.current_view(), View(2));
+    assert!(
+        a.iter().any(|x| matches!(x, Action::FetchBlocks { .. })),
+        "{a:?}"
+    );
+    // A non-leader's proposal for view 2 with the same justify: rejected, the slot kept.
+    let forged = block_on(2, other(2), qc1, 2, 9);
+    let msg = signed_proposal(&vs, &ks[other(2) as usize], forged);
+    let a = c.handle(
+        2,
+        Event::Message {
+            from: ValidatorIndex(other(2)),
+            msg,
+        },
+    );
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::PersistBlock(_))),
+        "{a:?}"
+    );
+    // X arrives as a late proposal of view 1: stored, and the parked proposal is voted for.
+    let msg = signed_proposal(&vs, &ks[leader(1) as usize], x);
+    c.handle(
+        3,
+        Event::Message {
+            from: ValidatorIndex(leader(1)),
+            msg,
+        },
+    );
+    let vote = c
+        .safety_data()
+        .last_vote
+        .clone()
+        .expect("voted after the parent arrived");
+    assert_eq!((vote.data.view, vote.data.block_id), (View(2), p2_id));
+
+    // A non-leader's block for the previous view (1) is neither stored nor persisted.
+    let stray = block_on(1, other(1), QuorumCert::genesis(gid), 1, 7);
+    let stray_id = stray.id(vs.domain());
+    let msg = signed_proposal(&vs, &ks[other(1) as usize], stray);
+    let a = c.handle(
+        4,
+        Event::Message {
+            from: ValidatorIndex(other(1)),
+            msg,
+        },
+    );
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::PersistBlock(_))),
+        "{a:?}"
+    );
+    assert!(c.block(&stray_id).is_none());
+}

@@ -6,20 +6,28 @@
 //!
 //! ## Leader election (protocol.md §6.3, module `election`)
 //!
-//! `leader(v)` is round robin `(v + epoch) mod n` on every `R`-th view, when no committed block
-//! (height ≥ 1) has view `≤ v − X`, and when the latest known commit is older than `v − Y`
-//! (stall). Otherwise it is a weighted draw over the reputation of the `W` committed blocks
-//! ending at the cut `A(v)` = highest committed block with view `≤ v − X`:
+//! `leader(v)` is plain round robin `(v + epoch) mod n` when no committed block (height ≥ 1)
+//! has view `≤ v − X`, and when the latest known commit is older than `v − Y` (stall).
+//! Otherwise it is drawn from the reputation of the `W` committed blocks ending at the cut
+//! `A(v)` = highest committed block with view `≤ v − X` (module `election` has the numbered
+//! rule):
 //!
 //! - `failed_i`: appearances in `skipped_leaders` (plus one per committed E4 against `i`),
 //!   `proposed_i`: blocks proposed, `voted_i`: appearances in justify signer sets;
-//! - weight 0 if convicted by safety evidence committed at or before the cut, or if
-//!   `100·failed > θ·(failed + proposed)`; else 100 if `proposed + voted > 0`, else 10;
-//! - at most `f = ⌊(n−1)/3⌋` validators get weight 0 (convicted first, then worst failure ratio
-//!   by integer cross-multiplication, ties by lower index), so at least `n − f` remain
-//!   (§7 case 24);
-//! - `r = u128(BLAKE3("HS2/v1/leader" ‖ chain_id ‖ epoch ‖ v ‖ A(v).id)[..16]) mod Σw`; the
+//! - weight 0 if convicted by safety evidence committed at or before the cut, if its **last
+//!   slot failed** (the latest block of the window naming it in `skipped_leaders` is above the
+//!   latest it proposed), if `100·failed > θ·(failed + proposed)`, or if it is **silent** (no
+//!   proposal and no vote in a window of ≥ n blocks); else 100 if `proposed + voted > 0`,
+//!   else 10;
+//! - at most `f = ⌊(n−1)/3⌋` validators get weight 0 (convicted, then last slot failed, then
+//!   worst failure ratio by integer cross-multiplication, then silent; ties by lower index), so
+//!   at least `n − f` remain (§7 case 24);
+//! - on every `R`-th view: rotation over the validators of non-zero weight; otherwise
+//!   `r = u128(BLAKE3("HS2/v1/leader" ‖ chain_id ‖ epoch ‖ v ‖ A(v).id)[..16]) mod Σw` and the
 //!   leader is the first index whose cumulative weight exceeds `r`.
+//!
+//! A crashed or partitioned validator is out of the schedule about `X` views after its first
+//! failed slot is committed, on every node alike, and stays out while it is silent (issue 6).
 //!
 //! Only committed data and integer arithmetic enter, so nodes whose committed prefixes reach
 //! past `v − X` agree (§7 case 23). The weight table of each of the last `cached_cuts` cuts is

@@ -118,14 +118,6 @@ async fn wait_all_at(c: &reqwest::Client, cl: &Cluster, idx: &[usize], target: u
     }
 }
 
-async fn get_json<T: serde::de::DeserializeOwned>(
-    c: &reqwest::Client,
-    addr: SocketAddr,
-    path: &str,
-) -> Option<T> {
-    c.get(url(addr, path)).send().await.ok()?.json().await.ok()
-}
-
 /// A sample of the node's `/metrics` (0 if absent or unreachable).
 async fn metric(c: &reqwest::Client, addr: SocketAddr, name: &str) -> f64 {
     let Ok(r) = c.get(url(addr, "/metrics")).send().await else {

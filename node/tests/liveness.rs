@@ -440,16 +440,8 @@ impl ExclusionWatch {
             tokio::spawn(async move {
                 let (mut excluded, mut last) = (None, None);
                 while !stop.load(Ordering::Relaxed) {
-                    let vs: Option<Vec<ValidatorResponse>> = async {
-                        c.get(url(addr, "/validators"))
-                            .send()
-                            .await
-                            .ok()?
-                            .json()
-                            .await
-                            .ok()
-                    }
-                    .await;
+                    let vs: Option<Vec<ValidatorResponse>> =
+                        get_json(&c, addr, "/validators").await;
                     if let Some(v) = vs.and_then(|vs| vs.into_iter().find(|v| v.index == index)) {
                         if excluded.is_none() && v.weight == 0 {
                             excluded = Some(since.elapsed());

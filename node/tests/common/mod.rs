@@ -50,14 +50,17 @@ pub fn url(addr: SocketAddr, path: &str) -> String {
     format!("http://{addr}{path}")
 }
 
+/// `GET path` on the node's RPC, decoded as JSON; `None` on any error.
+pub async fn get_json<T: serde::de::DeserializeOwned>(
+    c: &reqwest::Client,
+    addr: SocketAddr,
+    path: &str,
+) -> Option<T> {
+    c.get(url(addr, path)).send().await.ok()?.json().await.ok()
+}
+
 pub async fn status(c: &reqwest::Client, addr: SocketAddr) -> Option<StatusResponse> {
-    c.get(url(addr, "/status"))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()
+    get_json(c, addr, "/status").await
 }
 
 pub async fn block(c: &reqwest::Client, addr: SocketAddr, h: u64) -> Option<BlockResponse> {

@@ -23,7 +23,9 @@ pub mod validators;
 pub use block::{Block, BlockHeader};
 pub use cert::{Bitmap, CertError, QuorumCert, TimeoutCert, VoteData};
 pub use codec::{DecodeError, decode, encode};
-pub use core::{Action, Config, Core, CoreStatus, Counters, Event, Mutations, Timer};
+#[cfg(feature = "mutations")]
+pub use core::Mutations;
+pub use core::{Action, Config, Core, CoreStatus, Counters, Event, Timer};
 pub use crypto::{Domain, PrivateKey, PublicKey, SigKind, Signature};
 pub use evidence::{Evidence, EvidenceError, EvidenceKind, LaterMessage, SignedVote};
 pub use messages::{

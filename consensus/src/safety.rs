@@ -72,8 +72,9 @@ pub struct SafetyModule {
     key: PrivateKey,
     me: ValidatorIndex,
     data: SafetyData,
-    relax_lock: bool,
-    vote_after_timeout: bool,
+    /// The voting-rule mutation canaries (simulator only).
+    #[cfg(feature = "mutations")]
+    mutations: crate::core::Mutations,
 }
 
 impl SafetyModule {
@@ -83,14 +84,15 @@ impl SafetyModule {
             key,
             me,
             data,
-            relax_lock: false,
-            vote_after_timeout: false,
+            #[cfg(feature = "mutations")]
+            mutations: crate::core::Mutations::default(),
         }
     }
-    /// Enable the canary mutations (tests only).
-    pub(crate) fn set_mutations(&mut self, relax_lock: bool, vote_after_timeout: bool) {
-        self.relax_lock = relax_lock;
-        self.vote_after_timeout = vote_after_timeout;
+    /// Switch on the canary mutations of the voting rule (feature `mutations`, simulator only).
+    #[cfg(feature = "mutations")]
+    pub(crate) fn with_mutations(mut self, mutations: crate::core::Mutations) -> Self {
+        self.mutations = mutations;
+        self
     }
     /// The record.
     pub fn data(&self) -> &SafetyData {
@@ -131,19 +133,18 @@ impl SafetyModule {
         vs: &ValidatorSet,
     ) -> Result<Vote, Refusal> {
         let v = block.view;
+        let last_timeout_view = self.data.last_timeout_view;
+        let lock_view = self.data.lock.view();
+        #[cfg(feature = "mutations")]
+        let (last_timeout_view, lock_view) =
+            self.mutations.vote_bounds(last_timeout_view, lock_view);
         if v <= self.data.last_voted_view {
             return Err(Refusal::AlreadyVoted);
         }
-        if v <= self.data.last_timeout_view && !self.vote_after_timeout {
+        if v <= last_timeout_view {
             return Err(Refusal::TimedOut);
         }
-        let lock_view = self.data.lock.view();
-        let min = if self.relax_lock {
-            lock_view.prev()
-        } else {
-            lock_view
-        };
-        if block.justify.view() < min {
+        if block.justify.view() < lock_view {
             return Err(Refusal::LockViolation);
         }
         let data = VoteData {

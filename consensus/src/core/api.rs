@@ -48,8 +48,10 @@ pub struct Config {
     pub sync_timeout_ms: u64,
     /// Maximum concurrent block-sync requests.
     pub sync_max_inflight: usize,
-    /// Test-only protocol mutations (all off in production).
-    pub mutations: Mutations,
+    /// Deliberate protocol bugs for the simulator's canaries, all off by default. Only with the
+    /// crate feature `mutations` (enabled by the simulator alone, never by the node).
+    #[cfg(feature = "mutations")]
+    pub mutations: super::Mutations,
 }
 
 impl Config {
@@ -70,30 +72,10 @@ impl Config {
             sync_max_blocks: 100,
             sync_timeout_ms: 2_000,
             sync_max_inflight: 4,
-            mutations: Mutations::default(),
+            #[cfg(feature = "mutations")]
+            mutations: super::Mutations::default(),
         }
     }
-}
-
-/// Deliberate protocol bugs, switched on only by tests to show that the simulator catches them
-/// (protocol.md §8 "mutation canaries"). Every field is `false` in production.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Mutations {
-    /// Commit on any QC, without the consecutive-view test (§4.7).
-    pub commit_without_consecutive_views: bool,
-    /// Commit when the QC's block and its parent have consecutive *heights* (§7 case 12).
-    pub commit_on_heights: bool,
-    /// Never emit [`Action::PersistSafety`] (a node forgets its votes when it restarts).
-    pub skip_persist: bool,
-    /// Voting rule 5 relaxed to `justify.view ≥ lock.view − 1`.
-    pub relax_lock: bool,
-    /// Leader proposes after a quorum of statuses, without H2/H3 (§7 case 11).
-    pub propose_on_quorum_statuses: bool,
-    /// Allow voting in a view after timing out in it (§7 case 20).
-    pub vote_after_timeout: bool,
-    /// The backoff exponent never resets: it counts every view entered by a TC since start, so
-    /// progress no longer brings the view timer back to `τ_base` (issue 6's stall).
-    pub backoff_never_resets: bool,
 }
 
 /// A timer the core asked for. The driver fires it as [`Event::Timer`] at its deadline; timers

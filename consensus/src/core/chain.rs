@@ -86,10 +86,9 @@ impl<P: FaultPolicy> Core<P> {
 
     /// §4.7: a QC whose view directly follows its parent's view commits the parent.
     fn try_commit(&mut self, qc: &QuorumCert) {
-        let m = self.cfg.mutations;
-        let eligible = qc.is_commit_proof()
-            || (m.commit_without_consecutive_views && qc.view().0 > 0)
-            || (m.commit_on_heights && qc.data.height.0 > 1);
+        let eligible = qc.is_commit_proof();
+        #[cfg(feature = "mutations")]
+        let eligible = eligible || self.cfg.mutations.commits(qc);
         if !eligible {
             return;
         }

@@ -11,10 +11,14 @@ mod chain;
 mod collect;
 mod detector;
 mod handlers;
+#[cfg(feature = "mutations")]
+mod mutations;
 mod pacemaker;
 mod tree;
 
 pub use api::*;
+#[cfg(feature = "mutations")]
+pub use mutations::Mutations;
 
 use crate::PrivateKey;
 use crate::block::Block;
@@ -180,8 +184,9 @@ impl<P: FaultPolicy> Core<P> {
             .max(tc_next)
             .max(safety.last_voted_view)
             .max(safety.last_timeout_view);
-        let mut sm = SafetyModule::new(key, cfg.me, safety);
-        sm.set_mutations(cfg.mutations.relax_lock, cfg.mutations.vote_after_timeout);
+        let sm = SafetyModule::new(key, cfg.me, safety);
+        #[cfg(feature = "mutations")]
+        let sm = sm.with_mutations(cfg.mutations);
         Ok(Core {
             sync: chain::SyncState::default(),
             cfg,
@@ -314,6 +319,7 @@ impl<P: FaultPolicy> Core<P> {
     }
 
     fn persist_safety(&mut self) {
+        #[cfg(feature = "mutations")]
         if self.cfg.mutations.skip_persist {
             return;
         }

@@ -72,15 +72,13 @@ impl<P: FaultPolicy> Core<P> {
     /// Counted from the high QC (the lock), not from the committed root: any certified view
     /// resets it, so a dead leader among live ones costs one base timeout per view it leads.
     /// Up to `f` consecutive failed views (f crashed leaders in a row) still run at `τ_base`;
-    /// only a longer run of failures — asynchrony, a partitioned minority — backs off. The
-    /// `backoff_never_resets` mutation counts every TC-entered view instead.
+    /// only a longer run of failures — asynchrony, a partitioned minority — backs off.
     fn backoff_exponent(&self, v: View) -> u32 {
-        let gap = if self.cfg.mutations.backoff_never_resets {
-            self.counters.views_via_tc
-        } else {
+        let gap =
             v.0.saturating_sub(self.safety.lock().view().0)
-                .saturating_sub(2 + self.vs.max_excluded() as u64)
-        };
+                .saturating_sub(2 + self.vs.max_excluded() as u64);
+        #[cfg(feature = "mutations")]
+        let gap = self.mutated_backoff_gap(gap);
         gap.min(self.cfg.backoff_exponent_max as u64) as u32
     }
 
@@ -239,19 +237,10 @@ impl<P: FaultPolicy> Core<P> {
         let h1 = justify_view.next() == Some(v);
         let h2 = self.all_reachable_locks_known();
         let h3 = self.leader_state.wait_elapsed;
-        let canary = self.cfg.mutations.propose_on_quorum_statuses && {
-            let power: u64 = self
-                .leader_state
-                .reported
-                .iter()
-                .chain(std::iter::once(&self.cfg.me))
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .map(|i| self.vs.power(*i))
-                .sum();
-            power >= self.vs.quorum()
-        };
-        if !(h1 || h2 || h3 || canary) {
+        let ready = h1 || h2 || h3;
+        #[cfg(feature = "mutations")]
+        let ready = ready || self.proposes_on_quorum_statuses();
+        if !ready {
             return;
         }
         if !h1 && !self.has_tc_for(v) {

@@ -10,12 +10,22 @@ pub(crate) fn keys(n: usize) -> (ValidatorSet, Vec<PrivateKey>) {
     crate::validators::test_validators("test", Epoch(0), n).unwrap()
 }
 
-fn core(vs: &ValidatorSet, key: PrivateKey, i: u16, m: Mutations) -> Core<RoundRobin> {
+fn core(vs: &ValidatorSet, key: PrivateKey, i: u16) -> Core<RoundRobin> {
+    core_with(vs, key, i, |_| {})
+}
+
+/// Like [`core`], with `tweak` applied to the configuration (e.g. to switch on a mutation).
+fn core_with(
+    vs: &ValidatorSet,
+    key: PrivateKey,
+    i: u16,
+    tweak: fn(&mut Config),
+) -> Core<RoundRobin> {
     let g = Block::genesis(vs.domain());
     let gid = g.id(vs.domain());
     let mut cfg = Config::new(ValidatorIndex(i));
     cfg.timeout_base_ms = 1000;
-    cfg.mutations = m;
+    tweak(&mut cfg);
     Core::new(
         cfg,
         vs.clone(),
@@ -46,15 +56,16 @@ struct Net {
 
 impl Net {
     fn new(n: usize) -> Self {
-        Self::with_mutations(n, Mutations::default())
+        Self::with_config(n, |_| {})
     }
 
-    fn with_mutations(n: usize, m: Mutations) -> Self {
+    /// `n` nodes whose configurations are changed by `tweak`.
+    fn with_config(n: usize, tweak: fn(&mut Config)) -> Self {
         let (vs, ks) = keys(n);
         let nodes = ks
             .into_iter()
             .enumerate()
-            .map(|(i, k)| core(&vs, k, i as u16, m))
+            .map(|(i, k)| core_with(&vs, k, i as u16, tweak))
             .collect();
         let mut net = Net {
             nodes,
@@ -184,8 +195,8 @@ fn longest_gap(net: &Net) -> Millis {
 
 /// `n` nodes, validator 2 down for good, run for 60 s of virtual time; with `report`, every live
 /// node is told whom it is connected to (as the driver does once QUIC notices the crash).
-fn run_with_dead_validator(m: Mutations, report: bool) -> Net {
-    let mut net = Net::with_mutations(4, m);
+fn run_with_dead_validator(tweak: fn(&mut Config), report: bool) -> Net {
+    let mut net = Net::with_config(4, tweak);
     net.down.insert(2);
     if report {
         for i in [0usize, 1, 3] {
@@ -207,11 +218,11 @@ fn run_with_dead_validator(m: Mutations, report: bool) -> Net {
 /// handover wait (2Δ = 200 ms) and nothing more — votes are broadcast so the view before it is
 /// certified, and the backoff stays at zero because the high QC keeps advancing. Once the dead
 /// node is reported disconnected, its views cost the 200 ms grace and the handover does not
-/// wait for it. A backoff that never resets stretches the gaps (the mutation canary).
+/// wait for it. (A backoff that never resets stretches the gaps: the canary test below.)
 #[test]
 fn dead_validator_costs_one_base_timeout_per_view_it_leads() {
     let cfg = Config::new(ValidatorIndex(0));
-    let net = run_with_dead_validator(Mutations::default(), false);
+    let net = run_with_dead_validator(|_| {}, false);
     let gap = longest_gap(&net);
     assert!(
         gap <= 1_000 + 2 * cfg.delta_ms,
@@ -222,15 +233,19 @@ fn dead_validator_costs_one_base_timeout_per_view_it_leads() {
         "{} blocks",
         net.committed[0].len()
     );
-    let gap = longest_gap(&run_with_dead_validator(Mutations::default(), true));
+    let gap = longest_gap(&run_with_dead_validator(|_| {}, true));
     assert!(
         gap <= cfg.unreachable_leader_grace_ms,
         "reported disconnected: longest gap {gap} ms > the grace"
     );
-    let mutated = Mutations {
-        backoff_never_resets: true,
-        ..Mutations::default()
-    };
+}
+
+/// Mutation canary of the test above: with a backoff that never resets, the same run (one
+/// validator down for good) stretches the dead leaders' views well past `τ_base + 2Δ`.
+#[cfg(feature = "mutations")]
+#[test]
+fn canary_backoff_never_resets_stretches_dead_views() {
+    let mutated = |c: &mut Config| c.mutations.backoff_never_resets = true;
     let gap = longest_gap(&run_with_dead_validator(mutated, false));
     assert!(
         gap > 2_000,
@@ -244,7 +259,7 @@ fn dead_validator_costs_one_base_timeout_per_view_it_leads() {
 fn losing_the_leader_rearms_the_view_timer_to_the_grace() {
     let (vs, ks) = keys(4);
     let mut ks = ks.into_iter();
-    let mut c = core(&vs, ks.next().unwrap(), 0, Mutations::default());
+    let mut c = core(&vs, ks.next().unwrap(), 0);
     c.handle(0, Event::Start);
     let v = c.current_view();
     let leader = c.leader(v);
@@ -518,7 +533,7 @@ fn a_tc_whose_bytes_parse_as_a_qc_is_not_a_verified_qc() {
     let mut keys_iter = ks.into_iter();
     let k0 = keys_iter.next().unwrap();
     let k1 = keys_iter.next().unwrap();
-    let mut c = core(&vs, k0, 0, Mutations::default());
+    let mut c = core(&vs, k0, 0);
     c.handle(0, Event::Start);
     let from = ValidatorIndex(1);
     c.handle(
@@ -564,7 +579,7 @@ fn far_future_proposals_do_not_grow_the_detector() {
     let mut keys_iter = ks.into_iter();
     let k0 = keys_iter.next().unwrap();
     let k1 = keys_iter.next().unwrap();
-    let mut c = core(&vs, k0, 0, Mutations::default());
+    let mut c = core(&vs, k0, 0);
     c.handle(0, Event::Start);
     let before = c.detector.len();
     let g = Block::genesis(vs.domain());
@@ -673,12 +688,7 @@ fn only_the_leaders_proposal_is_parked_stored_and_retried() {
     let me = (0..4u16)
         .find(|i| *i != leader(1) && *i != leader(2) && *i != other(2))
         .unwrap();
-    let mut c = core(
-        &vs,
-        PrivateKey::from_seed(ks[me as usize].seed()),
-        me,
-        Mutations::default(),
-    );
+    let mut c = core(&vs, PrivateKey::from_seed(ks[me as usize].seed()), me);
     c.handle(0, Event::Start);
     let gid = Block::genesis(vs.domain()).id(vs.domain());
     // Block X of view 1 (unknown to `me`), certified by everyone else.

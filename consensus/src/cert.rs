@@ -236,8 +236,17 @@ pub struct TimeoutCert {
 
 impl TimeoutCert {
     /// Verify (§2, §7 case 9): every hqc view `< view`, `high_qc.view == max(hqc_views)`,
-    /// the high QC valid, quorum power and all signatures valid. Errors: [`CertError`].
+    /// quorum power and all signatures valid, and the high QC valid. Errors: [`CertError`].
     pub fn verify(&self, vs: &ValidatorSet, genesis_id: &BlockId) -> Result<(), CertError> {
+        self.verify_structure_and_signatures(vs)?;
+        self.high_qc.verify(vs, genesis_id)
+    }
+
+    /// Everything [`Self::verify`] checks except the high QC's own signatures, cheapest first:
+    /// the shape (`hqc_views` and `sigs` agree, every hqc view `< view`, `high_qc.view ==
+    /// max(hqc_views)`), then quorum power and each signature. The caller must verify
+    /// `high_qc` separately (the core does, through its certificate cache). Errors: [`CertError`].
+    pub fn verify_structure_and_signatures(&self, vs: &ValidatorSet) -> Result<(), CertError> {
         if self.hqc_views.len() != self.sigs.len() {
             return Err(CertError::SignatureCount {
                 sigs: self.sigs.len(),
@@ -253,7 +262,6 @@ impl TimeoutCert {
                 "high_qc view is not the max hqc view",
             ));
         }
-        self.high_qc.verify(vs, genesis_id)?;
         let view = self.view;
         verify_signers(vs, &self.signers, &self.sigs, |pos| {
             vs.domain()

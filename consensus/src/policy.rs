@@ -38,6 +38,19 @@ pub enum InvalidReason {
     BadSyncResponse,
 }
 
+impl InvalidReason {
+    /// Whether the direct sender is faulty for sure: an honest validator signs correctly and
+    /// forwards only certificates it verified, under the one signature rule every node applies.
+    /// Other reasons (wrong leader, stale view, …) can come from an honest node whose view of
+    /// the chain differs from ours, so they are not held against the sender's connection.
+    pub fn proves_sender_faulty(self) -> bool {
+        matches!(
+            self,
+            InvalidReason::BadSignature | InvalidReason::BadCertificate
+        )
+    }
+}
+
 /// Liveness/health state derived in the core (issue #2, "health").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Health {

@@ -319,6 +319,11 @@ impl Election {
         }
     }
 
+    /// Per validator index, the height of its first conviction (the record to persist).
+    pub(crate) fn convictions(&self) -> &[Option<Height>] {
+        &self.convicted_at
+    }
+
     /// Whether committed evidence exists against `i`.
     pub(crate) fn is_convicted(&self, i: ValidatorIndex) -> bool {
         self.convicted_at

@@ -78,7 +78,7 @@ pub use pool::EVIDENCE_KINDS;
 
 use consensus::{
     Block, BlockId, Evidence, EvidenceError, EvidenceKind, FaultPolicy, Health, HealthInputs,
-    InvalidReason, Millis, ValidatorIndex, ValidatorSet, ValidatorStatus, View,
+    Height, InvalidReason, Millis, ValidatorIndex, ValidatorSet, ValidatorStatus, View,
 };
 use election::Election;
 use health::HealthMonitor;
@@ -127,6 +127,33 @@ impl FaultTolerance {
     /// uses the round-robin fallback (protocol.md §6.3).
     pub fn leader_weights(&self, view: View) -> Option<Vec<u64>> {
         self.election.weights(view)
+    }
+
+    /// Per validator index, the height of the block that first committed safety evidence
+    /// against it (`None`: never). The leader function depends on it for all time, further back
+    /// than any replay (issue 7 finding 3): the node persists it with every commit that changes
+    /// it and hands it back through [`FaultTolerance::restore_convictions`] at start.
+    pub fn convictions(&self) -> &[Option<Height>] {
+        self.election.convictions()
+    }
+
+    /// Restore a conviction record saved from [`FaultTolerance::convictions`], before the
+    /// committed blocks are replayed (a replayed conviction keeps the lower height). Entries
+    /// beyond the validator set are ignored.
+    pub fn restore_convictions(&mut self, record: &[Option<Height>]) {
+        for (i, h) in record.iter().enumerate() {
+            if let (Some(h), Ok(i)) = (h, u16::try_from(i)) {
+                self.election.convict(ValidatorIndex(i), *h);
+            }
+        }
+    }
+
+    /// Put evidence stored before a restart back into the pool as pending (after verifying
+    /// it; no health signal: it is not new). Replaying the committed blocks then marks the
+    /// committed ones, and the pool's expiry drops the stale ones at the first replayed commit.
+    /// Returns whether it was kept.
+    pub fn restore_evidence(&mut self, evidence: &Evidence, validators: &ValidatorSet) -> bool {
+        evidence.verify(validators).is_ok() && self.pool.add_pending(evidence)
     }
 
     /// Evidence items currently held (pending and committed), at most `max_evidence`.

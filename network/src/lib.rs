@@ -183,6 +183,8 @@ pub enum Misbehaviour {
     RateLimitExceeded,
     /// A message with an invalid signature.
     InvalidSignature,
+    /// A message carrying a certificate (QC or TC) that does not verify.
+    InvalidCertificate,
     /// Bytes that do not decode.
     Undecodable,
     /// A well-formed, well-signed message that is invalid for the protocol.
@@ -196,6 +198,7 @@ impl Misbehaviour {
             Misbehaviour::OversizedFrame => 25,
             Misbehaviour::RateLimitExceeded => 1,
             Misbehaviour::InvalidSignature => 25,
+            Misbehaviour::InvalidCertificate => 25,
             Misbehaviour::Undecodable => 20,
             Misbehaviour::InvalidMessage => 5,
         }

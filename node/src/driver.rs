@@ -10,10 +10,11 @@ use crate::config::Genesis;
 use crate::mempool::{Mempool, MempoolError};
 use crate::metrics::Metrics;
 use crate::rpc_types::{EvidenceResponse, StatusResponse, ValidatorResponse};
+use crate::sync_server::{MAX_SYNC_RESPONSE_BYTES, SyncServer};
 use anyhow::{Context, Result, anyhow};
 use consensus::{
-    Action, Block, BlockId, BlockRequest, BlockResponse, ConsensusMessage, Core, Domain, Event,
-    Evidence, FaultPolicy, Health, Millis, Timer, ValidatorIndex,
+    Action, Block, BlockId, BlockResponse, ConsensusMessage, Core, Domain, Event, Evidence,
+    FaultPolicy, Health, InvalidReason, Millis, Timer, ValidatorIndex,
 };
 use fault::FaultTolerance;
 use network::{Misbehaviour, NetworkEvent, NetworkHandle, Topic};
@@ -32,10 +33,6 @@ pub fn lock(store: &SharedStore) -> MutexGuard<'_, RocksStore> {
     store.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Largest block-sync response accepted or served, in bytes (the network's default cap).
-pub const MAX_SYNC_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
-/// Largest block-sync request accepted, in bytes.
-const MAX_SYNC_REQUEST_BYTES: usize = 1024;
 /// Largest gossip message, in bytes (the network's default cap).
 const MAX_GOSSIP_BYTES: usize = 1024 * 1024;
 /// Flush gossiped transactions once this many bytes are buffered.
@@ -100,6 +97,8 @@ pub struct Driver {
     gossip_buf: Vec<Transaction>,
     gossip_bytes: usize,
     halted: bool,
+    /// Answers block-sync requests off this task.
+    sync_server: SyncServer,
 }
 
 impl Driver {
@@ -113,6 +112,7 @@ impl Driver {
         info: DriverInfo,
     ) -> Self {
         let domain = core.validators().domain().clone();
+        let sync_server = SyncServer::new(store.clone(), net.clone(), metrics.clone());
         Driver {
             core,
             store,
@@ -131,6 +131,7 @@ impl Driver {
             gossip_buf: Vec::new(),
             gossip_bytes: 0,
             halted: false,
+            sync_server,
         }
     }
 
@@ -289,6 +290,18 @@ impl Driver {
                     self.propose_now();
                 }
             }
+            Action::PeerMisbehaved { peer, reason } => {
+                let m = match reason {
+                    InvalidReason::BadCertificate => Misbehaviour::InvalidCertificate,
+                    _ => Misbehaviour::InvalidSignature,
+                };
+                self.net.report(peer.0, m);
+                debug!(
+                    peer = peer.0,
+                    ?reason,
+                    "peer reported for a provably invalid message"
+                );
+            }
             Action::SafetyViolation(msg) => {
                 self.halted = true;
                 error!(reason = %msg, "SAFETY VIOLATION: the core halted and signs nothing more; operator intervention required");
@@ -354,6 +367,9 @@ impl Driver {
                 applied_now.extend(res.applied.iter().copied());
                 applied_all.extend(res.applied);
             }
+        }
+        if let Some(op) = crate::conviction_op(self.core.policy(), &blocks) {
+            batch.push(op);
         }
         self.write(batch).context("writing a commit")?;
         let Some((height, view, id)) = tip else {
@@ -431,17 +447,8 @@ impl Driver {
                 request_id,
                 bytes,
             } => {
-                let resp = match consensus::decode::<BlockRequest>(&bytes, MAX_SYNC_REQUEST_BYTES) {
-                    Ok(req) => {
-                        lock(&self.store).serve_blocks(&req, MAX_SYNC_RESPONSE_BYTES - 1024)?
-                    }
-                    Err(_) => {
-                        self.metrics.invalid_messages.inc();
-                        self.net.report(from, Misbehaviour::Undecodable);
-                        BlockResponse::default()
-                    }
-                };
-                self.net.respond(request_id, consensus::encode(&resp));
+                // Refusals are answered and counted inside; the driver never waits on a read.
+                let _ = self.sync_server.serve(from, request_id, &bytes);
             }
             NetworkEvent::SyncResponse {
                 from,

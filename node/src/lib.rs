@@ -42,13 +42,14 @@ pub mod mempool;
 pub mod metrics;
 pub mod rpc;
 pub mod rpc_types;
+pub mod sync_server;
 
 pub use config::{ConfigOverrides, Genesis, NodeConfig, generate_testnet, init_home};
 
 use anyhow::{Context, Result, bail};
 use config::{Loaded, LogFormat};
 use consensus::core::Recovered;
-use consensus::{Block, Core, SafetyData};
+use consensus::{Block, Core, SafetyData, ValidatorSet};
 use driver::{Driver, DriverInfo, SharedStore};
 use fault::{FaultConfig, FaultTolerance};
 use mempool::{Mempool, MempoolConfig};
@@ -175,6 +176,38 @@ pub async fn spawn(home: &Path, overrides: ConfigOverrides) -> Result<NodeHandle
     spawn_loaded(loaded).await
 }
 
+/// Most evidence items reloaded from the store at start.
+const MAX_RESTORED_EVIDENCE: usize = 100_000;
+
+/// Give the fault policy what it needs beyond the committed blocks the core replays (issue 7
+/// finding 3): the conviction record, which the leader function depends on for all time, and
+/// the stored evidence (pending items go back into the pool and are proposed again). Call
+/// before the core is built. Returns the number of evidence items kept.
+/// Errors: the store's ([`storage::StoreError`]).
+pub fn restore_policy(
+    store: &impl Store,
+    validators: &ValidatorSet,
+    policy: &mut FaultTolerance,
+) -> Result<usize> {
+    policy.restore_convictions(&store.convictions()?);
+    let kept = store
+        .evidence(MAX_RESTORED_EVIDENCE)?
+        .iter()
+        .filter(|ev| policy.restore_evidence(ev, validators))
+        .count();
+    Ok(kept)
+}
+
+/// The write that keeps the conviction record current, for a commit batch of `blocks` that the
+/// core's `policy` has already taken in: the whole record, if any block carries safety evidence
+/// (issue 7 finding 3). Written in the same synced batch as the commit.
+pub fn conviction_op(policy: &FaultTolerance, blocks: &[Block]) -> Option<Op> {
+    blocks
+        .iter()
+        .any(|b| b.evidence.iter().any(|e| e.kind().is_safety()))
+        .then(|| Op::PutConvictions(policy.convictions().to_vec()))
+}
+
 /// Open the store and recover the core's state (see the crate docs, "Recovery").
 fn recover(
     store: &mut RocksStore,
@@ -267,7 +300,8 @@ pub async fn spawn_loaded(loaded: Loaded) -> Result<NodeHandle> {
     store
         .check_chain_id(&cfg.chain_id)
         .with_context(|| format!("opening database {}", loaded.db_path.display()))?;
-    let policy = FaultTolerance::new(&vs, FaultConfig::default());
+    let mut policy = FaultTolerance::new(&vs, FaultConfig::default());
+    restore_policy(&store, &vs, &mut policy)?;
     let (safety, recovered) = recover(&mut store, &loaded, policy.replay_depth())?;
     let committed_height = recovered.committed.last().map_or(0, |b| b.height.0);
     metrics.committed_height.set(committed_height as i64);

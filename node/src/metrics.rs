@@ -46,6 +46,8 @@ pub struct Metrics {
     pub rocksdb_write: Histogram,
     /// Block-sync requests issued.
     pub sync_requests: Counter,
+    /// Block-sync requests from peers refused (one in flight per peer, global cap, byte budget).
+    pub sync_refused: Counter,
     /// Network input the driver could not decode (garbage frames, bad sync data, bad gossip).
     pub invalid_messages: Counter,
     /// Consensus messages rejected by the core's validation pipeline (bad signature or
@@ -76,6 +78,7 @@ impl Metrics {
             mempool_bytes: Gauge::default(),
             rocksdb_write: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             sync_requests: Counter::default(),
+            sync_refused: Counter::default(),
             invalid_messages: Counter::default(),
             rejected_messages: Counter::default(),
             skipped_txs: Counter::default(),
@@ -130,6 +133,11 @@ impl Metrics {
             "bftnode_sync_requests",
             "Block-sync requests issued",
             m.sync_requests.clone(),
+        );
+        r.register(
+            "bftnode_sync_refused",
+            "Block-sync requests from peers refused by the per-peer budget",
+            m.sync_refused.clone(),
         );
         r.register(
             "bftnode_invalid_messages",

@@ -58,6 +58,10 @@ pub enum Op {
     },
     /// Store evidence under its id ([`Evidence::id`]); storing it twice is a no-op.
     PutEvidence(Evidence),
+    /// Replace the conviction record: per validator index, the height of the block that first
+    /// committed safety evidence against it (`None`: never convicted). The leader function
+    /// depends on it for all time, so it must survive any restart exactly (issue 7 finding 3).
+    PutConvictions(Vec<Option<Height>>),
     /// Set an application key.
     AppPut {
         /// Key bytes.

@@ -6,12 +6,14 @@
 //! Layout (one column family each, see [`Cf`]):
 //! - `blocks`: id (32 B) → `encode(Block)`
 //! - `committed`: height (8 B big-endian, so iteration order = height order) → id (32 B)
-//! - `pending`: height (8 B BE) ‖ id (32 B) → empty; every stored block above the committed tip
+//! - `pending`: height (8 B BE) ‖ id (32 B) → empty; every stored block above the committed tip.
+//!   When the tip passes a height, the bodies of that height's other blocks are deleted.
 //! - `safety`: `b"safety"` → `encode(SafetyData)`
 //! - `evidence`: `Evidence::id()` (32 B) → `encode(Evidence)`
 //! - `app`: application key → application value (raw bytes)
 //! - `txindex`: tx hash (32 B) → `encode(TxLocation)`
-//! - `meta`: `b"schema_version"` → u32 LE; `b"chain_id"` → UTF-8
+//! - `meta`: `b"schema_version"` → u32 LE; `b"chain_id"` → UTF-8; `b"convictions"` →
+//!   `encode(Vec<Option<Height>>)` (per validator index, the height of its first conviction)
 
 use crate::batch::{Op, TxLocation, WriteBatch};
 use crate::error::StoreError;
@@ -32,6 +34,8 @@ pub(crate) const SAFETY_KEY: &[u8] = b"safety";
 pub(crate) const SCHEMA_KEY: &[u8] = b"schema_version";
 /// Key of the chain id in [`Cf::Meta`].
 pub(crate) const CHAIN_ID_KEY: &[u8] = b"chain_id";
+/// Key of the conviction record in [`Cf::Meta`].
+pub(crate) const CONVICTIONS_KEY: &[u8] = b"convictions";
 
 /// The column families.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -227,6 +231,9 @@ fn plan<E: Engine>(e: &E, batch: WriteBatch) -> Result<Vec<RawOp>, StoreError> {
             Op::PutEvidence(ev) => {
                 raw.push(RawOp::Put(Cf::Evidence, ev.id().0.to_vec(), encode(&ev)))
             }
+            Op::PutConvictions(c) => {
+                raw.push(RawOp::Put(Cf::Meta, CONVICTIONS_KEY.to_vec(), encode(&c)))
+            }
             Op::AppPut { key, value } => raw.push(RawOp::Put(Cf::App, key, value)),
             Op::AppDelete { key } => raw.push(RawOp::Delete(Cf::App, key)),
             Op::IndexTx { hash, location } => {
@@ -235,18 +242,43 @@ fn plan<E: Engine>(e: &E, batch: WriteBatch) -> Result<Vec<RawOp>, StoreError> {
         }
     }
     // Pending index: after the batch it holds exactly the stored blocks above the final tip.
+    // A block at a committed height that is not the committed block there can never be
+    // committed: its body is deleted too (issue 7 finding 7). Committed bodies stay (peers
+    // sync from them).
     let above_tip = |h: Height| new_tip.is_none_or(|t| h > t);
+    let mut dropped = Vec::new();
     if let Some(t) = new_tip.filter(|_| new_tip != old_tip) {
         e.scan(Cf::Pending, false, &mut |k, _| {
-            if height_from(Cf::Pending, k)? > t {
+            let h = height_from(Cf::Pending, k)?;
+            if h > t {
                 return Ok(false);
             }
             raw.push(RawOp::Delete(Cf::Pending, k.to_vec()));
+            let id = digest_from(Cf::Pending, k, k.get(8..).unwrap_or_default())?;
+            dropped.push((h, id));
             Ok(true)
         })?;
     }
-    for (h, id) in new_pending.into_iter().filter(|(h, _)| above_tip(*h)) {
-        raw.push(RawOp::Put(Cf::Pending, pending_key(h, &id), Vec::new()));
+    for (h, id) in new_pending {
+        if above_tip(h) {
+            raw.push(RawOp::Put(Cf::Pending, pending_key(h, &id), Vec::new()));
+        } else {
+            dropped.push((h, id));
+        }
+    }
+    for (h, id) in dropped {
+        let committed = match commits.get(&h) {
+            Some(c) => Some(*c),
+            None => {
+                let k = height_key(h);
+                e.get(Cf::Committed, &k)?
+                    .map(|v| digest_from(Cf::Committed, &k, &v))
+                    .transpose()?
+            }
+        };
+        if committed.is_some_and(|c| c != id) {
+            raw.push(RawOp::Delete(Cf::Blocks, id.0.to_vec()));
+        }
     }
     Ok(raw)
 }
@@ -311,6 +343,14 @@ impl<E: Engine> Store for E {
         self.get(Cf::Safety, SAFETY_KEY)?
             .map(|v| decode_value(Cf::Safety, SAFETY_KEY, &v))
             .transpose()
+    }
+
+    fn convictions(&self) -> Result<Vec<Option<Height>>, StoreError> {
+        Ok(self
+            .get(Cf::Meta, CONVICTIONS_KEY)?
+            .map(|v| decode_value(Cf::Meta, CONVICTIONS_KEY, &v))
+            .transpose()?
+            .unwrap_or_default())
     }
 
     fn write(&mut self, batch: WriteBatch) -> Result<(), StoreError> {

@@ -72,6 +72,10 @@ pub trait Store: Send {
     /// Errors: [`StoreError::Corrupt`] if it does not decode, [`StoreError::Backend`].
     fn load_safety(&self) -> Result<Option<SafetyData>, StoreError>;
 
+    /// The conviction record last written by [`Op::PutConvictions`] (empty if none).
+    /// Errors: [`StoreError::Corrupt`] if it does not decode, [`StoreError::Backend`].
+    fn convictions(&self) -> Result<Vec<Option<Height>>, StoreError>;
+
     /// Apply `batch` atomically (all ops or none); if `batch.sync`, durably before returning.
     /// Errors: [`StoreError::ConflictingCommit`] (nothing written), [`StoreError::Backend`].
     fn write(&mut self, batch: WriteBatch) -> Result<(), StoreError>;

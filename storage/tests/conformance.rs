@@ -6,7 +6,7 @@ use consensus::{
     SafetyData, Signature, ValidatorIndex, View, VoteData, encode,
 };
 use storage::{
-    Cf, HARD_CAP, MemStore, RocksOptions, RocksStore, SCHEMA_VERSION, Store, StoreError,
+    Cf, HARD_CAP, MemStore, Op, RocksOptions, RocksStore, SCHEMA_VERSION, Store, StoreError,
     TxLocation, WriteBatch,
 };
 
@@ -199,11 +199,17 @@ fn pending_pruned_on_commit(s: &mut impl Raw) {
     // Commit through height 4: the fork and everything ≤ 4 leave the index.
     commit_upto(s, &c, 4);
     assert_eq!(s.uncommitted_blocks().unwrap(), vec![c[5].1.clone()]);
-    // A block stored at or below the tip is never pending.
+    // Issue 7 finding 7: the fork at a committed height can never commit: its body is gone.
+    assert!(s.block(&fork_id).unwrap().is_none(), "fork body pruned");
+    // A block stored at or below the tip is never pending, and never kept.
     let late = child(c[2].0, &c[2].1, 3, 0xaa);
-    s.write(WriteBatch::new().put_block(late.id(&d), late))
-        .unwrap();
+    let late_id = late.id(&d);
+    s.write(WriteBatch::new().put_block(late_id, late)).unwrap();
     assert_eq!(s.uncommitted_blocks().unwrap().len(), 1);
+    assert!(
+        s.block(&late_id).unwrap().is_none(),
+        "late fork body not kept"
+    );
     // Store-and-commit in one batch: not pending afterwards.
     let c6 = child(c[5].0, &c[5].1, 3, 6);
     let id6 = c6.id(&d);
@@ -215,8 +221,20 @@ fn pending_pruned_on_commit(s: &mut impl Raw) {
     )
     .unwrap();
     assert!(s.uncommitted_blocks().unwrap().is_empty());
-    // The blocks themselves are kept.
-    assert!(s.block(&fork_id).unwrap().is_some());
+    // Committed bodies are kept: peers sync from them.
+    for (id, _) in &c {
+        assert!(s.block(id).unwrap().is_some());
+    }
+    assert!(s.block(&id6).unwrap().is_some());
+}
+
+fn convictions_round_trip(s: &mut impl Raw) {
+    assert!(s.convictions().unwrap().is_empty());
+    let record = vec![None, Some(Height(7)), None, Some(Height(3))];
+    let mut batch = WriteBatch::synced();
+    batch.push(Op::PutConvictions(record.clone()));
+    s.write(batch).unwrap();
+    assert_eq!(s.convictions().unwrap(), record);
 }
 
 fn evidence_store(s: &mut impl Raw) {
@@ -471,6 +489,7 @@ conformance!(
     commit_index_and_tip,
     last_committed_order,
     pending_pruned_on_commit,
+    convictions_round_trip,
     evidence_store,
     app_put_delete,
     tx_index,

@@ -747,6 +747,15 @@ impl Oracles {
                     let id = b.id(self.vs.domain());
                     self.note_block(b, id);
                 }
+                Action::PeerMisbehaved { peer, reason } if !self.byzantine.contains(peer) => {
+                    // The driver scores and bans on this: an honest peer reported would be cut
+                    // off by honest nodes.
+                    return Err(v(
+                        "FALSE_MISBEHAVIOUR",
+                        at,
+                        format!("instance {inst} reported honest validator {peer} for {reason:?}"),
+                    ));
+                }
                 _ => {}
             }
         }

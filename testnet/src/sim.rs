@@ -713,6 +713,10 @@ impl Sim {
                 self.trace.update(b"violation");
                 self.trace.update(s.as_bytes());
             }
+            Action::PeerMisbehaved { peer, reason } => {
+                self.trace
+                    .update(format!("misbehaved{}:{reason:?}", peer.0).as_bytes());
+            }
         }
     }
 
@@ -901,7 +905,8 @@ impl Sim {
                     },
                 );
             }
-            Action::SafetyViolation(_) => {}
+            // The oracle checks who is reported; the simulated network does not ban.
+            Action::SafetyViolation(_) | Action::PeerMisbehaved { .. } => {}
         }
     }
 

@@ -4,7 +4,7 @@ use crate::block::Block;
 use crate::cert::QuorumCert;
 use crate::evidence::{Evidence, EvidenceKind};
 use crate::messages::{BlockRequest, BlockResponse, ConsensusMessage};
-use crate::policy::{Health, Millis, ValidatorStatus};
+use crate::policy::{Health, InvalidReason, Millis, ValidatorStatus};
 use crate::safety::SafetyData;
 use crate::types::{BlockId, Height, ValidatorIndex, View};
 use serde::Serialize;
@@ -197,6 +197,16 @@ pub enum Action {
     /// A committed block would not extend the committed chain: a safety violation (more than f
     /// Byzantine). The core has halted; operators must intervene.
     SafetyViolation(String),
+    /// `peer` (the direct sender) sent a message that no honest validator sends: a bad signature
+    /// or a certificate that does not verify ([`InvalidReason::proves_sender_faulty`]). The
+    /// driver scores the peer and bans it at its threshold; the core has already dropped the
+    /// message. Not emitted for our own messages.
+    PeerMisbehaved {
+        /// The direct sender.
+        peer: ValidatorIndex,
+        /// Why the message was refused.
+        reason: InvalidReason,
+    },
 }
 
 /// Message and event counters of the core.
@@ -220,6 +230,9 @@ pub struct Counters {
     pub sync_requests: u64,
     /// Views entered via TC.
     pub views_via_tc: u64,
+    /// Certificates (QC or TC) whose signatures were checked, cache misses only (each costs one
+    /// signature check per signer).
+    pub certificates_verified: u64,
 }
 
 /// A snapshot of the core for RPC, metrics and tests.

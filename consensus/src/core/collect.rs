@@ -148,6 +148,30 @@ impl TimeoutCollector {
         TimeoutProgress::None
     }
 
+    /// Whether a timeout of `view` from `sender` reporting `hqc_view` would be added with its
+    /// high QC kept as the tally's highest (so that QC must be verified first): the sender is new
+    /// for this view and `hqc_view` is above the highest kept so far.
+    pub(crate) fn would_keep_high_qc(
+        &self,
+        view: View,
+        sender: ValidatorIndex,
+        hqc_view: View,
+    ) -> bool {
+        self.tallies.get(&view).is_none_or(|t| {
+            !t.entries.contains_key(&sender)
+                && t.high_qc.as_ref().is_none_or(|q| hqc_view > q.view())
+        })
+    }
+
+    /// Whether the tally of `view` already keeps a high QC of view ≥ `hqc_view` (so a timeout
+    /// reporting `hqc_view` adds its signature without its QC entering a TC).
+    pub(crate) fn has_high_qc_at_least(&self, view: View, hqc_view: View) -> bool {
+        self.tallies
+            .get(&view)
+            .and_then(|t| t.high_qc.as_ref())
+            .is_some_and(|q| q.view() >= hqc_view)
+    }
+
     /// Reported locks (sender → hqc view) of timeouts for `view`.
     pub(crate) fn reported(&self, view: View) -> impl Iterator<Item = ValidatorIndex> + '_ {
         self.tallies

@@ -36,7 +36,7 @@ impl<P: FaultPolicy> Core<P> {
             ConsensusMessage::Vote(v) => self.on_vote(v, trusted),
             ConsensusMessage::Timeout(t) => self.on_timeout(t, trusted),
             ConsensusMessage::Status(s) => self.on_status(s, trusted),
-            ConsensusMessage::TimeoutCert(tc) => self.verify_tc(&tc).map(|()| self.observe_tc(&tc)),
+            ConsensusMessage::TimeoutCert(tc) => self.on_timeout_cert(&tc),
         };
         if let Err(reason) = result {
             self.invalid(from, reason);
@@ -48,6 +48,47 @@ impl<P: FaultPolicy> Core<P> {
     fn in_window(&self, view: View) -> bool {
         view.0.saturating_add(1) >= self.current_view.0
             && view.0 <= self.current_view.0.saturating_add(self.cfg.view_window)
+    }
+
+    /// A bare TC (§4.2): verified and observed only if it can change our state
+    /// ([`Self::tc_matters`]); an old TC costs no signature check (issue 7 finding 5).
+    fn on_timeout_cert(&mut self, tc: &crate::cert::TimeoutCert) -> Result<(), InvalidReason> {
+        if self.tc_matters(tc) {
+            self.verify_tc(tc)?;
+            self.observe_tc(tc);
+        }
+        Ok(())
+    }
+
+    /// Verify (unless `trusted`) and observe the certificates a message carries. Each is checked
+    /// only if `needed` by the message's own processing or if it can change our state; returns
+    /// whether the QC was accepted (observed), so that the caller never relies on an unchecked
+    /// QC. A TC that is not needed and cannot matter is skipped silently.
+    fn harvest(
+        &mut self,
+        qc: &crate::cert::QuorumCert,
+        qc_needed: bool,
+        tc: Option<&crate::cert::TimeoutCert>,
+        tc_needed: bool,
+        trusted: bool,
+    ) -> Result<bool, InvalidReason> {
+        let use_qc = trusted || qc_needed || self.qc_matters(qc);
+        let use_tc = tc.filter(|tc| trusted || tc_needed || self.tc_matters(tc));
+        if !trusted {
+            if use_qc {
+                self.verify_qc(qc)?;
+            }
+            if let Some(tc) = use_tc {
+                self.verify_tc(tc)?;
+            }
+        }
+        if use_qc {
+            self.observe_qc(qc);
+        }
+        if let Some(tc) = use_tc {
+            self.observe_tc(tc);
+        }
+        Ok(use_qc)
     }
 
     /// §4.5: validate a proposal and vote for it if the safety rules allow.
@@ -65,21 +106,19 @@ impl<P: FaultPolicy> Core<P> {
             if !self.vs.verify(b.proposer, SigKind::Proposal, &body, &p.sig) {
                 return Err(InvalidReason::BadSignature);
             }
-            self.verify_qc(&b.justify)?;
-            if let Some(tc) = &p.tc {
-                self.verify_tc(tc)?;
-            }
         }
-        // The verified certificates are harvested first, whatever the proposal: a node far
-        // behind catches up from them.
-        self.observe_qc(&b.justify);
-        if let Some(tc) = &p.tc {
-            self.observe_tc(tc);
+        // The certificates are harvested first, whatever the proposal: a node far behind
+        // catches up from them. Outside the view window they are checked only if they can
+        // change our state (issue 7 finding 5), and the proposal itself is then done with.
+        let in_window = self.in_window(v);
+        let justified = self.harvest(&b.justify, in_window, p.tc.as_ref(), in_window, trusted)?;
+        if !justified {
+            return Ok(());
         }
         // E2 before any other check: two signed proposals of one view are evidence whatever
         // else is wrong with them. Only inside the view window: recording far-future views
         // would let one validator grow the detector without bound (issue 7 finding 4).
-        let seen = if self.in_window(v) {
+        let seen = if in_window {
             self.detector.on_proposal(b.proposer, v, id, p.sig)
         } else {
             ProposalSeen::New
@@ -227,17 +266,12 @@ impl<P: FaultPolicy> Core<P> {
         if t.high_qc.view() >= t.view {
             return Err(InvalidReason::BadCertificate);
         }
-        if !trusted {
-            if !self
+        if !trusted
+            && !self
                 .vs
                 .verify(t.sender, SigKind::Timeout, &t.body(), &t.sig)
-            {
-                return Err(InvalidReason::BadSignature);
-            }
-            self.verify_qc(&t.high_qc)?;
-            if let Some(tc) = &t.high_tc {
-                self.verify_tc(tc)?;
-            }
+        {
+            return Err(InvalidReason::BadSignature);
         }
         let in_window = self.in_window(t.view);
         if in_window {
@@ -248,22 +282,27 @@ impl<P: FaultPolicy> Core<P> {
                 self.report_evidence(ev);
             }
         }
-        // Harvest certificates even from stale or far-future timeouts (§7 case 3).
-        self.observe_qc(&t.high_qc);
-        if let Some(tc) = &t.high_tc {
-            self.observe_tc(tc);
+        // The high QC is needed only if aggregation would keep it (the highest so far of a new
+        // sender's timeout for a view we collect); otherwise it is checked only if it can change
+        // our state. Certificates are harvested even from stale or far-future timeouts (§7
+        // case 3).
+        let collects = in_window && t.view >= self.current_view;
+        let qc_needed = collects
+            && self
+                .timeouts
+                .would_keep_high_qc(t.view, t.sender, t.high_qc.view());
+        let qc_ok = self.harvest(&t.high_qc, qc_needed, t.high_tc.as_ref(), false, trusted)?;
+        if !collects || t.view < self.current_view {
+            return Ok(());
         }
-        if t.view < self.current_view || !in_window {
+        if !qc_ok && !self.timeouts.has_high_qc_at_least(t.view, t.high_qc.view()) {
+            // Cannot happen (an unneeded QC is one the tally already beats); kept as a guard so
+            // that an unchecked QC never enters a TC.
             return Ok(());
         }
         let progress = self
             .timeouts
             .add(&self.vs, t.view, t.sender, &t.high_qc, t.sig);
-        if let Some(next) = t.view.next()
-            && next == self.current_view
-        {
-            self.leader_state.reported.insert(t.sender);
-        }
         match progress {
             TimeoutProgress::Certificate(tc) => {
                 tracing::debug!(view = tc.view.0, high_qc = tc.high_qc.view().0, "TC formed");
@@ -287,15 +326,10 @@ impl<P: FaultPolicy> Core<P> {
             if !self.vs.verify(s.sender, SigKind::Status, &body, &s.sig) {
                 return Err(InvalidReason::BadSignature);
             }
-            self.verify_qc(&s.high_qc)?;
-            if let Some(tc) = &s.high_tc {
-                self.verify_tc(tc)?;
-            }
         }
-        self.observe_qc(&s.high_qc);
-        if let Some(tc) = &s.high_tc {
-            self.observe_tc(tc);
-        }
+        // A status reporting a lock no higher than ours tells the leader nothing it must act on
+        // (H2 needs only that the sender reported): its QC is checked only if it matters.
+        self.harvest(&s.high_qc, false, s.high_tc.as_ref(), false, trusted)?;
         if !self.in_window(s.view) || s.view < self.current_view {
             return Ok(());
         }

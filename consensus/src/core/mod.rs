@@ -7,6 +7,7 @@
 //! `detector` (equivocation → evidence), `tree` (block tree).
 
 mod api;
+mod certs;
 mod chain;
 mod collect;
 mod detector;
@@ -22,21 +23,18 @@ pub use mutations::Mutations;
 
 use crate::PrivateKey;
 use crate::block::Block;
-use crate::cert::{QuorumCert, TimeoutCert};
+use crate::cert::QuorumCert;
 use crate::evidence::Evidence;
 use crate::messages::ConsensusMessage;
 use crate::policy::{FaultPolicy, HealthInputs, InvalidReason, Millis};
 use crate::safety::{SafetyData, SafetyModule};
-use crate::types::{BlockId, Digest, ValidatorIndex, View};
+use crate::types::{BlockId, ValidatorIndex, View};
 use crate::validators::ValidatorSet;
 use collect::{TimeoutCollector, VoteCollector};
 use detector::Detector;
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use thiserror::Error;
 use tree::BlockTree;
-
-/// How many recently verified certificates are remembered (to skip re-verification).
-const VERIFIED_CACHE_LEN: usize = 1024;
 
 /// State recovered from storage at start (protocol.md §4.8).
 #[derive(Clone, Debug, Default)]
@@ -122,7 +120,8 @@ pub struct Core<P> {
     last_heard: Vec<Millis>,
     /// Whether the driver ever reported connectivity (the simulator may not).
     connectivity_known: bool,
-    verified: (HashSet<Digest>, VecDeque<Digest>),
+    /// Verified and failed certificates (bounded).
+    certs: certs::CertCache,
     halted: bool,
     counters: Counters,
     now: Millis,
@@ -210,7 +209,7 @@ impl<P: FaultPolicy> Core<P> {
             connected: BTreeSet::new(),
             last_heard: Vec::new(),
             connectivity_known: false,
-            verified: (HashSet::new(), VecDeque::new()),
+            certs: certs::CertCache::default(),
             halted: false,
             counters: Counters::default(),
             now: 0,
@@ -355,6 +354,9 @@ impl<P: FaultPolicy> Core<P> {
         self.counters.invalid_messages += 1;
         if from != self.cfg.me {
             self.policy.on_invalid(from, reason, self.now);
+            if reason.proves_sender_faulty() {
+                self.out.push(Action::PeerMisbehaved { peer: from, reason });
+            }
         }
     }
 
@@ -376,29 +378,6 @@ impl<P: FaultPolicy> Core<P> {
         }
     }
 
-    /// Cache key of a verified certificate: BLAKE3 over a type tag and the encoding, so that a
-    /// QC and a TC whose bytes coincide (a TC's encoding can parse as a QC) never share an entry
-    /// (issue 7 finding 2: a cached TC let the same bytes pass as an unverified QC).
-    fn cert_key(tag: &[u8], encoding: &[u8]) -> Digest {
-        let mut h = blake3::Hasher::new();
-        h.update(tag);
-        h.update(encoding);
-        Digest(*h.finalize().as_bytes())
-    }
-
-    /// Verify a QC, remembering verified ones. Errors map to [`InvalidReason::BadCertificate`].
-    fn verify_qc(&mut self, qc: &QuorumCert) -> Result<bool, InvalidReason> {
-        let key = Self::cert_key(b"HS2/v1/cache/qc", &crate::encode(qc));
-        if self.verified.0.contains(&key) {
-            return Ok(false);
-        }
-        qc.verify(&self.vs, &self.genesis_id)
-            .map_err(|_| InvalidReason::BadCertificate)?;
-        self.remember_verified(key);
-        self.detect_in_qc(qc);
-        Ok(true)
-    }
-
     /// Extract the votes of a newly seen QC for E1/E3 detection (§6.2: a vote can be taken out
     /// of any QC; two QCs of one view convict the intersection of their signers).
     fn detect_in_qc(&mut self, qc: &QuorumCert) {
@@ -408,30 +387,6 @@ impl<P: FaultPolicy> Core<P> {
         for (voter, sig) in qc.votes() {
             for ev in self.detector.on_vote(voter, &qc.data, sig) {
                 self.report_evidence(ev);
-            }
-        }
-    }
-
-    /// Verify a TC (and its high QC), remembering verified ones.
-    fn verify_tc(&mut self, tc: &TimeoutCert) -> Result<(), InvalidReason> {
-        let key = Self::cert_key(b"HS2/v1/cache/tc", &crate::encode(tc));
-        if self.verified.0.contains(&key) {
-            return Ok(());
-        }
-        tc.verify(&self.vs, &self.genesis_id)
-            .map_err(|_| InvalidReason::BadCertificate)?;
-        self.remember_verified(key);
-        self.detect_in_qc(&tc.high_qc);
-        Ok(())
-    }
-
-    fn remember_verified(&mut self, key: Digest) {
-        if self.verified.0.insert(key) {
-            self.verified.1.push_back(key);
-            if self.verified.1.len() > VERIFIED_CACHE_LEN
-                && let Some(old) = self.verified.1.pop_front()
-            {
-                self.verified.0.remove(&old);
             }
         }
     }

@@ -2,7 +2,9 @@
 //! The full adversarial simulator lives in the `testnet` crate.
 
 use super::*;
+use crate::cert::TimeoutCert;
 use crate::policy::RoundRobin;
+use crate::types::Digest;
 use crate::types::Epoch;
 use std::collections::BTreeMap;
 
@@ -464,11 +466,22 @@ fn restart_never_double_votes() {
 /// A QC of view `p + 1` (parent view `p`) signed by validators `0..q`, and a TC of view `p + 2`
 /// signed by the same validators, carrying it as its high QC.
 fn qc_and_tc(vs: &ValidatorSet, ks: &[PrivateKey], p: u64) -> (QuorumCert, TimeoutCert) {
+    qc_and_tc_over(vs, ks, p, p + 1)
+}
+
+/// Like [`qc_and_tc`] with the QC of view `qv ≥ p + 1` (a commit proof only if `qv = p + 1`)
+/// and the TC of view `qv + 1`.
+fn qc_and_tc_over(
+    vs: &ValidatorSet,
+    ks: &[PrivateKey],
+    p: u64,
+    qv: u64,
+) -> (QuorumCert, TimeoutCert) {
     use crate::cert::{Bitmap, VoteData, timeout_body};
     use crate::crypto::SigKind;
     let q = ks.len() - (ks.len() - 1) / 3;
     let data = VoteData {
-        view: View(p + 1),
+        view: View(qv),
         block_id: Digest([7; 32]),
         height: crate::types::Height(5),
         parent_id: Digest([8; 32]),
@@ -487,13 +500,13 @@ fn qc_and_tc(vs: &ValidatorSet, ks: &[PrivateKey], p: u64) -> (QuorumCert, Timeo
             .map(|k| k.sign(vs.domain(), SigKind::Vote, &body))
             .collect(),
     };
-    let tview = View(p + 2);
-    let tbody = timeout_body(tview, View(p + 1));
+    let tview = View(qv + 1);
+    let tbody = timeout_body(tview, View(qv));
     let tc = TimeoutCert {
         view: tview,
         high_qc: qc.clone(),
         signers,
-        hqc_views: vec![View(p + 1); q],
+        hqc_views: vec![View(qv); q],
         sigs: ks[..q]
             .iter()
             .map(|k| k.sign(vs.domain(), SigKind::Timeout, &tbody))
@@ -568,6 +581,95 @@ fn a_tc_whose_bytes_parse_as_a_qc_is_not_a_verified_qc() {
         "lock moved to a forged QC"
     );
     assert_eq!(c.status(3).counters.invalid_messages, rejected + 1);
+}
+
+/// Deliver a bare TC from validator 1 at time `at`; returns the actions.
+fn send_tc(c: &mut Core<RoundRobin>, at: Millis, tc: &TimeoutCert) -> Vec<Action> {
+    c.handle(
+        at,
+        Event::Message {
+            from: ValidatorIndex(1),
+            msg: ConsensusMessage::TimeoutCert(tc.clone()),
+        },
+    )
+}
+
+fn reported(actions: &[Action]) -> usize {
+    actions
+        .iter()
+        .filter(|a| matches!(a, Action::PeerMisbehaved { peer, reason: InvalidReason::BadCertificate } if *peer == ValidatorIndex(1)))
+        .count()
+}
+
+/// Issue 7 finding 5: a bare TC of any view was verified (≈ 2q signature checks, its high QC
+/// outside the cache) although its sender signs nothing. Now a TC that cannot change our state
+/// costs no check at all, valid or forged, and a TC's high QC goes through the cache.
+#[test]
+fn old_tcs_cost_no_signature_check_and_a_shared_high_qc_is_checked_once() {
+    let (vs, ks) = keys(4);
+    // Deterministic keys: a second copy supplies the core's own key.
+    let mut c = core(&vs, keys(4).1.remove(0), 0);
+    c.handle(0, Event::Start);
+    let verified = |c: &Core<RoundRobin>| c.counters.certificates_verified;
+
+    let (_, tc) = qc_and_tc(&vs, &ks, 100);
+    send_tc(&mut c, 1, &tc);
+    assert_eq!(
+        c.current_view(),
+        View(103),
+        "the TC of view 102 was accepted"
+    );
+    assert_eq!(verified(&c), 2, "the TC and its high QC");
+
+    // A second TC of a later view with the same high QC: only the TC's own signatures.
+    let mut tc2 = tc.clone();
+    tc2.view = View(103);
+    let tbody = crate::cert::timeout_body(View(103), View(101));
+    tc2.sigs = ks[..3]
+        .iter()
+        .map(|k| k.sign(vs.domain(), crate::crypto::SigKind::Timeout, &tbody))
+        .collect();
+    send_tc(&mut c, 2, &tc2);
+    assert_eq!(c.current_view(), View(104));
+    assert_eq!(verified(&c), 3, "the shared high QC came from the cache");
+
+    // Old TCs, valid or with garbage signatures, whose high QCs are neither above our lock nor
+    // commit proofs: nothing to learn, nothing checked, nobody reported.
+    for p in [10u64, 50, 90] {
+        let (_, old) = qc_and_tc_over(&vs, &ks, p, p + 2);
+        let mut forged = old.clone();
+        forged.sigs[0] = forged.sigs[1];
+        for t in [old, forged] {
+            let actions = send_tc(&mut c, 3, &t);
+            assert_eq!(reported(&actions), 0);
+        }
+    }
+    assert_eq!(verified(&c), 3, "old TCs cost no signature check");
+    assert_eq!(c.current_view(), View(104));
+}
+
+/// Issue 7 finding 5: failed verifications were not remembered and not reported, so a peer
+/// could make every honest node re-check the same bad certificate forever. Now a bad TC that
+/// matters is checked once, its sender is reported each time (the driver bans at the
+/// threshold), and the same bytes are refused from the failure cache.
+#[test]
+fn a_bad_certificate_is_checked_once_and_its_sender_reported() {
+    let (vs, ks) = keys(4);
+    // Deterministic keys: a second copy supplies the core's own key.
+    let mut c = core(&vs, keys(4).1.remove(0), 0);
+    c.handle(0, Event::Start);
+    let (_, mut tc) = qc_and_tc(&vs, &ks, 100);
+    tc.sigs[2] = tc.sigs[0];
+    for at in 1..=5 {
+        let actions = send_tc(&mut c, at, &tc);
+        assert_eq!(reported(&actions), 1, "the direct sender is reported");
+    }
+    assert_eq!(
+        c.counters.certificates_verified, 1,
+        "checked once, then refused from the failure cache"
+    );
+    assert_eq!(c.current_view(), View(1), "the forged TC moved nothing");
+    assert_eq!(c.status(6).counters.invalid_messages, 5);
 }
 
 /// Issue 7 finding 4: signed proposals for far-future views were recorded by the equivocation

@@ -38,7 +38,7 @@ use tree::BlockTree;
 /// How many recently verified certificates are remembered (to skip re-verification).
 const VERIFIED_CACHE_LEN: usize = 1024;
 
-/// State recovered from storage at start (protocol.md §4.8).
+/// State recovered from storage at start (PROTOCOL.md §4.8).
 #[derive(Clone, Debug, Default)]
 pub struct Recovered {
     /// The last committed blocks (at most the policy's replay depth), ascending height, ending at the committed tip; for a

@@ -1,4 +1,4 @@
-//! Blocks and block headers (protocol.md §2).
+//! Blocks and block headers (PROTOCOL.md §2).
 
 use crate::cert::QuorumCert;
 use crate::codec::encode;

@@ -1,5 +1,5 @@
 //! Quorum certificates (QC) and timeout certificates (TC) and their verification
-//! (protocol.md §2 table, §7 case 16).
+//! (PROTOCOL.md §2 table, §7 case 16).
 
 use crate::codec::encode;
 use crate::crypto::{SigKind, Signature, verify_all};
@@ -219,7 +219,7 @@ pub fn timeout_body(view: View, hqc_view: View) -> Vec<u8> {
 }
 
 /// A timeout certificate for `view`: ≥ q timeouts, each signing `(view, hqc_view_i)`, carrying
-/// the highest QC among them (protocol.md §2, Aptos-style).
+/// the highest QC among them (PROTOCOL.md §2, Aptos-style).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, BorshSerialize, BorshDeserialize)]
 pub struct TimeoutCert {
     /// The view that timed out.

@@ -1,7 +1,7 @@
 //! Canonical encoding.
 //!
-//! **Choice: borsh 1.x** (see `../shared/stack.md`): fixed-width little-endian integers, u32
-//! length prefixes, strict bool/option/enum tags, no maps — exactly the layout of protocol.md §2 —
+//! **Choice: borsh 1.x** (PROTOCOL.md §9 "Encoding"): fixed-width little-endian integers, u32
+//! length prefixes, strict bool/option/enum tags, no maps — exactly the layout of PROTOCOL.md §2 —
 //! and `from_slice` rejects trailing bytes. Borsh has one byte string per value, so
 //! `encode(decode(b)) == b` for every accepted `b` (tested by property tests). What borsh does
 //! not bound is the *size* of a message, so every decode here goes through [`decode`] with a hard

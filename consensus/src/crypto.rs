@@ -1,4 +1,4 @@
-//! Signatures and digests with domain separation (protocol.md §2).
+//! Signatures and digests with domain separation (PROTOCOL.md §2).
 //!
 //! Every signed message is signed over `D(kind, body) = BLAKE3("HS2/v1/sig" ‖ chain_id ‖ epoch ‖
 //! kind ‖ body)`; block ids use the distinct prefix `"HS2/v1/block"`, so a signed digest is never a

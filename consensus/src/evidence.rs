@@ -1,4 +1,4 @@
-//! Self-contained, third-party-verifiable evidence of Byzantine behaviour (protocol.md §6.2).
+//! Self-contained, third-party-verifiable evidence of Byzantine behaviour (PROTOCOL.md §6.2).
 //!
 //! Each item carries the offender's signed bodies; [`Evidence::verify`] needs only the validator
 //! set of `(chain_id, epoch)`.

@@ -1,7 +1,7 @@
 //! # consensus — pipelined HotStuff-2 for bftnode
 //!
-//! (The protocol write-up lives in `doc.md`, included below.)
-#![doc = include_str!("doc.md")]
+//! (The rule book lives in `consensus/PROTOCOL.md`, included below.)
+#![doc = include_str!("../PROTOCOL.md")]
 #![deny(missing_docs)]
 #![cfg_attr(
     not(test),

@@ -1,4 +1,4 @@
-//! Consensus messages on the wire (protocol.md §2): proposals, votes, timeouts, statuses, and the
+//! Consensus messages on the wire (PROTOCOL.md §2): proposals, votes, timeouts, statuses, and the
 //! unsigned block-sync request/response.
 
 use crate::block::Block;

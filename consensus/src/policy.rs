@@ -118,7 +118,7 @@ pub struct HealthInputs {
 /// Fault-tolerance policy consulted by the core during event handling.
 pub trait FaultPolicy {
     /// The leader of `view`: a deterministic function of the committed history fed through
-    /// [`FaultPolicy::on_commit`] (protocol.md §4.3, §6.3).
+    /// [`FaultPolicy::on_commit`] (PROTOCOL.md §4.3, §6.3).
     fn leader(&self, view: View) -> ValidatorIndex;
     /// A block was committed (called in height order, exactly once per height, also while
     /// replaying history at start).

@@ -1,5 +1,5 @@
 //! The safety record and the safety module: the only code that signs votes and timeouts
-//! (protocol.md §3, §4.5; Aptos SafetyRules).
+//! (PROTOCOL.md §3, §4.5; Aptos SafetyRules).
 
 use crate::block::Block;
 use crate::cert::{QuorumCert, TimeoutCert, VoteData};
@@ -10,7 +10,7 @@ use crate::validators::ValidatorSet;
 use borsh::{BorshDeserialize, BorshSerialize};
 
 /// The persisted safety record, replaced atomically and synced before any message that depends
-/// on it leaves (protocol.md §3). Never restored from a backup.
+/// on it leaves (PROTOCOL.md §3). Never restored from a backup.
 ///
 /// Invariants: `last_voted_view`, `last_timeout_view`, `last_proposed_view` and `lock.view` never
 /// decrease. `high_tc` is a liveness hint kept in the same record so restart can compute

@@ -1,6 +1,6 @@
 //! Newtypes of the protocol vocabulary: [`View`], [`Height`], [`Epoch`], [`ValidatorIndex`],
 //! [`BlockId`] and [`Digest`]. All are plain integers or byte arrays with a canonical borsh
-//! encoding (fixed-width little-endian, protocol.md §2).
+//! encoding (fixed-width little-endian, PROTOCOL.md §2).
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
@@ -48,7 +48,7 @@ int_newtype!(
 );
 
 impl View {
-    /// The next view, or `None` on overflow (protocol.md §7 case 4: never trust `view + 1`).
+    /// The next view, or `None` on overflow (PROTOCOL.md §7 case 4: never trust `view + 1`).
     pub fn next(self) -> Option<View> {
         self.0.checked_add(1).map(View)
     }
@@ -116,5 +116,5 @@ impl<'de> Deserialize<'de> for Digest {
 }
 
 /// Identifier of a block: `BLAKE3("HS2/v1/block" ‖ …)` over the fields listed in
-/// [`crate::Block::id`]. Binds the view but not the justify's signatures (protocol.md §2).
+/// [`crate::Block::id`]. Binds the view but not the justify's signatures (PROTOCOL.md §2).
 pub type BlockId = Digest;

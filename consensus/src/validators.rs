@@ -1,4 +1,4 @@
-//! The validator set of one `(chain_id, epoch)` and its quorum arithmetic (protocol.md §1).
+//! The validator set of one `(chain_id, epoch)` and its quorum arithmetic (PROTOCOL.md §1).
 
 use crate::crypto::{Domain, PublicKey, SigKind, Signature, Verifier};
 use crate::types::{Epoch, ValidatorIndex};
@@ -39,7 +39,7 @@ pub enum ValidatorSetError {
 
 /// The validators of one `(chain_id, epoch)`, ordered by public key, with the signing domain.
 ///
-/// Quorum (protocol.md §1, generalised to weights): with total power `N` and
+/// Quorum (PROTOCOL.md §1, generalised to weights): with total power `N` and
 /// `F = ⌊(N−1)/3⌋`, a quorum is power `≥ N − F` and the weak threshold (at least one honest) is
 /// power `≥ F + 1`. With unit weights these are `q = n − f` and `f + 1`.
 #[derive(Clone, Debug)]
@@ -131,7 +131,7 @@ impl ValidatorSet {
     pub fn max_faulty(&self) -> VotingPower {
         (self.total - 1) / 3
     }
-    /// Quorum power `N − F` (protocol.md §1).
+    /// Quorum power `N − F` (PROTOCOL.md §1).
     pub fn quorum(&self) -> VotingPower {
         self.total - self.max_faulty()
     }

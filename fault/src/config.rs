@@ -1,14 +1,14 @@
 //! [`FaultConfig`]: every tunable of the fault-tolerance policy, with the defaults of
-//! protocol.md §6.3 where it gives one.
+//! PROTOCOL.md §6.3 where it gives one.
 //!
 //! The election parameters (`exclusion_lag`, `window`, `failure_threshold_pct`,
 //! `round_robin_every`, `stall_views`) must be identical on every validator of a chain — they are
-//! "fixed on chain" (protocol.md §6.3, §7 case 23); a node with different values elects different
+//! "fixed on chain" (PROTOCOL.md §6.3, §7 case 23); a node with different values elects different
 //! leaders and loses liveness (never safety). The other parameters are local.
 
 use serde::{Deserialize, Serialize};
 
-/// Hard upper bound on the reputation window `W`, in committed blocks (protocol.md §6.3).
+/// Hard upper bound on the reputation window `W`, in committed blocks (PROTOCOL.md §6.3).
 pub const MAX_WINDOW: u64 = 1000;
 
 /// Hard upper bound on `history_slack`, in committed blocks.
@@ -29,7 +29,7 @@ pub const MIN_DEFAULT_WINDOW: u64 = 512;
 #[serde(default)]
 pub struct FaultConfig {
     /// `X`: the cut for view `v` is the highest committed block with view `≤ v − X`
-    /// (protocol.md §6.3). Default 4: a node validating the proposal of view `v` has observed
+    /// (PROTOCOL.md §6.3). Default 4: a node validating the proposal of view `v` has observed
     /// its justify, which commits up to view `v − 2` on the happy path and, after up to two
     /// failed views, up to `v − 4`; nodes that committed past the cut agree on the leader. A
     /// smaller lag excludes a failed leader sooner (it may be drawn again for about `X` views

@@ -1,4 +1,4 @@
-//! Reputation-based leader election (protocol.md §6.3, Aptos `ProposerAndVoter`).
+//! Reputation-based leader election (PROTOCOL.md §6.3, Aptos `ProposerAndVoter`).
 //!
 //! The election reads only committed data: a ring of [`CommitSummary`] fed in height order by
 //! `on_commit`, and the height at which each validator was first convicted by committed
@@ -66,7 +66,7 @@ struct CommitSummary {
     table: Option<WeightTable>,
 }
 
-/// Per-validator counts over one window (protocol.md §6.3 "Counts").
+/// Per-validator counts over one window (PROTOCOL.md §6.3 "Counts").
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Counts {
     /// Appearances in `skipped_leaders` (+ committed E4).

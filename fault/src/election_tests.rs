@@ -1,4 +1,4 @@
-//! Step-table unit tests of the weight rule and exclusion order (protocol.md §6.3).
+//! Step-table unit tests of the weight rule and exclusion order (PROTOCOL.md §6.3).
 
 use super::*;
 

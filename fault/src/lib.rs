@@ -4,7 +4,7 @@
 //! inline from `Core::handle`. Every decision is a pure function of the calls made so far and
 //! their arguments (time enters only as `now`), so the simulator replays it exactly.
 //!
-//! ## Leader election (protocol.md §6.3, module `election`)
+//! ## Leader election (PROTOCOL.md §6.3, module `election`)
 //!
 //! `leader(v)` is plain round robin `(v + epoch) mod n` when no committed block (height ≥ 1)
 //! has view `≤ v − X`, and when the latest known commit is older than `v − Y` (stall).
@@ -38,7 +38,7 @@
 //! (in height order) so every cut the node will use sees its full window; a node with less
 //! history may disagree on leaders (liveness only, like any lagging node).
 //!
-//! ## Evidence pool (protocol.md §6.2, module `pool`)
+//! ## Evidence pool (PROTOCOL.md §6.2, module `pool`)
 //!
 //! Evidence given to `on_evidence` is already verified by the core; [`verify`] is offered to
 //! third parties. Items are deduplicated by `(offender, kind, view)`, bounded in total and per
@@ -86,7 +86,7 @@ use pool::EvidencePool;
 use reputation::Reputation;
 
 /// Verify `evidence` with nothing but the validator set of its `(chain_id, epoch)`
-/// (protocol.md §6.2): a wrapper of [`Evidence::verify`] for third parties.
+/// (PROTOCOL.md §6.2): a wrapper of [`Evidence::verify`] for third parties.
 /// Errors: [`EvidenceError`].
 pub fn verify(evidence: &Evidence, validators: &ValidatorSet) -> Result<(), EvidenceError> {
     evidence.verify(validators)
@@ -124,7 +124,7 @@ impl FaultTolerance {
     }
 
     /// The election weights used for `view` (index order, 0 = excluded), or `None` when `view`
-    /// uses the round-robin fallback (protocol.md §6.3).
+    /// uses the round-robin fallback (PROTOCOL.md §6.3).
     pub fn leader_weights(&self, view: View) -> Option<Vec<u64>> {
         self.election.weights(view)
     }

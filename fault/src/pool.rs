@@ -1,4 +1,4 @@
-//! The evidence pool (protocol.md §6.2): verified evidence, deduplicated by
+//! The evidence pool (PROTOCOL.md §6.2): verified evidence, deduplicated by
 //! `(offender, kind, view)`, bounded, split into *pending* (to be put in a block) and
 //! *committed* (carried by a committed block).
 //!

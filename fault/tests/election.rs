@@ -1,4 +1,4 @@
-//! Leader election (protocol.md §6.3, §7 cases 23–24).
+//! Leader election (PROTOCOL.md §6.3, §7 cases 23–24).
 
 mod common;
 

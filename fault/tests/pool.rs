@@ -1,4 +1,4 @@
-//! Evidence pool through the public API, with real signed evidence (protocol.md §6.2).
+//! Evidence pool through the public API, with real signed evidence (PROTOCOL.md §6.2).
 
 mod common;
 

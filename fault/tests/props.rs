@@ -1,5 +1,5 @@
 //! Property tests: `leader(v)` is always a member, never an excluded validator, and at most f are
-//! excluded, over random committed histories (protocol.md §6.3, §7 case 24).
+//! excluded, over random committed histories (PROTOCOL.md §6.3, §7 case 24).
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! Storage errors.
 //!
-//! Every [`StoreError`] is **fatal** for a validator (style.md §4): a store that cannot read or
+//! Every [`StoreError`] is **fatal** to a validator (PROTOCOL.md §4.8): a store that cannot read or
 //! write its safety data must stop the node rather than risk a double vote. None of them is a
 //! peer's fault; the only "retry" a caller should attempt is restarting the process (for
 //! [`StoreError::Locked`], after the other process has exited).

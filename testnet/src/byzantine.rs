@@ -29,7 +29,7 @@ pub enum ByzKind {
     InvalidJustify,
     /// Sends many signed messages per ms for far-future views, including `u64::MAX`.
     Flooder,
-    /// Directed hidden-lock attacker (protocol.md §7 case 11): when it leads view `v` it sends
+    /// Directed hidden-lock attacker (PROTOCOL.md §7 case 11): when it leads view `v` it sends
     /// its proposal to `victim` and to one other honest node only, and its own vote for it to
     /// `victim` only, `release_ms` after signing it (before the others time out in `v`, late
     /// enough that `victim` does not run ahead into a view the others reach a timeout later) —

@@ -1,7 +1,7 @@
 //! # testnet — the deterministic simulator of bftnode
 //!
 //! A single-threaded discrete-event simulator that runs the production sans-IO
-//! [`consensus::Core`] under a virtual clock and a seeded RNG (protocol.md §8, style.md §7):
+//! [`consensus::Core`] under a virtual clock and a seeded RNG (PROTOCOL.md §8):
 //!
 //! - [`sim`]: event queue ordered by (time, sequence), crash/restart from a simulated disk
 //!   (including a crash between persist and send), block sync served from disks, evidence gossip,

@@ -1,4 +1,4 @@
-//! Invariant oracles (protocol.md §5 S1–S9, evidence, liveness), checked after every event on
+//! Invariant oracles (PROTOCOL.md §5 S1–S9, evidence, liveness), checked after every event on
 //! honest instances, across restarts.
 
 use crate::net::InstanceId;

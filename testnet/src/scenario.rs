@@ -251,7 +251,7 @@ pub struct L1Report {
 
 /// Run `n` honest nodes over a fixed-delay network (δ = `delta_ms`, no jitter, no loss) and
 /// measure commit latency in δ for every block whose view and the next two were proposed by
-/// honest leaders and chained (protocol.md §5 L1).
+/// honest leaders and chained (PROTOCOL.md §5 L1).
 pub fn measure_l1(seed: u64, n: usize, delta_ms: u64) -> Result<L1Report, Failure> {
     let mut cfg = SimConfig::new("l1", seed, n);
     cfg.net = NetModel::fixed(delta_ms);
@@ -308,7 +308,7 @@ pub struct L2Report {
     pub worst_ratio: f64,
 }
 
-/// Directed hidden-lock scenario (protocol.md §7 case 11, §8): n = 4, validator 3 is a
+/// Directed hidden-lock scenario (PROTOCOL.md §7 case 11, §8): n = 4, validator 3 is a
 /// [`ByzKind::LockHider`] that, as leader, completes a QC at validator 2 only (whose outbound
 /// links take Δ while the others take δ = Δ/10; its vote is released 3Δ after the proposal, half
 /// the view timeout), withholds its other votes and reports a stale lock. Checks L2 for every view entered via TC whose leader and next two leaders are

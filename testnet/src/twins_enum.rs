@@ -1,4 +1,4 @@
-//! Exhaustive Twins enumeration over a reduced space (protocol.md §8), complementing the
+//! Exhaustive Twins enumeration over a reduced space (PROTOCOL.md §8), complementing the
 //! sampled enumeration of [`crate::twins`].
 //!
 //! n = 4, validator `T = 0` runs as two honest instances `T1`, `T2` (instances 0 and 1) with

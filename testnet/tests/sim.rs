@@ -1,4 +1,4 @@
-//! Deterministic simulation suite (protocol.md §5, §7, §8).
+//! Deterministic simulation suite (PROTOCOL.md §5, §7, §8).
 //!
 //! - `SIM_SEEDS=N` — seeds per scenario (default [`DEFAULT_SEEDS`]; use 1000+ for long sweeps).
 //! - `SIM_SEED_BASE=B` — first seed (default 0).

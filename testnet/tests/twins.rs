@@ -1,4 +1,4 @@
-//! Exhaustive Twins enumeration for n = 4 (protocol.md §8; see `testnet::twins_enum`).
+//! Exhaustive Twins enumeration for n = 4 (PROTOCOL.md §8; see `testnet::twins_enum`).
 //!
 //! - `TWINS_ENUM_VIEWS=k` — scripted views per schedule (default 4: 6^4 = 1,296 schedules).
 //! - `TWINS_ENUM_SEED_BASE=B` — schedule `i` runs with seed `B + i` (default 0).

@@ -16,13 +16,13 @@ pub struct Config {
     pub me: ValidatorIndex,
     /// Δ_est: the estimated post-GST message delay bound (ms).
     pub delta_ms: u64,
-    /// τ_base: base view timeout (ms); choose ≥ 5Δ (protocol.md §4.2).
+    /// τ_base: base view timeout (ms); choose ≥ 5Δ (PROTOCOL.md §4.2).
     pub timeout_base_ms: u64,
     /// τ_max: cap on the view timeout (ms).
     pub timeout_max_ms: u64,
     /// e_max: cap on the backoff exponent.
     pub backoff_exponent_max: u32,
-    /// Growth of τ and W per backoff step, in percent: 200 doubles (protocol.md §4.2's `2^e`),
+    /// Growth of τ and W per backoff step, in percent: 200 doubles (`2^e`; PROTOCOL.md §4.2, §9),
     /// the default 150 grows ×1.5 (Aptos uses ×1.2): with reputation-based election a crashed
     /// leader can be drawn several times before its failures are committed, and doubling then
     /// costs seconds for nothing (measured: 9 s from leader crash to commit with ×2).
@@ -140,7 +140,7 @@ pub enum Event {
 
 /// Outputs of the core, **in order**. The driver must make every `PersistSafety` (and
 /// `PersistBlock` before it) durable — a synced write — before performing any later `Send`,
-/// `Broadcast` or `FetchBlocks` of the same batch (persist before send, protocol.md §3).
+/// `Broadcast` or `FetchBlocks` of the same batch (persist before send, PROTOCOL.md §3).
 #[derive(Clone, Debug)]
 pub enum Action {
     /// Durably replace the safety record (synced write).

@@ -1,5 +1,5 @@
 //! Certificates observed, the two-chain commit rule, and block sync
-//! (protocol.md §4.1, §4.7, §6.5).
+//! (PROTOCOL.md §4.1, §4.7, §6.5).
 
 use super::tree::Ancestry;
 use super::{Action, Core, Entry, Timer};

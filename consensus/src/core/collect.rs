@@ -1,4 +1,4 @@
-//! Vote and timeout aggregation into QCs and TCs (protocol.md §4.2, §4.6).
+//! Vote and timeout aggregation into QCs and TCs (PROTOCOL.md §4.2, §4.6).
 //!
 //! Votes are keyed by `(view, hash(VoteData))`, never by view alone (§7 case 5); each validator
 //! counts once per view. Memory: at most one entry per validator per view, views pruned below

@@ -1,4 +1,4 @@
-//! Equivocation detection where votes, proposals and timeouts are aggregated (protocol.md §6.2):
+//! Equivocation detection where votes, proposals and timeouts are aggregated (PROTOCOL.md §6.2):
 //! E1 double vote, E2 double proposal, E3 lock violation, E4 conflicting timeouts. Every signature
 //! fed here has been verified, so the evidence produced is self-contained and verifies.
 //!

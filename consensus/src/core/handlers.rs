@@ -1,4 +1,4 @@
-//! The validation pipeline and per-message rules (protocol.md §6.1, §4.2, §4.5, §4.6).
+//! The validation pipeline and per-message rules (PROTOCOL.md §6.1, §4.2, §4.5, §4.6).
 //!
 //! Stages, in order: sender membership; view window; signature; embedded certificates; observe
 //! certificates; semantic checks; the safety module. Our own messages (`trusted`) skip the
@@ -220,7 +220,7 @@ impl<P: FaultPolicy> Core<P> {
         if let Ok(vote) = self.safety.sign_vote(&block, id, &self.vs) {
             self.counters.votes_sent += 1;
             self.persist_safety();
-            // Votes go to every validator, not only leader(v + 1) (doc.md "Deviations"): when
+            // Votes go to every validator, not only leader(v + 1) (PROTOCOL.md §9): when
             // the next leader is dead, every node still forms QC(v), enters v + 1 at once, and
             // the block of v is extended by the first live leader after v + 1.
             self.broadcast(ConsensusMessage::Vote(vote));

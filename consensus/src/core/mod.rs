@@ -36,7 +36,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use thiserror::Error;
 use tree::BlockTree;
 
-/// State recovered from storage at start (protocol.md §4.8).
+/// State recovered from storage at start (PROTOCOL.md §4.8).
 #[derive(Clone, Debug, Default)]
 pub struct Recovered {
     /// The last committed blocks (at most the policy's replay depth), ascending height, ending at the committed tip; for a

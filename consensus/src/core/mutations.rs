@@ -1,5 +1,5 @@
 //! Mutation canaries: deliberate protocol bugs that only the simulator switches on, to show that
-//! its oracles catch them (protocol.md §8 "mutation canaries").
+//! its oracles catch them (PROTOCOL.md §8 "mutation canaries").
 //!
 //! Compiled only with the crate feature `mutations`, which only the `testnet` crate enables. The
 //! production rules live in the handler modules and each is bent by one `#[cfg(feature =
@@ -12,7 +12,7 @@ use crate::types::View;
 use std::collections::BTreeSet;
 
 /// Deliberate protocol bugs, switched on only by tests to show that the simulator catches them
-/// (protocol.md §8 "mutation canaries"). All off by default.
+/// (PROTOCOL.md §8 "mutation canaries"). All off by default.
 ///
 /// Exists only with the `consensus` crate feature `mutations`, which only the simulator
 /// (`testnet`) enables: the node and CLI binaries (`cargo build -p cli`) are built without it, so

@@ -1,4 +1,4 @@
-//! Views, timers and the leader's handover rule (protocol.md §4.2, §4.4).
+//! Views, timers and the leader's handover rule (PROTOCOL.md §4.2, §4.4).
 
 use super::{Action, Core, Entry, LeaderState, Timer};
 use crate::block::Block;
@@ -67,7 +67,7 @@ impl<P: FaultPolicy> Core<P> {
         }
     }
 
-    /// Backoff exponent `e = min(e_max, max(0, v − high_qc.view − 2 − f))` (doc.md "Pacemaker").
+    /// Backoff exponent `e = min(e_max, max(0, v − high_qc.view − 2 − f))` (PROTOCOL.md §4.2).
     ///
     /// Counted from the high QC (the lock), not from the committed root: any certified view
     /// resets it, so a dead leader among live ones costs one base timeout per view it leads.
@@ -263,7 +263,7 @@ impl<P: FaultPolicy> Core<P> {
         });
     }
 
-    /// H2 (doc.md "Handover"): the leader knows the lock of every validator that could vote for
+    /// H2 (PROTOCOL.md §4.4): the leader knows the lock of every validator that could vote for
     /// its proposal — every validator when the driver never reported connectivity (the
     /// simulator), else every validator it is connected to — and those hold a quorum of power.
     /// A validator we have no connection to cannot receive the proposal, so its lock cannot

@@ -1,5 +1,5 @@
 //! The block tree: blocks by id above the committed root, and the committed chain index
-//! (protocol.md §7 case 10: store by id, commit by ancestry, prune only off-root branches).
+//! (PROTOCOL.md §7 case 10: store by id, commit by ancestry, prune only off-root branches).
 
 use crate::block::Block;
 use crate::types::{BlockId, Height, View};

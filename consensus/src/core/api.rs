@@ -220,6 +220,9 @@ pub struct Counters {
     pub sync_requests: u64,
     /// Views entered via TC.
     pub views_via_tc: u64,
+    /// Signatures checked: every single-signature check of a received message, plus every
+    /// signature a QC or TC carries when the certificate is actually verified (not a cache hit).
+    pub signatures_verified: u64,
 }
 
 /// A snapshot of the core for RPC, metrics and tests.

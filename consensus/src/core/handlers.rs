@@ -62,7 +62,7 @@ impl<P: FaultPolicy> Core<P> {
         let id = b.id(self.vs.domain());
         if !trusted {
             let body = proposal_body(v, &id);
-            if !self.vs.verify(b.proposer, SigKind::Proposal, &body, &p.sig) {
+            if !self.check_sig(b.proposer, SigKind::Proposal, &body, &p.sig) {
                 return Err(InvalidReason::BadSignature);
             }
             self.verify_qc(&b.justify)?;
@@ -203,7 +203,7 @@ impl<P: FaultPolicy> Core<P> {
             return Ok(());
         }
         if !trusted
-            && !self.vs.verify(
+            && !self.check_sig(
                 vote.voter,
                 SigKind::Vote,
                 &crate::encode(&vote.data),
@@ -228,10 +228,7 @@ impl<P: FaultPolicy> Core<P> {
             return Err(InvalidReason::BadCertificate);
         }
         if !trusted {
-            if !self
-                .vs
-                .verify(t.sender, SigKind::Timeout, &t.body(), &t.sig)
-            {
+            if !self.check_sig(t.sender, SigKind::Timeout, &t.body(), &t.sig) {
                 return Err(InvalidReason::BadSignature);
             }
             self.verify_qc(&t.high_qc)?;
@@ -284,7 +281,7 @@ impl<P: FaultPolicy> Core<P> {
     fn on_status(&mut self, s: Status, trusted: bool) -> Result<(), InvalidReason> {
         if !trusted {
             let body = status_body(s.view, &s.high_qc);
-            if !self.vs.verify(s.sender, SigKind::Status, &body, &s.sig) {
+            if !self.check_sig(s.sender, SigKind::Status, &body, &s.sig) {
                 return Err(InvalidReason::BadSignature);
             }
             self.verify_qc(&s.high_qc)?;

@@ -14,11 +14,13 @@ mod handlers;
 #[cfg(feature = "mutations")]
 mod mutations;
 mod pacemaker;
+mod resources;
 mod tree;
 
 pub use api::*;
 #[cfg(feature = "mutations")]
 pub use mutations::Mutations;
+pub use resources::{ParkedProposal, Resources};
 
 use crate::PrivateKey;
 use crate::block::Block;
@@ -392,6 +394,7 @@ impl<P: FaultPolicy> Core<P> {
         if self.verified.0.contains(&key) {
             return Ok(false);
         }
+        self.counters.signatures_verified += qc.sigs.len() as u64;
         qc.verify(&self.vs, &self.genesis_id)
             .map_err(|_| InvalidReason::BadCertificate)?;
         self.remember_verified(key);
@@ -418,6 +421,7 @@ impl<P: FaultPolicy> Core<P> {
         if self.verified.0.contains(&key) {
             return Ok(());
         }
+        self.counters.signatures_verified += (tc.sigs.len() + tc.high_qc.sigs.len()) as u64;
         tc.verify(&self.vs, &self.genesis_id)
             .map_err(|_| InvalidReason::BadCertificate)?;
         self.remember_verified(key);

@@ -14,6 +14,8 @@ pub struct ParkedProposal {
     pub proposer: ValidatorIndex,
     /// The block's id.
     pub block_id: BlockId,
+    /// View of the block's justify QC.
+    pub justify_view: View,
 }
 
 /// Sizes of the core's peer-fed state, and its signature-check work so far. Cheap to take
@@ -48,6 +50,7 @@ impl<P: FaultPolicy> Core<P> {
                 view: p.block.view,
                 proposer: p.block.proposer,
                 block_id: p.block.id(self.vs.domain()),
+                justify_view: p.block.justify.view(),
             }),
             sync_inflight,
             sync_wanted,

@@ -25,7 +25,9 @@ pub use cert::{Bitmap, CertError, QuorumCert, TimeoutCert, VoteData};
 pub use codec::{DecodeError, decode, encode};
 #[cfg(feature = "mutations")]
 pub use core::Mutations;
-pub use core::{Action, Config, Core, CoreStatus, Counters, Event, Timer};
+pub use core::{
+    Action, Config, Core, CoreStatus, Counters, Event, ParkedProposal, Resources, Timer,
+};
 pub use crypto::{Domain, PrivateKey, PublicKey, SigKind, Signature};
 pub use evidence::{Evidence, EvidenceError, EvidenceKind, LaterMessage, SignedVote};
 pub use messages::{

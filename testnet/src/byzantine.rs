@@ -2,6 +2,7 @@
 //! fabricated messages are signed with the validator's real key through the consensus types.
 //! (Twins — two honest cores sharing one key — are built by the simulator, not here.)
 
+use crate::crafted::{CRAFTED_TICK_MS, Crafted};
 use consensus::{
     Action, Bitmap, Block, ConsensusMessage, Digest, Event, Millis, PrivateKey, Proposal,
     QuorumCert, SigKind, Signature, Status, Timeout, ValidatorIndex, ValidatorSet, View, Vote,
@@ -42,6 +43,23 @@ pub enum ByzKind {
         /// Delay between signing its vote of the hidden view and releasing it to `victim` (ms).
         release_ms: u64,
     },
+    /// Issue 7 finding 1: adds its bit and a torsioned signature (batch-only valid) to a QC it
+    /// did not sign, spreads it in a status, and signs a conflicting vote (its own votes are
+    /// withheld). See [`crate::crafted`].
+    CraftedBatchSignature,
+    /// Issue 7 finding 2: silent as leader; sends every TC whose encoding parses as a QC, then
+    /// a status whose high QC is those bytes.
+    CraftedCertConfusion,
+    /// Issue 7 finding 4: signed tiny proposals for random far-future views, many per tick.
+    CraftedFutureProposals,
+    /// Issue 7 finding 5: a stream of bare TCs (old, far-future and current views with wrong
+    /// signatures, and valid old TCs again).
+    CraftedTcFlood,
+    /// Issue 7 finding 6: a non-leader copy (genuine justify, other block) of every proposal
+    /// it receives, while its own proposals reach `n − quorum` victims late.
+    CraftedParkEvict,
+    /// Issue 7 finding 7: distinct non-leader blocks of the previous view on every proposal.
+    CraftedStaleBlockFlood,
 }
 
 impl ByzKind {
@@ -57,6 +75,12 @@ impl ByzKind {
             ByzKind::InvalidJustify => "invalid_justify",
             ByzKind::Flooder => "flooder",
             ByzKind::LockHider { .. } => "lock_hider",
+            ByzKind::CraftedBatchSignature => "crafted_batch_signature",
+            ByzKind::CraftedCertConfusion => "crafted_cert_confusion",
+            ByzKind::CraftedFutureProposals => "crafted_future_proposals",
+            ByzKind::CraftedTcFlood => "crafted_tc_flood",
+            ByzKind::CraftedParkEvict => "crafted_park_evict",
+            ByzKind::CraftedStaleBlockFlood => "crafted_stale_block_flood",
         }
     }
 
@@ -72,6 +96,23 @@ impl ByzKind {
             ByzKind::InvalidJustify,
             ByzKind::Flooder,
         ]
+    }
+
+    /// The crafted adversaries of issue 7 (one Byzantine validator each, resource oracle on).
+    pub fn crafted() -> [ByzKind; 6] {
+        [
+            ByzKind::CraftedBatchSignature,
+            ByzKind::CraftedCertConfusion,
+            ByzKind::CraftedFutureProposals,
+            ByzKind::CraftedTcFlood,
+            ByzKind::CraftedParkEvict,
+            ByzKind::CraftedStaleBlockFlood,
+        ]
+    }
+
+    /// Whether this is one of [`ByzKind::crafted`].
+    pub fn is_crafted(&self) -> bool {
+        ByzKind::crafted().contains(self)
     }
 }
 
@@ -136,6 +177,7 @@ pub struct Byzantine {
     /// Its vote of `hidden_view` and when it was signed (ms), released to the victim by `tick`.
     held_vote: Option<(Vote, Millis)>,
     timed_out: std::collections::BTreeSet<View>,
+    crafted: Crafted,
 }
 
 fn corrupt(sig: &mut Signature) {
@@ -174,6 +216,7 @@ impl Byzantine {
             hidden_view: None,
             held_vote: None,
             timed_out: std::collections::BTreeSet::new(),
+            crafted: Crafted::default(),
         }
     }
 
@@ -183,6 +226,9 @@ impl Byzantine {
             ByzKind::StaleReplayer => Some(REPLAY_TICK_MS),
             ByzKind::LockHider { .. } => Some(LOCK_HIDER_TICK_MS),
             ByzKind::Flooder => Some(self.flood.period_ms),
+            ByzKind::CraftedFutureProposals
+            | ByzKind::CraftedTcFlood
+            | ByzKind::CraftedParkEvict => Some(CRAFTED_TICK_MS),
             _ => None,
         }
     }
@@ -192,6 +238,9 @@ impl Byzantine {
         let Event::Message { from, msg } = ev else {
             return Vec::new();
         };
+        if self.kind.is_crafted() {
+            return self.crafted.inbound(self.kind, ctx, *from, msg);
+        }
         match self.kind {
             ByzKind::StaleReplayer => {
                 if *from != ctx.me && self.recorded.len() < 400 {
@@ -281,6 +330,18 @@ impl Byzantine {
     }
 
     fn rewrite(&mut self, ctx: &mut ByzCtx<'_>, msg: ConsensusMessage) -> Vec<Routed> {
+        if self.kind.is_crafted() {
+            return match self.crafted.outbound(self.kind, ctx, &msg) {
+                None => vec![Routed::Same(msg)],
+                Some(v) => v
+                    .into_iter()
+                    .map(|(to, m)| match to {
+                        Some(to) => Routed::To(to, m),
+                        None => Routed::Same(m),
+                    })
+                    .collect(),
+            };
+        }
         let me = ctx.me;
         let domain = ctx.vs.domain();
         match (self.kind, msg) {
@@ -414,6 +475,9 @@ impl Byzantine {
 
     /// Periodic action for self-driven behaviours.
     pub fn tick(&mut self, ctx: &mut ByzCtx<'_>) -> Vec<Action> {
+        if self.kind.is_crafted() {
+            return self.crafted.tick(self.kind, ctx);
+        }
         match self.kind {
             ByzKind::LockHider { victim, release_ms } => {
                 let now = ctx.now;

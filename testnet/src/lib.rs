@@ -14,16 +14,21 @@
 //!   accusation), liveness after a healing suffix.
 //! - [`liveness`]: the liveness-rate oracle — with up to f validators dead for the whole run,
 //!   the commit rate against a healthy twin and the longest gap between commits.
+//! - [`crafted`]: the crafted adversaries of issue 7 (one Byzantine validator per finding).
+//! - [`resources`]: the resource oracle (detector records, blocks held and persisted, the park
+//!   slot, signature checks per message, evidence in blocks, locks on existing blocks).
 //! - [`scenario`]: the scenario catalogue shared by the test suite and the benches.
 //! - [`twins`]: exhaustive Twins enumeration.
 #![deny(missing_docs)]
 
 pub mod byzantine;
+pub mod crafted;
 pub mod disk;
 pub mod liveness;
 pub mod net;
 pub mod oracle;
 pub mod replica;
+pub mod resources;
 pub mod scenario;
 pub mod sim;
 pub mod twins;

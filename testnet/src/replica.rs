@@ -4,8 +4,8 @@
 pub use consensus::core::{Core, Recovered};
 use consensus::{
     Action, Block, BlockId, Config, CoreStatus, Event, EvidenceKind, FaultPolicy, Health,
-    HealthInputs, InvalidReason, Millis, PrivateKey, RoundRobin, SafetyData, ValidatorIndex,
-    ValidatorSet, ValidatorStatus, View, evidence::Evidence,
+    HealthInputs, InvalidReason, Millis, PrivateKey, Resources, RoundRobin, SafetyData,
+    ValidatorIndex, ValidatorSet, ValidatorStatus, View, evidence::Evidence,
 };
 use std::sync::Arc;
 
@@ -15,6 +15,8 @@ pub trait Replica {
     fn handle(&mut self, now: Millis, event: Event) -> Vec<Action>;
     /// Snapshot for the oracles.
     fn status(&self, now: Millis) -> CoreStatus;
+    /// Sizes of the peer-fed state, for the resource oracle.
+    fn resources(&self) -> Resources;
 }
 
 impl<P: FaultPolicy> Replica for Core<P> {
@@ -23,6 +25,9 @@ impl<P: FaultPolicy> Replica for Core<P> {
     }
     fn status(&self, now: Millis) -> CoreStatus {
         Core::status(self, now)
+    }
+    fn resources(&self) -> Resources {
+        Core::resources(self)
     }
 }
 

@@ -2,6 +2,7 @@
 //! primitives, ending with a healing suffix and the end-of-run checks.
 
 use crate::byzantine::ByzKind;
+use crate::crafted;
 use crate::net::{InstanceId, LinkOverride, NetModel};
 use crate::sim::{Control, CrashPoint, Failure, Report, Sim, SimConfig, Timing};
 use consensus::{Mutations, ValidatorIndex};
@@ -61,10 +62,36 @@ pub fn names() -> Vec<String> {
         "late_leader".into(),
         "crash_after_timeout".into(),
     ];
-    for k in ByzKind::all() {
+    for k in ByzKind::all().into_iter().chain(ByzKind::crafted()) {
         v.push(k.name().to_string());
     }
     v
+}
+
+/// K of the crafted scenarios: small, so that the resource bounds derived from it
+/// ([`crate::resources::detector_bound`]) are reached by a flood of a few thousand messages.
+pub const CRAFTED_VIEW_WINDOW: u64 = 10;
+
+/// Configure crafted scenario `kind` (issue 7): one Byzantine validator, the resource and
+/// signature-work oracles on, K = [`CRAFTED_VIEW_WINDOW`]. `crafted_cert_confusion` runs n = 10
+/// under round robin from the view where an honest TC's bytes parse as a QC ([`crafted::collision_parent_view`]):
+/// the validators start two views below that parent view, so the QC of the view after it has
+/// parent view `p`, and the adversary leads view `p + 2` (silent) so that its TC carries that
+/// QC.
+fn crafted_config(cfg: &mut SimConfig, kind: ByzKind, seed: u64) {
+    cfg.resource_oracle = true;
+    cfg.sig_work_oracle = true;
+    cfg.view_window = CRAFTED_VIEW_WINDOW;
+    let n = cfg.n;
+    let mut byz = ValidatorIndex(((seed / 3) % n as u64) as u16);
+    if kind == ByzKind::CraftedCertConfusion {
+        let q = n - f_of(n);
+        let p = crafted::collision_parent_view(n, q).expect("a colliding TC layout exists");
+        cfg.start_view = p - 2;
+        cfg.policy = crate::replica::PolicyKind::RoundRobin;
+        byz = ValidatorIndex(((p + 2) % n as u64) as u16);
+    }
+    cfg.byzantine = vec![(byz, kind)];
 }
 
 /// f consecutive Byzantine indices starting at a seed-chosen index (so n − f consecutive
@@ -89,7 +116,11 @@ pub fn run(name: &str, seed: u64) -> Result<Report, Failure> {
 
 /// Run scenario `name` with `seed` and `mutations` in the honest cores.
 pub fn run_with(name: &str, seed: u64, mutations: Mutations) -> Result<Report, Failure> {
-    let n = n_for(seed);
+    let crafted = ByzKind::crafted().into_iter().find(|k| k.name() == name);
+    let n = match crafted {
+        Some(ByzKind::CraftedCertConfusion) => 10,
+        _ => n_for(seed),
+    };
     let mut cfg = SimConfig::new(name, seed, n);
     cfg.net = healthy_net();
     cfg.timing = timing();
@@ -213,6 +244,7 @@ pub fn run_with(name: &str, seed: u64, mutations: Mutations) -> Result<Report, F
             cfg.net = net;
             controls.push((heal_at, Control::HealAll(healthy_net())));
         }
+        _ if let Some(kind) = crafted => crafted_config(&mut cfg, kind, seed),
         other => {
             let kind = ByzKind::all()
                 .into_iter()

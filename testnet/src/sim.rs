@@ -7,6 +7,7 @@ use crate::disk::Disk;
 use crate::net::{InstanceId, NetModel};
 use crate::oracle::{Oracles, Violation};
 use crate::replica::{PolicyKind, Replica, build_core};
+use crate::resources::ResourceOracle;
 use consensus::{
     Action, Block, BlockId, BlockResponse, Config, ConsensusMessage, Epoch, Event, Evidence,
     Height, Millis, Mutations, PrivateKey, SafetyData, ValidatorIndex, ValidatorInfo, ValidatorSet,
@@ -124,6 +125,17 @@ pub struct SimConfig {
     /// between seeds even when every QC has the same signers (as when f validators are dead
     /// and a quorum needs every live vote). 0 (the default): the tag alone.
     pub payload_bytes: usize,
+    /// Run the resource oracle ([`crate::resources`]) after every event of an honest instance.
+    pub resource_oracle: bool,
+    /// With the resource oracle: also check signature work (`SIG_CHECKS`: no check for a bare
+    /// TC that cannot matter, a bounded average per message). Only the TC-flood scenario sets
+    /// it until the fix of issue 7 finding 5 lands (the core still verifies every bare TC).
+    pub sig_work_oracle: bool,
+    /// K, `Config::view_window` of every core (the resource bounds scale with it).
+    pub view_window: u64,
+    /// Every validator starts in this view, as if it had voted in it (a fresh chain reached at
+    /// a high view; 0: genesis). Lets scenarios reach view-dependent encodings quickly.
+    pub start_view: u64,
 }
 
 impl SimConfig {
@@ -142,6 +154,10 @@ impl SimConfig {
             oracles: true,
             never_started: Vec::new(),
             payload_bytes: 0,
+            resource_oracle: false,
+            sig_work_oracle: false,
+            view_window: Config::new(ValidatorIndex(0)).view_window,
+            start_view: 0,
         }
     }
 }
@@ -346,6 +362,8 @@ pub struct Sim {
     gossiped: BTreeSet<(consensus::Digest, InstanceId)>,
     /// Per instance: when its uplink is free again (µs), see `NetModel::uplink_bytes_per_ms`.
     uplink_free_us: Vec<u64>,
+    /// The resource oracle, when `SimConfig::resource_oracle`.
+    pub resources: Option<ResourceOracle>,
 }
 
 /// Deterministic key of validator number `i` in a run with `seed`.
@@ -401,6 +419,7 @@ impl Sim {
                 c.backoff_exponent_max = cfg.timing.backoff_exponent_max;
                 c.resend_ms = cfg.timing.resend_ms;
                 c.sync_timeout_ms = cfg.timing.sync_timeout_ms;
+                c.view_window = cfg.view_window;
                 if role == Role::Honest {
                     c.mutations = cfg.mutations;
                 }
@@ -432,6 +451,23 @@ impl Sim {
         let mut byz_ids: BTreeSet<ValidatorIndex> = byz.keys().copied().collect();
         byz_ids.extend(cfg.twins.iter().copied());
         let oracles = Oracles::new(vs.clone(), &genesis, instances.len(), byz_ids);
+        let resources = cfg.resource_oracle.then(|| {
+            ResourceOracle::new(
+                vs.clone(),
+                genesis_id,
+                instances.len(),
+                cfg.view_window,
+                cfg.sig_work_oracle,
+            )
+        });
+        if cfg.start_view > 0 {
+            for ins in &mut instances {
+                ins.disk.safety = Some(SafetyData {
+                    last_voted_view: View(cfg.start_view),
+                    ..SafetyData::genesis(genesis_id)
+                });
+            }
+        }
         let mut sim = Sim {
             rng: ChaCha8Rng::seed_from_u64(cfg.seed),
             net: cfg.net.clone(),
@@ -452,6 +488,7 @@ impl Sim {
             view_groups_until: Millis::MAX,
             gossiped: BTreeSet::new(),
             uplink_free_us: Vec::new(),
+            resources,
         };
         sim.uplink_free_us = vec![0; sim.instances.len()];
         for i in 0..sim.instances.len() {
@@ -627,6 +664,17 @@ impl Sim {
         let Some(core) = self.instances[inst].core.as_mut() else {
             return;
         };
+        let checked = self.resources.is_some() && role == Role::Honest;
+        let message = checked && matches!(ev, Event::Message { .. });
+        let bare_tc = match &ev {
+            Event::Message {
+                msg: ConsensusMessage::TimeoutCert(tc),
+                ..
+            } if checked => Some((tc.clone(), core.resources().signatures_verified)),
+            _ => None,
+        };
+        let before = (self.instances[inst].lock_view, self.instances[inst].view);
+        let core = self.instances[inst].core.as_mut().expect("checked above");
         let mut actions = core.handle(now, ev);
         if let Some(mut b) = self.instances[inst].byz.take()
             && let Some(key) = self.instances[inst].byz_key.as_ref()
@@ -659,7 +707,39 @@ impl Sim {
                 }
                 ins.via_tc = st.counters.views_via_tc;
                 ins.view = st.view;
+                if checked {
+                    self.check_resources(inst, &st, message, bare_tc, before);
+                }
             }
+        }
+    }
+
+    /// Run the resource oracle after an event of honest `inst` (status `st`); `bare_tc`: the
+    /// bare TC it received and its signature-check count before, with `before` = (lock view,
+    /// current view) before the event.
+    fn check_resources(
+        &mut self,
+        inst: InstanceId,
+        st: &consensus::CoreStatus,
+        message: bool,
+        bare_tc: Option<(consensus::TimeoutCert, u64)>,
+        before: (View, View),
+    ) {
+        let now = self.now;
+        let Some(r) = self.instances[inst].core.as_ref().map(|c| c.resources()) else {
+            return;
+        };
+        let life = self.instances[inst].life;
+        let persisted = self.instances[inst].disk.blocks.len();
+        let Some(o) = self.resources.as_mut() else {
+            return;
+        };
+        let mut res = o.on_step(now, (inst, life, message), st, &r, persisted);
+        if let (Ok(()), Some((tc, sigs))) = (&res, bare_tc) {
+            res = o.on_bare_tc(now, inst, &tc, before, r.signatures_verified - sigs);
+        }
+        if let Err(v) = res {
+            self.fail(v);
         }
     }
 
@@ -787,6 +867,21 @@ impl Sim {
         let me = self.instances[inst].index;
         let life = self.instances[inst].life;
         let honest = self.instances[inst].role == Role::Honest;
+        if let (Some(o), Action::Send { msg, .. } | Action::Broadcast(msg)) =
+            (self.resources.as_mut(), &a)
+        {
+            let res = match msg {
+                ConsensusMessage::Proposal(p) => o.on_proposal(now, p, honest),
+                ConsensusMessage::Timeout(t) if honest => {
+                    o.on_timeout_sent(inst, t.view);
+                    Ok(())
+                }
+                _ => Ok(()),
+            };
+            if let Err(v) = res {
+                self.fail(v);
+            }
+        }
         match a {
             Action::PersistSafety(_) | Action::PersistBlock(_) => {
                 self.instances[inst].disk.apply(&a);
@@ -1159,6 +1254,11 @@ impl Sim {
                     break;
                 }
             }
+        }
+        if self.failure.is_none()
+            && let Some(Err(v)) = self.resources.as_ref().map(|o| o.finish(now))
+        {
+            self.fail(v);
         }
         if self.failure.is_none()
             && let Some(o) = self.oracles.unmet_obligations().first()

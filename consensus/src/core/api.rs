@@ -233,6 +233,9 @@ pub struct Counters {
     /// Certificates (QC or TC) whose signatures were checked, cache misses only (each costs one
     /// signature check per signer).
     pub certificates_verified: u64,
+    /// Signatures checked: every single-signature check of a received message, plus every
+    /// signature a QC or TC carries when the certificate is actually verified (not a cache hit).
+    pub signatures_verified: u64,
 }
 
 /// A snapshot of the core for RPC, metrics and tests.

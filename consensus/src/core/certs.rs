@@ -98,16 +98,11 @@ impl<P: FaultPolicy> Core<P> {
     }
 
     /// Whether a TC can change our state: it is for the current or previous view (enters the
-    /// next view, or tells us the others timed out), above our high TC, or its high QC matters.
+    /// next view, or tells us the others timed out), or its high QC matters. An older TC is of
+    /// no use even above our high TC: our certificate of view `current_view − 1` already carries
+    /// anyone behind us further than it would.
     pub(super) fn tc_matters(&self, tc: &TimeoutCert) -> bool {
-        tc.view.0.saturating_add(1) >= self.current_view.0
-            || self
-                .safety
-                .data()
-                .high_tc
-                .as_ref()
-                .is_none_or(|h| tc.view > h.view)
-            || self.qc_matters(&tc.high_qc)
+        tc.view.0.saturating_add(1) >= self.current_view.0 || self.qc_matters(&tc.high_qc)
     }
 
     /// Verify a QC through the cache. Returns whether it was newly verified (its votes are then
@@ -121,6 +116,7 @@ impl<P: FaultPolicy> Core<P> {
             None => {}
         }
         self.counters.certificates_verified += 1;
+        self.counters.signatures_verified += qc.sigs.len() as u64;
         let ok = qc.verify(&self.vs, &self.genesis_id).is_ok();
         self.certs.record(key, ok);
         if !ok {
@@ -141,6 +137,7 @@ impl<P: FaultPolicy> Core<P> {
             None => {}
         }
         self.counters.certificates_verified += 1;
+        self.counters.signatures_verified += tc.sigs.len() as u64;
         let ok = tc.verify_structure_and_signatures(&self.vs).is_ok()
             && self.verify_qc(&tc.high_qc).is_ok();
         self.certs.record(key, ok);

@@ -32,6 +32,10 @@ impl SyncState {
     pub(crate) fn is_syncing(&self) -> bool {
         !self.inflight.is_empty()
     }
+    /// `(requests in flight, block ids waiting for a free slot)`.
+    pub(crate) fn queued(&self) -> (usize, usize) {
+        (self.inflight.len(), self.wanted.len())
+    }
     fn is_fetching(&self, target: &BlockId) -> bool {
         self.inflight.values().any(|f| f.target == *target)
             || self.wanted.iter().any(|(t, _)| t == target)

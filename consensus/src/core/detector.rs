@@ -35,7 +35,6 @@ pub(crate) enum ProposalSeen {
 
 impl Detector {
     /// Records held (votes, proposals, timeouts, anchors): what the resource checks bound.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.votes.len()
             + self.proposals.len()

@@ -103,7 +103,7 @@ impl<P: FaultPolicy> Core<P> {
         let id = b.id(self.vs.domain());
         if !trusted {
             let body = proposal_body(v, &id);
-            if !self.vs.verify(b.proposer, SigKind::Proposal, &body, &p.sig) {
+            if !self.check_sig(b.proposer, SigKind::Proposal, &body, &p.sig) {
                 return Err(InvalidReason::BadSignature);
             }
         }
@@ -242,7 +242,7 @@ impl<P: FaultPolicy> Core<P> {
             return Ok(());
         }
         if !trusted
-            && !self.vs.verify(
+            && !self.check_sig(
                 vote.voter,
                 SigKind::Vote,
                 &crate::encode(&vote.data),
@@ -266,11 +266,7 @@ impl<P: FaultPolicy> Core<P> {
         if t.high_qc.view() >= t.view {
             return Err(InvalidReason::BadCertificate);
         }
-        if !trusted
-            && !self
-                .vs
-                .verify(t.sender, SigKind::Timeout, &t.body(), &t.sig)
-        {
+        if !trusted && !self.check_sig(t.sender, SigKind::Timeout, &t.body(), &t.sig) {
             return Err(InvalidReason::BadSignature);
         }
         let in_window = self.in_window(t.view);
@@ -323,7 +319,7 @@ impl<P: FaultPolicy> Core<P> {
     fn on_status(&mut self, s: Status, trusted: bool) -> Result<(), InvalidReason> {
         if !trusted {
             let body = status_body(s.view, &s.high_qc);
-            if !self.vs.verify(s.sender, SigKind::Status, &body, &s.sig) {
+            if !self.check_sig(s.sender, SigKind::Status, &body, &s.sig) {
                 return Err(InvalidReason::BadSignature);
             }
         }

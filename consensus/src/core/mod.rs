@@ -15,11 +15,13 @@ mod handlers;
 #[cfg(feature = "mutations")]
 mod mutations;
 mod pacemaker;
+mod resources;
 mod tree;
 
 pub use api::*;
 #[cfg(feature = "mutations")]
 pub use mutations::Mutations;
+pub use resources::{ParkedProposal, Resources};
 
 use crate::PrivateKey;
 use crate::block::Block;

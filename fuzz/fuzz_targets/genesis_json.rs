@@ -2,7 +2,8 @@
 //! `Genesis::validator_set`: empty/duplicate/weak keys, zero or overflowing power), exactly as
 //! `Genesis::load` runs it. Also the key file's JSON form (`KeyFile`, node/src/config.rs
 //! `load_key`) when the first byte is odd. If a genesis is accepted: value round trip through
-//! `serde_json::to_string_pretty` (what `Genesis::save` writes), and `entry()` for every index.
+//! `serde_json::to_string_pretty` (what `Genesis::save` writes), `entry()` for every index, the
+//! set's thresholds and the node's fault policy built from it (`FaultTolerance::new`).
 #![no_main]
 
 use bftnode_fuzz::config::{Genesis, KeyFile};
@@ -33,6 +34,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let vs = g.validator_set().expect("from_json validated the set");
     assert_eq!(vs.len(), g.validators.len());
+    // What the node computes next from the set at start: thresholds and the fault policy.
+    let _ = (vs.quorum(), vs.weak_threshold(), vs.max_excluded(), vs.total_power());
+    let _ = fault::FaultTolerance::new(&vs, fault::FaultConfig::default());
     for i in 0..vs.len() {
         assert!(g.entry(&vs, ValidatorIndex(i as u16)).is_some());
     }

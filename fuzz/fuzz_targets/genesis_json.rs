@@ -23,7 +23,9 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(bytes) = hex::decode(kf.secret_seed.trim()) {
                 if let Ok(seed) = <[u8; 32]>::try_from(bytes) {
                     let key = consensus::PrivateKey::from_seed(seed);
-                    let _ = kf.public_key.eq_ignore_ascii_case(&hex::encode(key.public().0));
+                    let _ = kf
+                        .public_key
+                        .eq_ignore_ascii_case(&hex::encode(key.public().0));
                 }
             }
         }
@@ -35,7 +37,12 @@ fuzz_target!(|data: &[u8]| {
     let vs = g.validator_set().expect("from_json validated the set");
     assert_eq!(vs.len(), g.validators.len());
     // What the node computes next from the set at start: thresholds and the fault policy.
-    let _ = (vs.quorum(), vs.weak_threshold(), vs.max_excluded(), vs.total_power());
+    let _ = (
+        vs.quorum(),
+        vs.weak_threshold(),
+        vs.max_excluded(),
+        vs.total_power(),
+    );
     let _ = fault::FaultTolerance::new(&vs, fault::FaultConfig::default());
     for i in 0..vs.len() {
         assert!(g.entry(&vs, ValidatorIndex(i as u16)).is_some());

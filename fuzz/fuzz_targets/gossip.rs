@@ -27,11 +27,17 @@ fuzz_target!(|data: &[u8]| {
         let now = Instant::now();
         for tx in txs {
             let enc = tx.encode();
-            assert_eq!(tx.encoded_len(), enc.len(), "encoded_len disagrees with encode");
+            assert_eq!(
+                tx.encoded_len(),
+                enc.len(),
+                "encoded_len disagrees with encode"
+            );
             // A single transaction decodes back (or is refused as invalid, never differently).
             match Transaction::decode(&enc) {
                 Ok(back) => assert_eq!(back, tx),
-                Err(_) => assert!(tx.validate().is_err() || enc.len() > bftnode_fuzz::app::MAX_TX_BYTES),
+                Err(_) => {
+                    assert!(tx.validate().is_err() || enc.len() > bftnode_fuzz::app::MAX_TX_BYTES)
+                }
             }
             let _ = pool.insert(tx, false, now);
         }

@@ -62,9 +62,7 @@ pub mod netcodec {
 
     /// `ConsensusCodec::read_response` (the empty ack) over `input`.
     pub fn consensus_read_response(input: &[u8]) -> io::Result<()> {
-        let mut c = ConsensusCodec {
-            max_frame_bytes: 0,
-        };
+        let mut c = ConsensusCodec { max_frame_bytes: 0 };
         let p = StreamProtocol::new(CONSENSUS_PROTOCOL);
         let mut io = input;
         futures::executor::block_on(c.read_response(&p, &mut io))
@@ -72,9 +70,7 @@ pub mod netcodec {
 
     /// `ConsensusCodec::write_request` of `bytes`.
     pub fn consensus_write_request(bytes: &[u8]) -> io::Result<Vec<u8>> {
-        let mut c = ConsensusCodec {
-            max_frame_bytes: 0,
-        };
+        let mut c = ConsensusCodec { max_frame_bytes: 0 };
         let p = StreamProtocol::new(CONSENSUS_PROTOCOL);
         let mut out = Vec::new();
         futures::executor::block_on(c.write_request(&p, &mut out, Frame::Data(bytes.to_vec())))?;
@@ -94,7 +90,10 @@ pub mod netcodec {
     }
 
     /// `SyncCodec::read_response` over `input` with response cap `max`; also the bytes left.
-    pub fn sync_read_response(input: &[u8], max: usize) -> (io::Result<Result<Vec<u8>, String>>, usize) {
+    pub fn sync_read_response(
+        input: &[u8],
+        max: usize,
+    ) -> (io::Result<Result<Vec<u8>, String>>, usize) {
         let mut c = SyncCodec {
             max_request_bytes: 0,
             max_response_bytes: max,
@@ -226,5 +225,8 @@ pub const EMPTY_LIST_PAYLOAD: [u8; 5] = [0, 0, 0, 0, 0];
 /// Assert borsh's canonical round trip: `encode(decode(b)) == b`.
 pub fn assert_round_trip<T: borsh::BorshSerialize>(value: &T, bytes: &[u8], what: &str) {
     let re = consensus::encode(value);
-    assert!(re == bytes, "{what}: re-encoding differs from the accepted input");
+    assert!(
+        re == bytes,
+        "{what}: re-encoding differs from the accepted input"
+    );
 }

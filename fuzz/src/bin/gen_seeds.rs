@@ -11,7 +11,7 @@ use bftnode_fuzz::config::{Genesis, GenesisValidator, KeyFile, NodeConfig};
 use bftnode_fuzz::{N, fixture};
 use consensus::{
     Action, Block, BlockRequest, BlockResponse, Config, ConsensusMessage, Core, Event, Evidence,
-    Height, LaterMessage, SafetyData, SignedVote, SigKind, Timer, ValidatorIndex, View, Vote,
+    Height, LaterMessage, SafetyData, SigKind, SignedVote, Timer, ValidatorIndex, View, Vote,
     core::Recovered, messages::proposal_body,
 };
 use fault::{FaultConfig, FaultTolerance};
@@ -91,19 +91,33 @@ fn generate() {
             for a in acts {
                 match a {
                     Action::Send { to, msg } => {
-                        msgs.entry((msg.kind(), msg.view().0)).or_insert_with(|| msg.encode());
+                        msgs.entry((msg.kind(), msg.view().0))
+                            .or_insert_with(|| msg.encode());
                         if let ConsensusMessage::Vote(v) = &msg {
                             votes.push(v.clone());
                         }
-                        queue.push_back((to.0 as usize, Event::Message { from: ValidatorIndex(i as u16), msg }));
+                        queue.push_back((
+                            to.0 as usize,
+                            Event::Message {
+                                from: ValidatorIndex(i as u16),
+                                msg,
+                            },
+                        ));
                     }
                     Action::Broadcast(msg) => {
                         if let ConsensusMessage::Vote(v) = &msg {
                             votes.push(v.clone());
                         }
-                        msgs.entry((msg.kind(), msg.view().0)).or_insert_with(|| msg.encode());
+                        msgs.entry((msg.kind(), msg.view().0))
+                            .or_insert_with(|| msg.encode());
                         for j in (0..N).filter(|&j| j != i) {
-                            queue.push_back((j, Event::Message { from: ValidatorIndex(i as u16), msg: msg.clone() }));
+                            queue.push_back((
+                                j,
+                                Event::Message {
+                                    from: ValidatorIndex(i as u16),
+                                    msg: msg.clone(),
+                                },
+                            ));
                         }
                     }
                     Action::SetTimer { timer, at } => {
@@ -112,7 +126,13 @@ fn generate() {
                     }
                     Action::RequestPayload { view, .. } => {
                         let txs = (0..(view.0 % 3))
-                            .map(|k| Transaction::put(format!("key{view}-{k}"), format!("value{k}"), view.0))
+                            .map(|k| {
+                                Transaction::put(
+                                    format!("key{view}-{k}"),
+                                    format!("value{k}"),
+                                    view.0,
+                                )
+                            })
                             .collect();
                         let payload = Payload::Transactions(txs).encode();
                         queue.push_back((i, Event::PayloadReady { view, payload }));
@@ -162,14 +182,26 @@ fn generate() {
     // block_sync: requests (even selector) and responses (odd selector).
     let tip = committed.last().expect("something committed").clone();
     let tip_id = tip.id(f.vs.domain());
-    requests.push(BlockRequest { target: tip_id, stop_at: Height(0), max_blocks: 16 });
+    requests.push(BlockRequest {
+        target: tip_id,
+        stop_at: Height(0),
+        max_blocks: 16,
+    });
     for r in requests.iter().take(3) {
         let mut v = vec![0u8];
         v.extend(consensus::encode(r));
         out.put("block_sync", &v);
     }
     let top_down: Vec<Block> = committed.iter().rev().take(3).cloned().collect();
-    for resp in [BlockResponse::default(), BlockResponse { blocks: top_down.clone() }, BlockResponse { blocks: vec![tip.clone()] }] {
+    for resp in [
+        BlockResponse::default(),
+        BlockResponse {
+            blocks: top_down.clone(),
+        },
+        BlockResponse {
+            blocks: vec![tip.clone()],
+        },
+    ] {
         let mut v = vec![1u8];
         v.extend(consensus::encode(&resp));
         out.put("block_sync", &v);
@@ -177,7 +209,10 @@ fn generate() {
 
     // gossip: transaction batches (even) and evidence (odd).
     let txs = vec![Transaction::put("k", "v", 1), Transaction::delete("k", 2)];
-    for batch in [txs.clone(), vec![Transaction::put(vec![0xffu8; 40], vec![0u8; 100], u64::MAX)]] {
+    for batch in [
+        txs.clone(),
+        vec![Transaction::put(vec![0xffu8; 40], vec![0u8; 100], u64::MAX)],
+    ] {
         let mut v = vec![0u8];
         v.extend(consensus::encode(&batch));
         out.put("gossip", &v);
@@ -211,16 +246,29 @@ fn generate() {
         },
         Evidence::DoubleVote {
             offender: vote.voter,
-            a: SignedVote { data: vote.data.clone(), sig: vote.sig },
-            b: SignedVote { data: other, sig: other_sig },
+            a: SignedVote {
+                data: vote.data.clone(),
+                sig: vote.sig,
+            },
+            b: SignedVote {
+                data: other,
+                sig: other_sig,
+            },
         },
         Evidence::LockViolation {
             offender: vote.voter,
-            vote: SignedVote { data: vote.data.clone(), sig: vote.sig },
+            vote: SignedVote {
+                data: vote.data.clone(),
+                sig: vote.sig,
+            },
             later: LaterMessage::Timeout {
                 view: View(vote.data.view.0 + 2),
                 hqc_view: View(0),
-                sig: vkey.sign(d, SigKind::Timeout, &tb(View(vote.data.view.0 + 2), View(0))),
+                sig: vkey.sign(
+                    d,
+                    SigKind::Timeout,
+                    &tb(View(vote.data.view.0 + 2), View(0)),
+                ),
             },
         },
         Evidence::InvalidProposal {
@@ -238,11 +286,23 @@ fn generate() {
 
     // network_frame: [selector, cap/4, stream...].
     let small = consensus::encode(&requests[0]);
-    out.put("network_frame", &[&[0u8, 255][..], &frame(b"hello")].concat());
+    out.put(
+        "network_frame",
+        &[&[0u8, 255][..], &frame(b"hello")].concat(),
+    );
     out.put("network_frame", &[&[1u8, 255][..], &frame(&small)].concat());
-    out.put("network_frame", &[&[2u8, 255, 0][..], &frame(&small)].concat());
-    out.put("network_frame", &[&[2u8, 255, 1][..], &frame(b"unknown block")].concat());
-    out.put("network_frame", &[&[0u8, 1][..], &frame(&[0u8; 16])].concat());
+    out.put(
+        "network_frame",
+        &[&[2u8, 255, 0][..], &frame(&small)].concat(),
+    );
+    out.put(
+        "network_frame",
+        &[&[2u8, 255, 1][..], &frame(b"unknown block")].concat(),
+    );
+    out.put(
+        "network_frame",
+        &[&[0u8, 1][..], &frame(&[0u8; 16])].concat(),
+    );
     out.put("network_frame", &[3u8, 0]);
 
     // rpc_body: [selector, body...].
@@ -250,17 +310,27 @@ fn generate() {
         (0u8, r#"{"op":"put","key":"k","value":"v","nonce":1}"#),
         (0, r#"{"op":"delete","key":"k\u00e9","nonce":2}"#),
         (0, r#"{"op":"put","key":"a","value":""}"#),
-        (1, r#"{"txs":[{"op":"put","key":"a","value":"1"},{"op":"delete","key":"b","nonce":18446744073709551615}]}"#),
+        (
+            1,
+            r#"{"txs":[{"op":"put","key":"a","value":"1"},{"op":"delete","key":"b","nonce":18446744073709551615}]}"#,
+        ),
         (1, r#"{"txs":[]}"#),
         (2, "12345"),
-        (2, "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"),
+        (
+            2,
+            "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0",
+        ),
         (2, "some%20key"),
     ] {
         out.put("rpc_body", &[&[sel][..], body.as_bytes()].concat());
     }
 
     // config_toml: what `init_home` writes, and a minimal file.
-    let cfg = NodeConfig::new("fuzz-chain", "127.0.0.1:26656".parse().unwrap(), "127.0.0.1:8000".parse().unwrap());
+    let cfg = NodeConfig::new(
+        "fuzz-chain",
+        "127.0.0.1:26656".parse().unwrap(),
+        "127.0.0.1:8000".parse().unwrap(),
+    );
     out.put("config_toml", cfg.to_toml().unwrap().as_bytes());
     out.put(
         "config_toml",
@@ -284,14 +354,34 @@ fn generate() {
             })
             .collect(),
     };
-    out.put("genesis_json", &[&[0u8][..], serde_json::to_string_pretty(&g).unwrap().as_bytes()].concat());
-    let g1 = Genesis { validators: g.validators[..1].to_vec(), ..g.clone() };
-    out.put("genesis_json", &[&[0u8][..], serde_json::to_string(&g1).unwrap().as_bytes()].concat());
+    out.put(
+        "genesis_json",
+        &[
+            &[0u8][..],
+            serde_json::to_string_pretty(&g).unwrap().as_bytes(),
+        ]
+        .concat(),
+    );
+    let g1 = Genesis {
+        validators: g.validators[..1].to_vec(),
+        ..g.clone()
+    };
+    out.put(
+        "genesis_json",
+        &[&[0u8][..], serde_json::to_string(&g1).unwrap().as_bytes()].concat(),
+    );
     let kf = KeyFile {
         public_key: hex::encode(f.keys[0].public().0),
         secret_seed: hex::encode(f.keys[0].seed()),
     };
-    out.put("genesis_json", &[&[1u8][..], serde_json::to_string_pretty(&kf).unwrap().as_bytes()].concat());
+    out.put(
+        "genesis_json",
+        &[
+            &[1u8][..],
+            serde_json::to_string_pretty(&kf).unwrap().as_bytes(),
+        ]
+        .concat(),
+    );
 
     let mut c: Vec<_> = out.count.into_iter().collect();
     c.sort();

@@ -158,10 +158,14 @@ async fn shutdown_signal() {
 }
 
 /// Install the global `tracing` subscriber (text or JSON). A no-op if one is installed already.
-/// `RUST_LOG`, when set, overrides `level`.
+/// `RUST_LOG`, when set, overrides `level`. Span field values in the filter match literally,
+/// never as regular expressions: a regex is compiled to a DFA whose size is exponential in the
+/// pattern, so a ~130-byte filter could stall start-up for minutes (fuzz target `config_toml`).
 pub fn init_logging(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+    let filters = tracing_subscriber::EnvFilter::builder().with_regex(false);
+    let filter = filters
+        .try_from_env()
+        .or_else(|_| filters.parse(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let _ = match format {

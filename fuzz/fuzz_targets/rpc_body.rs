@@ -1,0 +1,72 @@
+//! The RPC server's inputs parsed by our code (node/src/rpc.rs). First input byte (mod 3):
+//! 0 `POST /tx` body (`serde_json::from_slice::<TxRequest>` then `to_tx`: build + validate),
+//! 1 `POST /txs` body (`BatchRequest`, batch cap, `to_tx` per item), 2 path parameters
+//! (`/blocks/{height}`: `u64` parse; `/tx/{hash}`: `Digest::from_hex`; `/kv/{key}`: raw bytes).
+//! JSON is not a canonical format, so the round trip checked is value-level:
+//! `from_slice(to_vec(v)) == v`; transactions built from a request round-trip through borsh.
+#![no_main]
+
+use bftnode_fuzz::app::Transaction;
+use bftnode_fuzz::rpc_types::{BatchRequest, MAX_BATCH_TXS, TxRequest};
+use consensus::Digest;
+use libfuzzer_sys::fuzz_target;
+
+/// node/src/rpc.rs `to_tx` (private there), verbatim.
+fn to_tx(req: TxRequest) -> Result<Transaction, String> {
+    let tx = match req {
+        TxRequest::Put { key, value, nonce } => Transaction::put(key, value, nonce),
+        TxRequest::Delete { key, nonce } => Transaction::delete(key, nonce),
+    };
+    tx.validate().map_err(|e| e.to_string())?;
+    Ok(tx)
+}
+
+fn check_tx(req: TxRequest) {
+    let back: TxRequest = serde_json::from_slice(&serde_json::to_vec(&req).unwrap()).unwrap();
+    assert_eq!(back, req, "TxRequest JSON value round trip");
+    if let Ok(tx) = to_tx(req) {
+        let enc = tx.encode();
+        assert_eq!(Transaction::decode(&enc).as_ref(), Ok(&tx));
+        let _ = tx.hash().to_hex();
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&sel, body)) = data.split_first() else {
+        return;
+    };
+    match sel % 3 {
+        0 => {
+            if let Ok(req) = serde_json::from_slice::<TxRequest>(body) {
+                check_tx(req);
+            }
+        }
+        1 => {
+            if let Ok(req) = serde_json::from_slice::<BatchRequest>(body) {
+                let back: BatchRequest =
+                    serde_json::from_slice(&serde_json::to_vec(&req).unwrap()).unwrap();
+                assert_eq!(back, req, "BatchRequest JSON value round trip");
+                if req.txs.len() > MAX_BATCH_TXS {
+                    return;
+                }
+                for r in req.txs {
+                    check_tx(r);
+                }
+            }
+        }
+        _ => {
+            // axum hands the handlers percent-decoded UTF-8 path segments.
+            let Ok(s) = std::str::from_utf8(body) else {
+                return;
+            };
+            if let Ok(h) = s.parse::<u64>() {
+                assert_eq!(h.to_string().parse::<u64>(), Ok(h));
+            }
+            if let Some(d) = Digest::from_hex(s) {
+                assert!(d.to_hex().eq_ignore_ascii_case(s), "digest hex round trip");
+                assert_eq!(Digest::from_hex(&d.to_hex()), Some(d));
+            }
+            let _ = s.as_bytes();
+        }
+    }
+});

@@ -45,7 +45,7 @@ impl<P: FaultPolicy> Core<P> {
 
     /// Whether `view` lies in the window for single-signature messages
     /// `[current_view − 1, current_view + K]` (§4.2 "Windows").
-    fn in_window(&self, view: View) -> bool {
+    pub(super) fn in_window(&self, view: View) -> bool {
         view.0.saturating_add(1) >= self.current_view.0
             && view.0 <= self.current_view.0.saturating_add(self.cfg.view_window)
     }

@@ -382,8 +382,10 @@ impl<P: FaultPolicy> Core<P> {
 
     /// Extract the votes of a newly seen QC for E1/E3 detection (§6.2: a vote can be taken out
     /// of any QC; two QCs of one view convict the intersection of their signers).
+    /// Only inside the view window, like every other detector input: replayed old QCs must
+    /// not grow the detector (issue 7 finding 4).
     fn detect_in_qc(&mut self, qc: &QuorumCert) {
-        if qc.view().0 == 0 {
+        if qc.view().0 == 0 || !self.in_window(qc.view()) {
             return;
         }
         for (voter, sig) in qc.votes() {

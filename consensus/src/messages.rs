@@ -30,7 +30,7 @@ pub struct Proposal {
     pub sig: Signature,
 }
 
-/// A vote for a block, sent to `leader(view + 1)`.
+/// A vote for a block, broadcast to every validator (each aggregates QCs; PROTOCOL.md §4.6).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, BorshSerialize, BorshDeserialize)]
 pub struct Vote {
     /// What is voted for.
@@ -116,7 +116,7 @@ pub struct BlockResponse {
 pub enum ConsensusMessage {
     /// A leader's proposal (broadcast).
     Proposal(Proposal),
-    /// A vote (to the next leader).
+    /// A vote (broadcast).
     Vote(Vote),
     /// A timeout (broadcast).
     Timeout(Timeout),

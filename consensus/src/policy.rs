@@ -30,9 +30,11 @@ pub enum InvalidReason {
     MissingTc,
     /// Invalid evidence carried in a block or gossiped.
     BadEvidence,
-    /// A message outside the accepted view window.
+    /// A message outside the accepted view window. Not produced today: such messages are
+    /// ignored without blame (PROTOCOL.md §4.2 rule 7); kept for the wire of the fault policy.
     OutOfWindow,
-    /// Sender index not in the validator set, or sender ≠ claimed author.
+    /// The delivering peer or the message's author is not in the validator set (relaying a
+    /// validator's message is allowed: its signature binds the author).
     BadSender,
     /// A block-sync response that fails verification.
     BadSyncResponse,

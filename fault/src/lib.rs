@@ -44,8 +44,9 @@
 //! third parties. Items are deduplicated by `(offender, kind, view)`, bounded in total and per
 //! offender, pending until a committed block carries them, and dropped when pending and older
 //! than `evidence_expiry_views` below the latest committed view. `evidence_for_block` returns
-//! pending items only (safety kinds first, then by view, offender, kind). The core must not
-//! re-propose items already carried by an uncommitted ancestor.
+//! pending items only (safety kinds first, then by view, offender, kind). An item carried by an
+//! uncommitted ancestor may be proposed again; committing it twice is harmless (the pool and
+//! the conviction record keep the first).
 //!
 //! ## Graduated response (module `reputation`)
 //!

@@ -18,7 +18,8 @@ struct VoteTally {
     done: bool,
 }
 
-/// Collects votes of views for which we are the next leader.
+/// Collects the votes of every view in the window (votes are broadcast, so every node forms
+/// the QC; PROTOCOL.md §4.6).
 #[derive(Debug, Default)]
 pub(crate) struct VoteCollector {
     tallies: BTreeMap<(View, Digest), VoteTally>,

@@ -202,8 +202,8 @@ mod tests {
     fn an_overdrawn_budget_refuses_until_it_refills() {
         let now = Instant::now();
         let mut st = State::default();
-        // Three full responses back to back: the burst covers two, the third overdraws.
-        for _ in 0..3 {
+        // Two full responses back to back use up the burst; a third is refused.
+        for _ in 0..2 {
             assert_eq!(st.admit(7, now), Ok(()));
             st.finish(7, MAX_SYNC_RESPONSE_BYTES);
         }
@@ -211,8 +211,16 @@ mod tests {
         // Another peer is unaffected.
         assert_eq!(st.admit(8, now), Ok(()));
         st.finish(8, 0);
-        // One full response is repaid after 2 s of refill (plus the overdraft).
-        let later = now + Duration::from_secs(3);
+        // A response larger than what is left overdraws once: 8 MiB left after 1 s of refill,
+        // 16 MiB charged, so the peer waits until the overdraft is repaid.
+        let soon = now + Duration::from_secs(1);
+        assert_eq!(st.admit(7, soon), Ok(()));
+        st.finish(7, MAX_SYNC_RESPONSE_BYTES);
+        assert_eq!(
+            st.admit(7, soon + Duration::from_millis(500)),
+            Err(Refusal::OverBudget)
+        );
+        let later = soon + Duration::from_secs(2);
         assert_eq!(st.admit(7, later), Ok(()));
     }
 }

@@ -1,6 +1,6 @@
 //! The RPC server's inputs parsed by our code (node/src/rpc.rs). First input byte (mod 3):
-//! 0 `POST /tx` body (`serde_json::from_slice::<TxRequest>` then `to_tx`: build + validate),
-//! 1 `POST /txs` body (`BatchRequest`, batch cap, `to_tx` per item), 2 path parameters
+//! 0 `POST /tx` body (`serde_json::from_slice::<TxRequest>` then `TxRequest::into_transaction`: build + validate),
+//! 1 `POST /txs` body (`BatchRequest`, batch cap, `into_transaction` per item), 2 path parameters
 //! (`/blocks/{height}`: `u64` parse; `/tx/{hash}`: `Digest::from_hex`; `/kv/{key}`: raw bytes).
 //! JSON is not a canonical format, so the round trip checked is value-level:
 //! `from_slice(to_vec(v)) == v`; transactions built from a request round-trip through borsh.
@@ -11,20 +11,10 @@ use bftnode_fuzz::rpc_types::{BatchRequest, MAX_BATCH_TXS, TxRequest};
 use consensus::Digest;
 use libfuzzer_sys::fuzz_target;
 
-/// node/src/rpc.rs `to_tx` (private there), verbatim.
-fn to_tx(req: TxRequest) -> Result<Transaction, String> {
-    let tx = match req {
-        TxRequest::Put { key, value, nonce } => Transaction::put(key, value, nonce),
-        TxRequest::Delete { key, nonce } => Transaction::delete(key, nonce),
-    };
-    tx.validate().map_err(|e| e.to_string())?;
-    Ok(tx)
-}
-
 fn check_tx(req: TxRequest) {
     let back: TxRequest = serde_json::from_slice(&serde_json::to_vec(&req).unwrap()).unwrap();
     assert_eq!(back, req, "TxRequest JSON value round trip");
-    if let Ok(tx) = to_tx(req) {
+    if let Ok(tx) = req.into_transaction() {
         let enc = tx.encode();
         assert_eq!(Transaction::decode(&enc).as_ref(), Ok(&tx));
         let _ = tx.hash().to_hex();

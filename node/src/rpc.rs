@@ -6,7 +6,7 @@
 //! input, 404 for unknown items, 413 for bodies over [`MAX_BODY_BYTES`], 503 when the mempool is
 //! full or the node is stopping.
 
-use crate::app::{self, Transaction};
+use crate::app;
 use crate::driver::{Command, SharedStore, lock};
 use crate::mempool::MempoolError;
 use crate::metrics::Metrics;
@@ -274,15 +274,6 @@ fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
     serde_json::from_slice(bytes).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))
 }
 
-fn to_tx(req: TxRequest) -> Result<Transaction, String> {
-    let tx = match req {
-        TxRequest::Put { key, value, nonce } => Transaction::put(key, value, nonce),
-        TxRequest::Delete { key, nonce } => Transaction::delete(key, nonce),
-    };
-    tx.validate().map_err(|e| e.to_string())?;
-    Ok(tx)
-}
-
 fn mempool_status(e: &MempoolError) -> StatusCode {
     match e {
         MempoolError::Full { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -296,7 +287,7 @@ fn mempool_status(e: &MempoolError) -> StatusCode {
 async fn tx_post(State(st): St, body: Result<Bytes, BytesRejection>) -> ApiResult<SubmitResponse> {
     let bytes = body_bytes(body)?;
     let req: TxRequest = parse_json(&bytes)?;
-    let tx = to_tx(req).map_err(ApiError::bad)?;
+    let tx = req.into_transaction().map_err(ApiError::bad)?;
     let mut results = ask(&st, |reply| Command::Submit {
         txs: vec![tx],
         reply,
@@ -327,7 +318,7 @@ async fn txs_post(
     let mut valid = Vec::new();
     let mut positions = Vec::new();
     for (index, r) in req.txs.into_iter().enumerate() {
-        match to_tx(r) {
+        match r.into_transaction() {
             Ok(tx) => {
                 valid.push(tx);
                 positions.push(index);

@@ -217,6 +217,19 @@ pub enum TxRequest {
     },
 }
 
+impl TxRequest {
+    /// The transaction this request describes, validated (key and value sizes).
+    /// Errors: the validation failure, as text for a 400 response.
+    pub fn into_transaction(self) -> Result<crate::app::Transaction, String> {
+        let tx = match self {
+            TxRequest::Put { key, value, nonce } => crate::app::Transaction::put(key, value, nonce),
+            TxRequest::Delete { key, nonce } => crate::app::Transaction::delete(key, nonce),
+        };
+        tx.validate().map_err(|e| e.to_string())?;
+        Ok(tx)
+    }
+}
+
 /// `POST /tx` reply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubmitResponse {

@@ -311,6 +311,117 @@ pub struct NetworkMetrics {
     pub gossip_publish_failed: u64,
     /// Bans issued.
     pub bans: u64,
+    /// Inbound connections refused at admission: stranger budget full, per-IP cap reached,
+    /// banned peer, or a validator above its per-validator cap.
+    pub connections_refused: u64,
+    /// Connections of non-validators closed because they stayed past the stranger idle limit.
+    pub strangers_closed_idle: u64,
+    /// Connections to validators that closed before they had lived long enough to count as
+    /// stable (see `NetworkConfig::stable_connection_ms`).
+    pub connection_flaps: u64,
+    /// Gossip messages rejected before relay (source not a validator, per-source rate, size).
+    pub gossip_rejected: u64,
+    /// Inbound sync requests dropped because `MAX_PENDING_SYNC` were already unanswered.
+    pub pending_sync_dropped: u64,
+    /// Inbound gossip events dropped because the gossip queue was full (bytes cap).
+    pub gossip_events_dropped: u64,
+}
+
+impl NetworkMetrics {
+    /// Every counter as `(name, help, value)`, for export (e.g. Prometheus, where the node
+    /// prefixes `bftnode_net_` and suffixes `_total`). One row per field.
+    pub fn counters(&self) -> [(&'static str, &'static str, u64); 20] {
+        [
+            (
+                "frames_in",
+                "Consensus frames accepted from peers",
+                self.frames_in,
+            ),
+            (
+                "frames_out",
+                "Consensus frames handed to the transport",
+                self.frames_out,
+            ),
+            (
+                "bytes_in",
+                "Payload bytes accepted (consensus and sync)",
+                self.bytes_in,
+            ),
+            (
+                "bytes_out",
+                "Payload bytes sent (consensus and sync)",
+                self.bytes_out,
+            ),
+            (
+                "oversized_dropped",
+                "Inbound frames above the size cap",
+                self.oversized_dropped,
+            ),
+            (
+                "rate_limited_dropped",
+                "Inbound frames dropped by the per-peer token bucket",
+                self.rate_limited_dropped,
+            ),
+            (
+                "non_validator_dropped",
+                "Consensus/sync frames from non-validators dropped",
+                self.non_validator_dropped,
+            ),
+            (
+                "send_dropped",
+                "Outbound frames dropped locally",
+                self.send_dropped,
+            ),
+            (
+                "send_failures",
+                "Outbound consensus frames whose delivery failed",
+                self.send_failures,
+            ),
+            (
+                "events_dropped",
+                "Inbound consensus/sync events dropped because their queue was full",
+                self.events_dropped,
+            ),
+            ("gossip_in", "Gossip messages received", self.gossip_in),
+            ("gossip_out", "Gossip messages published", self.gossip_out),
+            (
+                "gossip_publish_failed",
+                "Gossip publishes that failed",
+                self.gossip_publish_failed,
+            ),
+            ("bans", "Peer bans issued", self.bans),
+            (
+                "connections_refused",
+                "Inbound connections refused at admission",
+                self.connections_refused,
+            ),
+            (
+                "strangers_closed_idle",
+                "Non-validator connections closed as idle",
+                self.strangers_closed_idle,
+            ),
+            (
+                "connection_flaps",
+                "Validator connections that closed before becoming stable",
+                self.connection_flaps,
+            ),
+            (
+                "gossip_rejected",
+                "Gossip messages rejected before relay",
+                self.gossip_rejected,
+            ),
+            (
+                "gossip_events_dropped",
+                "Gossip events dropped because the gossip queue was full",
+                self.gossip_events_dropped,
+            ),
+            (
+                "pending_sync_dropped",
+                "Inbound sync requests dropped at the pending cap",
+                self.pending_sync_dropped,
+            ),
+        ]
+    }
 }
 
 /// Errors from [`start`] and [`peer_id_of`]. Peer faults never surface here: they are counted.

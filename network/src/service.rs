@@ -655,6 +655,7 @@ impl Service {
                 };
                 if self.inbound_sync.len() >= MAX_PENDING_SYNC {
                     warn!(from, "too many pending sync requests; dropped");
+                    self.metrics.pending_sync_dropped += 1;
                     if let Some(p) = self.peers.get_mut(&from) {
                         p.dropped += 1;
                     }

@@ -55,6 +55,9 @@ pub struct Metrics {
     pub rejected_messages: Counter,
     /// Transactions skipped while applying committed blocks (invalid or replayed).
     pub skipped_txs: Counter,
+    /// The network service's counters, one `bftnode_net_<name>_total` each, in the order of
+    /// [`network::NetworkMetrics::counters`]; updated by [`Metrics::sync_network`].
+    net: Vec<Counter>,
 }
 
 impl Metrics {
@@ -82,6 +85,7 @@ impl Metrics {
             invalid_messages: Counter::default(),
             rejected_messages: Counter::default(),
             skipped_txs: Counter::default(),
+            net: Vec::new(),
         };
         r.register("bftnode_view", "Current consensus view", m.view.clone());
         r.register(
@@ -154,10 +158,23 @@ impl Metrics {
             "Committed transactions skipped (invalid or replayed)",
             m.skipped_txs.clone(),
         );
+        let mut m = m;
+        for (name, help, _) in network::NetworkMetrics::default().counters() {
+            let c = Counter::default();
+            r.register(format!("bftnode_net_{name}"), help, c.clone());
+            m.net.push(c);
+        }
         if let Ok(mut g) = m.registry.lock() {
             *g = r;
         }
         m
+    }
+
+    /// Mirror the network service's counters (monotone) into `bftnode_net_*_total`.
+    pub fn sync_network(&self, net: &network::NetworkMetrics) {
+        for (c, (_, _, value)) in self.net.iter().zip(net.counters()) {
+            Self::sync_counter(c, value);
+        }
     }
 
     /// Prometheus text exposition.

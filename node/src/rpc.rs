@@ -126,6 +126,7 @@ async fn health(State(st): St) -> Result<Response, ApiError> {
 }
 
 async fn metrics(State(st): St) -> Response {
+    st.metrics.sync_network(&st.net.metrics().await);
     (
         [(
             header::CONTENT_TYPE,

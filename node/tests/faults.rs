@@ -571,6 +571,9 @@ async fn garbage_and_oversized_input_is_dropped() {
         eprintln!("node {i} after the oversized frame: peer {v3}: {p:?}");
         assert!(ok, "node {i} did not drop the oversized frame: {p:?}");
         assert!(!p.banned, "one garbage + one oversized frame must not ban");
+        // The network's counters are Prometheus series.
+        let oversized = metric(&c, a, "bftnode_net_oversized_dropped_total").await;
+        assert!(oversized >= 1.0, "node {i}: oversized drop not on /metrics");
     }
 
     // (c) A decodable vote in the current view with a junk signature: rejected by the core and
@@ -724,6 +727,8 @@ async fn a_validator_streaming_bad_certificates_is_banned_while_the_chain_commit
             e.invalid_messages
         );
         assert!(p.banned, "node {i} did not ban validator {v3}: {p:?}");
+        let bans = metric(&c, a, "bftnode_net_bans_total").await;
+        assert!(bans >= 1.0, "node {i}: the ban is not on /metrics");
         assert!(
             e.invalid_messages >= 4,
             "node {i} checked fewer bad TCs than the ban needs"

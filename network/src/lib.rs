@@ -53,17 +53,20 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod admission;
 mod codec;
+mod events;
+mod gate;
 mod handle;
 mod peers;
 mod service;
 
 use std::net::SocketAddr;
 
+pub use events::{EVENT_OVERHEAD, EventReceiver};
 pub use handle::NetworkHandle;
 pub use libp2p::PeerId;
 use libp2p::identity;
-use tokio::sync::mpsc;
 
 /// Protocol name of consensus unicast/broadcast frames.
 pub const CONSENSUS_PROTOCOL: &str = "/bftnode/consensus/1";
@@ -122,9 +125,33 @@ pub struct NetworkConfig {
     /// Unacknowledged consensus frames allowed per peer before further sends are dropped
     /// (default 512).
     pub max_inflight_per_peer: usize,
-    /// Capacity, in events, of the inbound event channel; when full, events are dropped and
-    /// counted (default 65,536).
-    pub event_queue: usize,
+    /// Bytes of consensus frames and sync requests that may wait in the inbound event queue
+    /// (each event charged its payload + 64 bytes); beyond it new ones are dropped and counted
+    /// in `events_dropped` (default 64 MiB). Control events are never dropped (see
+    /// [`EventReceiver`]).
+    pub event_queue_bytes: usize,
+    /// Bytes of gossip that may wait in the inbound event queue; beyond it new gossip is dropped
+    /// and counted in `gossip_events_dropped` (default 16 MiB).
+    pub gossip_queue_bytes: usize,
+    /// Most connections of non-validators open at once, in total (default 32). Validators are
+    /// never counted against it.
+    pub max_strangers: usize,
+    /// Most connections of non-validators open at once from one IP address (default 4).
+    pub max_strangers_per_ip: usize,
+    /// A non-validator's connection is closed this long, in ms, after it opened (default
+    /// 10,000): strangers are offered identify and ping only, which finish in the first
+    /// seconds.
+    pub stranger_idle_ms: u64,
+    /// A validator connection that closes sooner than this, in ms, after it opened is a
+    /// *flap*: counted, logged rate-limited, and the redial backoff keeps growing instead of
+    /// resetting (default 10,000).
+    pub stable_connection_ms: u64,
+    /// Per-author gossip budget, in bytes per second: gossip authored by one validator beyond
+    /// it is ignored (not delivered, not relayed) and counted in `gossip_rejected` (default
+    /// 8 MiB/s).
+    pub gossip_bytes_per_sec: u32,
+    /// Per-author gossip burst, in bytes (default 32 MiB).
+    pub gossip_burst_bytes: u32,
     /// Interval, in ms, between pings to each connected peer (default 2,000).
     pub ping_interval_ms: u64,
 }
@@ -148,7 +175,14 @@ impl NetworkConfig {
             redial_min_ms: 100,
             redial_max_ms: 5_000,
             max_inflight_per_peer: 512,
-            event_queue: 65_536,
+            event_queue_bytes: 64 * 1024 * 1024,
+            gossip_queue_bytes: 16 * 1024 * 1024,
+            max_strangers: 32,
+            max_strangers_per_ip: 4,
+            stranger_idle_ms: 10_000,
+            stable_connection_ms: 10_000,
+            gossip_bytes_per_sec: 8 * 1024 * 1024,
+            gossip_burst_bytes: 32 * 1024 * 1024,
             ping_interval_ms: 2_000,
         }
     }
@@ -490,9 +524,7 @@ fn keypair_of(secret_key: &[u8; 32]) -> Result<identity::Keypair, NetworkError> 
 /// Starts the network service on the current tokio runtime: binds the QUIC listener, dials the
 /// other validators and returns the command handle and the inbound event receiver. The service
 /// stops when every handle is dropped or [`NetworkHandle::shutdown`] is called.
-pub async fn start(
-    cfg: NetworkConfig,
-) -> Result<(NetworkHandle, mpsc::Receiver<NetworkEvent>), NetworkError> {
+pub async fn start(cfg: NetworkConfig) -> Result<(NetworkHandle, EventReceiver), NetworkError> {
     let keypair = keypair_of(&cfg.secret_key)?;
     service::spawn(cfg, keypair)
 }

@@ -8,7 +8,7 @@ use libp2p::{Multiaddr, PeerId, multiaddr::Protocol};
 
 use crate::{NetworkConfig, PeerStatus};
 
-/// Token bucket over inbound frames. Invariant: `0 <= tokens <= burst`.
+/// Token bucket over inbound frames (or gossip bytes). Invariant: `0 <= tokens <= burst`.
 #[derive(Debug)]
 pub(crate) struct TokenBucket {
     tokens: f64,
@@ -31,11 +31,17 @@ impl TokenBucket {
 
     /// Takes one token if available.
     pub fn take(&mut self, now: Instant) -> bool {
+        self.take_n(now, 1)
+    }
+
+    /// Takes `n` tokens (e.g. bytes) if that many are available; takes nothing otherwise.
+    pub fn take_n(&mut self, now: Instant, n: usize) -> bool {
         let dt = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + dt * self.per_sec).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        let n = n as f64;
+        if self.tokens >= n {
+            self.tokens -= n;
             true
         } else {
             false
@@ -72,7 +78,17 @@ pub(crate) struct PeerState {
     /// When to dial next; `None` while connected or banned.
     pub next_dial: Option<Instant>,
     /// Delay before the next redial, in ms: `redial_min_ms <= backoff_ms <= redial_max_ms`.
+    /// It doubles on every dial and resets only when a connection closes after having been
+    /// stable (open for `stable_connection_ms`), so a peer that accepts the handshake and then
+    /// refuses us is redialled ever more slowly.
     pub backoff_ms: u64,
+    /// When the current connection opened (`None` while disconnected).
+    pub connected_at: Option<Instant>,
+    /// Whether the last connection was a flap (closed before it was stable).
+    pub flapping: bool,
+    /// Flaps since the last flap warning, and when that warning was logged.
+    pub flaps_unlogged: u64,
+    pub last_flap_log: Option<Instant>,
 }
 
 impl PeerState {
@@ -99,6 +115,10 @@ impl PeerState {
             banned_until: None,
             next_dial: Some(now),
             backoff_ms: cfg.redial_min_ms,
+            connected_at: None,
+            flapping: false,
+            flaps_unlogged: 0,
+            last_flap_log: None,
         }
     }
 
@@ -110,17 +130,35 @@ impl PeerState {
         self.banned_until.is_some()
     }
 
-    /// Called when a dial starts: schedules the next attempt and doubles the backoff.
+    /// Called when a dial starts: schedules the next attempt (in case this one never
+    /// resolves) after the jittered backoff, then doubles the backoff up to `max_ms`.
     pub fn on_dial(&mut self, now: Instant, max_ms: u64) {
-        self.next_dial = Some(now + Duration::from_millis(self.backoff_ms));
+        self.next_dial = Some(now + jittered(self.backoff_ms, &self.peer_id));
         self.backoff_ms = self.backoff_ms.saturating_mul(2).min(max_ms);
     }
 
-    /// Called when the last connection closes: redial after the current backoff.
-    pub fn on_lost(&mut self, now: Instant) {
-        if !self.banned() {
-            self.next_dial = Some(now + Duration::from_millis(self.backoff_ms));
+    /// Called when the first connection opens.
+    pub fn on_connected(&mut self, now: Instant) {
+        self.connected_at = Some(now);
+        self.next_dial = None;
+    }
+
+    /// Called when the last connection closes: redial after the jittered backoff. A connection
+    /// that lived `stable` or longer resets the backoff to `min_ms`; a shorter one is a flap
+    /// (returns `true`) and leaves the backoff growing.
+    pub fn on_lost(&mut self, now: Instant, stable: Duration, min_ms: u64) -> bool {
+        let lived = self
+            .connected_at
+            .take()
+            .map_or(Duration::ZERO, |at| now.duration_since(at));
+        self.flapping = lived < stable;
+        if !self.flapping {
+            self.backoff_ms = min_ms;
         }
+        if !self.banned() {
+            self.next_dial = Some(now + jittered(self.backoff_ms, &self.peer_id));
+        }
+        self.flapping
     }
 
     pub fn status(&self) -> PeerStatus {
@@ -137,6 +175,15 @@ impl PeerState {
             rtt_ms: self.rtt.map(|d| d.as_secs_f64() * 1e3),
         }
     }
+}
+
+/// A delay of `backoff_ms` with "equal jitter": uniformly in `[backoff/2, backoff]` ms, so
+/// peers that lost each other at the same instant do not redial in lockstep.
+fn jittered(backoff_ms: u64, peer: &PeerId) -> Duration {
+    use std::hash::BuildHasher;
+    let half = backoff_ms / 2;
+    let r = std::hash::RandomState::new().hash_one((peer, Instant::now()));
+    Duration::from_millis(half + r % (backoff_ms - half + 1))
 }
 
 /// `/ip4/A.B.C.D/udp/PORT/quic-v1` (or `/ip6/...`) for a UDP socket address.

@@ -11,7 +11,7 @@ use libp2p::request_response::{
     self, InboundRequestId, OutboundFailure, OutboundRequestId, ProtocolSupport, ResponseChannel,
 };
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::swarm::{ListenError, NetworkBehaviour, SwarmEvent};
 use libp2p::{
     PeerId, StreamProtocol, Swarm, SwarmBuilder, allow_block_list, connection_limits, gossipsub,
     identify, identity::Keypair, ping,
@@ -19,9 +19,12 @@ use libp2p::{
 use tokio::sync::mpsc;
 use tracing::{debug, info, trace, warn};
 
+use crate::admission::Admission;
 use crate::codec::{ConsensusCodec, Frame, SyncCodec, SyncReply, is_frame_too_large};
+use crate::events::{self, Class, EventReceiver, EventSender};
+use crate::gate::ValidatorsOnly;
 use crate::handle::{Command, NetworkHandle};
-use crate::peers::{PeerState, quic_multiaddr};
+use crate::peers::{PeerState, TokenBucket, quic_multiaddr};
 use crate::{
     CONSENSUS_PROTOCOL, IDENTIFY_PROTOCOL, Misbehaviour, NetworkConfig, NetworkError, NetworkEvent,
     NetworkMetrics, SYNC_PROTOCOL, Topic, peer_id_of,
@@ -35,14 +38,27 @@ const MAX_PENDING_SYNC: usize = 1024;
 const MAX_STREAMS: usize = 1024;
 /// Gossip envelope overhead allowed on top of `max_gossip_bytes`, in bytes.
 const GOSSIP_OVERHEAD: usize = 4096;
+/// Most connection handshakes in progress at once (inbound), before any identity is known.
+const MAX_PENDING_INCOMING: u32 = 256;
+/// Least interval between two warnings of one kind (refusals, one peer's flaps).
+const LOG_EVERY: Duration = Duration::from_secs(30);
 
+/// Gossipsub restricted to our two topics.
+type Gossip =
+    gossipsub::Behaviour<gossipsub::IdentityTransform, gossipsub::WhitelistSubscriptionFilter>;
+
+/// Composed in this order; a connection is refused if any part refuses it: banned peers
+/// (`block`), more than 2 connections per peer (`limits`), strangers beyond their budget
+/// (`admission`). The validator protocols run on validator connections only (`ValidatorsOnly`);
+/// strangers get identify and ping.
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     block: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     limits: connection_limits::Behaviour,
-    consensus: request_response::Behaviour<ConsensusCodec>,
-    sync: request_response::Behaviour<SyncCodec>,
-    gossip: gossipsub::Behaviour,
+    admission: Admission,
+    consensus: ValidatorsOnly<request_response::Behaviour<ConsensusCodec>>,
+    sync: ValidatorsOnly<request_response::Behaviour<SyncCodec>>,
+    gossip: ValidatorsOnly<Gossip>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
 }
@@ -54,7 +70,7 @@ struct Service {
     /// Every genesis validator but ourselves, by index.
     peers: HashMap<u16, PeerState>,
     by_peer: HashMap<PeerId, u16>,
-    events: mpsc::Sender<NetworkEvent>,
+    events: EventSender,
     commands: mpsc::UnboundedReceiver<Command>,
     metrics: NetworkMetrics,
     /// Our outbound sync requests: libp2p id → (handle id, target index).
@@ -66,7 +82,12 @@ struct Service {
     next_inbound_id: u64,
     tx_topic: gossipsub::IdentTopic,
     evidence_topic: gossipsub::IdentTopic,
+    /// Per-author gossip byte budgets, one per validator (the only accepted authors).
+    gossip_budget: HashMap<u16, TokenBucket>,
     last_decay: Instant,
+    /// Connection refusals already reported in a log line.
+    refused_logged: u64,
+    last_refused_log: Option<Instant>,
 }
 
 fn validate(cfg: &NetworkConfig) -> Result<(), NetworkError> {
@@ -84,57 +105,97 @@ fn validate(cfg: &NetworkConfig) -> Result<(), NetworkError> {
     if cfg.redial_min_ms == 0 || cfg.redial_min_ms > cfg.redial_max_ms {
         return bad("need 0 < redial_min_ms <= redial_max_ms");
     }
-    if cfg.ban_score <= 0 || cfg.event_queue == 0 || cfg.max_inflight_per_peer == 0 {
-        return bad("ban_score, event_queue and max_inflight_per_peer must be positive");
+    if cfg.ban_score <= 0 || cfg.event_queue_bytes == 0 || cfg.max_inflight_per_peer == 0 {
+        return bad("ban_score, event_queue_bytes and max_inflight_per_peer must be positive");
+    }
+    if cfg.gossip_queue_bytes < cfg.max_gossip_bytes + events::EVENT_OVERHEAD {
+        return bad("gossip_queue_bytes must hold at least one max_gossip_bytes message");
+    }
+    if (cfg.gossip_burst_bytes as usize) < cfg.max_gossip_bytes || cfg.gossip_bytes_per_sec == 0 {
+        return bad("need gossip_bytes_per_sec > 0 and gossip_burst_bytes >= max_gossip_bytes");
     }
     Ok(())
 }
 
-fn build_behaviour(cfg: &NetworkConfig, keypair: &Keypair) -> Result<Behaviour, NetworkError> {
+/// A gossip message's id: blake3 of topic ‖ payload (first 20 bytes), so the same payload
+/// republished with a new sequence number is still a duplicate.
+fn content_id(m: &gossipsub::Message) -> gossipsub::MessageId {
+    let mut h = blake3::Hasher::new();
+    h.update(m.topic.as_str().as_bytes());
+    h.update(&[0]);
+    h.update(&m.data);
+    gossipsub::MessageId::from(h.finalize().as_bytes()[..20].to_vec())
+}
+
+fn build_gossip(cfg: &NetworkConfig, keypair: &Keypair) -> Result<Gossip, NetworkError> {
     let err = |reason: String| NetworkError::Behaviour { reason };
     let gossip_cfg = gossipsub::ConfigBuilder::default()
         .max_transmit_size(cfg.max_gossip_bytes + GOSSIP_OVERHEAD)
         .validation_mode(gossipsub::ValidationMode::Strict)
+        // Nothing is relayed before `on_gossip` accepted it.
+        .validate_messages()
+        .message_id_fn(content_id)
         .heartbeat_interval(Duration::from_millis(500))
         .build()
         .map_err(|e| err(e.to_string()))?;
-    let gossip = gossipsub::Behaviour::new(
+    let topics = [Topic::Transactions, Topic::Evidence]
+        .map(|t| gossipsub::IdentTopic::new(t.name()).hash())
+        .into_iter()
+        .collect();
+    gossipsub::Behaviour::new_with_subscription_filter(
         gossipsub::MessageAuthenticity::Signed(keypair.clone()),
         gossip_cfg,
+        gossipsub::WhitelistSubscriptionFilter(topics),
     )
-    .map_err(|e| err(e.to_string()))?;
+    .map_err(|e| err(e.to_string()))
+}
+
+fn build_behaviour(
+    cfg: &NetworkConfig,
+    keypair: &Keypair,
+    validators: &HashSet<PeerId>,
+) -> Result<Behaviour, NetworkError> {
+    let gossip = build_gossip(cfg, keypair)?;
     let rr_cfg = request_response::Config::default().with_max_concurrent_streams(MAX_STREAMS);
+    // No shared cap on established inbound connections: strangers have their own budget in
+    // `admission` and validators are always admitted (issue 8, finding 1).
     let limits = connection_limits::ConnectionLimits::default()
         .with_max_established_per_peer(Some(2))
-        .with_max_pending_incoming(Some(64))
-        .with_max_established_incoming(Some(
-            u32::try_from(cfg.validators.len())
-                .unwrap_or(u32::MAX)
-                .saturating_mul(2)
-                + 64,
-        ));
+        .with_max_pending_incoming(Some(MAX_PENDING_INCOMING));
     Ok(Behaviour {
         block: allow_block_list::Behaviour::default(),
         limits: connection_limits::Behaviour::new(limits),
-        consensus: request_response::Behaviour::with_codec(
-            ConsensusCodec {
-                max_frame_bytes: cfg.max_frame_bytes,
-            },
-            [(
-                StreamProtocol::new(CONSENSUS_PROTOCOL),
-                ProtocolSupport::Full,
-            )],
-            rr_cfg.clone(),
+        admission: Admission::new(
+            validators.clone(),
+            cfg.max_strangers,
+            cfg.max_strangers_per_ip,
+            Duration::from_millis(cfg.stranger_idle_ms),
         ),
-        sync: request_response::Behaviour::with_codec(
-            SyncCodec {
-                max_request_bytes: cfg.max_frame_bytes,
-                max_response_bytes: cfg.sync_max_response_bytes,
-            },
-            [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
-            rr_cfg.with_request_timeout(Duration::from_millis(cfg.sync_timeout_ms)),
+        consensus: ValidatorsOnly::new(
+            request_response::Behaviour::with_codec(
+                ConsensusCodec {
+                    max_frame_bytes: cfg.max_frame_bytes,
+                },
+                [(
+                    StreamProtocol::new(CONSENSUS_PROTOCOL),
+                    ProtocolSupport::Full,
+                )],
+                rr_cfg.clone(),
+            ),
+            validators.clone(),
         ),
-        gossip,
+        sync: ValidatorsOnly::new(
+            request_response::Behaviour::with_codec(
+                SyncCodec {
+                    max_request_bytes: cfg.max_frame_bytes,
+                    max_response_bytes: cfg.sync_max_response_bytes,
+                },
+                [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
+                rr_cfg.with_request_timeout(Duration::from_millis(cfg.sync_timeout_ms)),
+            ),
+            validators.clone(),
+        ),
+        gossip: ValidatorsOnly::new(gossip, validators.clone()),
         identify: identify::Behaviour::new(identify::Config::new(
             IDENTIFY_PROTOCOL.to_string(),
             keypair.public(),
@@ -149,7 +210,7 @@ fn build_behaviour(cfg: &NetworkConfig, keypair: &Keypair) -> Result<Behaviour, 
 pub(crate) fn spawn(
     cfg: NetworkConfig,
     keypair: Keypair,
-) -> Result<(NetworkHandle, mpsc::Receiver<NetworkEvent>), NetworkError> {
+) -> Result<(NetworkHandle, EventReceiver), NetworkError> {
     validate(&cfg)?;
     let local_peer_id = keypair.public().to_peer_id();
     let now = Instant::now();
@@ -170,7 +231,8 @@ pub(crate) fn spawn(
             by_peer.insert(pid, v.index);
         }
     }
-    let behaviour = build_behaviour(&cfg, &keypair)?;
+    let validator_ids: HashSet<PeerId> = by_peer.keys().copied().collect();
+    let behaviour = build_behaviour(&cfg, &keypair, &validator_ids)?;
     // A crashed validator must be seen as disconnected quickly: the consensus core times out a
     // view whose leader is unreachable after a short grace instead of waiting τ(v).
     const QUIC_KEEP_ALIVE_MS: u64 = 500;
@@ -203,12 +265,22 @@ pub(crate) fn spawn(
         swarm
             .behaviour_mut()
             .gossip
+            .inner()
             .subscribe(t)
             .map_err(|e| NetworkError::Behaviour {
                 reason: e.to_string(),
             })?;
     }
-    let (events, events_rx) = mpsc::channel(cfg.event_queue);
+    let (events, events_rx) = events::channel(cfg.event_queue_bytes, cfg.gossip_queue_bytes);
+    let gossip_budget = by_peer
+        .values()
+        .map(|&i| {
+            (
+                i,
+                TokenBucket::new(cfg.gossip_bytes_per_sec, cfg.gossip_burst_bytes, now),
+            )
+        })
+        .collect();
     let (cmd_tx, commands) = mpsc::unbounded_channel();
     info!(%local_peer_id, ?local_index, listen = %cfg.listen, validators = cfg.validators.len(), "network starting");
     let service = Service {
@@ -226,7 +298,10 @@ pub(crate) fn spawn(
         next_inbound_id: 1,
         tx_topic,
         evidence_topic,
+        gossip_budget,
         last_decay: now,
+        refused_logged: 0,
+        last_refused_log: None,
     };
     tokio::spawn(service.run());
     let handle = NetworkHandle {
@@ -256,9 +331,13 @@ impl Service {
     }
 
     fn emit(&mut self, event: NetworkEvent) {
-        if self.events.try_send(event).is_err() {
-            self.metrics.events_dropped += 1;
-            trace!("event channel full or closed; event dropped");
+        match self.events.send(event) {
+            Ok(()) => {}
+            Err(Class::Gossip) => self.metrics.gossip_events_dropped += 1,
+            Err(_) => {
+                self.metrics.events_dropped += 1;
+                trace!("event queue full; consensus/sync event dropped");
+            }
         }
     }
 
@@ -334,6 +413,7 @@ impl Service {
         self.swarm
             .behaviour_mut()
             .consensus
+            .inner()
             .send_request(&pid, Frame::Data(bytes));
     }
 
@@ -363,6 +443,7 @@ impl Service {
             .swarm
             .behaviour_mut()
             .sync
+            .inner()
             .send_request(&pid, Frame::Data(bytes));
         self.outbound_sync.insert(id, (request_id, to));
     }
@@ -389,6 +470,7 @@ impl Service {
             .swarm
             .behaviour_mut()
             .sync
+            .inner()
             .send_response(channel, reply)
             .is_err()
         {
@@ -410,7 +492,7 @@ impl Service {
             Topic::Transactions => self.tx_topic.clone(),
             Topic::Evidence => self.evidence_topic.clone(),
         };
-        match self.swarm.behaviour_mut().gossip.publish(t, bytes) {
+        match self.swarm.behaviour_mut().gossip.inner().publish(t, bytes) {
             Ok(_) => self.metrics.gossip_out += 1,
             Err(e) => {
                 self.metrics.gossip_publish_failed += 1;
@@ -514,7 +596,11 @@ impl Service {
                 debug!(peer = ?peer_id, %error, "dial failed");
             }
             SwarmEvent::IncomingConnectionError { error, .. } => {
-                debug!(%error, "incoming connection failed");
+                if matches!(error, ListenError::Denied { .. }) {
+                    // Banned, over the per-peer cap, or beyond the strangers' budget.
+                    self.metrics.connections_refused += 1;
+                }
+                trace!(%error, "incoming connection failed");
             }
             SwarmEvent::NewListenAddr { address, .. } => info!(%address, "listening"),
             SwarmEvent::ListenerError { error, .. } => warn!(%error, "listener error"),
@@ -527,15 +613,18 @@ impl Service {
             debug!(%peer, addr = %endpoint.get_remote_address(), "non-validator connected");
             return;
         };
-        let min = self.cfg.redial_min_ms;
         let Some(p) = self.peers.get_mut(&index) else {
             return;
         };
         p.connections = num;
-        p.next_dial = None;
-        p.backoff_ms = min;
         if num == 1 {
-            info!(index, %peer, addr = %endpoint.get_remote_address(), "validator connected");
+            p.on_connected(Instant::now());
+            let addr = endpoint.get_remote_address();
+            if p.flapping {
+                debug!(index, %peer, %addr, "validator connected (after a flap)");
+            } else {
+                info!(index, %peer, %addr, "validator connected");
+            }
             self.emit(NetworkEvent::PeerConnected { index });
         }
     }
@@ -548,12 +637,29 @@ impl Service {
             return;
         };
         p.connections = num;
-        if num == 0 {
-            p.inflight = 0;
-            p.on_lost(Instant::now());
-            info!(index, %peer, ?cause, "validator disconnected");
-            self.emit(NetworkEvent::PeerDisconnected { index });
+        if num != 0 {
+            return;
         }
+        p.inflight = 0;
+        let now = Instant::now();
+        let stable = Duration::from_millis(self.cfg.stable_connection_ms);
+        if p.on_lost(now, stable, self.cfg.redial_min_ms) {
+            self.metrics.connection_flaps += 1;
+            p.flaps_unlogged += 1;
+            if p.last_flap_log
+                .is_none_or(|at| now.duration_since(at) >= LOG_EVERY)
+            {
+                warn!(index, %peer, ?cause, flaps = p.flaps_unlogged, backoff_ms = p.backoff_ms,
+                    "validator connection flapping (closed soon after opening); redialling with backoff");
+                p.flaps_unlogged = 0;
+                p.last_flap_log = Some(now);
+            } else {
+                debug!(index, %peer, ?cause, "validator connection flapped");
+            }
+        } else {
+            info!(index, %peer, ?cause, "validator disconnected");
+        }
+        self.emit(NetworkEvent::PeerDisconnected { index });
     }
 
     fn on_consensus(&mut self, e: request_response::Event<Frame, ()>) {
@@ -577,6 +683,7 @@ impl Service {
                         .swarm
                         .behaviour_mut()
                         .consensus
+                        .inner()
                         .send_response(channel, ());
                 }
                 if let Some(from) = admitted {
@@ -725,32 +832,99 @@ impl Service {
         }
     }
 
+    /// A gossip message is delivered and relayed only once accepted here (validation mode):
+    /// its topic is ours, its author (signed, checked by gossipsub's strict mode) is a genesis
+    /// validator, and the author is within its byte budget. Cheap checks only; the node
+    /// validates the content.
     fn on_gossip(&mut self, e: gossipsub::Event) {
-        if let gossipsub::Event::Message {
+        let gossipsub::Event::Message {
             propagation_source,
+            message_id,
             message,
-            ..
         } = e
-        {
-            let topic = if message.topic == self.tx_topic.hash() {
-                Topic::Transactions
-            } else if message.topic == self.evidence_topic.hash() {
-                Topic::Evidence
-            } else {
-                return;
-            };
+        else {
+            return;
+        };
+        let verdict = self.judge_gossip(&message);
+        let acceptance = match verdict {
+            Ok(_) => gossipsub::MessageAcceptance::Accept,
+            Err(a) => {
+                self.metrics.gossip_rejected += 1;
+                trace!(source = ?message.source, %propagation_source, ?a, "gossip rejected");
+                a
+            }
+        };
+        self.swarm
+            .behaviour_mut()
+            .gossip
+            .inner()
+            .report_message_validation_result(&message_id, &propagation_source, acceptance);
+        if let Ok((topic, author)) = verdict {
             self.metrics.gossip_in += 1;
             self.emit(NetworkEvent::Gossip {
                 topic,
-                from: message.source.unwrap_or(propagation_source),
+                from: author,
                 bytes: message.data,
             });
         }
     }
 
+    /// `Ok((topic, author))` if the message may be delivered and relayed; otherwise how
+    /// gossipsub should treat it (`Reject` penalises the relaying peer, `Ignore` does not).
+    fn judge_gossip(
+        &mut self,
+        m: &gossipsub::Message,
+    ) -> Result<(Topic, PeerId), gossipsub::MessageAcceptance> {
+        use gossipsub::MessageAcceptance::{Ignore, Reject};
+        let topic = if m.topic == self.tx_topic.hash() {
+            Topic::Transactions
+        } else if m.topic == self.evidence_topic.hash() {
+            Topic::Evidence
+        } else {
+            return Err(Reject);
+        };
+        let author = m.source.ok_or(Reject)?;
+        let index = *self.by_peer.get(&author).ok_or(Reject)?;
+        let budget = self.gossip_budget.get_mut(&index).ok_or(Reject)?;
+        if !budget.take_n(Instant::now(), m.data.len()) {
+            return Err(Ignore);
+        }
+        Ok((topic, author))
+    }
+
     // ---------------------------------------------------------------- housekeeping
 
+    /// Closes strangers' connections that outlived `stranger_idle_ms` (their slot frees).
+    fn close_idle_strangers(&mut self, now: Instant) {
+        for (peer, id) in self.swarm.behaviour_mut().admission.expired(now) {
+            if self.swarm.close_connection(id) {
+                self.metrics.strangers_closed_idle += 1;
+                trace!(%peer, "idle stranger connection closed");
+            }
+        }
+    }
+
+    /// One line per `LOG_EVERY` at most about refused connections.
+    fn log_refusals(&mut self, now: Instant) {
+        let refused = self.metrics.connections_refused;
+        if refused > self.refused_logged
+            && self
+                .last_refused_log
+                .is_none_or(|at| now.duration_since(at) >= LOG_EVERY)
+        {
+            warn!(
+                refused = refused - self.refused_logged,
+                strangers = self.swarm.behaviour().admission.strangers(),
+                "inbound connections refused (banned peer, per-peer cap or strangers' budget)"
+            );
+            self.refused_logged = refused;
+            self.last_refused_log = Some(now);
+        }
+    }
+
     fn on_tick(&mut self, now: Instant) {
+        self.close_idle_strangers(now);
+        self.log_refusals(now);
         let decay_every = Duration::from_secs(1);
         let decay = if now.duration_since(self.last_decay) >= decay_every {
             self.last_decay = now;

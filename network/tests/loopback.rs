@@ -4,10 +4,9 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use network::{
-    Misbehaviour, NetworkConfig, NetworkEvent, NetworkHandle, Topic, ValidatorPeer, public_key_of,
-    start,
+    EventReceiver, Misbehaviour, NetworkConfig, NetworkEvent, NetworkHandle, Topic, ValidatorPeer,
+    public_key_of, start,
 };
-use tokio::sync::mpsc::Receiver;
 use tokio::time::{Instant, timeout};
 
 /// Generous per-wait timeout: tests never sleep blindly, they wait for an event or a counter.
@@ -54,7 +53,7 @@ fn cluster(tag: u8, n: usize, tweak: impl Fn(usize, &mut NetworkConfig)) -> Vec<
         .collect()
 }
 
-type Node = (NetworkHandle, Receiver<NetworkEvent>);
+type Node = (NetworkHandle, EventReceiver);
 
 async fn start_all(cfgs: Vec<NetworkConfig>) -> Vec<Node> {
     let mut nodes = Vec::new();
@@ -66,7 +65,7 @@ async fn start_all(cfgs: Vec<NetworkConfig>) -> Vec<Node> {
 
 /// Waits for the first event matching `pred`, skipping others.
 async fn expect(
-    rx: &mut Receiver<NetworkEvent>,
+    rx: &mut EventReceiver,
     what: &str,
     pred: impl Fn(&NetworkEvent) -> bool,
 ) -> NetworkEvent {
@@ -87,7 +86,7 @@ async fn expect(
 }
 
 /// Waits until node `rx` has seen `PeerConnected` for every index in `others`.
-async fn connected_to(rx: &mut Receiver<NetworkEvent>, others: &[u16]) {
+async fn connected_to(rx: &mut EventReceiver, others: &[u16]) {
     let mut missing: Vec<u16> = others.to_vec();
     while !missing.is_empty() {
         if let NetworkEvent::PeerConnected { index } = expect(rx, "PeerConnected", |e| {
@@ -275,41 +274,214 @@ async fn oversized_frame_is_dropped_counted_and_scored() {
     assert_eq!(consensus(&e), Some((0, &b"small"[..])));
 }
 
+/// A stranger's network service: its own random-looking key, listening on `ip` (any port), that
+/// dials `target` (node 0 of a cluster) as if it were a validator of its own set.
+async fn stranger(tag: u8, k: u8, ip: &str, target: &ValidatorPeer) -> Node {
+    let stranger_seed = seed(tag, 100 + k);
+    let sock = UdpSocket::bind(format!("{ip}:0")).expect("bind");
+    let addr = sock.local_addr().expect("addr");
+    drop(sock);
+    let set = vec![
+        target.clone(),
+        ValidatorPeer {
+            index: 1,
+            public_key: public_key_of(&stranger_seed).unwrap(),
+            addr,
+        },
+    ];
+    let mut c = NetworkConfig::new(stranger_seed, addr, set);
+    c.redial_min_ms = 50;
+    c.redial_max_ms = 200;
+    start(c).await.expect("stranger starts")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn frames_from_non_validator_are_dropped() {
+async fn strangers_are_offered_no_validator_protocol() {
     // Node 0's genesis set is {0, 1}; the intruder has a random key but lists node 0 as a peer.
+    // Issue 8, finding 5: its consensus frames (up to the 4 MiB cap) used to be read in full and
+    // then dropped (`non_validator_dropped`); now the protocol is not offered to it at all.
     let mut cfgs = cluster(4, 2, |_, _| {});
-    let intruder_addr = free_addrs(1)[0];
-    let intruder_seed = seed(44, 9);
-    let mut intruder_set = vec![cfgs[0].validators[0].clone()];
-    intruder_set.push(ValidatorPeer {
-        index: 1,
-        public_key: public_key_of(&intruder_seed).unwrap(),
-        addr: intruder_addr,
-    });
-    let intruder_cfg = NetworkConfig::new(intruder_seed, intruder_addr, intruder_set);
     cfgs.truncate(1); // node 1 of the genesis set stays offline
+    let target = cfgs[0].validators[0].clone();
     let mut nodes = start_all(cfgs).await;
-    let (intruder, mut intruder_rx) = start(intruder_cfg).await.unwrap();
+    let (intruder, mut intruder_rx) = stranger(4, 0, "127.0.0.1", &target).await;
     connected_to(&mut intruder_rx, &[0]).await;
 
     for i in 0..5u8 {
-        intruder.send(0, vec![i; 100]);
+        intruder.send(0, vec![i; 1_000_000]);
     }
     intruder.publish(Topic::Transactions, b"spam".to_vec());
-    let m = metrics_until(&nodes[0].0, "non-validator drops", |m| {
-        m.non_validator_dropped == 5
+    let req = intruder.request(0, b"sync please".to_vec());
+    let m = metrics_until(&intruder, "refused frames", |m| m.send_failures == 5).await;
+    assert_eq!(m.frames_out, 5, "{m:?}");
+    let e = expect(&mut intruder_rx, "sync refusal", |e| {
+        matches!(e, NetworkEvent::SyncResponse { .. })
     })
     .await;
-    assert_eq!(m.frames_in, 0);
-    // No consensus event leaked through.
-    while let Ok(e) = nodes[0].1.try_recv() {
+    assert!(
+        matches!(&e, NetworkEvent::SyncResponse { request_id, result: Err(_), .. } if *request_id == req),
+        "{e:?}"
+    );
+    let m = nodes[0].0.metrics().await;
+    assert_eq!(m.frames_in, 0, "{m:?}");
+    assert_eq!(m.bytes_in, 0, "nothing of the stranger's was read: {m:?}");
+    assert_eq!(
+        m.non_validator_dropped, 0,
+        "never read, so never dropped: {m:?}"
+    );
+    assert_eq!(m.gossip_in, 0, "{m:?}");
+    while let Some(e) = nodes[0].1.try_recv() {
         assert!(consensus(&e).is_none(), "{e:?}");
         assert!(
             !matches!(e, NetworkEvent::PeerConnected { .. }),
             "a non-validator is not a validator peer"
         );
+        assert!(!matches!(e, NetworkEvent::Gossip { .. }), "{e:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_get_a_capped_budget_and_validators_always_get_in() {
+    // Issue 8, finding 1. Node 0 admits 2 strangers, 1 per IP, for 1.5 s each.
+    let mut cfgs = cluster(8, 2, |_, c| {
+        c.max_strangers = 2;
+        c.max_strangers_per_ip = 1;
+        c.stranger_idle_ms = 1_500;
+    });
+    let late = cfgs.pop().unwrap(); // validator 1 starts once the strangers hold every slot
+    let target = cfgs[0].validators[0].clone();
+    let mut nodes = start_all(cfgs).await;
+    let mut strangers = Vec::new();
+    for (k, ip) in ["127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.4"]
+        .iter()
+        .enumerate()
+    {
+        strangers.push(stranger(8, k as u8, ip, &target).await);
+    }
+    // Two are admitted (one per IP) and the others refused, over and over as they redial.
+    let m = metrics_until(&nodes[0].0, "refusals", |m| m.connections_refused >= 4).await;
+    assert_eq!(m.strangers_closed_idle, 0, "{m:?}");
+    // Validator 1 gets in although the strangers' budget is full.
+    let (v1, mut v1_rx) = start(late).await.unwrap();
+    connected_to(&mut v1_rx, &[0]).await;
+    connected_to(&mut nodes[0].1, &[1]).await;
+    v1.send(0, b"hello".to_vec());
+    let e = expect(&mut nodes[0].1, "frame from validator 1", |e| {
+        consensus(e).is_some()
+    })
+    .await;
+    assert_eq!(consensus(&e), Some((1, &b"hello"[..])));
+    // Idle strangers are closed (and their redials admitted again, then closed again).
+    let m = metrics_until(&nodes[0].0, "idle strangers closed", |m| {
+        m.strangers_closed_idle >= 2
+    })
+    .await;
+    eprintln!("node 0 after the strangers: {m:?}");
+    drop(strangers);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_refusing_us_is_redialled_with_growing_backoff() {
+    // Issue 8, finding 9. Node 1 bans node 0 for 4 s; node 0's redials are accepted by QUIC and
+    // refused at once (a flap). The backoff used to reset on every such connection (a redial
+    // every ~100 ms: ~40 flaps in 4 s); now it grows 100, 200, 400, 800, 1600, 3200 ms.
+    let mut nodes = start_all(cluster(9, 2, |i, c| {
+        c.redial_min_ms = 100;
+        c.redial_max_ms = 5_000;
+        if i == 1 {
+            c.ban_score = 10;
+            c.ban_cooldown_ms = 4_000;
+        }
+    }))
+    .await;
+    connected_to(&mut nodes[0].1, &[1]).await;
+    connected_to(&mut nodes[1].1, &[0]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = nodes[0].0.metrics().await;
+    nodes[1].0.report(0, Misbehaviour::Undecodable);
+    expect(&mut nodes[0].1, "banned", |e| {
+        *e == NetworkEvent::PeerDisconnected { index: 1 }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    let m = nodes[0].0.metrics().await;
+    let flaps = m.connection_flaps - before.connection_flaps;
+    let refused = nodes[1].0.metrics().await.connections_refused;
+    eprintln!("during a 4 s ban: {flaps} flaps at the dialer, {refused} refusals at the banner");
+    assert!(flaps >= 1, "the banned peer never redialled: {m:?}");
+    assert!(
+        flaps <= 8,
+        "redial backoff reset on flapping connections: {flaps} flaps"
+    );
+    // After the ban the two reconnect.
+    expect(&mut nodes[0].1, "reconnected", |e| {
+        *e == NetworkEvent::PeerConnected { index: 1 }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_is_deduplicated_by_content_and_budgeted_per_author() {
+    // Issue 8, finding 2: ids are content hashes, so republishing a payload (new seqno) is a
+    // duplicate; an author beyond its byte budget is not delivered or relayed.
+    let mut nodes = start_all(cluster(10, 3, |i, c| {
+        if i == 1 {
+            c.gossip_bytes_per_sec = 1;
+            c.gossip_burst_bytes = 1 << 20;
+        }
+    }))
+    .await;
+    for (i, (_, rx)) in nodes.iter_mut().enumerate() {
+        let others: Vec<u16> = (0..3u16).filter(|j| *j as usize != i).collect();
+        connected_to(rx, &others).await;
+    }
+    // Wait for the mesh: a fresh payload reaches node 1.
+    let deadline = Instant::now() + WAIT;
+    let mut warmup = 0u32;
+    'warm: loop {
+        assert!(Instant::now() < deadline, "gossip mesh did not form");
+        nodes[0]
+            .0
+            .publish(Topic::Evidence, format!("w{warmup}").into_bytes());
+        warmup += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        while let Some(e) = nodes[1].1.try_recv() {
+            if matches!(e, NetworkEvent::Gossip { .. }) {
+                break 'warm;
+            }
+        }
+    }
+    let m0 = nodes[1].0.metrics().await;
+    // The same payload three times: one delivery.
+    for _ in 0..3 {
+        nodes[0].0.publish(Topic::Transactions, vec![7; 1000]);
+    }
+    // 300 KiB each: the author's 1 MiB burst at node 1 admits three (the warm-up took a little).
+    for k in 0..8u8 {
+        nodes[0].0.publish(Topic::Transactions, vec![k; 300 * 1024]);
+    }
+    let m = metrics_until(&nodes[1].0, "budget refusals", |m| {
+        m.gossip_rejected > m0.gossip_rejected
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut repeats = 0;
+    let mut big = 0;
+    while let Some(e) = nodes[1].1.try_recv() {
+        if let NetworkEvent::Gossip { bytes, .. } = e {
+            match bytes.len() {
+                1000 => repeats += 1,
+                n if n == 300 * 1024 => big += 1,
+                _ => {}
+            }
+        }
+    }
+    eprintln!("node 1: {repeats} copies of the repeated payload, {big} of 8 large ones; {m:?}");
+    assert_eq!(repeats, 1, "a republished payload is a duplicate");
+    assert!(
+        (1..8).contains(&big),
+        "the per-author budget did not bound delivery: {big}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,7 +504,7 @@ async fn gossip_reaches_the_others() {
         n += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
         for (i, (_, rx)) in nodes.iter_mut().enumerate().skip(1) {
-            while let Ok(e) = rx.try_recv() {
+            while let Some(e) = rx.try_recv() {
                 if let NetworkEvent::Gossip { topic, from, bytes } = e {
                     assert_eq!(topic, Topic::Transactions);
                     assert_eq!(from, author);

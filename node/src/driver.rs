@@ -142,7 +142,7 @@ impl Driver {
     /// Run until shutdown, the network stopping, or a fatal (storage) error.
     pub async fn run(
         mut self,
-        mut net_rx: mpsc::Receiver<NetworkEvent>,
+        mut net_rx: network::EventReceiver,
         mut cmd_rx: mpsc::Receiver<Command>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<()> {

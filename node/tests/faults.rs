@@ -191,10 +191,7 @@ async fn raw_swarm(
     seed: [u8; 32],
     listen: SocketAddr,
     peers: Vec<ValidatorPeer>,
-) -> (
-    NetworkHandle,
-    tokio::sync::mpsc::Receiver<network::NetworkEvent>,
-) {
+) -> (NetworkHandle, network::EventReceiver) {
     let mut last = None;
     for _ in 0..40 {
         let mut cfg = NetworkConfig::new(seed, listen, peers.clone());
@@ -486,6 +483,17 @@ async fn garbage_and_oversized_input_is_dropped() {
     let om = outsider.metrics().await;
     eprintln!("outsider after sending: {om:?}");
     assert!(ok, "outsider frames were not transmitted: {om:?}");
+    // The consensus protocol is not offered to a non-validator: every frame fails at stream
+    // negotiation, unread (issue 8, finding 5).
+    let ok = wait_until(30, || async {
+        outsider.metrics().await.send_failures >= 12
+    })
+    .await;
+    assert!(
+        ok,
+        "outsider frames were not refused: {:?}",
+        outsider.metrics().await
+    );
     let h = max_height(&c, &cl, &[0, 1, 2, 3]).await;
     wait_all_at(&c, &cl, &[0, 1, 2, 3], h + 3, 60).await;
     for (i, before) in invalid_before.iter().enumerate() {

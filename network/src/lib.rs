@@ -7,26 +7,46 @@
 //! [`start`] builds a libp2p [`Swarm`](libp2p::Swarm) over **QUIC only**
 //! (`/ip4/A.B.C.D/udp/PORT/quic-v1`) and spawns it as one tokio task (the *service*). The node
 //! talks to it through a cloneable [`NetworkHandle`] (commands over an unbounded mpsc channel)
-//! and reads inbound traffic from an `mpsc::Receiver<`[`NetworkEvent`]`>`.
+//! and reads inbound traffic from an [`EventReceiver`] (three prioritised, byte-bounded queues:
+//! control, consensus/sync data, gossip — see [`EventReceiver`]).
 //!
 //! ```text
 //!   node ──NetworkHandle (cmd channel)──▶ service task ──▶ Swarm (QUIC, 1 UDP socket)
-//!   node ◀──Receiver<NetworkEvent>─────── service task ◀── Swarm events
+//!   node ◀──EventReceiver──────────────── service task ◀── Swarm events
 //! ```
 //!
 //! | Protocol | Use | Limits |
 //! |---|---|---|
 //! | `/bftnode/consensus/1` | request-response, one frame per stream, empty ack | `max_frame_bytes` |
 //! | `/bftnode/sync/1` | block-sync request-response | requests `max_frame_bytes`, responses `sync_max_response_bytes` |
-//! | gossipsub `bftnode/tx/1`, `bftnode/evidence/1` | transactions, evidence | `max_gossip_bytes`, strict signed validation |
+//! | gossipsub `bftnode/tx/1`, `bftnode/evidence/1` | transactions, evidence | `max_gossip_bytes`, strict signed validation, validated before relay, per-author budget |
 //! | identify `/bftnode/1.0.0`, ping | interop with stock libp2p tools, RTT | — |
 //!
 //! ## Identity and membership
 //! The libp2p identity **is** the validator's ed25519 key, so a QUIC/TLS handshake proves which
 //! validator is on the other end: [`peer_id_of`] maps a genesis public key to its [`PeerId`]
-//! deterministically and the service keeps a `PeerId → index` map. Consensus and sync frames
-//! from any other peer are dropped and counted (`non_validator_dropped`); such peers may still
-//! connect for identify, ping and gossip.
+//! deterministically and the service keeps a `PeerId → index` map.
+//!
+//! ## The edge: strangers and validators (issue 8)
+//! * **Protocols by membership.** Consensus, sync and gossipsub run on validator connections
+//!   only: a connection of any other peer (a *stranger*) is not offered them at all, so its
+//!   streams are refused during protocol negotiation, before a byte of a frame is read. Strangers
+//!   get identify and ping.
+//! * **Connection slots.** Genesis validators are always admitted (at most 2 connections each);
+//!   strangers share a budget of `max_strangers` connections, `max_strangers_per_ip` per IP
+//!   address, and each is closed `stranger_idle_ms` after it opened. Refusals (banned peer,
+//!   per-peer cap, strangers' budget) are counted in `connections_refused` and logged at most
+//!   every 30 s.
+//! * **Gossip.** Nothing is relayed before the service accepted it: topic ours, author (its
+//!   signature checked by gossipsub's strict mode) a genesis validator, author within its byte
+//!   budget (`gossip_bytes_per_sec`, `gossip_burst_bytes`). Message ids are content hashes, so a
+//!   payload republished with a new sequence number is a duplicate. The subscription filter
+//!   admits our two topics only.
+//! * **Queues.** Gossip waits in its own byte-bounded queue below consensus traffic, and
+//!   connectivity changes and sync responses are never dropped.
+//! * **Flaps.** A validator connection that closes within `stable_connection_ms` of opening (a
+//!   peer accepting the handshake, then refusing us) does not reset the redial backoff; flaps are
+//!   counted and logged at most every 30 s per peer.
 //!
 //! ## Framing
 //! Every consensus and sync frame is `u32` big-endian length ‖ bytes. The reader checks the
@@ -39,7 +59,9 @@
 //! * Misbehaviour score ([`Misbehaviour::penalty`]), decaying by `score_decay_per_sec`; at
 //!   `ban_score` the peer is disconnected and refused for `ban_cooldown_ms`, then let back.
 //! * All other validators are dialled at start and redialled with exponential backoff
-//!   (`redial_min_ms` doubling up to `redial_max_ms`) after a disconnect or a failed dial.
+//!   (`redial_min_ms` doubling up to `redial_max_ms`, each delay jittered into
+//!   `[backoff/2, backoff]`) after a disconnect or a failed dial; the backoff resets only after
+//!   a connection was stable.
 //!
 //! ## Delivery semantics
 //! Consensus delivery is best effort: a frame to a disconnected peer, or beyond
@@ -148,9 +170,9 @@ pub struct NetworkConfig {
     pub stable_connection_ms: u64,
     /// Per-author gossip budget, in bytes per second: gossip authored by one validator beyond
     /// it is ignored (not delivered, not relayed) and counted in `gossip_rejected` (default
-    /// 8 MiB/s).
+    /// 4 MiB/s).
     pub gossip_bytes_per_sec: u32,
-    /// Per-author gossip burst, in bytes (default 32 MiB).
+    /// Per-author gossip burst, in bytes (default 16 MiB).
     pub gossip_burst_bytes: u32,
     /// Interval, in ms, between pings to each connected peer (default 2,000).
     pub ping_interval_ms: u64,
@@ -181,8 +203,8 @@ impl NetworkConfig {
             max_strangers_per_ip: 4,
             stranger_idle_ms: 10_000,
             stable_connection_ms: 10_000,
-            gossip_bytes_per_sec: 8 * 1024 * 1024,
-            gossip_burst_bytes: 32 * 1024 * 1024,
+            gossip_bytes_per_sec: 4 * 1024 * 1024,
+            gossip_burst_bytes: 16 * 1024 * 1024,
             ping_interval_ms: 2_000,
         }
     }
@@ -329,7 +351,9 @@ pub struct NetworkMetrics {
     pub oversized_dropped: u64,
     /// Inbound frames dropped by the per-peer token bucket.
     pub rate_limited_dropped: u64,
-    /// Inbound consensus/sync frames from peers outside the genesis set, dropped.
+    /// Inbound consensus/sync frames from peers outside the genesis set, dropped. Stays 0 while
+    /// the membership gate holds (strangers are not offered those protocols); a second line of
+    /// defence.
     pub non_validator_dropped: u64,
     /// Outbound frames dropped locally (peer disconnected, in-flight cap, too large).
     pub send_dropped: u64,

@@ -1,0 +1,398 @@
+//! The network edge under attack (issue 8), four in-process validators over real QUIC on
+//! 127.0.0.0/8 with real RocksDB: an outsider and a validator flooding transaction gossip, and a
+//! crowd of strangers holding every stranger slot while validators restart and a 2|2 split
+//! heals. Each scenario prints the honest validators' commit rate under attack against quiet.
+
+mod common;
+
+use common::*;
+use network::{NetworkConfig, NetworkHandle, Topic, ValidatorPeer};
+use node::NodeHandle;
+use node::app::{Op, Transaction};
+use node::rpc_types::{BatchRequest, BatchResponse, PeerResponse, TxRequest};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Client transactions offered per second during every phase.
+const CLIENT_TX_PER_SEC: usize = 200;
+/// Length of one measured phase.
+const PHASE: Duration = Duration::from_secs(10);
+
+struct Nodes {
+    _dir: tempfile::TempDir,
+    homes: Vec<PathBuf>,
+    nodes: Vec<Option<NodeHandle>>,
+}
+
+impl Nodes {
+    async fn start(n: usize) -> Nodes {
+        let dir = tempfile::tempdir().unwrap();
+        let homes = testnet(dir.path(), n);
+        let mut nodes = Vec::new();
+        for h in &homes {
+            nodes.push(Some(node::spawn(h, fast()).await.unwrap()));
+        }
+        Nodes {
+            _dir: dir,
+            homes,
+            nodes,
+        }
+    }
+
+    fn addr(&self, i: usize) -> SocketAddr {
+        self.nodes[i].as_ref().expect("running").rpc_addr()
+    }
+
+    async fn stop(&mut self, i: usize) {
+        self.nodes[i].take().expect("running").stop().await.unwrap();
+    }
+
+    /// Restart node `i`; its UDP port and database lock are released asynchronously.
+    async fn restart(&mut self, i: usize) {
+        for _ in 0..40 {
+            if let Ok(n) = node::spawn(&self.homes[i], fast()).await {
+                self.nodes[i] = Some(n);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!("node {i} did not restart");
+    }
+
+    async fn shutdown(self) {
+        for n in self.nodes.into_iter().flatten() {
+            n.stop().await.unwrap();
+        }
+    }
+}
+
+/// The genesis validators as the network layer wants them, and node `home`'s seed and address.
+fn genesis_peers(home: &Path) -> (Vec<ValidatorPeer>, [u8; 32], SocketAddr) {
+    let loaded = node::config::load_home(home, &fast()).unwrap();
+    let vs = &loaded.validators;
+    let peers = vs
+        .indices()
+        .map(|i| {
+            let e = loaded.genesis.entry(vs, i).unwrap();
+            ValidatorPeer {
+                index: i.0,
+                public_key: e.public_key.0,
+                addr: e.p2p_addr,
+            }
+        })
+        .collect();
+    (peers, loaded.key.seed(), loaded.config.p2p_listen)
+}
+
+/// Offers `CLIENT_TX_PER_SEC` puts to `addr` for `PHASE`; returns the keys accepted.
+async fn offer_load(c: &reqwest::Client, addr: SocketAddr, tag: &str) -> Vec<String> {
+    let batch = CLIENT_TX_PER_SEC / 10;
+    let mut keys = Vec::new();
+    let start = Instant::now();
+    let mut k = 0;
+    while start.elapsed() < PHASE {
+        let names: Vec<String> = (k..k + batch).map(|i| format!("{tag}-{i}")).collect();
+        k += batch;
+        let txs = names
+            .iter()
+            .map(|key| TxRequest::Put {
+                key: key.clone(),
+                value: "v".into(),
+                nonce: 0,
+            })
+            .collect();
+        let sent = c
+            .post(url(addr, "/txs"))
+            .json(&BatchRequest { txs })
+            .send()
+            .await;
+        if let Ok(r) = sent
+            && let Ok(b) = r.json::<BatchResponse>().await
+        {
+            let refused: Vec<usize> = b.errors.iter().map(|e| e.index).collect();
+            keys.extend(
+                names
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(i, _)| !refused.contains(i))
+                    .map(|(_, n)| n),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    keys
+}
+
+/// How many of `keys` are committed at `addr`, after a grace period for the last ones.
+async fn committed(c: &reqwest::Client, addr: SocketAddr, keys: &[String]) -> usize {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut n = 0;
+    for k in keys {
+        if kv(c, addr, k).await.is_some_and(|r| r.found) {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Client transactions committed per second over one phase of load at `addr`.
+async fn phase_rate(c: &reqwest::Client, addr: SocketAddr, tag: &str) -> f64 {
+    let keys = offer_load(c, addr, tag).await;
+    let n = committed(c, addr, &keys).await;
+    let rate = n as f64 / PHASE.as_secs_f64();
+    eprintln!(
+        "phase {tag}: {} offered, {} accepted, {n} committed: {rate:.1} tx/s",
+        CLIENT_TX_PER_SEC * PHASE.as_secs() as usize,
+        keys.len()
+    );
+    rate
+}
+
+/// The issue's attack payload: 70,000 well-formed one-byte-key deletes (~980 KB encoded).
+fn flood_message(salt: u64) -> Vec<u8> {
+    let txs: Vec<Transaction> = (0..70_000u64)
+        .map(|i| Transaction {
+            op: Op::Delete {
+                key: vec![(i % 251) as u8 + 1],
+            },
+            nonce: salt * 100_000 + i,
+        })
+        .collect();
+    consensus::encode(&txs)
+}
+
+/// Publishes 10 flood messages per second from `net` until `stop`.
+fn flood(net: NetworkHandle, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        let mut sent = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            net.publish(Topic::Transactions, flood_message(sent));
+            sent += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        sent
+    })
+}
+
+/// A network service with `seed` on `listen` that knows the genesis validators.
+async fn raw_network(
+    seed: [u8; 32],
+    listen: SocketAddr,
+    peers: Vec<ValidatorPeer>,
+) -> (NetworkHandle, network::EventReceiver) {
+    for _ in 0..40 {
+        let mut cfg = NetworkConfig::new(seed, listen, peers.clone());
+        cfg.redial_max_ms = 1_000;
+        if let Ok(x) = network::start(cfg).await {
+            return x;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("raw network did not start on {listen}");
+}
+
+async fn metric(c: &reqwest::Client, addr: SocketAddr, name: &str) -> f64 {
+    let text = match c.get(url(addr, "/metrics")).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => return 0.0,
+    };
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_floods_by_an_outsider_or_a_validator_do_not_starve_clients() {
+    let mut cl = Nodes::start(4).await;
+    let c = client();
+    let (peers, seed3, p2p3) = genesis_peers(&cl.homes[3]);
+    // Node 3's key is the Byzantine validator's below; the real node 3 stays down throughout,
+    // so every phase runs on the same three honest validators.
+    cl.stop(3).await;
+    let target = cl.addr(0);
+    assert!(
+        wait_until(60, || async {
+            status(&c, target)
+                .await
+                .is_some_and(|s| s.committed_height >= 3)
+        })
+        .await,
+        "the three validators do not commit"
+    );
+    let quiet = phase_rate(&c, target, "quiet").await;
+    assert!(quiet > 0.0, "nothing committed without an attack");
+
+    // (a) An outsider (fresh identity, no validator key) publishing the issue's flood.
+    let port = free_udp_ports(1)[0];
+    let (outsider, _orx) = raw_network(
+        rand::random(),
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        peers.clone(),
+    )
+    .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooder = flood(outsider.clone(), stop.clone());
+    let outsider_rate = phase_rate(&c, target, "outsider").await;
+    stop.store(true, Ordering::Relaxed);
+    let sent = flooder.await.unwrap();
+    let om = outsider.metrics().await;
+    eprintln!(
+        "outsider: {sent} flood messages, {} published: {om:?}",
+        om.gossip_out
+    );
+    outsider.shutdown();
+    for i in 0..3 {
+        let gossip_in = metric(&c, cl.addr(i), "bftnode_net_gossip_in_total").await;
+        eprintln!("node {i}: gossip accepted {gossip_in}");
+    }
+
+    // (b) A genesis validator's key publishing the same flood: within its per-author budget
+    // the gossip is delivered, and it must still not crowd the clients out.
+    let (byz, _brx) = raw_network(seed3, p2p3, peers).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooder = flood(byz.clone(), stop.clone());
+    let validator_rate = phase_rate(&c, target, "validator").await;
+    stop.store(true, Ordering::Relaxed);
+    let sent = flooder.await.unwrap();
+    let bm = byz.metrics().await;
+    eprintln!(
+        "byzantine validator: {sent} flood messages, {} published",
+        bm.gossip_out
+    );
+    for i in 0..3 {
+        let a = cl.addr(i);
+        eprintln!(
+            "node {i}: gossip accepted {}, rejected {}, dropped at the queue {}",
+            metric(&c, a, "bftnode_net_gossip_in_total").await,
+            metric(&c, a, "bftnode_net_gossip_rejected_total").await,
+            metric(&c, a, "bftnode_net_gossip_events_dropped_total").await,
+        );
+    }
+    byz.shutdown();
+
+    let (ro, rv) = (outsider_rate / quiet, validator_rate / quiet);
+    eprintln!(
+        "client commit rate: quiet {quiet:.1} tx/s, outsider flood {outsider_rate:.1} ({ro:.2}), \
+         validator flood {validator_rate:.1} ({rv:.2}); target >= 0.80"
+    );
+    // The target is 0.8 (printed above); the assertions leave room for a loaded CI machine.
+    assert!(
+        ro >= 0.5,
+        "an outsider's gossip flood starved the clients: {ro:.2}"
+    );
+    assert!(
+        rv >= 0.5,
+        "a validator's gossip flood starved the clients: {rv:.2}"
+    );
+    cl.shutdown().await;
+}
+
+/// Starts `count` strangers, `per_ip` per loopback address from 127.0.0.10 up, each dialling
+/// every validator; they redial whenever closed or refused.
+async fn strangers(
+    peers: &[ValidatorPeer],
+    count: usize,
+    per_ip: usize,
+) -> Vec<(NetworkHandle, network::EventReceiver)> {
+    let mut out = Vec::new();
+    for k in 0..count {
+        let ip = format!("127.0.0.{}", 10 + k / per_ip);
+        let sock = std::net::UdpSocket::bind(format!("{ip}:0")).unwrap();
+        let listen = sock.local_addr().unwrap();
+        drop(sock);
+        let mut cfg = NetworkConfig::new(rand::random(), listen, peers.to_vec());
+        cfg.redial_min_ms = 200;
+        cfg.redial_max_ms = 1_000;
+        out.push(network::start(cfg).await.unwrap());
+    }
+    out
+}
+
+/// Validators node `i` sees connected, from its `/peers`.
+async fn connected_peers(c: &reqwest::Client, addr: SocketAddr) -> usize {
+    let peers: Vec<PeerResponse> = get_json(c, addr, "/peers").await.unwrap_or_default();
+    peers.iter().filter(|p| p.connected).count()
+}
+
+/// Seconds until node `i` sees all 3 other validators connected (panics after 60 s).
+async fn reconnect_secs(c: &reqwest::Client, cl: &Nodes, i: usize, since: Instant) -> f64 {
+    let a = cl.addr(i);
+    let ok = wait_until(60, || async { connected_peers(c, a).await == 3 }).await;
+    assert!(ok, "node {i} did not reconnect to every validator");
+    since.elapsed().as_secs_f64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_holding_every_slot_cannot_keep_validators_out() {
+    let mut cl = Nodes::start(4).await;
+    let c = client();
+    let (peers, _, _) = genesis_peers(&cl.homes[0]);
+    assert!(
+        wait_until(60, || async {
+            status(&c, cl.addr(0))
+                .await
+                .is_some_and(|s| s.committed_height >= 3)
+        })
+        .await
+    );
+    // 48 strangers, 4 per IP over 12 addresses: more than every node's 32 stranger slots.
+    let crowd = strangers(&peers, 48, 4).await;
+    let full = wait_until(30, || async {
+        let mut all = true;
+        for i in 0..4 {
+            all &= metric(&c, cl.addr(i), "bftnode_net_connections_refused_total").await > 0.0;
+        }
+        all
+    })
+    .await;
+    assert!(full, "the strangers never filled the stranger slots");
+
+    // A validator restarts into the crowd.
+    cl.stop(3).await;
+    let t = Instant::now();
+    cl.restart(3).await;
+    let secs = reconnect_secs(&c, &cl, 3, t).await;
+    eprintln!("restarted validator reconnected to all 3 peers in {secs:.1} s");
+
+    // A 2|2 split heals: both halves restart, so every connection is dialled into nodes whose
+    // stranger slots are full.
+    cl.stop(2).await;
+    cl.stop(3).await;
+    let t = Instant::now();
+    cl.restart(2).await;
+    cl.restart(3).await;
+    let mut heal = 0.0f64;
+    for i in 0..4 {
+        heal = heal.max(reconnect_secs(&c, &cl, i, t).await);
+    }
+    eprintln!("2|2 heal: every validator connected to every other in {heal:.1} s");
+    let h = status(&c, cl.addr(0)).await.unwrap().committed_height;
+    let ok = wait_until(60, || async {
+        let mut all = true;
+        for i in 0..4 {
+            all &= status(&c, cl.addr(i))
+                .await
+                .is_some_and(|s| s.committed_height >= h + 5);
+        }
+        all
+    })
+    .await;
+    assert!(ok, "commits did not continue after the heal");
+    for i in 0..4 {
+        let a = cl.addr(i);
+        eprintln!(
+            "node {i}: refused {} connections, closed {} idle strangers",
+            metric(&c, a, "bftnode_net_connections_refused_total").await,
+            metric(&c, a, "bftnode_net_strangers_closed_idle_total").await
+        );
+    }
+    for (net, _) in &crowd {
+        net.shutdown();
+    }
+    cl.shutdown().await;
+}

@@ -616,3 +616,71 @@ async fn oversized_sync_response_is_rejected_by_requester() {
         Misbehaviour::OversizedFrame.penalty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_data_queue_drops_frames_but_never_control_events() {
+    // Issue 8, finding 4. Node 0's receiver is not drained while node 1 floods it: the data
+    // queue (64 KiB here) fills and further frames are dropped, but node 0's sync response and
+    // connectivity changes still arrive, ahead of the queued frames.
+    let mut nodes = start_all(cluster(11, 2, |i, c| {
+        if i == 0 {
+            c.event_queue_bytes = 64 * 1024;
+            c.rate_limit_msgs_per_sec = 100_000;
+            c.rate_limit_burst = 100_000;
+        }
+    }))
+    .await;
+    connected_to(&mut nodes[0].1, &[1]).await;
+    connected_to(&mut nodes[1].1, &[0]).await;
+    for i in 0..200u32 {
+        nodes[1].0.send(0, vec![(i % 251) as u8; 4096]);
+    }
+    let m = metrics_until(&nodes[0].0, "data drops", |m| m.events_dropped > 0).await;
+    let id = nodes[0].0.request(1, b"blocks please".to_vec());
+    let e = expect(&mut nodes[1].1, "SyncRequest", |e| {
+        matches!(e, NetworkEvent::SyncRequest { .. })
+    })
+    .await;
+    let NetworkEvent::SyncRequest { request_id, .. } = e else {
+        unreachable!()
+    };
+    nodes[1].0.respond(request_id, b"here".to_vec());
+    // Node 1 goes away: its disconnection is a control event too.
+    let (peer1, _) = nodes.pop().unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    peer1.shutdown();
+    let deadline = Instant::now() + WAIT;
+    while nodes[0].1.depth().0 < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "control events missing: {:?}",
+            nodes[0].1.depth()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, data, data_bytes, _, _) = nodes[0].1.depth();
+    assert!(
+        data > 0 && data_bytes <= 64 * 1024,
+        "{:?}",
+        nodes[0].1.depth()
+    );
+    // First out: the sync response and the disconnection (control), then the frames.
+    let first = [nodes[0].1.recv().await, nodes[0].1.recv().await];
+    assert!(
+        first.contains(&Some(NetworkEvent::SyncResponse {
+            from: 1,
+            request_id: id,
+            result: Ok(b"here".to_vec())
+        })),
+        "{first:?}"
+    );
+    assert!(
+        first.contains(&Some(NetworkEvent::PeerDisconnected { index: 1 })),
+        "{first:?}"
+    );
+    assert!(matches!(
+        nodes[0].1.recv().await,
+        Some(NetworkEvent::Consensus { .. })
+    ));
+    eprintln!("frames dropped at the full queue: {}", m.events_dropped);
+}

@@ -340,8 +340,9 @@ async fn strangers_holding_every_slot_cannot_keep_validators_out() {
         })
         .await
     );
-    // 48 strangers, 4 per IP over 12 addresses: more than every node's 32 stranger slots.
-    let crowd = strangers(&peers, 48, 4).await;
+    // 80 strangers, 4 per IP over 20 addresses: more than every node's 32 stranger slots, and
+    // more than the 2n + 64 = 72 inbound slots strangers and validators used to share.
+    let crowd = strangers(&peers, 80, 4).await;
     let full = wait_until(30, || async {
         let mut all = true;
         for i in 0..4 {
@@ -356,8 +357,11 @@ async fn strangers_holding_every_slot_cannot_keep_validators_out() {
     cl.stop(3).await;
     let t = Instant::now();
     cl.restart(3).await;
+    let up = t.elapsed().as_secs_f64();
     let secs = reconnect_secs(&c, &cl, 3, t).await;
-    eprintln!("restarted validator reconnected to all 3 peers in {secs:.1} s");
+    eprintln!(
+        "restarted validator: process up after {up:.1} s, connected to all 3 peers after {secs:.1} s"
+    );
 
     // A 2|2 split heals: both halves restart, so every connection is dialled into nodes whose
     // stranger slots are full.
@@ -366,6 +370,8 @@ async fn strangers_holding_every_slot_cannot_keep_validators_out() {
     let t = Instant::now();
     cl.restart(2).await;
     cl.restart(3).await;
+    let up = t.elapsed().as_secs_f64();
+    eprintln!("2|2 heal: both restarted after {up:.1} s");
     let mut heal = 0.0f64;
     for i in 0..4 {
         heal = heal.max(reconnect_secs(&c, &cl, i, t).await);

@@ -256,10 +256,16 @@ mod tests {
             format!("{shown}  {shown}\n")
         );
         let table = rows(&json!([{ (nasty): 1 }]), &[], "none");
-        assert!(table.chars().all(|c| c == '\n' || !is_unsafe(c)), "{table:?}");
+        assert!(
+            table.chars().all(|c| c == '\n' || !is_unsafe(c)),
+            "{table:?}"
+        );
         let text = json(&json!({ "k": nasty }));
         assert!(text.chars().all(|c| c == '\n' || !is_unsafe(c)), "{text:?}");
-        assert!(text.contains(r"\u009b") && text.contains(r"\u202e"), "{text}");
+        assert!(
+            text.contains(r"\u009b") && text.contains(r"\u202e"),
+            "{text}"
+        );
         let back: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(back["k"], nasty);
     }

@@ -507,10 +507,14 @@ fn terminal_safe(text: &str) -> bool {
 fn stored_strings_cannot_drive_the_terminal() {
     // ESC sequences (set title, clear screen, colours), BEL, C1 CSI, DEL, CR/LF (a fake row),
     // a right-to-left override.
-    const NASTY: &str = "v\u{1b}]0;owned\u{7}\u{1b}[2J\u{9b}31m\u{7f}\r\nfake-row  1\u{202e}txt.exe";
+    const NASTY: &str =
+        "v\u{1b}]0;owned\u{7}\u{1b}[2J\u{9b}31m\u{7f}\r\nfake-row  1\u{202e}txt.exe";
     let (url, _) = mock(Arc::new(|method: &str, path: &str, _body: &Value| {
         match (method, path) {
-            ("GET", "/kv/k") => (200, json!({"key": "k\u{1b}[8m", "found": true, "value": NASTY})),
+            ("GET", "/kv/k") => (
+                200,
+                json!({"key": "k\u{1b}[8m", "found": true, "value": NASTY}),
+            ),
             ("GET", "/peers") => (
                 200,
                 json!([{"index": 0, "peer_id": NASTY, "agent\u{1b}[5m": NASTY, "connected": true}]),
@@ -545,7 +549,10 @@ fn stored_strings_cannot_drive_the_terminal() {
             };
             assert_eq!(shown, NASTY, "JSON output must stay lossless");
         } else {
-            assert!(out.contains(r"\u{1b}]0;owned\u{7}\u{1b}[2J\u{9b}31m\u{7f}\r\nfake-row"), "{out}");
+            assert!(
+                out.contains(r"\u{1b}]0;owned\u{7}\u{1b}[2J\u{9b}31m\u{7f}\r\nfake-row"),
+                "{out}"
+            );
             assert!(!out.lines().any(|l| l.starts_with("fake-row")), "{out}");
         }
     }
@@ -560,7 +567,17 @@ fn stored_strings_cannot_drive_the_terminal() {
 
     // The load generator's warnings quote the node's errors.
     let o = bftnode(&[
-        "load", "--rpc", &url, "--rate", "20", "--size", "8", "--duration", "0.2", "--drain", "0",
+        "load",
+        "--rpc",
+        &url,
+        "--rate",
+        "20",
+        "--size",
+        "8",
+        "--duration",
+        "0.2",
+        "--drain",
+        "0",
     ]);
     let err = stderr(&o);
     assert!(err.contains("first failure"), "{err}");

@@ -42,11 +42,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::{BoxError, ServiceBuilder};
-use tower_http::validate_request::ValidateRequestHeaderLayer;
+use tower_http::validate_request::{ValidateRequest, ValidateRequestHeaderLayer};
 use tracing::{debug, warn};
-
-/// A request validator of [`ValidateRequestHeaderLayer::custom`]: `Err` is the refusal.
-pub type Check = fn(&mut Request<Body>) -> Result<(), Response>;
 
 /// What the RPC server enforces, built from `[rpc]` and the RPC listen address.
 #[derive(Clone, Debug)]
@@ -81,9 +78,7 @@ impl RpcGuard {
                 .layer(HandleErrorLayer::new(move |e: BoxError| async move {
                     layer_error(&e, timeout_ms, limit)
                 }))
-                .layer(ValidateRequestHeaderLayer::custom(
-                    move |req: &mut Request<Body>| hosts.check(req),
-                ))
+                .layer(ValidateRequestHeaderLayer::custom(HostCheck(hosts)))
                 .load_shed()
                 .layer(GlobalConcurrencyLimitLayer::new(limit))
                 .timeout(self.request_timeout),
@@ -94,7 +89,12 @@ impl RpcGuard {
     /// let every open connection finish its request in flight and return once all are closed.
     /// At most `max_connections` connections are open at once; each must send a request's
     /// headers within `header_read_timeout` (also the idle keep-alive limit). HTTP/1.1 only.
-    pub async fn serve(self, listener: TcpListener, app: Router, mut shutdown: watch::Receiver<bool>) {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        app: Router,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let slots = Arc::new(Semaphore::new(self.max_connections));
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
@@ -123,7 +123,8 @@ impl RpcGuard {
                 () = stopped(&mut shutdown) => break,
             };
             let _ = stream.set_nodelay(true);
-            let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+            let conn =
+                http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
             let mut shutdown = shutdown.clone();
             tokio::spawn(async move {
                 let mut conn = std::pin::pin!(conn);
@@ -155,12 +156,31 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 /// Accept errors that concern one connection only (retry at once).
 fn is_connection_error(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
-    matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset)
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
 }
 
 /// A JSON error reply.
 fn refuse(status: StatusCode, message: String) -> Response {
     (status, axum::Json(ErrorResponse { error: message })).into_response()
+}
+
+/// Why a request is refused before it reaches a handler: the status and the message.
+type Refusal = (StatusCode, String);
+
+/// The Host check as a [`ValidateRequest`] of tower-http.
+#[derive(Clone, Debug)]
+struct HostCheck(Arc<HostPolicy>);
+
+impl<B> ValidateRequest<B> for HostCheck {
+    type ResponseBody = Body;
+    fn validate(&mut self, req: &mut Request<B>) -> Result<(), Response> {
+        self.0
+            .check(req)
+            .map_err(|(status, why)| refuse(status, why))
+    }
 }
 
 /// The reply for an error of the timeout or load-shedding layer.
@@ -181,7 +201,10 @@ fn layer_error(e: &BoxError, timeout_ms: u128, limit: usize) -> Response {
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         r
     } else {
-        refuse(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {e}"))
+        refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("internal error: {e}"),
+        )
     }
 }
 
@@ -238,11 +261,11 @@ impl HostPolicy {
     }
 
     /// The Host check of a request: `Err` is the 400/403 reply.
-    fn check<B>(&self, req: &Request<B>) -> Result<(), Response> {
+    fn check<B>(&self, req: &Request<B>) -> Result<(), Refusal> {
         let mut values = req.headers().get_all(header::HOST).iter();
         let value = values.next();
         if values.next().is_some() {
-            return Err(refuse(
+            return Err((
                 StatusCode::BAD_REQUEST,
                 "more than one Host header".to_string(),
             ));
@@ -253,15 +276,13 @@ impl HostPolicy {
                     .ok()
                     .and_then(|s| s.parse::<Authority>().ok())
                     .filter(|a| !a.as_str().contains('@'))
-                    .ok_or_else(|| {
-                        refuse(StatusCode::BAD_REQUEST, "invalid Host header".to_string())
-                    })?,
+                    .ok_or_else(|| (StatusCode::BAD_REQUEST, "invalid Host header".to_string()))?,
             ),
             _ => None,
         };
         for authority in named.iter().chain(req.uri().authority()) {
             if !self.allows(authority.host()) {
-                return Err(refuse(
+                return Err((
                     StatusCode::FORBIDDEN,
                     format!(
                         "host {:?} is not allowed; add it to rpc.allowed_hosts in config.toml",
@@ -293,23 +314,30 @@ fn normalize(name: &str) -> String {
 /// The route layer of an endpoint that reads a JSON body: 415 unless `Content-Type` is
 /// `application/json` (case-insensitive; parameters allowed, but a `charset` must be UTF-8).
 /// Runs before the body is read.
-pub fn json_body() -> ValidateRequestHeaderLayer<Check> {
-    ValidateRequestHeaderLayer::custom(require_json as Check)
+pub fn json_body() -> ValidateRequestHeaderLayer<JsonOnly> {
+    ValidateRequestHeaderLayer::custom(JsonOnly)
 }
 
-fn require_json(req: &mut Request<Body>) -> Result<(), Response> {
-    let mut values = req.headers().get_all(header::CONTENT_TYPE).iter();
-    let verdict = match (values.next(), values.next()) {
-        (None, _) => Err("no Content-Type given".to_string()),
-        (Some(_), Some(_)) => Err("more than one Content-Type header".to_string()),
-        (Some(v), None) => json_content_type(v),
-    };
-    verdict.map_err(|why| {
-        refuse(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("Content-Type must be application/json: {why}"),
-        )
-    })
+/// The validator of [`json_body`].
+#[derive(Clone, Copy, Debug)]
+pub struct JsonOnly;
+
+impl<B> ValidateRequest<B> for JsonOnly {
+    type ResponseBody = Body;
+    fn validate(&mut self, req: &mut Request<B>) -> Result<(), Response> {
+        let mut values = req.headers().get_all(header::CONTENT_TYPE).iter();
+        let verdict = match (values.next(), values.next()) {
+            (None, _) => Err("no Content-Type given".to_string()),
+            (Some(_), Some(_)) => Err("more than one Content-Type header".to_string()),
+            (Some(v), None) => json_content_type(v),
+        };
+        verdict.map_err(|why| {
+            refuse(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("Content-Type must be application/json: {why}"),
+            )
+        })
+    }
 }
 
 /// Whether `value` is `application/json` with at most a UTF-8 charset; `Err` says why not.
@@ -324,9 +352,10 @@ fn json_content_type(value: &HeaderValue) -> Result<(), String> {
         return Err(format!("got {:?}", mime.essence_str()));
     }
     match mime.get_param(mime::CHARSET) {
-        Some(charset) if charset != mime::UTF_8 => {
-            Err(format!("charset {:?} is not supported, only utf-8", charset.as_str()))
-        }
+        Some(charset) if charset != mime::UTF_8 => Err(format!(
+            "charset {:?} is not supported, only utf-8",
+            charset.as_str()
+        )),
         _ => Ok(()),
     }
 }

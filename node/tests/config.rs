@@ -304,7 +304,10 @@ fn secrets_stay_out_of_debug_output() {
 
     let shown = format!("{kf:?} {kf:#?}");
     assert!(!shown.contains(&seed_hex), "{shown}");
-    assert!(shown.contains("<redacted>") && shown.contains(&kf.public_key), "{shown}");
+    assert!(
+        shown.contains("<redacted>") && shown.contains(&kf.public_key),
+        "{shown}"
+    );
 
     let loaded = config::load_home(dir.path(), &ConfigOverrides::default()).unwrap();
     let shown = format!("{loaded:?}");
@@ -330,11 +333,7 @@ fn rpc_section_is_validated() {
         "127.0.0.1:2".parse().unwrap(),
     );
     let text = cfg.to_toml().unwrap();
-    let without: String = text
-        .split("[rpc]")
-        .next()
-        .unwrap()
-        .to_string();
+    let without: String = text.split("[rpc]").next().unwrap().to_string();
     let parsed = NodeConfig::from_toml(&without, "cfg").unwrap();
     assert_eq!(parsed.rpc, config::RpcSection::default());
     assert_eq!(parsed.rpc.request_timeout_ms, 10_000);
@@ -342,8 +341,14 @@ fn rpc_section_is_validated() {
         ("max_connections = 0", "rpc.max_connections"),
         ("max_concurrent_requests = 0", "rpc.max_concurrent_requests"),
         ("request_timeout_ms = 0", "rpc.request_timeout_ms"),
-        ("header_read_timeout_ms = 99999999999", "rpc.header_read_timeout_ms"),
-        (r#"allowed_hosts = ["node.example:80"]"#, "rpc.allowed_hosts"),
+        (
+            "header_read_timeout_ms = 99999999999",
+            "rpc.header_read_timeout_ms",
+        ),
+        (
+            r#"allowed_hosts = ["node.example:80"]"#,
+            "rpc.allowed_hosts",
+        ),
         (r#"allowed_hosts = ["a b"]"#, "rpc.allowed_hosts"),
         (r#"allowed_hosts = [""]"#, "rpc.allowed_hosts"),
         ("bogus = 1", "bogus"),

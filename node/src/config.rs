@@ -293,26 +293,31 @@ impl NodeConfig {
             "must be between 1024 and 2097152 (the consensus payload cap)",
         )?;
         let r = &self.rpc;
-        field(
-            "rpc.request_timeout_ms",
-            (1..=RPC_TIMEOUT_CAP_MS).contains(&r.request_timeout_ms),
-            "must be between 1 and 3600000 (one hour)",
-        )?;
-        field(
-            "rpc.header_read_timeout_ms",
-            (1..=RPC_TIMEOUT_CAP_MS).contains(&r.header_read_timeout_ms),
-            "must be between 1 and 3600000 (one hour)",
-        )?;
-        field(
-            "rpc.max_concurrent_requests",
-            (1..=RPC_LIMIT_CAP).contains(&r.max_concurrent_requests),
-            "must be between 1 and 65536",
-        )?;
-        field(
-            "rpc.max_connections",
-            (1..=RPC_LIMIT_CAP).contains(&r.max_connections),
-            "must be between 1 and 65536",
-        )?;
+        let cap = RPC_LIMIT_CAP as u64;
+        for (name, value, max) in [
+            (
+                "rpc.request_timeout_ms",
+                r.request_timeout_ms,
+                RPC_TIMEOUT_CAP_MS,
+            ),
+            (
+                "rpc.header_read_timeout_ms",
+                r.header_read_timeout_ms,
+                RPC_TIMEOUT_CAP_MS,
+            ),
+            (
+                "rpc.max_concurrent_requests",
+                r.max_concurrent_requests as u64,
+                cap,
+            ),
+            ("rpc.max_connections", r.max_connections as u64, cap),
+        ] {
+            field(
+                name,
+                (1..=max).contains(&value),
+                &format!("must be between 1 and {max}"),
+            )?;
+        }
         if let Some(bad) = r.allowed_hosts.iter().find(|h| !valid_allowed_host(h)) {
             bail!(
                 "field `rpc.allowed_hosts`: {bad:?} is not a host name or IP address without a \

@@ -6,7 +6,9 @@ mod common;
 use common::*;
 use node::rpc_types::*;
 use reqwest::StatusCode;
-use reqwest::header::{ACCESS_CONTROL_ALLOW_ORIGIN, CONTENT_TYPE, HOST, ORIGIN, RETRY_AFTER};
+use reqwest::header::{
+    ACCESS_CONTROL_ALLOW_ORIGIN, CONTENT_TYPE, HOST, HeaderName, ORIGIN, RETRY_AFTER,
+};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -27,6 +29,21 @@ async fn post_json(
         .await
 }
 
+/// `POST path` with exactly the given extra `headers`.
+async fn post_with(
+    c: &reqwest::Client,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(HeaderName, String)],
+    body: &'static str,
+) -> reqwest::Response {
+    let mut req = c.post(url(addr, path)).body(body);
+    for (name, value) in headers {
+        req = req.header(name, value);
+    }
+    req.send().await.unwrap()
+}
+
 /// Set `[rpc] key = value` in `home`'s config.toml (edited as a TOML table, as an operator
 /// would).
 fn set_rpc_option(home: &Path, key: &str, value: toml::Value) {
@@ -45,6 +62,19 @@ fn single_home() -> tempfile::TempDir {
     let port = free_udp_ports(1)[0];
     node::init_home(dir.path(), "rpc-chain", port, 0).unwrap();
     dir
+}
+
+/// A single validator started with the `[rpc]` settings `options`; its home and RPC address.
+async fn spawn_with_rpc(
+    options: &[(&str, i64)],
+) -> (tempfile::TempDir, node::NodeHandle, SocketAddr) {
+    let dir = single_home();
+    for (key, value) in options {
+        set_rpc_option(dir.path(), key, (*value).into());
+    }
+    let node = node::spawn(dir.path(), fast()).await.unwrap();
+    let addr = node.rpc_addr();
+    (dir, node, addr)
 }
 
 /// Send `request` on a fresh connection and read one response: (status code, body).
@@ -285,11 +315,11 @@ async fn submissions_must_be_json_and_no_cors_is_granted() {
         Some("application/jsonp"),
     ] {
         for (path, body) in [("/tx", tx), ("/txs", batch)] {
-            let mut req = c.post(url(addr, path)).body(body);
-            if let Some(ct) = content_type {
-                req = req.header(CONTENT_TYPE, ct);
-            }
-            let r = req.send().await.unwrap();
+            let headers: Vec<_> = content_type
+                .map(|ct| (CONTENT_TYPE, ct.to_string()))
+                .into_iter()
+                .collect();
+            let r = post_with(&c, addr, path, &headers, body).await;
             assert_eq!(
                 r.status(),
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -300,13 +330,8 @@ async fn submissions_must_be_json_and_no_cors_is_granted() {
         }
     }
     // Nothing was submitted: the same transactions are new to the node.
-    let r = c
-        .post(url(addr, "/tx"))
-        .header(CONTENT_TYPE, "Application/JSON; charset=UTF-8")
-        .body(tx)
-        .send()
-        .await
-        .unwrap();
+    let ct = (CONTENT_TYPE, "Application/JSON; charset=UTF-8".to_string());
+    let r = post_with(&c, addr, "/tx", &[ct], tx).await;
     assert_eq!(r.status(), StatusCode::OK);
     let r = post_json(&c, addr, "/txs", batch).await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
@@ -381,39 +406,34 @@ async fn foreign_host_headers_are_refused() {
     }
     // A submission through a rebound name is refused and not submitted.
     let tx = r#"{"op":"put","key":"rebind","value":"v","nonce":1}"#;
-    let r = c
-        .post(url(addr, "/tx"))
-        .header(HOST, format!("evil.example:{port}"))
-        .header(CONTENT_TYPE, "application/json")
-        .body(tx)
-        .send()
-        .await
-        .unwrap();
+    let headers = [
+        (HOST, format!("evil.example:{port}")),
+        (CONTENT_TYPE, "application/json".to_string()),
+    ];
+    let r = post_with(&c, addr, "/tx", &headers, tx).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let r = post_json(&c, addr, "/tx", tx).await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    // HTTP/1.0 without Host is served; a repeated or malformed Host is a bad request.
-    let (code, body) = raw_exchange(addr, "GET /status HTTP/1.0\r\n\r\n").await;
-    assert_eq!(code, 200, "{body}");
-    let (code, body) = raw_exchange(
-        addr,
-        "GET /status HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n",
-    )
-    .await;
-    assert_eq!(code, 400, "{body}");
-    let (code, body) = raw_exchange(
-        addr,
-        "GET /status HTTP/1.1\r\nHost: evil.example@localhost\r\n\r\n",
-    )
-    .await;
-    assert_eq!(code, 400, "{body}");
-    // An absolute request URI naming another host is refused like its Host header.
-    let (code, body) = raw_exchange(
-        addr,
-        "GET http://evil.example/status HTTP/1.1\r\nHost: localhost\r\n\r\n",
-    )
-    .await;
-    assert_eq!(code, 403, "{body}");
+    // HTTP/1.0 without Host is served; a repeated or malformed Host is a bad request; an
+    // absolute request URI naming another host is refused like its Host header.
+    for (request, expected) in [
+        ("GET /status HTTP/1.0\r\n\r\n", 200),
+        (
+            "GET /status HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n",
+            400,
+        ),
+        (
+            "GET /status HTTP/1.1\r\nHost: evil.example@localhost\r\n\r\n",
+            400,
+        ),
+        (
+            "GET http://evil.example/status HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            403,
+        ),
+    ] {
+        let (code, body) = raw_exchange(addr, request).await;
+        assert_eq!(code, expected, "{request:?}: {body}");
+    }
     node.stop().await.unwrap();
 
     // The operator adds a name.
@@ -445,11 +465,11 @@ async fn foreign_host_headers_are_refused() {
 /// `rpc.max_concurrent_requests = 1`, another request gets 503 at once. The body-size cap holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_requests_time_out_and_excess_requests_are_shed() {
-    let dir = single_home();
-    set_rpc_option(dir.path(), "request_timeout_ms", 1_500.into());
-    set_rpc_option(dir.path(), "max_concurrent_requests", 1.into());
-    let node = node::spawn(dir.path(), fast()).await.unwrap();
-    let addr = node.rpc_addr();
+    let (_dir, node, addr) = spawn_with_rpc(&[
+        ("request_timeout_ms", 1_500),
+        ("max_concurrent_requests", 1),
+    ])
+    .await;
     let c = client();
 
     let mut slow = TcpStream::connect(addr).await.unwrap();
@@ -494,11 +514,8 @@ async fn slow_requests_time_out_and_excess_requests_are_shed() {
 /// served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_are_capped_and_idle_ones_closed() {
-    let dir = single_home();
-    set_rpc_option(dir.path(), "max_connections", 1.into());
-    set_rpc_option(dir.path(), "header_read_timeout_ms", 1_500.into());
-    let node = node::spawn(dir.path(), fast()).await.unwrap();
-    let addr = node.rpc_addr();
+    let (_dir, node, addr) =
+        spawn_with_rpc(&[("max_connections", 1), ("header_read_timeout_ms", 1_500)]).await;
 
     let mut idle = TcpStream::connect(addr).await.unwrap();
     let opened = Instant::now();

@@ -156,13 +156,19 @@ pub async fn run(cfg: LoadConfig) -> anyhow::Result<()> {
     }
     watcher.abort();
     if let Ok(Err(e)) = watcher.await {
-        eprintln!("warning: stopped watching commits: {e:#}");
+        eprintln!(
+            "warning: stopped watching commits: {}",
+            output::escape(&format!("{e:#}"))
+        );
     }
 
     let s = lock(&shared);
     let report = report(&s, started);
     if let Some(failure) = &s.first_failure {
-        eprintln!("warning: some submissions failed; first failure: {failure}");
+        eprintln!(
+            "warning: some submissions failed; first failure: {}",
+            output::escape(failure)
+        );
     }
     let achieved = s.sent as f64 / submit_elapsed.as_secs_f64().max(1e-9);
     if achieved < cfg.rate * 0.95 {

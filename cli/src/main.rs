@@ -289,9 +289,11 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Write a command's output to stdout. A closed pipe (`bftnode block | head -1`) is not an
-/// error worth a panic, so write failures are ignored.
+/// Write a command's output to stdout, control characters escaped ([`output::escape_lines`]:
+/// a last guard, the renderers escape already). A closed pipe (`bftnode block | head -1`) is
+/// not an error worth a panic, so write failures are ignored.
 pub fn emit(text: &str) {
+    let text = output::escape_lines(text);
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
@@ -409,7 +411,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let message = format!("{e:#}").replace(['\n', '\r'], " ");
-            eprintln!("error: {message}");
+            eprintln!("error: {}", output::escape(&message));
             ExitCode::from(exit_code(&e))
         }
     }

@@ -2,10 +2,74 @@
 //!
 //! Tables work on [`serde_json::Value`] so that a field the node adds later still shows up:
 //! known fields come first in a fixed order, the rest follow alphabetically.
+//!
+//! Nothing a node returns reaches the terminal raw: keys, values, peer strings and error
+//! messages may hold whatever a client stored or a peer sent, and an escape sequence in them
+//! could retitle, clear or rewrite the operator's terminal. [`escape`] writes every control
+//! character (C0 including ESC, DEL, C1) and every Unicode bidirectional override or isolate
+//! as a visible escape; tables escape every cell and key, JSON output escapes the same
+//! characters as JSON `\uXXXX` (so it still decodes to the node's exact strings), and
+//! [`crate::emit`] and the error line pass through it as a last guard.
 
 use clap::ValueEnum;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::fmt::Write as _;
+
+/// Whether `c` must not reach a terminal as is: a control character (C0, DEL, C1) or a
+/// bidirectional formatting character that can reorder what is displayed.
+fn is_unsafe(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `s` with every unsafe character (see [`is_unsafe`]) written visibly: `\n`, `\r`, `\t`, and
+/// `\u{1b}`-style escapes (Rust notation, hexadecimal code point) for the rest. Other text,
+/// backslashes included, is unchanged; escaping twice is the same as once.
+pub fn escape(s: &str) -> Cow<'_, str> {
+    escape_with(s, |c, out| match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        c => {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        }
+    })
+}
+
+/// A whole output text (several lines) made safe: like [`escape`] but line breaks stay.
+pub fn escape_lines(s: &str) -> Cow<'_, str> {
+    escape_with(s, |c, out| match c {
+        '\n' => out.push('\n'),
+        c => out.push_str(&escape(c.encode_utf8(&mut [0; 4]))),
+    })
+}
+
+/// Serialized JSON with every unsafe character that serde_json leaves raw (DEL, C1, bidi
+/// controls; it escapes C0 itself) written as a JSON `\uXXXX` escape. Outside strings JSON
+/// text is ASCII without controls, so only string contents change, and they decode the same.
+fn escape_json(s: &str) -> Cow<'_, str> {
+    escape_with(s, |c, out| match c {
+        '\n' => out.push('\n'),
+        c => {
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        }
+    })
+}
+
+fn escape_with(s: &str, mut render: impl FnMut(char, &mut String)) -> Cow<'_, str> {
+    if !s.chars().any(is_unsafe) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if is_unsafe(c) {
+            render(c, &mut out);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
 
 /// How a query prints its answer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -19,15 +83,16 @@ pub enum Format {
 
 /// Pretty-printed JSON of `value`, with a trailing newline.
 pub fn json(value: &Value) -> String {
-    let mut s = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
+    let s = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
+    let mut s = escape_json(&s).into_owned();
     s.push('\n');
     s
 }
 
 /// One scalar cell: strings bare, `null` as `-`, arrays of scalars comma-separated, anything
-/// else as compact JSON.
+/// else as compact JSON; [`escape`]d.
 pub fn cell(value: &Value) -> String {
-    match value {
+    let text = match value {
         Value::Null => "-".to_string(),
         Value::String(s) => s.clone(),
         Value::Bool(b) => b.to_string(),
@@ -37,7 +102,8 @@ pub fn cell(value: &Value) -> String {
             items.iter().map(cell).collect::<Vec<_>>().join(", ")
         }
         other => other.to_string(),
-    }
+    };
+    escape(&text).into_owned()
 }
 
 /// A float with at most three decimals and no trailing zeros (`0.140891` → `0.141`).
@@ -76,10 +142,11 @@ pub fn fields(value: &Value, preferred: &[&str]) -> String {
         return format!("{}\n", cell(value));
     };
     let keys = ordered_keys(map, preferred);
-    let width = keys.iter().map(|k| k.len()).max().unwrap_or(0);
+    let shown: Vec<Cow<'_, str>> = keys.iter().map(|k| escape(k)).collect();
+    let width = shown.iter().map(|k| k.chars().count()).max().unwrap_or(0);
     let mut out = String::new();
-    for key in keys {
-        let _ = writeln!(out, "{key:<width$}  {}", cell(&map[key]));
+    for (key, name) in keys.iter().zip(&shown) {
+        let _ = writeln!(out, "{name:<width$}  {}", cell(&map[*key]));
     }
     out
 }
@@ -120,8 +187,15 @@ pub fn rows(value: &Value, preferred: &[&str], empty: &str) -> String {
     aligned(&header, &table)
 }
 
-/// Left-aligned columns separated by two spaces; no trailing spaces.
+/// Left-aligned columns separated by two spaces; no trailing spaces. Every header and cell is
+/// [`escape`]d.
 pub fn aligned(header: &[String], table: &[Vec<String>]) -> String {
+    let header: Vec<String> = header.iter().map(|h| escape(h).into_owned()).collect();
+    let table: Vec<Vec<String>> = table
+        .iter()
+        .map(|row| row.iter().map(|c| escape(c).into_owned()).collect())
+        .collect();
+    let (header, table) = (header.as_slice(), table.as_slice());
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in table {
         for (w, c) in widths.iter_mut().zip(row) {
@@ -165,6 +239,35 @@ mod tests {
             "INDEX  KEY     EXTRA\n0      abcdef  -\n10     a       true\n"
         );
         assert_eq!(rows(&json!([]), &[], "no peers"), "no peers\n");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_everywhere() {
+        let nasty = "a\u{1b}]0;t\u{7}b\u{9b}2J\u{7f}\r\n\t\u{202e}c\\d";
+        let shown = r"a\u{1b}]0;t\u{7}b\u{9b}2J\u{7f}\r\n\t\u{202e}c\d";
+        assert_eq!(escape(nasty), shown);
+        assert_eq!(escape(shown), shown);
+        assert!(matches!(escape("plain ünïcode"), Cow::Borrowed(_)));
+        assert_eq!(escape_lines("x\u{1b}\ny\r\n"), "x\\u{1b}\ny\\r\n");
+        assert_eq!(cell(&json!(nasty)), shown);
+        assert_eq!(cell(&json!([nasty])), shown);
+        assert_eq!(
+            fields(&json!({ (nasty): nasty }), &[]),
+            format!("{shown}  {shown}\n")
+        );
+        let table = rows(&json!([{ (nasty): 1 }]), &[], "none");
+        assert!(
+            table.chars().all(|c| c == '\n' || !is_unsafe(c)),
+            "{table:?}"
+        );
+        let text = json(&json!({ "k": nasty }));
+        assert!(text.chars().all(|c| c == '\n' || !is_unsafe(c)), "{text:?}");
+        assert!(
+            text.contains(r"\u009b") && text.contains(r"\u202e"),
+            "{text}"
+        );
+        let back: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back["k"], nasty);
     }
 
     #[test]

@@ -489,3 +489,98 @@ fn load_reports_committed_throughput() {
     );
     assert!(0.0 < p50 && p50 <= p99 && p99 < 2000.0, "{v}");
 }
+
+/// Whether `text` is safe for a terminal: no control character but line breaks, no bidi
+/// override or isolate.
+fn terminal_safe(text: &str) -> bool {
+    text.chars().all(|c| {
+        c == '\n'
+            || !(c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
+    })
+}
+
+/// Issue 8 finding 8: strings a node returns (stored keys and values, peer-provided fields,
+/// field names, error messages) hold whatever a client stored or a peer sent. None reaches the
+/// terminal raw: tables and errors show them escaped, JSON output escapes them as JSON and
+/// still decodes to the exact strings.
+#[test]
+fn stored_strings_cannot_drive_the_terminal() {
+    // ESC sequences (set title, clear screen, colours), BEL, C1 CSI, DEL, CR/LF (a fake row),
+    // a right-to-left override.
+    const NASTY: &str =
+        "v\u{1b}]0;owned\u{7}\u{1b}[2J\u{9b}31m\u{7f}\r\nfake-row  1\u{202e}txt.exe";
+    let (url, _) = mock(Arc::new(|method: &str, path: &str, _body: &Value| {
+        match (method, path) {
+            ("GET", "/kv/k") => (
+                200,
+                json!({"key": "k\u{1b}[8m", "found": true, "value": NASTY}),
+            ),
+            ("GET", "/peers") => (
+                200,
+                json!([{"index": 0, "peer_id": NASTY, "agent\u{1b}[5m": NASTY, "connected": true}]),
+            ),
+            ("GET", "/status") => {
+                let mut s = status_body(3);
+                s["chain_id"] = json!(NASTY);
+                (200, s)
+            }
+            ("POST", "/txs") => (503, json!({"error": NASTY})),
+            _ => (404, json!({"error": NASTY})),
+        }
+    }));
+
+    for args in [
+        &["tx", "get", "k"][..],
+        &["peers"],
+        &["status"],
+        &["tx", "get", "k", "--output", "json"],
+        &["peers", "--output", "json"],
+    ] {
+        let o = bftnode(&[args, &["--rpc", &url]].concat());
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        let out = stdout(&o);
+        assert!(terminal_safe(&out), "{args:?}: {out:?}");
+        if args.contains(&"json") {
+            let v: Value = serde_json::from_str(&out).unwrap();
+            let shown = if args[0] == "peers" {
+                &v[0]["agent\u{1b}[5m"]
+            } else {
+                &v["value"]
+            };
+            assert_eq!(shown, NASTY, "JSON output must stay lossless");
+        } else {
+            assert!(
+                out.contains(r"\u{1b}]0;owned\u{7}\u{1b}[2J\u{9b}31m\u{7f}\r\nfake-row"),
+                "{out}"
+            );
+            assert!(!out.lines().any(|l| l.starts_with("fake-row")), "{out}");
+        }
+    }
+    let table = stdout(&bftnode(&["peers", "--rpc", &url]));
+    assert!(table.contains(r"AGENT\u{1b}[5M"), "{table}");
+
+    // Error messages from the node: one escaped line on stderr.
+    let o = bftnode(&["block", "7", "--rpc", &url]);
+    let err = assert_one_line_error(&o, 3);
+    assert!(terminal_safe(&err), "{err:?}");
+    assert!(err.contains(r"\u{1b}]0;owned\u{7}"), "{err}");
+
+    // The load generator's warnings quote the node's errors.
+    let o = bftnode(&[
+        "load",
+        "--rpc",
+        &url,
+        "--rate",
+        "20",
+        "--size",
+        "8",
+        "--duration",
+        "0.2",
+        "--drain",
+        "0",
+    ]);
+    let err = stderr(&o);
+    assert!(err.contains("first failure"), "{err}");
+    assert!(terminal_safe(&err), "{err:?}");
+    assert!(terminal_safe(&stdout(&o)));
+}

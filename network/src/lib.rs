@@ -116,7 +116,8 @@ pub struct ValidatorPeer {
 #[derive(Clone, Debug)]
 pub struct NetworkConfig {
     /// This node's ed25519 secret seed (32 bytes). The libp2p identity is derived from it.
-    pub secret_key: [u8; 32],
+    /// Redacted in `Debug`, zeroed on drop.
+    pub secret_key: SecretSeed,
     /// UDP address to listen on for QUIC.
     pub listen: SocketAddr,
     /// Genesis validator set, normally including ourselves. A node whose key is not in the set
@@ -182,7 +183,7 @@ impl NetworkConfig {
     /// A configuration with the defaults documented on each field.
     pub fn new(secret_key: [u8; 32], listen: SocketAddr, validators: Vec<ValidatorPeer>) -> Self {
         Self {
-            secret_key,
+            secret_key: SecretSeed::from(secret_key),
             listen,
             validators,
             max_frame_bytes: 4 * 1024 * 1024,
@@ -540,6 +541,30 @@ pub fn public_key_of(secret_key: &[u8; 32]) -> Result<[u8; 32], NetworkError> {
     Ok(ed.to_bytes())
 }
 
+/// A 32-byte ed25519 secret seed. `Debug` prints `SecretSeed(<redacted>)`, never the bytes,
+/// and every copy is overwritten with zeros when dropped.
+#[derive(Clone, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+pub struct SecretSeed([u8; 32]);
+
+impl SecretSeed {
+    /// The seed's bytes.
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl From<[u8; 32]> for SecretSeed {
+    fn from(seed: [u8; 32]) -> Self {
+        SecretSeed(seed)
+    }
+}
+
+impl std::fmt::Debug for SecretSeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretSeed(<redacted>)")
+    }
+}
+
 fn keypair_of(secret_key: &[u8; 32]) -> Result<identity::Keypair, NetworkError> {
     let mut seed = *secret_key;
     identity::Keypair::ed25519_from_bytes(&mut seed).map_err(|_| NetworkError::InvalidSecretKey)
@@ -549,6 +574,6 @@ fn keypair_of(secret_key: &[u8; 32]) -> Result<identity::Keypair, NetworkError> 
 /// other validators and returns the command handle and the inbound event receiver. The service
 /// stops when every handle is dropped or [`NetworkHandle::shutdown`] is called.
 pub async fn start(cfg: NetworkConfig) -> Result<(NetworkHandle, EventReceiver), NetworkError> {
-    let keypair = keypair_of(&cfg.secret_key)?;
+    let keypair = keypair_of(cfg.secret_key.expose())?;
     service::spawn(cfg, keypair)
 }

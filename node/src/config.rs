@@ -19,6 +19,7 @@ use consensus::{Epoch, PrivateKey, PublicKey, ValidatorIndex, ValidatorInfo, Val
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 /// File name of the node configuration inside a home directory.
 pub const CONFIG_FILE: &str = "config.toml";
@@ -100,6 +101,68 @@ impl Default for BlockSection {
     }
 }
 
+/// Limits and the Host allow-list of the HTTP RPC server (section `[rpc]`).
+///
+/// The server refuses a request whose `Host` header names anything but a loopback name or
+/// address (`localhost`, `127.0.0.0/8`, `[::1]`), the IP of `rpc_listen` (any IP address when
+/// `rpc_listen` is unspecified, e.g. `0.0.0.0`) or one of [`RpcSection::allowed_hosts`]: a web page
+/// cannot reach a loopback RPC through DNS rebinding. See [`crate::rpc_guard`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RpcSection {
+    /// Further host names (or IP addresses) accepted in the `Host` header, without a port,
+    /// compared case-insensitively; `"*"` accepts any host and so turns the check off (only
+    /// behind a proxy that checks it). Default: none.
+    pub allowed_hosts: Vec<String>,
+    /// Longest time, in milliseconds, from a request's headers to its response (reading the
+    /// body included); a request that takes longer gets 408. Default 10,000.
+    pub request_timeout_ms: u64,
+    /// Longest time, in milliseconds, a connection may take to send a request's headers, and
+    /// the longest an idle keep-alive connection is kept open. Default 30,000.
+    pub header_read_timeout_ms: u64,
+    /// Requests handled at once; a request beyond this gets 503 at once. Default 128.
+    pub max_concurrent_requests: usize,
+    /// Open connections; further connections wait in the kernel's accept queue until one
+    /// closes. Default 256.
+    pub max_connections: usize,
+}
+
+impl Default for RpcSection {
+    fn default() -> Self {
+        RpcSection {
+            allowed_hosts: Vec::new(),
+            request_timeout_ms: 10_000,
+            header_read_timeout_ms: 30_000,
+            max_concurrent_requests: 128,
+            max_connections: 256,
+        }
+    }
+}
+
+/// Upper bound of `rpc.max_connections` and `rpc.max_concurrent_requests`.
+pub const RPC_LIMIT_CAP: usize = 65_536;
+/// Upper bound, in milliseconds, of `rpc.request_timeout_ms` and `rpc.header_read_timeout_ms`
+/// (one hour).
+pub const RPC_TIMEOUT_CAP_MS: u64 = 3_600_000;
+
+/// Whether `host` is acceptable in `rpc.allowed_hosts`: `*`, a DNS name (letters, digits, `-`,
+/// `_`, dots; at most 253 characters), an IPv4 address or a bracketed IPv6 address, with no port.
+fn valid_allowed_host(host: &str) -> bool {
+    if host == "*" {
+        return true;
+    }
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return inner.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !host.starts_with('.')
+        && !host.contains("..")
+}
+
 /// The contents of `config.toml`. Unknown fields are rejected so typos do not pass silently.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,6 +198,9 @@ pub struct NodeConfig {
     /// Block limits.
     #[serde(default)]
     pub block: BlockSection,
+    /// RPC server limits and Host allow-list.
+    #[serde(default)]
+    pub rpc: RpcSection,
 }
 
 fn default_key_file() -> PathBuf {
@@ -171,6 +237,7 @@ impl NodeConfig {
             consensus: ConsensusSection::default(),
             mempool: MempoolSection::default(),
             block: BlockSection::default(),
+            rpc: RpcSection::default(),
         }
     }
 
@@ -225,6 +292,38 @@ impl NodeConfig {
             (1024..=MAX_BLOCK_BYTES_CAP).contains(&self.block.max_block_bytes),
             "must be between 1024 and 2097152 (the consensus payload cap)",
         )?;
+        let r = &self.rpc;
+        let cap = RPC_LIMIT_CAP as u64;
+        for (name, value, max) in [
+            (
+                "rpc.request_timeout_ms",
+                r.request_timeout_ms,
+                RPC_TIMEOUT_CAP_MS,
+            ),
+            (
+                "rpc.header_read_timeout_ms",
+                r.header_read_timeout_ms,
+                RPC_TIMEOUT_CAP_MS,
+            ),
+            (
+                "rpc.max_concurrent_requests",
+                r.max_concurrent_requests as u64,
+                cap,
+            ),
+            ("rpc.max_connections", r.max_connections as u64, cap),
+        ] {
+            field(
+                name,
+                (1..=max).contains(&value),
+                &format!("must be between 1 and {max}"),
+            )?;
+        }
+        if let Some(bad) = r.allowed_hosts.iter().find(|h| !valid_allowed_host(h)) {
+            bail!(
+                "field `rpc.allowed_hosts`: {bad:?} is not a host name or IP address without a \
+                 port (or `*`)"
+            );
+        }
         field(
             "log_level",
             // Regexes off, as in `init_logging`: a field-value regex is compiled to a DFA whose
@@ -365,7 +464,8 @@ impl Genesis {
             .with_context(|| format!("cannot write genesis file {}", path.display()))
     }
 
-    /// The validator set (errors name the field).
+    /// The validator set (errors name the field). Also refuses two validators with the same
+    /// `p2p_addr`, naming both (by position in `validators` and public key).
     pub fn validator_set(&self) -> Result<ValidatorSet> {
         if self.chain_id.is_empty() {
             bail!("field `chain_id`: must not be empty");
@@ -378,8 +478,21 @@ impl Genesis {
                 power: v.power,
             })
             .collect();
-        ValidatorSet::new(&self.chain_id, Epoch(self.epoch), infos)
-            .map_err(|e| anyhow!("field `validators`: {e}"))
+        let set = ValidatorSet::new(&self.chain_id, Epoch(self.epoch), infos)
+            .map_err(|e| anyhow!("field `validators`: {e}"))?;
+        let mut first_at = std::collections::HashMap::with_capacity(self.validators.len());
+        for (i, v) in self.validators.iter().enumerate() {
+            if let Some(j) = first_at.insert(v.p2p_addr, i) {
+                bail!(
+                    "field `validators`: validators[{j}] (public key {}) and validators[{i}] \
+                     (public key {}) have the same p2p_addr {}",
+                    hex::encode(self.validators[j].public_key.0),
+                    hex::encode(v.public_key.0),
+                    v.p2p_addr
+                );
+            }
+        }
+        Ok(set)
     }
 
     /// The genesis entry of validator `index` of `vs` (indices follow public-key order).
@@ -390,7 +503,10 @@ impl Genesis {
 }
 
 /// The validator key file: the ed25519 secret seed (and its public key, for humans).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `Debug` prints `secret_seed: <redacted>`; both strings are overwritten with zeros when the
+/// value is dropped.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 #[serde(deny_unknown_fields)]
 pub struct KeyFile {
     /// Public key, 64 hex characters (checked against the seed when loading).
@@ -399,35 +515,53 @@ pub struct KeyFile {
     pub secret_seed: String,
 }
 
+impl std::fmt::Debug for KeyFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyFile")
+            .field("public_key", &self.public_key)
+            .field("secret_seed", &format_args!("<redacted>"))
+            .finish()
+    }
+}
+
 /// Load a key file: JSON `{public_key, secret_seed}` or a bare 64-hex-character seed.
-/// Refuses files readable by group or others (Unix).
+/// Refuses files readable by group or others (Unix). The file's text and the decoded seed are
+/// zeroed before this returns.
 pub fn load_key(path: &Path) -> Result<PrivateKey> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read key file {}", path.display()))?;
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read key file {}", path.display()))?,
+    );
     check_key_permissions(path)?;
     let trimmed = text.trim();
-    let (seed_hex, expected_pk) = if trimmed.starts_with('{') {
-        let kf: KeyFile = serde_json::from_str(trimmed)
-            .with_context(|| format!("invalid key file {}", path.display()))?;
-        (kf.secret_seed, Some(kf.public_key))
+    let key_file: Option<KeyFile> = if trimmed.starts_with('{') {
+        Some(
+            serde_json::from_str(trimmed)
+                .with_context(|| format!("invalid key file {}", path.display()))?,
+        )
     } else {
-        (trimmed.to_string(), None)
+        None
     };
-    let bytes = hex::decode(seed_hex.trim()).map_err(|e| {
+    let seed_hex = key_file
+        .as_ref()
+        .map_or(trimmed, |kf| kf.secret_seed.as_str());
+    let bytes = Zeroizing::new(hex::decode(seed_hex.trim()).map_err(|e| {
         anyhow!(
             "invalid key file {}: field `secret_seed`: not hex: {e}",
             path.display()
         )
-    })?;
-    let seed: [u8; 32] = bytes.try_into().map_err(|_| {
+    })?);
+    let seed = Zeroizing::new(<[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
         anyhow!(
             "invalid key file {}: field `secret_seed`: must be 32 bytes (64 hex characters)",
             path.display()
         )
-    })?;
-    let key = PrivateKey::from_seed(seed);
-    if let Some(pk) = expected_pk
-        && !pk.eq_ignore_ascii_case(&hex::encode(key.public().0))
+    })?);
+    let key = PrivateKey::from_seed(*seed);
+    if let Some(kf) = &key_file
+        && !kf
+            .public_key
+            .eq_ignore_ascii_case(&hex::encode(key.public().0))
     {
         bail!(
             "invalid key file {}: field `public_key` does not match the secret seed",
@@ -461,19 +595,23 @@ fn check_key_permissions(_path: &Path) -> Result<()> {
 
 /// Write a fresh random key to `path` with mode 0600 (fails if the file exists).
 pub fn generate_key(path: &Path) -> Result<PrivateKey> {
-    let seed: [u8; 32] = rand::random();
-    let key = PrivateKey::from_seed(seed);
+    let seed: Zeroizing<[u8; 32]> = Zeroizing::new(rand::random());
+    let key = PrivateKey::from_seed(*seed);
     write_key(path, &key)?;
     Ok(key)
 }
 
 /// Write `key` to `path` with mode 0600 (fails if the file exists).
 pub fn write_key(path: &Path, key: &PrivateKey) -> Result<()> {
+    let seed = Zeroizing::new(key.seed());
     let kf = KeyFile {
         public_key: hex::encode(key.public().0),
-        secret_seed: hex::encode(key.seed()),
+        secret_seed: hex::encode(seed.as_slice()),
     };
-    let text = serde_json::to_string_pretty(&kf)? + "\n";
+    // Room for the whole file up front, so no reallocation leaves a copy of the seed behind.
+    let mut text = Zeroizing::new(Vec::with_capacity(512));
+    serde_json::to_writer_pretty(&mut *text, &kf)?;
+    text.push(b'\n');
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -485,7 +623,7 @@ pub fn write_key(path: &Path, key: &PrivateKey) -> Result<()> {
     let mut f = opts
         .open(path)
         .with_context(|| format!("cannot create key file {}", path.display()))?;
-    f.write_all(text.as_bytes())
+    f.write_all(&text)
         .with_context(|| format!("cannot write key file {}", path.display()))?;
     f.sync_all()?;
     Ok(())
@@ -542,6 +680,19 @@ pub fn load_home(home: &Path, overrides: &ConfigOverrides) -> Result<Loaded> {
             hex::encode(key.public().0)
         )
     })?;
+    let ours = genesis
+        .entry(&validators, index)
+        .ok_or_else(|| anyhow!("genesis entry missing for our validator index {}", index.0))?;
+    if !listen_matches(config.p2p_listen, ours.p2p_addr) {
+        bail!(
+            "config field `p2p_listen` is {} but our genesis entry (public key {}) has p2p_addr \
+             {}, where the other validators dial us; listen on that port (an unspecified IP \
+             such as 0.0.0.0 matches any address)",
+            config.p2p_listen,
+            hex::encode(ours.public_key.0),
+            ours.p2p_addr
+        );
+    }
     let db_path = resolve(home, &config.db_path);
     Ok(Loaded {
         home: home.to_path_buf(),
@@ -552,6 +703,14 @@ pub fn load_home(home: &Path, overrides: &ConfigOverrides) -> Result<Loaded> {
         index,
         db_path,
     })
+}
+
+/// Whether a node listening on `listen` is reachable at `advertised`: same port, and the same IP
+/// unless `listen`'s IP is unspecified (`0.0.0.0`, `::`), which listens on every address.
+pub fn listen_matches(listen: SocketAddr, advertised: SocketAddr) -> bool {
+    listen.port() == advertised.port()
+        && (listen.ip().is_unspecified()
+            || listen.ip().to_canonical() == advertised.ip().to_canonical())
 }
 
 fn now_unix_ms() -> u64 {

@@ -41,6 +41,7 @@ pub mod driver;
 pub mod mempool;
 pub mod metrics;
 pub mod rpc;
+pub mod rpc_guard;
 pub mod rpc_types;
 pub mod sync_server;
 
@@ -319,7 +320,7 @@ pub async fn spawn_loaded(loaded: Loaded) -> Result<NodeHandle> {
     // `max_payload_bytes` stays at the chain-wide default: validation must not depend on a
     // node's local config; `block.max_block_bytes` only bounds our own proposals.
 
-    let seed = loaded.key.seed();
+    let seed = zeroize::Zeroizing::new(loaded.key.seed());
     let core = Core::new(ccfg, vs.clone(), loaded.key, policy, safety, recovered)
         .context("building the consensus core from the recovered state")?;
 
@@ -335,7 +336,7 @@ pub async fn spawn_loaded(loaded: Loaded) -> Result<NodeHandle> {
             addr: entry.p2p_addr,
         });
     }
-    let (net, net_rx) = network::start(NetworkConfig::new(seed, cfg.p2p_listen, peers))
+    let (net, net_rx) = network::start(NetworkConfig::new(*seed, cfg.p2p_listen, peers))
         .await
         .with_context(|| format!("starting the network on {}", cfg.p2p_listen))?;
 
@@ -354,18 +355,9 @@ pub async fn spawn_loaded(loaded: Loaded) -> Result<NodeHandle> {
         net: net.clone(),
         metrics: metrics.clone(),
     });
-    let app = rpc::router(state);
-    let mut srv_shutdown = shutdown_rx.clone();
-    let server = tokio::spawn(async move {
-        let r = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = srv_shutdown.changed().await;
-            })
-            .await;
-        if let Err(e) = r {
-            tracing::error!(error = %e, "RPC server failed");
-        }
-    });
+    let guard = rpc_guard::RpcGuard::new(&cfg.rpc, rpc_addr);
+    let app = rpc::router(state, &guard);
+    let server = tokio::spawn(guard.serve(listener, app, shutdown_rx.clone()));
 
     let mempool = Mempool::new(MempoolConfig {
         max_txs: cfg.mempool.max_txs,

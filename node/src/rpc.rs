@@ -3,13 +3,17 @@
 //! Reads of committed data (blocks, transactions, keys) go straight to the store; everything
 //! about live state (status, validators, evidence, health, submissions) is a [`Command`] to
 //! the driver task with a oneshot reply. Every error is a JSON [`ErrorResponse`]: 400 for bad
-//! input, 404 for unknown items, 413 for bodies over [`MAX_BODY_BYTES`], 503 when the mempool is
-//! full or the node is stopping.
+//! input, 404 for unknown items, 405 for a wrong method, 413 for bodies over [`MAX_BODY_BYTES`],
+//! 503 when the mempool is full or the node is stopping. The server's own defences
+//! ([`crate::rpc_guard`]) add 403 (a `Host` that is not allowed), 408 (request timeout), 415
+//! (a submission that is not `application/json`) and 503 (too many requests in flight). No
+//! CORS headers are ever sent.
 
 use crate::app;
 use crate::driver::{Command, SharedStore, lock};
 use crate::mempool::MempoolError;
 use crate::metrics::Metrics;
+use crate::rpc_guard::{self, RpcGuard};
 use crate::rpc_types::*;
 use axum::Router;
 use axum::body::Bytes;
@@ -66,15 +70,17 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<axum::Json<T>, ApiError>;
 
-/// The router with every route.
-pub fn router(state: Arc<RpcState>) -> Router {
-    Router::new()
+/// The router with every route, behind `guard`'s per-request defences (Host check, load
+/// shedding, timeout; see [`crate::rpc_guard`]). `POST /tx` and `POST /txs` take only
+/// `application/json` bodies (415 otherwise).
+pub fn router(state: Arc<RpcState>, guard: &RpcGuard) -> Router {
+    let routes = Router::new()
         .route("/status", get(status))
         .route("/blocks/latest", get(block_latest))
         .route("/blocks/{height}", get(block_at))
         .route("/tx/{hash}", get(tx_get))
-        .route("/tx", post(tx_post))
-        .route("/txs", post(txs_post))
+        .route("/tx", post(tx_post).route_layer(rpc_guard::json_body()))
+        .route("/txs", post(txs_post).route_layer(rpc_guard::json_body()))
         .route("/kv/{key}", get(kv_get))
         .route("/validators", get(validators))
         .route("/peers", get(peers))
@@ -82,8 +88,11 @@ pub fn router(state: Arc<RpcState>) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such route") })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+        .method_not_allowed_fallback(|| async {
+            ApiError(StatusCode::METHOD_NOT_ALLOWED, "method not allowed".into())
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    guard.protect(routes).with_state(state)
 }
 
 async fn ask<T>(

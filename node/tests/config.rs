@@ -59,13 +59,18 @@ fn corrupt_toml_names_the_file() {
     assert!(e.contains("config.toml"), "{e}");
 }
 
-#[test]
-fn unknown_and_bad_fields_are_named() {
-    let cfg = NodeConfig::new(
+/// A configuration with defaults, listening on 127.0.0.1:1 (p2p) and :2 (RPC).
+fn sample_config() -> NodeConfig {
+    NodeConfig::new(
         "c",
         "127.0.0.1:1".parse().unwrap(),
         "127.0.0.1:2".parse().unwrap(),
-    );
+    )
+}
+
+#[test]
+fn unknown_and_bad_fields_are_named() {
+    let cfg = sample_config();
     let text = cfg.to_toml().unwrap();
     let e = format!(
         "{:#}",
@@ -188,11 +193,7 @@ fn testnet_homes_share_genesis() {
 /// bound below is three orders of magnitude above the fixed cost and far below the bug's.
 #[test]
 fn a_pathological_log_filter_is_checked_without_compiling_a_regex() {
-    let cfg = NodeConfig::new(
-        "c",
-        "127.0.0.1:1".parse().unwrap(),
-        "127.0.0.1:2".parse().unwrap(),
-    );
+    let cfg = sample_config();
     let text = cfg.to_toml().unwrap();
     let level = format!("[{{f=(a|b)*a{}}}]", "(a|b)".repeat(24));
     let line = text
@@ -214,4 +215,147 @@ fn a_pathological_log_filter_is_checked_without_compiling_a_regex() {
         outcome.is_ok(),
         "validating the log filter did not finish in 30 s"
     );
+}
+
+/// Set the top-level `key = value` of `home`'s config.toml (edited as a TOML table).
+fn set_config(home: &Path, key: &str, value: &str) {
+    let path = home.join(CONFIG_FILE);
+    let mut doc: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+    doc.insert(key.to_string(), toml::Value::String(value.to_string()));
+    std::fs::write(&path, doc.to_string()).unwrap();
+}
+
+/// Issue 8 finding 8: two validators at one p2p address (a copy-paste slip in a hand-edited
+/// genesis) would leave one of them unreachable; the genesis is refused, naming both.
+#[test]
+fn duplicate_p2p_addresses_are_refused_naming_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let homes = config::generate_testnet(dir.path(), 3, 26100, 27100, "tn").unwrap();
+    let p = homes[1].join(GENESIS_FILE);
+    let mut g = config::Genesis::load(&p).unwrap();
+    g.validators[2].p2p_addr = g.validators[0].p2p_addr;
+    g.save(&p).unwrap();
+    let e = err_of(&homes[1]);
+    assert!(
+        e.contains("invalid genesis file") && e.contains("p2p_addr 127.0.0.1:26100"),
+        "{e}"
+    );
+    assert!(
+        e.contains("validators[0]") && e.contains("validators[2]"),
+        "{e}"
+    );
+    for v in [&g.validators[0], &g.validators[2]] {
+        assert!(e.contains(&hex::encode(v.public_key.0)), "{e}");
+    }
+    assert!(config::Genesis::load(&p).is_err());
+    // Distinct ports on one IP are fine (the generated testnet itself).
+    config::load_home(&homes[0], &ConfigOverrides::default()).unwrap();
+}
+
+/// Issue 8 finding 8: the other validators dial our genesis `p2p_addr`; a `p2p_listen` (from
+/// config.toml or `--p2p-listen`) elsewhere would leave us unreachable, so it is refused. An
+/// unspecified IP listens everywhere and matches any IP with the same port.
+#[test]
+fn p2p_listen_must_match_our_genesis_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    config::init_home(dir.path(), "test-chain", 26200, 0).unwrap();
+    for (listen, ok) in [
+        ("127.0.0.1:26201", false),
+        ("0.0.0.0:26201", false),
+        ("127.0.0.2:26200", false),
+        ("[::1]:26200", false),
+        ("127.0.0.1:26200", true),
+        ("0.0.0.0:26200", true),
+        ("[::]:26200", true),
+        ("[::ffff:127.0.0.1]:26200", true),
+    ] {
+        set_config(dir.path(), "p2p_listen", listen);
+        match config::load_home(dir.path(), &ConfigOverrides::default()) {
+            Ok(_) => assert!(ok, "{listen} accepted"),
+            Err(e) => {
+                let e = format!("{e:#}");
+                assert!(!ok, "{listen} refused: {e}");
+                assert!(
+                    e.contains("p2p_listen") && e.contains(listen) && e.contains("127.0.0.1:26200"),
+                    "{listen}: {e}"
+                );
+            }
+        }
+    }
+    let o = ConfigOverrides {
+        p2p_listen: Some("127.0.0.1:26299".parse().unwrap()),
+        ..Default::default()
+    };
+    let e = format!("{:#}", config::load_home(dir.path(), &o).unwrap_err());
+    assert!(e.contains("p2p_listen") && e.contains("26299"), "{e}");
+}
+
+fn assert_zeroized_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+
+/// Issue 8 finding 8: the secret seed never shows in `Debug` output (logs, panics, error
+/// chains) of the key file, the loaded home or the network configuration, and the types that
+/// hold it are zeroed when dropped.
+#[test]
+fn secrets_stay_out_of_debug_output() {
+    let dir = fresh();
+    let text = std::fs::read_to_string(dir.path().join(KEY_FILE)).unwrap();
+    let kf: config::KeyFile = serde_json::from_str(&text).unwrap();
+    let seed_hex = kf.secret_seed.clone();
+    let seed: [u8; 32] = hex::decode(&seed_hex).unwrap().try_into().unwrap();
+
+    let shown = format!("{kf:?} {kf:#?}");
+    assert!(!shown.contains(&seed_hex), "{shown}");
+    assert!(
+        shown.contains("<redacted>") && shown.contains(&kf.public_key),
+        "{shown}"
+    );
+
+    let loaded = config::load_home(dir.path(), &ConfigOverrides::default()).unwrap();
+    let shown = format!("{loaded:?}");
+    assert!(!shown.contains(&seed_hex), "{shown}");
+
+    let net = network::NetworkConfig::new(seed, "127.0.0.1:1".parse().unwrap(), Vec::new());
+    let shown = format!("{net:?} {net:#?}");
+    assert!(!shown.contains(&format!("{seed:?}")), "{shown}");
+    assert!(!shown.contains("secret_key: ["), "{shown}");
+    assert!(shown.contains("<redacted>"), "{shown}");
+    assert_eq!(net.secret_key.expose(), &seed);
+
+    assert_zeroized_on_drop::<config::KeyFile>();
+    assert_zeroized_on_drop::<network::SecretSeed>();
+}
+
+/// The `[rpc]` section: defaults when absent, every bad value named.
+#[test]
+fn rpc_section_is_validated() {
+    let cfg = sample_config();
+    let text = cfg.to_toml().unwrap();
+    let without: String = text.split("[rpc]").next().unwrap().to_string();
+    let parsed = NodeConfig::from_toml(&without, "cfg").unwrap();
+    assert_eq!(parsed.rpc, config::RpcSection::default());
+    assert_eq!(parsed.rpc.request_timeout_ms, 10_000);
+    for (line, field) in [
+        ("max_connections = 0", "rpc.max_connections"),
+        ("max_concurrent_requests = 0", "rpc.max_concurrent_requests"),
+        ("request_timeout_ms = 0", "rpc.request_timeout_ms"),
+        (
+            "header_read_timeout_ms = 99999999999",
+            "rpc.header_read_timeout_ms",
+        ),
+        (
+            r#"allowed_hosts = ["node.example:80"]"#,
+            "rpc.allowed_hosts",
+        ),
+        (r#"allowed_hosts = ["a b"]"#, "rpc.allowed_hosts"),
+        (r#"allowed_hosts = [""]"#, "rpc.allowed_hosts"),
+        ("bogus = 1", "bogus"),
+    ] {
+        let bad = format!("{without}\n[rpc]\n{line}\n");
+        let e = format!("{:#}", NodeConfig::from_toml(&bad, "cfg").unwrap_err());
+        assert!(e.contains(field), "{line}: {e}");
+    }
+    let good = format!(
+        "{without}\n[rpc]\nallowed_hosts = [\"node.example\", \"10.0.0.5\", \"[fe80::1]\", \"*\"]\n"
+    );
+    NodeConfig::from_toml(&good, "cfg").unwrap();
 }

@@ -6,6 +6,114 @@ mod common;
 use common::*;
 use node::rpc_types::*;
 use reqwest::StatusCode;
+use reqwest::header::{
+    ACCESS_CONTROL_ALLOW_ORIGIN, CONTENT_TYPE, HOST, HeaderName, ORIGIN, RETRY_AFTER,
+};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+/// `POST path` with `Content-Type: application/json`.
+async fn post_json(
+    c: &reqwest::Client,
+    addr: SocketAddr,
+    path: &str,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Result<reqwest::Response> {
+    c.post(url(addr, path))
+        .header(CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+}
+
+/// `POST path` with exactly the given extra `headers`.
+async fn post_with(
+    c: &reqwest::Client,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(HeaderName, String)],
+    body: &'static str,
+) -> reqwest::Response {
+    let mut req = c.post(url(addr, path)).body(body);
+    for (name, value) in headers {
+        req = req.header(name, value);
+    }
+    req.send().await.unwrap()
+}
+
+/// Set `[rpc] key = value` in `home`'s config.toml (edited as a TOML table, as an operator
+/// would).
+fn set_rpc_option(home: &Path, key: &str, value: toml::Value) {
+    let path = home.join(node::config::CONFIG_FILE);
+    let mut doc: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+    let rpc = doc
+        .entry("rpc")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    rpc.as_table_mut().unwrap().insert(key.to_string(), value);
+    std::fs::write(&path, doc.to_string()).unwrap();
+}
+
+/// A single-validator home in a fresh temporary directory.
+fn single_home() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp_ports(1)[0];
+    node::init_home(dir.path(), "rpc-chain", port, 0).unwrap();
+    dir
+}
+
+/// A single validator started with the `[rpc]` settings `options`; its home and RPC address.
+async fn spawn_with_rpc(
+    options: &[(&str, i64)],
+) -> (tempfile::TempDir, node::NodeHandle, SocketAddr) {
+    let dir = single_home();
+    for (key, value) in options {
+        set_rpc_option(dir.path(), key, (*value).into());
+    }
+    let node = node::spawn(dir.path(), fast()).await.unwrap();
+    let addr = node.rpc_addr();
+    (dir, node, addr)
+}
+
+/// Send `request` on a fresh connection and read one response: (status code, body).
+async fn raw_exchange(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    read_response(&mut s).await
+}
+
+/// Read one HTTP response with a `content-length` body from `s`: (status code, body).
+async fn read_response(s: &mut TcpStream) -> (u16, String) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let read = async {
+        loop {
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + length {
+                    let code = text[9..12].parse().unwrap();
+                    return (code, text[end + 4..end + 4 + length].to_string());
+                }
+            }
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "connection closed before a full response: {text:?}");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), read)
+        .await
+        .expect("no response within 15 s")
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_are_rejected_and_node_survives() {
@@ -19,6 +127,7 @@ async fn bad_requests_are_rejected_and_node_survives() {
     // Garbage JSON.
     let r = c
         .post(url(addr, "/tx"))
+        .header(CONTENT_TYPE, "application/json")
         .body("{this is not json")
         .send()
         .await
@@ -33,14 +142,14 @@ async fn bad_requests_are_rejected_and_node_survives() {
         r#"{"op":"put","key":"k"}"#,
         r#"{"op":"put","key":"","value":"v","nonce":1}"#,
     ] {
-        let r = c.post(url(addr, "/tx")).body(body).send().await.unwrap();
+        let r = post_json(&c, addr, "/tx", body).await.unwrap();
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
         let _: ErrorResponse = r.json().await.unwrap();
     }
 
     // Oversized body.
     let big = vec![b'x'; node::rpc::MAX_BODY_BYTES + 1024];
-    let r = c.post(url(addr, "/txs")).body(big).send().await.unwrap();
+    let r = post_json(&c, addr, "/txs", big).await.unwrap();
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let e: ErrorResponse = r.json().await.unwrap();
     assert!(e.error.contains("exceeds"), "{}", e.error);
@@ -113,10 +222,10 @@ async fn bad_requests_are_rejected_and_node_survives() {
 
     // A valid transaction; duplicate rejected with 409.
     let tx = r#"{"op":"put","key":"hello","value":"world","nonce":1}"#;
-    let r = c.post(url(addr, "/tx")).body(tx).send().await.unwrap();
+    let r = post_json(&c, addr, "/tx", tx).await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let SubmitResponse { hash } = r.json().await.unwrap();
-    let r = c.post(url(addr, "/tx")).body(tx).send().await.unwrap();
+    let r = post_json(&c, addr, "/tx", tx).await.unwrap();
     assert_eq!(r.status(), StatusCode::CONFLICT);
 
     // Committed by the single validator (needs the consensus core).
@@ -183,4 +292,251 @@ async fn refuses_database_without_safety_record() {
         Err(e) => format!("{e:#}"),
     };
     assert!(e.contains("no safety record"), "{e}");
+}
+
+/// Issue 8 finding 7: a submission must be `application/json` (a web page can send a
+/// `text/plain` POST cross-origin without a preflight); anything else is refused with 415 before
+/// the body is read, and nothing is submitted. No CORS headers, even when asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submissions_must_be_json_and_no_cors_is_granted() {
+    let dir = single_home();
+    let node = node::spawn(dir.path(), fast()).await.unwrap();
+    let addr = node.rpc_addr();
+    let c = client();
+    let tx = r#"{"op":"put","key":"ct","value":"v","nonce":1}"#;
+    let batch = r#"{"txs":[{"op":"put","key":"ct-batch","value":"v","nonce":1}]}"#;
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("text/plain; charset=utf-8"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        Some("application/json; charset=utf-16"),
+        Some("application/jsonp"),
+    ] {
+        for (path, body) in [("/tx", tx), ("/txs", batch)] {
+            let headers: Vec<_> = content_type
+                .map(|ct| (CONTENT_TYPE, ct.to_string()))
+                .into_iter()
+                .collect();
+            let r = post_with(&c, addr, path, &headers, body).await;
+            assert_eq!(
+                r.status(),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "{path} {content_type:?}"
+            );
+            let e: ErrorResponse = r.json().await.unwrap();
+            assert!(e.error.contains("application/json"), "{}", e.error);
+        }
+    }
+    // Nothing was submitted: the same transactions are new to the node.
+    let ct = (CONTENT_TYPE, "Application/JSON; charset=UTF-8".to_string());
+    let r = post_with(&c, addr, "/tx", &[ct], tx).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = post_json(&c, addr, "/txs", batch).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let b: BatchResponse = r.json().await.unwrap();
+    assert_eq!(b.accepted, 1, "{:?}", b.errors);
+
+    // A cross-origin read and a CORS preflight: no Access-Control-Allow-Origin either way.
+    let r = c
+        .get(url(addr, "/status"))
+        .header(ORIGIN, "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers().get(ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+    let r = c
+        .request(reqwest::Method::OPTIONS, url(addr, "/tx"))
+        .header(ORIGIN, "http://evil.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert!(!r.status().is_success(), "{}", r.status());
+    assert!(r.headers().get(ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+    let _: ErrorResponse = r.json().await.unwrap();
+    node.stop().await.unwrap();
+}
+
+/// Issue 8 finding 7: DNS rebinding. Only loopback names/addresses, the listen address and the
+/// hosts of `rpc.allowed_hosts` may appear in `Host`; others get 403 (malformed or repeated:
+/// 400) and a refused submission is not submitted. A request without `Host` is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_host_headers_are_refused() {
+    let dir = single_home();
+    let node = node::spawn(dir.path(), fast()).await.unwrap();
+    let addr = node.rpc_addr();
+    let port = addr.port();
+    let c = client();
+    let get_with_host = |host: String| {
+        let c = c.clone();
+        async move {
+            c.get(url(addr, "/status"))
+                .header(HOST, host)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for host in [
+        "evil.example".to_string(),
+        format!("evil.example:{port}"),
+        format!("localhost.evil.example:{port}"),
+        "127.0.0.1.nip.io".to_string(),
+        "10.9.8.7".to_string(),
+        "[2001:db8::1]:80".to_string(),
+    ] {
+        let r = get_with_host(host.clone()).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{host}");
+        let e: ErrorResponse = r.json().await.unwrap();
+        assert!(e.error.contains("rpc.allowed_hosts"), "{}", e.error);
+    }
+    for host in [
+        "localhost".to_string(),
+        format!("LocalHost:{port}"),
+        format!("127.0.0.1:{port}"),
+        "127.1.2.3".to_string(),
+        format!("[::1]:{port}"),
+    ] {
+        let r = get_with_host(host.clone()).await;
+        assert_eq!(r.status(), StatusCode::OK, "{host}");
+    }
+    // A submission through a rebound name is refused and not submitted.
+    let tx = r#"{"op":"put","key":"rebind","value":"v","nonce":1}"#;
+    let headers = [
+        (HOST, format!("evil.example:{port}")),
+        (CONTENT_TYPE, "application/json".to_string()),
+    ];
+    let r = post_with(&c, addr, "/tx", &headers, tx).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = post_json(&c, addr, "/tx", tx).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // HTTP/1.0 without Host is served; a repeated or malformed Host is a bad request; an
+    // absolute request URI naming another host is refused like its Host header.
+    for (request, expected) in [
+        ("GET /status HTTP/1.0\r\n\r\n", 200),
+        (
+            "GET /status HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n",
+            400,
+        ),
+        (
+            "GET /status HTTP/1.1\r\nHost: evil.example@localhost\r\n\r\n",
+            400,
+        ),
+        (
+            "GET http://evil.example/status HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            403,
+        ),
+    ] {
+        let (code, body) = raw_exchange(addr, request).await;
+        assert_eq!(code, expected, "{request:?}: {body}");
+    }
+    node.stop().await.unwrap();
+
+    // The operator adds a name.
+    set_rpc_option(
+        dir.path(),
+        "allowed_hosts",
+        toml::Value::Array(vec!["node.example".into()]),
+    );
+    let node = node::spawn(dir.path(), fast()).await.unwrap();
+    let addr = node.rpc_addr();
+    for (host, code) in [
+        ("node.example:8000", StatusCode::OK),
+        ("NODE.example.", StatusCode::OK),
+        ("other.example", StatusCode::FORBIDDEN),
+    ] {
+        let r = c
+            .get(url(addr, "/status"))
+            .header(HOST, host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), code, "{host}");
+    }
+    node.stop().await.unwrap();
+}
+
+/// Issue 8 finding 7: a request that does not finish within `rpc.request_timeout_ms` (here: its
+/// body never arrives) gets 408; while it holds the only slot of
+/// `rpc.max_concurrent_requests = 1`, another request gets 503 at once. The body-size cap holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_requests_time_out_and_excess_requests_are_shed() {
+    let (_dir, node, addr) = spawn_with_rpc(&[
+        ("request_timeout_ms", 1_500),
+        ("max_concurrent_requests", 1),
+    ])
+    .await;
+    let c = client();
+
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    let sent = Instant::now();
+    slow.write_all(
+        b"POST /tx HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    // While the slow request waits for its body, the node is busy.
+    let mut shed = None;
+    while shed.is_none() && sent.elapsed() < Duration::from_millis(1_200) {
+        let r = c.get(url(addr, "/status")).send().await.unwrap();
+        if r.status() == StatusCode::SERVICE_UNAVAILABLE {
+            shed = Some(r);
+        } else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let shed = shed.expect("a second request was not shed while the only slot was taken");
+    assert_eq!(shed.headers().get(RETRY_AFTER).unwrap(), "1");
+    let e: ErrorResponse = shed.json().await.unwrap();
+    assert!(e.error.contains("busy"), "{}", e.error);
+
+    let (code, body) = read_response(&mut slow).await;
+    assert_eq!(code, 408, "{body}");
+    assert!(sent.elapsed() >= Duration::from_millis(1_400));
+    let e: ErrorResponse = serde_json::from_str(&body).unwrap();
+    assert!(e.error.contains("rpc.request_timeout_ms"), "{}", e.error);
+
+    // The slot is free again; the body cap still applies (413, not a timeout).
+    assert!(status(&c, addr).await.is_some());
+    let big = vec![b'x'; node::rpc::MAX_BODY_BYTES + 1024];
+    let r = post_json(&c, addr, "/txs", big).await.unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    node.stop().await.unwrap();
+}
+
+/// Issue 8 finding 7: at most `rpc.max_connections` connections are open; a connection that
+/// sends nothing is closed after `rpc.header_read_timeout_ms`, and the waiting client is then
+/// served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_capped_and_idle_ones_closed() {
+    let (_dir, node, addr) =
+        spawn_with_rpc(&[("max_connections", 1), ("header_read_timeout_ms", 1_500)]).await;
+
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    let opened = Instant::now();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The only slot is taken: another client is not served.
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let r = impatient.get(url(addr, "/status")).send().await;
+    assert!(r.is_err(), "served beyond max_connections: {r:?}");
+
+    // The idle connection is closed by the server, which frees the slot.
+    let mut byte = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(10), idle.read(&mut byte))
+        .await
+        .expect("idle connection not closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(opened.elapsed() >= Duration::from_millis(1_400));
+    let c = client();
+    assert!(status(&c, addr).await.is_some());
+    node.stop().await.unwrap();
 }

@@ -95,13 +95,23 @@ pub(crate) async fn read_frame<T: AsyncRead + Unpin + Send>(
     Ok(buf)
 }
 
-/// Writes one length-prefixed frame (header and body in one write).
+/// Bodies up to this size are written with their header in one buffer (one write); a larger
+/// body is written after its header, uncopied.
+const COALESCE_MAX_BYTES: usize = 64 * 1024;
+
+/// Writes one length-prefixed frame: header and body in one write if the body is small, else
+/// the header and then the body itself. A large frame is never copied: a sync answer stalled on
+/// a peer that reads slowly stays in memory once, not twice, until it is read or times out.
 pub(crate) async fn write_frame<T: AsyncWrite + Unpin + Send>(
     io: &mut T,
     bytes: &[u8],
 ) -> io::Result<()> {
     let len = u32::try_from(bytes.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame longer than u32"))?;
+    if bytes.len() > COALESCE_MAX_BYTES {
+        io.write_all(&len.to_be_bytes()).await?;
+        return io.write_all(bytes).await;
+    }
     let mut buf = Vec::with_capacity(4 + bytes.len());
     buf.extend_from_slice(&len.to_be_bytes());
     buf.extend_from_slice(bytes);
@@ -262,6 +272,11 @@ mod tests {
             // Truncated input is an ordinary I/O error, not a panic.
             let err = read_frame(&mut &buf[..6], 5).await.unwrap_err();
             assert!(!is_frame_too_large(&err));
+            // A large body (written after its header, uncopied) reads back the same.
+            let big: Vec<u8> = (0..COALESCE_MAX_BYTES + 7).map(|i| i as u8).collect();
+            let mut buf2 = Vec::new();
+            write_frame(&mut buf2, &big).await.unwrap();
+            assert_eq!(read_frame(&mut &buf2[..], big.len()).await.unwrap(), big);
             // As a request, an oversized frame is reported, not an error.
             let got = read_request_frame(&mut &buf[..], 4).await.unwrap();
             assert_eq!(got, Frame::Oversized { len: 5, max: 4 });

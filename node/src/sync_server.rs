@@ -13,6 +13,12 @@
 //!    refilled at [`BUDGET_BYTES_PER_SEC`]; each response's size is charged after it is read
 //!    (it may overdraw the bucket once, then the peer waits for the refill).
 //!
+//! Memory: libp2p keeps an answer the peer has not read until the request's timeout
+//! (`sync_timeout_ms`) and then drops it, so the answers one peer can hold here unread are those
+//! admitted within one timeout: at most [`max_unread_bytes`] (128 MiB at the 10 s default,
+//! against 512 × 16 MiB per connection without a budget). `node/tests/sync_flood.rs` measures it
+//! over QUIC with a validator that floods maximal requests and reads slowly.
+//!
 //! A refused request gets an empty [`BlockResponse`] at once (the requester asks another peer
 //! or retries later), so honest catch-up is slowed, never wedged, and no refusal is a penalty:
 //! an honest node far behind asks often.
@@ -23,7 +29,7 @@ use consensus::{BlockRequest, BlockResponse};
 use network::{Misbehaviour, NetworkHandle};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use storage::Store;
 use tracing::{debug, warn};
 
@@ -38,6 +44,15 @@ pub const MAX_CONCURRENT: usize = 2;
 pub const BUDGET_BURST_BYTES: f64 = 2.0 * MAX_SYNC_RESPONSE_BYTES as f64;
 /// Bytes per second a peer's budget refills (one full response every two seconds).
 pub const BUDGET_BYTES_PER_SEC: f64 = MAX_SYNC_RESPONSE_BYTES as f64 / 2.0;
+
+/// Most answer bytes one peer can have been handed and not have read yet, when an unread answer
+/// is dropped `sync_timeout` after its request arrived: everything admitted within one timeout,
+/// i.e. the burst, the refill over the timeout and the one response that overdraws the bucket.
+pub fn max_unread_bytes(sync_timeout: Duration) -> f64 {
+    BUDGET_BURST_BYTES
+        + BUDGET_BYTES_PER_SEC * sync_timeout.as_secs_f64()
+        + MAX_SYNC_RESPONSE_BYTES as f64
+}
 
 /// One peer's sync budget.
 #[derive(Debug)]
@@ -143,6 +158,7 @@ impl SyncServer {
                 BlockResponse::default()
             });
             let bytes = consensus::encode(&resp);
+            drop(resp);
             server.state().finish(from, bytes.len());
             server.net.respond(request_id, bytes);
         });
@@ -184,7 +200,6 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn one_request_in_flight_per_peer_and_a_global_cap() {
@@ -196,6 +211,38 @@ mod tests {
         assert_eq!(st.admit(3, now), Err(Refusal::Busy));
         st.finish(1, 100);
         assert_eq!(st.admit(3, now), Ok(()));
+    }
+
+    #[test]
+    fn a_peer_asking_nonstop_is_admitted_at_most_max_unread_bytes_per_timeout() {
+        // Ask every millisecond, each answer full size and answered at once, for several
+        // timeouts; no window of one timeout admits more than the bound.
+        let timeout = Duration::from_secs(10);
+        let t0 = Instant::now();
+        let mut st = State::default();
+        let mut admitted = Vec::new();
+        for ms in 0..35_000 {
+            let now = t0 + Duration::from_millis(ms);
+            if st.admit(7, now).is_ok() {
+                st.finish(7, MAX_SYNC_RESPONSE_BYTES);
+                admitted.push(now);
+            }
+        }
+        let bound = max_unread_bytes(timeout);
+        let mut most = 0.0f64;
+        for (i, &start) in admitted.iter().enumerate() {
+            let n = admitted[i..]
+                .iter()
+                .take_while(|&&t| t < start + timeout)
+                .count();
+            most = most.max((n * MAX_SYNC_RESPONSE_BYTES) as f64);
+        }
+        assert!(most <= bound, "{most} bytes admitted within one timeout");
+        // And the bound is not loose by more than one response.
+        assert!(
+            most + MAX_SYNC_RESPONSE_BYTES as f64 > bound - 1.0,
+            "{most} vs {bound}"
+        );
     }
 
     #[test]

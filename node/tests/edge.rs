@@ -5,13 +5,12 @@
 
 mod common;
 
+use common::cluster::*;
 use common::*;
 use network::{NetworkConfig, NetworkHandle, Topic, ValidatorPeer};
-use node::NodeHandle;
 use node::app::{Op, Transaction};
 use node::rpc_types::{BatchRequest, BatchResponse, PeerResponse, TxRequest};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -20,72 +19,6 @@ use std::time::{Duration, Instant};
 const CLIENT_TX_PER_SEC: usize = 200;
 /// Length of one measured phase.
 const PHASE: Duration = Duration::from_secs(10);
-
-struct Nodes {
-    _dir: tempfile::TempDir,
-    homes: Vec<PathBuf>,
-    nodes: Vec<Option<NodeHandle>>,
-}
-
-impl Nodes {
-    async fn start(n: usize) -> Nodes {
-        let dir = tempfile::tempdir().unwrap();
-        let homes = testnet(dir.path(), n);
-        let mut nodes = Vec::new();
-        for h in &homes {
-            nodes.push(Some(node::spawn(h, fast()).await.unwrap()));
-        }
-        Nodes {
-            _dir: dir,
-            homes,
-            nodes,
-        }
-    }
-
-    fn addr(&self, i: usize) -> SocketAddr {
-        self.nodes[i].as_ref().expect("running").rpc_addr()
-    }
-
-    async fn stop(&mut self, i: usize) {
-        self.nodes[i].take().expect("running").stop().await.unwrap();
-    }
-
-    /// Restart node `i`; its UDP port and database lock are released asynchronously.
-    async fn restart(&mut self, i: usize) {
-        for _ in 0..40 {
-            if let Ok(n) = node::spawn(&self.homes[i], fast()).await {
-                self.nodes[i] = Some(n);
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        panic!("node {i} did not restart");
-    }
-
-    async fn shutdown(self) {
-        for n in self.nodes.into_iter().flatten() {
-            n.stop().await.unwrap();
-        }
-    }
-}
-
-/// The genesis validators as the network layer wants them, and node `home`'s seed and address.
-fn genesis_peers(home: &Path) -> (Vec<ValidatorPeer>, [u8; 32], SocketAddr) {
-    let loaded = node::config::load_home(home, &fast()).unwrap();
-    let vs = &loaded.validators;
-    let peers = vs
-        .indices()
-        .map(|i| {
-            let e = loaded.genesis.entry(vs, i).unwrap();
-            ValidatorPeer {
-                index: i.0,
-                public_key: e.public_key.0,
-                addr: e.p2p_addr,
-            }
-        })
-        .collect();
-    (peers, loaded.key.seed(), loaded.config.p2p_listen)
-}
 
 /// Offers `CLIENT_TX_PER_SEC` puts to `addr` for `PHASE`; returns the keys accepted.
 async fn offer_load(c: &reqwest::Client, addr: SocketAddr, tag: &str) -> Vec<String> {
@@ -177,40 +110,11 @@ fn flood(net: NetworkHandle, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<u
     })
 }
 
-/// A network service with `seed` on `listen` that knows the genesis validators.
-async fn raw_network(
-    seed: [u8; 32],
-    listen: SocketAddr,
-    peers: Vec<ValidatorPeer>,
-) -> (NetworkHandle, network::EventReceiver) {
-    for _ in 0..40 {
-        let mut cfg = NetworkConfig::new(seed, listen, peers.clone());
-        cfg.redial_max_ms = 1_000;
-        if let Ok(x) = network::start(cfg).await {
-            return x;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    panic!("raw network did not start on {listen}");
-}
-
-async fn metric(c: &reqwest::Client, addr: SocketAddr, name: &str) -> f64 {
-    let text = match c.get(url(addr, "/metrics")).send().await {
-        Ok(r) => r.text().await.unwrap_or_default(),
-        Err(_) => return 0.0,
-    };
-    let prefix = format!("{name} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gossip_floods_by_an_outsider_or_a_validator_do_not_starve_clients() {
-    let mut cl = Nodes::start(4).await;
+    let mut cl = Cluster::start(4).await;
     let c = client();
-    let (peers, seed3, p2p3) = genesis_peers(&cl.homes[3]);
+    let (peers, seed3, p2p3) = network_view(&cl.homes[3]);
     // Node 3's key is the Byzantine validator's below; the real node 3 stays down throughout,
     // so every phase runs on the same three honest validators.
     cl.stop(3).await;
@@ -229,10 +133,11 @@ async fn gossip_floods_by_an_outsider_or_a_validator_do_not_starve_clients() {
 
     // (a) An outsider (fresh identity, no validator key) publishing the flood.
     let port = free_udp_ports(1)[0];
-    let (outsider, _orx) = raw_network(
+    let (outsider, _orx) = raw_swarm(
         rand::random(),
         format!("127.0.0.1:{port}").parse().unwrap(),
         peers.clone(),
+        |_| {},
     )
     .await;
     let stop = Arc::new(AtomicBool::new(false));
@@ -253,7 +158,7 @@ async fn gossip_floods_by_an_outsider_or_a_validator_do_not_starve_clients() {
 
     // (b) A genesis validator's key publishing the same flood: within its per-author budget
     // the gossip is delivered, and it must still not crowd the clients out.
-    let (byz, _brx) = raw_network(seed3, p2p3, peers).await;
+    let (byz, _brx) = raw_swarm(seed3, p2p3, peers, |_| {}).await;
     let stop = Arc::new(AtomicBool::new(false));
     let flooder = flood(byz.clone(), stop.clone());
     let validator_rate = phase_rate(&c, target, "validator").await;
@@ -320,7 +225,7 @@ async fn connected_peers(c: &reqwest::Client, addr: SocketAddr) -> usize {
 }
 
 /// Seconds until node `i` sees all 3 other validators connected (panics after 60 s).
-async fn reconnect_secs(c: &reqwest::Client, cl: &Nodes, i: usize, since: Instant) -> f64 {
+async fn reconnect_secs(c: &reqwest::Client, cl: &Cluster, i: usize, since: Instant) -> f64 {
     let a = cl.addr(i);
     let ok = wait_until(60, || async { connected_peers(c, a).await == 3 }).await;
     assert!(ok, "node {i} did not reconnect to every validator");
@@ -329,9 +234,9 @@ async fn reconnect_secs(c: &reqwest::Client, cl: &Nodes, i: usize, since: Instan
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strangers_holding_every_slot_cannot_keep_validators_out() {
-    let mut cl = Nodes::start(4).await;
+    let mut cl = Cluster::start(4).await;
     let c = client();
-    let (peers, _, _) = genesis_peers(&cl.homes[0]);
+    let (peers, _, _) = network_view(&cl.homes[0]);
     assert!(
         wait_until(60, || async {
             status(&c, cl.addr(0))

@@ -7,15 +7,14 @@
 
 mod common;
 
+use common::cluster::*;
 use common::*;
 use consensus::{
     BlockId, ConsensusMessage, Height, Signature, ValidatorIndex, View, Vote, VoteData,
 };
-use network::{NetworkConfig, NetworkHandle, ValidatorPeer};
-use node::NodeHandle;
-use node::rpc_types::{EvidenceResponse, PeerResponse, ValidatorResponse};
+use network::NetworkConfig;
+use node::rpc_types::{EvidenceResponse, ValidatorResponse};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -23,122 +22,9 @@ use std::time::{Duration, Instant};
 /// The receiving validators' cap on a consensus frame (`NetworkConfig::new` default).
 const VICTIM_MAX_FRAME: usize = 4 * 1024 * 1024;
 
-/// Nodes are numbered by home (0..n); validator indices follow public-key order and differ.
-struct Cluster {
-    _dir: tempfile::TempDir,
-    homes: Vec<PathBuf>,
-    nodes: Vec<Option<NodeHandle>>,
-    /// Validator index of each home.
-    vindex: Vec<u16>,
-}
-
-impl Cluster {
-    async fn start(n: usize) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let homes = testnet(dir.path(), n);
-        let mut nodes = Vec::new();
-        let mut vindex = Vec::new();
-        for h in &homes {
-            let n = node::spawn(h, fast()).await.unwrap();
-            vindex.push(n.index());
-            nodes.push(Some(n));
-        }
-        Cluster {
-            _dir: dir,
-            homes,
-            nodes,
-            vindex,
-        }
-    }
-
-    /// The home (node number) of validator `index`.
-    fn home_of(&self, index: u16) -> usize {
-        self.vindex.iter().position(|&v| v == index).unwrap()
-    }
-
-    fn addr(&self, i: usize) -> SocketAddr {
-        self.nodes[i].as_ref().expect("node is running").rpc_addr()
-    }
-
-    fn running(&self) -> Vec<usize> {
-        (0..self.nodes.len())
-            .filter(|&i| self.nodes[i].is_some())
-            .collect()
-    }
-
-    async fn stop(&mut self, i: usize) {
-        let n = self.nodes[i].take().expect("node is running");
-        n.stop().await.unwrap();
-    }
-
-    /// Restart node `i` from its home; the UDP port and the database lock are released
-    /// asynchronously, so retry for a while.
-    async fn restart(&mut self, i: usize) {
-        let mut last = None;
-        for _ in 0..40 {
-            match node::spawn(&self.homes[i], fast()).await {
-                Ok(n) => {
-                    self.nodes[i] = Some(n);
-                    return;
-                }
-                Err(e) => last = Some(e),
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        panic!("node {i} did not restart: {last:?}");
-    }
-
-    async fn shutdown(self) {
-        for n in self.nodes.into_iter().flatten() {
-            n.stop().await.unwrap();
-        }
-    }
-}
-
-async fn height(c: &reqwest::Client, addr: SocketAddr) -> u64 {
-    status(c, addr).await.map_or(0, |s| s.committed_height)
-}
-
-/// Highest committed height among `idx`.
-async fn max_height(c: &reqwest::Client, cl: &Cluster, idx: &[usize]) -> u64 {
-    let mut m = 0;
-    for &i in idx {
-        m = m.max(height(c, cl.addr(i)).await);
-    }
-    m
-}
-
-/// Wait until every node in `idx` committed at least `target`.
-async fn wait_all_at(c: &reqwest::Client, cl: &Cluster, idx: &[usize], target: u64, secs: u64) {
-    for &i in idx {
-        let a = cl.addr(i);
-        let ok = wait_until(secs, || async { height(c, a).await >= target }).await;
-        let h = height(c, a).await;
-        assert!(ok, "node {i} stuck at height {h}, wanted {target}");
-    }
-}
-
-/// A sample of the node's `/metrics` (0 if absent or unreachable).
-async fn metric(c: &reqwest::Client, addr: SocketAddr, name: &str) -> f64 {
-    let Ok(r) = c.get(url(addr, "/metrics")).send().await else {
-        return 0.0;
-    };
-    let text = r.text().await.unwrap_or_default();
-    let prefix = format!("{name} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// Timeouts signed + TCs formed: the view-change activity of a node.
 async fn view_changes(c: &reqwest::Client, addr: SocketAddr) -> f64 {
     metric(c, addr, "bftnode_timeouts_total").await + metric(c, addr, "bftnode_tcs_total").await
-}
-
-async fn peer_entry(c: &reqwest::Client, addr: SocketAddr, index: u16) -> Option<PeerResponse> {
-    let peers: Vec<PeerResponse> = get_json(c, addr, "/peers").await?;
-    peers.into_iter().find(|p| p.index == index)
 }
 
 async fn validator_entry(
@@ -166,53 +52,10 @@ async fn assert_chains_match(c: &reqwest::Client, cl: &Cluster, idx: &[usize], u
     }
 }
 
-/// Genesis validators as the network layer wants them, plus validator `i`'s secret seed and
-/// p2p address, read from node `i`'s home.
-fn network_view(home: &std::path::Path) -> (Vec<ValidatorPeer>, [u8; 32], SocketAddr) {
-    let loaded = node::config::load_home(home, &fast()).unwrap();
-    let vs = &loaded.validators;
-    let peers = vs
-        .indices()
-        .map(|i| {
-            let e = loaded.genesis.entry(vs, i).unwrap();
-            ValidatorPeer {
-                index: i.0,
-                public_key: e.public_key.0,
-                addr: e.p2p_addr,
-            }
-        })
-        .collect();
-    (peers, loaded.key.seed(), loaded.config.p2p_listen)
-}
-
-/// Start a raw network service with `seed` on `listen`, able to send frames up to 8 MiB (so the
-/// oversized frame leaves us and is refused by the receiver, not by our own send path).
-async fn raw_swarm(
-    seed: [u8; 32],
-    listen: SocketAddr,
-    peers: Vec<ValidatorPeer>,
-) -> (NetworkHandle, network::EventReceiver) {
-    let mut last = None;
-    for _ in 0..40 {
-        let mut cfg = NetworkConfig::new(seed, listen, peers.clone());
-        cfg.max_frame_bytes = 8 * 1024 * 1024;
-        match network::start(cfg).await {
-            Ok(x) => return x,
-            Err(e) => last = Some(e),
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    panic!("raw swarm did not start on {listen}: {last:?}");
-}
-
-/// Wait until the raw swarm is connected to every validator in `to`.
-async fn wait_connected(net: &NetworkHandle, to: &[u16], secs: u64) -> bool {
-    wait_until(secs, || async {
-        let peers = net.peers().await;
-        to.iter()
-            .all(|i| peers.iter().any(|p| p.index == *i && p.connected))
-    })
-    .await
+/// Receivers refuse frames over 4 MiB; the raw swarm may send up to 8 MiB (so the oversized frame
+/// leaves it and is refused by the receiver, not by its own send path).
+fn big_frames(cfg: &mut NetworkConfig) {
+    cfg.max_frame_bytes = 8 * 1024 * 1024;
 }
 
 fn garbage(len: usize, salt: u8) -> Vec<u8> {
@@ -463,6 +306,7 @@ async fn garbage_and_oversized_input_is_dropped() {
         outsider_seed,
         format!("127.0.0.1:{port}").parse().unwrap(),
         peers.clone(),
+        big_frames,
     )
     .await;
     assert!(
@@ -514,7 +358,7 @@ async fn garbage_and_oversized_input_is_dropped() {
     // ---- Node 3's validator key in a raw swarm (the real node 3 is stopped).
     cl.stop(3).await;
     let victims = [0usize, 1, 2];
-    let (fake3, _fake3_rx) = raw_swarm(seed3, p2p3, peers).await;
+    let (fake3, _fake3_rx) = raw_swarm(seed3, p2p3, peers, big_frames).await;
     let victim_idx: Vec<u16> = victims.iter().map(|&i| cl.vindex[i]).collect();
     assert!(
         wait_connected(&fake3, &victim_idx, 30).await,
@@ -687,7 +531,7 @@ async fn a_validator_streaming_bad_certificates_is_banned_while_the_chain_commit
     cl.stop(3).await;
     let victims = [0usize, 1, 2];
     let victim_idx: Vec<u16> = victims.iter().map(|&i| cl.vindex[i]).collect();
-    let (fake3, _fake3_rx) = raw_swarm(seed3, p2p3, peers).await;
+    let (fake3, _fake3_rx) = raw_swarm(seed3, p2p3, peers, big_frames).await;
     assert!(
         wait_connected(&fake3, &victim_idx, 30).await,
         "fake node 3 did not connect"

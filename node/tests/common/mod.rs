@@ -1,6 +1,8 @@
 //! Helpers shared by the in-process node tests.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use node::ConfigOverrides;
 use node::rpc_types::*;
 use std::net::{SocketAddr, UdpSocket};
@@ -85,27 +87,39 @@ pub async fn kv(c: &reqwest::Client, addr: SocketAddr, key: &str) -> Option<KvRe
         .ok()
 }
 
+/// `POST /txs` with `n` puts `{prefix}{i} = v{i}`.
 pub async fn submit_batch(
     c: &reqwest::Client,
     addr: SocketAddr,
     prefix: &str,
     n: usize,
 ) -> BatchResponse {
+    try_submit_values(c, addr, prefix, n, |i| format!("v{i}"))
+        .await
+        .unwrap_or_else(|e| panic!("POST /txs to {addr}: {e}"))
+}
+
+/// `POST /txs` with `n` puts `{prefix}{i} = value(i)`, or the HTTP error.
+pub async fn try_submit_values(
+    c: &reqwest::Client,
+    addr: SocketAddr,
+    prefix: &str,
+    n: usize,
+    value: impl Fn(usize) -> String,
+) -> reqwest::Result<BatchResponse> {
     let txs: Vec<TxRequest> = (0..n)
         .map(|i| TxRequest::Put {
             key: format!("{prefix}{i}"),
-            value: format!("v{i}"),
+            value: value(i),
             nonce: i as u64,
         })
         .collect();
     c.post(url(addr, "/txs"))
         .json(&BatchRequest { txs })
         .send()
-        .await
-        .unwrap()
+        .await?
         .json()
         .await
-        .unwrap()
 }
 
 /// Poll `f` every 100 ms until it returns true or `secs` elapse.

@@ -1,0 +1,174 @@
+//! A cluster of in-process validators over real QUIC on 127.0.0.1 with real RocksDB in
+//! tempdirs, and raw network services that impersonate one of them with its own key.
+
+use super::*;
+use network::{NetworkConfig, NetworkHandle, ValidatorPeer};
+use node::NodeHandle;
+use node::rpc_types::PeerResponse;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Nodes are numbered by home (0..n); validator indices follow public-key order and differ.
+pub struct Cluster {
+    _dir: tempfile::TempDir,
+    pub homes: Vec<PathBuf>,
+    pub nodes: Vec<Option<NodeHandle>>,
+    /// Validator index of each home.
+    pub vindex: Vec<u16>,
+}
+
+impl Cluster {
+    pub async fn start(n: usize) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let homes = testnet(dir.path(), n);
+        let mut nodes = Vec::new();
+        let mut vindex = Vec::new();
+        for h in &homes {
+            let n = node::spawn(h, fast()).await.unwrap();
+            vindex.push(n.index());
+            nodes.push(Some(n));
+        }
+        Cluster {
+            _dir: dir,
+            homes,
+            nodes,
+            vindex,
+        }
+    }
+
+    /// The home (node number) of validator `index`.
+    pub fn home_of(&self, index: u16) -> usize {
+        self.vindex.iter().position(|&v| v == index).unwrap()
+    }
+
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        self.nodes[i].as_ref().expect("node is running").rpc_addr()
+    }
+
+    pub fn running(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_some())
+            .collect()
+    }
+
+    pub async fn stop(&mut self, i: usize) {
+        let n = self.nodes[i].take().expect("node is running");
+        n.stop().await.unwrap();
+    }
+
+    /// Restart node `i` from its home; the UDP port and the database lock are released
+    /// asynchronously, so retry for a while.
+    pub async fn restart(&mut self, i: usize) {
+        let mut last = None;
+        for _ in 0..40 {
+            match node::spawn(&self.homes[i], fast()).await {
+                Ok(n) => {
+                    self.nodes[i] = Some(n);
+                    return;
+                }
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!("node {i} did not restart: {last:?}");
+    }
+
+    pub async fn shutdown(self) {
+        for n in self.nodes.into_iter().flatten() {
+            n.stop().await.unwrap();
+        }
+    }
+}
+
+pub async fn height(c: &reqwest::Client, addr: SocketAddr) -> u64 {
+    status(c, addr).await.map_or(0, |s| s.committed_height)
+}
+
+/// Highest committed height among `idx`.
+pub async fn max_height(c: &reqwest::Client, cl: &Cluster, idx: &[usize]) -> u64 {
+    let mut m = 0;
+    for &i in idx {
+        m = m.max(height(c, cl.addr(i)).await);
+    }
+    m
+}
+
+/// Wait until every node in `idx` committed at least `target`.
+pub async fn wait_all_at(c: &reqwest::Client, cl: &Cluster, idx: &[usize], target: u64, secs: u64) {
+    for &i in idx {
+        let a = cl.addr(i);
+        let ok = wait_until(secs, || async { height(c, a).await >= target }).await;
+        let h = height(c, a).await;
+        assert!(ok, "node {i} stuck at height {h}, wanted {target}");
+    }
+}
+
+/// A sample of the node's `/metrics` (0 if absent or unreachable).
+pub async fn metric(c: &reqwest::Client, addr: SocketAddr, name: &str) -> f64 {
+    let Ok(r) = c.get(url(addr, "/metrics")).send().await else {
+        return 0.0;
+    };
+    let text = r.text().await.unwrap_or_default();
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+pub async fn peer_entry(c: &reqwest::Client, addr: SocketAddr, index: u16) -> Option<PeerResponse> {
+    let peers: Vec<PeerResponse> = get_json(c, addr, "/peers").await?;
+    peers.into_iter().find(|p| p.index == index)
+}
+
+/// Genesis validators as the network layer wants them, plus the validator's secret seed and
+/// p2p address, read from its home.
+pub fn network_view(home: &Path) -> (Vec<ValidatorPeer>, [u8; 32], SocketAddr) {
+    let loaded = node::config::load_home(home, &fast()).unwrap();
+    let vs = &loaded.validators;
+    let peers = vs
+        .indices()
+        .map(|i| {
+            let e = loaded.genesis.entry(vs, i).unwrap();
+            ValidatorPeer {
+                index: i.0,
+                public_key: e.public_key.0,
+                addr: e.p2p_addr,
+            }
+        })
+        .collect();
+    (peers, loaded.key.seed(), loaded.config.p2p_listen)
+}
+
+/// Start a raw network service with `seed` on `listen` (the default config, adjusted by
+/// `configure`) on the current tokio runtime. The port of a just-stopped validator is released
+/// asynchronously, so retry for a while.
+pub async fn raw_swarm(
+    seed: [u8; 32],
+    listen: SocketAddr,
+    peers: Vec<ValidatorPeer>,
+    configure: impl Fn(&mut NetworkConfig),
+) -> (NetworkHandle, network::EventReceiver) {
+    let mut last = None;
+    for _ in 0..40 {
+        let mut cfg = NetworkConfig::new(seed, listen, peers.clone());
+        configure(&mut cfg);
+        match network::start(cfg).await {
+            Ok(x) => return x,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("raw swarm did not start on {listen}: {last:?}");
+}
+
+/// Wait until the raw swarm is connected to every validator in `to`.
+pub async fn wait_connected(net: &NetworkHandle, to: &[u16], secs: u64) -> bool {
+    wait_until(secs, || async {
+        let peers = net.peers().await;
+        to.iter()
+            .all(|i| peers.iter().any(|p| p.index == *i && p.connected))
+    })
+    .await
+}

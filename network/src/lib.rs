@@ -65,7 +65,8 @@
 //!
 //! ## Delivery semantics
 //! Consensus delivery is best effort: a frame to a disconnected peer, or beyond
-//! `max_inflight_per_peer` unacknowledged frames, is dropped and counted (the consensus core
+//! `max_inflight_per_peer` unacknowledged frames or `max_inflight_bytes_per_peer`
+//! unacknowledged bytes, is dropped and counted (the consensus core
 //! must tolerate loss: timeouts and sync recover). Frames on different streams may be
 //! reordered. Sends to ourselves are looped back as events.
 
@@ -148,6 +149,10 @@ pub struct NetworkConfig {
     /// Unacknowledged consensus frames allowed per peer before further sends are dropped
     /// (default 512).
     pub max_inflight_per_peer: usize,
+    /// Bytes of unacknowledged consensus frames allowed per peer before further sends are
+    /// dropped (default 64 MiB; at least `max_frame_bytes`). Bounds what a slow-reading peer
+    /// makes us hold.
+    pub max_inflight_bytes_per_peer: usize,
     /// Bytes of consensus frames and sync requests that may wait in the inbound event queue
     /// (each event charged its payload + 64 bytes); beyond it new ones are dropped and counted
     /// in `events_dropped` (default 64 MiB). Control events are never dropped (see
@@ -198,6 +203,7 @@ impl NetworkConfig {
             redial_min_ms: 100,
             redial_max_ms: 5_000,
             max_inflight_per_peer: 512,
+            max_inflight_bytes_per_peer: 64 * 1024 * 1024,
             event_queue_bytes: 64 * 1024 * 1024,
             gossip_queue_bytes: 16 * 1024 * 1024,
             max_strangers: 32,

@@ -71,6 +71,8 @@ pub(crate) struct PeerState {
     pub dropped: u64,
     /// Consensus frames sent and not yet acknowledged or failed.
     pub inflight: usize,
+    /// Payload bytes of those frames.
+    pub inflight_bytes: usize,
     pub rtt: Option<Duration>,
     pub bucket: TokenBucket,
     /// Set while the peer is refused; cleared (and the peer unblocked) when it passes.
@@ -110,6 +112,7 @@ impl PeerState {
             msgs_out: 0,
             dropped: 0,
             inflight: 0,
+            inflight_bytes: 0,
             rtt: None,
             bucket: TokenBucket::new(cfg.rate_limit_msgs_per_sec, cfg.rate_limit_burst, now),
             banned_until: None,

@@ -73,6 +73,9 @@ struct Service {
     events: EventSender,
     commands: mpsc::UnboundedReceiver<Command>,
     metrics: NetworkMetrics,
+    /// Our unacknowledged consensus frames: libp2p id → (target index, payload bytes). At most
+    /// `max_inflight_per_peer` per validator.
+    outbound_frames: HashMap<OutboundRequestId, (u16, usize)>,
     /// Our outbound sync requests: libp2p id → (handle id, target index).
     outbound_sync: HashMap<OutboundRequestId, (u64, u16)>,
     /// Inbound sync requests awaiting `respond`: handle id → channel. At most
@@ -104,6 +107,9 @@ fn validate(cfg: &NetworkConfig) -> Result<(), NetworkError> {
     }
     if cfg.redial_min_ms == 0 || cfg.redial_min_ms > cfg.redial_max_ms {
         return bad("need 0 < redial_min_ms <= redial_max_ms");
+    }
+    if cfg.max_inflight_bytes_per_peer < cfg.max_frame_bytes {
+        return bad("max_inflight_bytes_per_peer must be at least max_frame_bytes");
     }
     if cfg.ban_score <= 0 || cfg.event_queue_bytes == 0 || cfg.max_inflight_per_peer == 0 {
         return bad("ban_score, event_queue_bytes and max_inflight_per_peer must be positive");
@@ -292,6 +298,7 @@ pub(crate) fn spawn(
         events,
         commands,
         metrics: NetworkMetrics::default(),
+        outbound_frames: HashMap::new(),
         outbound_sync: HashMap::new(),
         inbound_sync: HashMap::new(),
         inbound_sync_ids: HashMap::new(),
@@ -388,16 +395,22 @@ impl Service {
     fn send_frame(&mut self, to: u16, bytes: Vec<u8>) {
         let max = self.cfg.max_frame_bytes;
         let max_inflight = self.cfg.max_inflight_per_peer;
+        let max_inflight_bytes = self.cfg.max_inflight_bytes_per_peer;
         let Some(p) = self.peers.get_mut(&to) else {
             debug!(to, "send to unknown validator dropped");
             self.metrics.send_dropped += 1;
             return;
         };
-        if !p.connected() || p.inflight >= max_inflight || bytes.len() > max {
+        if !p.connected()
+            || p.inflight >= max_inflight
+            || p.inflight_bytes + bytes.len() > max_inflight_bytes
+            || bytes.len() > max
+        {
             trace!(
                 to,
                 connected = p.connected(),
                 inflight = p.inflight,
+                inflight_bytes = p.inflight_bytes,
                 len = bytes.len(),
                 "frame dropped"
             );
@@ -405,16 +418,20 @@ impl Service {
             self.metrics.send_dropped += 1;
             return;
         }
+        let len = bytes.len();
         p.inflight += 1;
+        p.inflight_bytes += len;
         p.msgs_out += 1;
         self.metrics.frames_out += 1;
-        self.metrics.bytes_out += bytes.len() as u64;
+        self.metrics.bytes_out += len as u64;
         let pid = p.peer_id;
-        self.swarm
+        let id = self
+            .swarm
             .behaviour_mut()
             .consensus
             .inner()
             .send_request(&pid, Frame::Data(bytes));
+        self.outbound_frames.insert(id, (to, len));
     }
 
     fn send_sync_request(&mut self, to: u16, request_id: u64, bytes: Vec<u8>) {
@@ -641,6 +658,8 @@ impl Service {
             return;
         }
         p.inflight = 0;
+        p.inflight_bytes = 0;
+        self.outbound_frames.retain(|_, (to, _)| *to != index);
         let now = Instant::now();
         let stable = Duration::from_millis(self.cfg.stable_connection_ms);
         if p.on_lost(now, stable, self.cfg.redial_min_ms) {
@@ -695,13 +714,17 @@ impl Service {
                 }
             }
             request_response::Event::Message {
-                peer,
-                message: request_response::Message::Response { .. },
+                message: request_response::Message::Response { request_id, .. },
                 ..
-            } => self.ack(&peer),
-            request_response::Event::OutboundFailure { peer, error, .. } => {
+            } => self.ack(request_id),
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
                 debug!(%peer, %error, "consensus frame not delivered");
-                self.ack(&peer);
+                self.ack(request_id);
                 self.metrics.send_failures += 1;
                 if let Some(p) = self.by_peer.get(&peer).and_then(|i| self.peers.get_mut(i)) {
                     p.dropped += 1;
@@ -714,10 +737,13 @@ impl Service {
         }
     }
 
-    /// A consensus frame to `peer` was acknowledged or failed.
-    fn ack(&mut self, peer: &PeerId) {
-        if let Some(p) = self.by_peer.get(peer).and_then(|i| self.peers.get_mut(i)) {
+    /// Our consensus frame `id` was acknowledged or failed: it no longer counts in flight.
+    fn ack(&mut self, id: OutboundRequestId) {
+        if let Some((to, len)) = self.outbound_frames.remove(&id)
+            && let Some(p) = self.peers.get_mut(&to)
+        {
             p.inflight = p.inflight.saturating_sub(1);
+            p.inflight_bytes = p.inflight_bytes.saturating_sub(len);
         }
     }
 

@@ -684,3 +684,58 @@ async fn a_full_data_queue_drops_frames_but_never_control_events() {
     ));
     eprintln!("frames dropped at the full queue: {}", m.events_dropped);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_reading_holds_at_most_the_inflight_byte_cap() {
+    // Node 1 runs on its own thread, which is then blocked: it reads and acknowledges nothing.
+    // Node 0 keeps at most `max_inflight_bytes_per_peer` (1 MiB here) of frames to it in
+    // flight; the rest are dropped at once instead of piling up in memory.
+    let mut cfgs = cluster(12, 2, |_, c| {
+        c.max_frame_bytes = 128 * 1024;
+        c.max_inflight_bytes_per_peer = 1024 * 1024;
+    });
+    let cfg1 = cfgs.pop().unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let (freeze_tx, freeze_rx) = std::sync::mpsc::channel::<()>();
+    let frozen = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (_h, mut rx) = start(cfg1).await.unwrap();
+            connected_to(&mut rx, &[0]).await;
+            ready_tx.send(()).unwrap();
+            while freeze_rx.try_recv().is_err() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            std::thread::sleep(Duration::from_secs(3));
+        });
+    });
+    let mut nodes = start_all(cfgs).await;
+    connected_to(&mut nodes[0].1, &[1]).await;
+    let deadline = Instant::now() + WAIT;
+    while ready_rx.try_recv().is_err() {
+        assert!(Instant::now() < deadline, "node 1 did not connect");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    freeze_tx.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = nodes[0].0.metrics().await;
+    for i in 0..100u32 {
+        nodes[0].0.send(1, vec![(i % 251) as u8; 60 * 1024]);
+    }
+    let m = metrics_until(&nodes[0].0, "sends handled", |m| {
+        m.frames_out + m.send_dropped >= before.frames_out + before.send_dropped + 100
+    })
+    .await;
+    let sent = m.frames_out - before.frames_out;
+    let dropped = m.send_dropped - before.send_dropped;
+    eprintln!("to a peer that stopped reading: {sent} frames in flight, {dropped} dropped");
+    assert!(
+        sent <= 17,
+        "more than 1 MiB of 60 KiB frames in flight: {sent}"
+    );
+    assert!(dropped >= 83, "{dropped}");
+    frozen.join().unwrap();
+}

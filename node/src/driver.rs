@@ -122,6 +122,58 @@ pub struct DriverInfo {
     pub empty_block_delay: Duration,
 }
 
+/// Our block-sync requests awaiting a response: network request id → (core request id, when
+/// sent). At most [`MAX_FETCHES`] entries; each is dropped after [`FETCH_EXPIRY`].
+#[derive(Debug, Default)]
+pub struct Fetches {
+    map: HashMap<u64, (u64, Instant)>,
+}
+
+impl Fetches {
+    /// Track network request `nid` for core request `core_id`, sent at `now`. Returns the core
+    /// ids of the oldest requests dropped to stay within [`MAX_FETCHES`].
+    pub fn insert(&mut self, nid: u64, core_id: u64, now: Instant) -> Vec<u64> {
+        let mut dropped = Vec::new();
+        while self.map.len() >= MAX_FETCHES {
+            let oldest = self.map.iter().min_by_key(|(_, (_, at))| *at).map(|(n, _)| *n);
+            match oldest.and_then(|n| self.map.remove(&n)) {
+                Some((id, _)) => dropped.push(id),
+                None => break,
+            }
+        }
+        self.map.insert(nid, (core_id, now));
+        dropped
+    }
+
+    /// The response to `nid` arrived: its core id, if it is still tracked.
+    pub fn remove(&mut self, nid: u64) -> Option<u64> {
+        self.map.remove(&nid).map(|(id, _)| id)
+    }
+
+    /// Drop the requests sent [`FETCH_EXPIRY`] or more before `now`; returns their core ids.
+    pub fn expire(&mut self, now: Instant) -> Vec<u64> {
+        let mut dropped = Vec::new();
+        self.map.retain(|_, (id, at)| {
+            let keep = now.saturating_duration_since(*at) < FETCH_EXPIRY;
+            if !keep {
+                dropped.push(*id);
+            }
+            keep
+        });
+        dropped
+    }
+
+    /// Requests tracked.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether none is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
 /// The driver task's state.
 pub struct Driver {
     core: Core<FaultTolerance>,
@@ -135,9 +187,8 @@ pub struct Driver {
     timers: BTreeMap<(Millis, u64), Timer>,
     timer_seq: u64,
     connected: BTreeSet<ValidatorIndex>,
-    /// Network request id → (core request id, when sent). At most [`MAX_FETCHES`] entries, each
-    /// dropped after [`FETCH_EXPIRY`].
-    fetches: HashMap<u64, (u64, Instant)>,
+    /// Our block-sync requests awaiting a response.
+    fetches: Fetches,
     followups: VecDeque<Event>,
     /// A payload request not answered yet: its view and when to answer at the latest.
     pending_payload: Option<(consensus::View, Instant)>,
@@ -172,7 +223,7 @@ impl Driver {
             timers: BTreeMap::new(),
             timer_seq: 0,
             connected: BTreeSet::new(),
-            fetches: HashMap::new(),
+            fetches: Fetches::default(),
             followups: VecDeque::new(),
             pending_payload: None,
             gossip_buf: Vec::new(),
@@ -321,7 +372,9 @@ impl Driver {
                 request,
             } => {
                 let nid = self.net.request(peer.0, consensus::encode(&request));
-                self.track_fetch(nid, request_id)?;
+                for dropped in self.fetches.insert(nid, request_id, Instant::now()) {
+                    self.fetch_dropped(dropped)?;
+                }
                 self.metrics.sync_requests.inc();
                 debug!(request_id, peer = peer.0, target = %request.target, "block sync request");
             }
@@ -506,7 +559,7 @@ impl Driver {
                 request_id,
                 result,
             } => {
-                let Some((core_id, _)) = self.fetches.remove(&request_id) else {
+                let Some(core_id) = self.fetches.remove(request_id) else {
                     return Ok(());
                 };
                 let event = match result
@@ -624,44 +677,17 @@ impl Driver {
         out
     }
 
-    /// Remember our sync request `nid` (core id `core_id`), dropping the oldest beyond
-    /// [`MAX_FETCHES`].
-    fn track_fetch(&mut self, nid: u64, core_id: u64) -> Result<()> {
-        while self.fetches.len() >= MAX_FETCHES {
-            let oldest = self
-                .fetches
-                .iter()
-                .min_by_key(|(_, (_, at))| *at)
-                .map(|(nid, _)| *nid);
-            match oldest {
-                Some(old) => self.drop_fetch(old)?,
-                None => break,
-            }
-        }
-        self.fetches.insert(nid, (core_id, Instant::now()));
-        Ok(())
-    }
-
     /// Drop our outstanding sync requests older than [`FETCH_EXPIRY`].
     fn expire_fetches(&mut self) -> Result<()> {
-        let now = Instant::now();
-        let expired: Vec<u64> = self
-            .fetches
-            .iter()
-            .filter(|(_, (_, at))| now.saturating_duration_since(*at) >= FETCH_EXPIRY)
-            .map(|(nid, _)| *nid)
-            .collect();
-        for nid in expired {
-            self.drop_fetch(nid)?;
+        for core_id in self.fetches.expire(Instant::now()) {
+            self.fetch_dropped(core_id)?;
         }
         Ok(())
     }
 
-    /// Forget sync request `nid` and tell the core it failed (a late response is ignored).
-    fn drop_fetch(&mut self, nid: u64) -> Result<()> {
-        let Some((core_id, _)) = self.fetches.remove(&nid) else {
-            return Ok(());
-        };
+    /// Our sync request `core_id` was dropped without a response: tell the core it failed (a
+    /// late response is ignored).
+    fn fetch_dropped(&mut self, core_id: u64) -> Result<()> {
         self.metrics.sync_fetches_expired.inc();
         debug!(request_id = core_id, "block sync request dropped without a response");
         self.step(Event::FetchFailed {
@@ -989,5 +1015,33 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outstanding_fetches_are_bounded_and_expire() {
+        let t0 = Instant::now();
+        let mut f = Fetches::default();
+        for nid in 0..MAX_FETCHES as u64 {
+            let at = t0 + Duration::from_millis(nid);
+            assert!(f.insert(nid, 1000 + nid, at).is_empty());
+        }
+        // One more drops the oldest (its core request fails), never grows the map.
+        let late = t0 + Duration::from_secs(1);
+        assert_eq!(f.insert(500, 1500, late), vec![1000]);
+        assert_eq!(f.len(), MAX_FETCHES);
+        assert_eq!(f.remove(0), None, "dropped: a late response is ignored");
+        assert_eq!(f.remove(1), Some(1001));
+        // Responses that never come: everything sent FETCH_EXPIRY ago goes.
+        let mut expired = f.expire(t0 + FETCH_EXPIRY + Duration::from_millis(100));
+        expired.sort();
+        assert_eq!(expired, (1002..1000 + MAX_FETCHES as u64).collect::<Vec<_>>());
+        assert_eq!(f.len(), 1);
+        assert_eq!(f.expire(late + FETCH_EXPIRY), vec![1500]);
+        assert!(f.is_empty());
     }
 }

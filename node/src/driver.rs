@@ -60,9 +60,7 @@ pub type SharedStore = Arc<RocksStore>;
 pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
         _ => f(),
     }
 }
@@ -135,7 +133,11 @@ impl Fetches {
     pub fn insert(&mut self, nid: u64, core_id: u64, now: Instant) -> Vec<u64> {
         let mut dropped = Vec::new();
         while self.map.len() >= MAX_FETCHES {
-            let oldest = self.map.iter().min_by_key(|(_, (_, at))| *at).map(|(n, _)| *n);
+            let oldest = self
+                .map
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(n, _)| *n);
             match oldest.and_then(|n| self.map.remove(&n)) {
                 Some((id, _)) => dropped.push(id),
                 None => break,
@@ -689,7 +691,10 @@ impl Driver {
     /// late response is ignored).
     fn fetch_dropped(&mut self, core_id: u64) -> Result<()> {
         self.metrics.sync_fetches_expired.inc();
-        debug!(request_id = core_id, "block sync request dropped without a response");
+        debug!(
+            request_id = core_id,
+            "block sync request dropped without a response"
+        );
         self.step(Event::FetchFailed {
             request_id: core_id,
         })
@@ -1039,7 +1044,10 @@ mod tests {
         // Responses that never come: everything sent FETCH_EXPIRY ago goes.
         let mut expired = f.expire(t0 + FETCH_EXPIRY + Duration::from_millis(100));
         expired.sort();
-        assert_eq!(expired, (1002..1000 + MAX_FETCHES as u64).collect::<Vec<_>>());
+        assert_eq!(
+            expired,
+            (1002..1000 + MAX_FETCHES as u64).collect::<Vec<_>>()
+        );
         assert_eq!(f.len(), 1);
         assert_eq!(f.expire(late + FETCH_EXPIRY), vec![1500]);
         assert!(f.is_empty());

@@ -195,7 +195,9 @@ impl Mempool {
     }
     /// Pending transactions and bytes charged to `source`.
     pub fn held_by(&self, source: &Source) -> (usize, usize) {
-        self.sources.get(source).map_or((0, 0), |h| (h.txs, h.bytes))
+        self.sources
+            .get(source)
+            .map_or((0, 0), |h| (h.txs, h.bytes))
     }
     /// Sources holding at least one pending transaction.
     pub fn source_count(&self) -> usize {

@@ -214,8 +214,8 @@ async fn committed_block(st: &RpcState, height: Option<u64>) -> Result<BlockResp
             None => "no committed block".to_string(),
         }));
     };
-    let block =
-        block.ok_or_else(|| ApiError::internal(format!("committed block {id} missing from store")))?;
+    let block = block
+        .ok_or_else(|| ApiError::internal(format!("committed block {id} missing from store")))?;
     Ok(block_json(id, &block))
 }
 

@@ -125,7 +125,12 @@ fn flood(m: &mut Mempool, source: Source, tag: &str, n: usize) -> (usize, Vec<Me
     let mut ok = 0;
     let mut errs = Vec::new();
     for i in 0..n {
-        match m.insert_from(source, Transaction::put(format!("{tag}{i}"), "v", 0), false, now) {
+        match m.insert_from(
+            source,
+            Transaction::put(format!("{tag}{i}"), "v", 0),
+            false,
+            now,
+        ) {
             Ok(_) => ok += 1,
             Err(e) => errs.push(e),
         }
@@ -141,8 +146,14 @@ fn a_flooding_peer_cannot_take_more_than_its_quota() {
     assert_eq!(ok, 50);
     assert_eq!(m.held_by(&peer(1)).0, 50);
     assert!(
-        errs.iter()
-            .all(|e| matches!(e, MempoolError::OverQuota { txs: 50, max_txs: 50, .. })),
+        errs.iter().all(|e| matches!(
+            e,
+            MempoolError::OverQuota {
+                txs: 50,
+                max_txs: 50,
+                ..
+            }
+        )),
         "{:?}",
         errs.first()
     );
@@ -184,13 +195,19 @@ fn local_submissions_get_in_when_gossip_filled_the_pool() {
     assert_eq!(m.held_by(&Source::Local).0, 60);
     // Each eviction hit the most loaded peer, so they end level.
     let held: Vec<usize> = (1..=3).map(|p| m.held_by(&peer(p)).0).collect();
-    assert!(held.iter().max().unwrap() - held.iter().min().unwrap() <= 1, "{held:?}");
+    assert!(
+        held.iter().max().unwrap() - held.iter().min().unwrap() <= 1,
+        "{held:?}"
+    );
     // Full of local transactions only: local ones are never evicted.
     let mut m = pool(3, 1 << 20);
     for i in 0..3 {
         m.insert(tx(i), false, now).unwrap();
     }
-    assert!(matches!(m.insert(tx(9), false, now), Err(MempoolError::Full { .. })));
+    assert!(matches!(
+        m.insert(tx(9), false, now),
+        Err(MempoolError::Full { .. })
+    ));
     // A peer within its quota (1 of 3) cannot evict local transactions either.
     assert!(matches!(
         m.insert_from(peer(1), tx(9), false, now),
@@ -212,7 +229,10 @@ fn eviction_never_drops_in_flight_transactions() {
     for i in 0..5 {
         m.insert(tx(i), false, now).unwrap();
     }
-    assert!(matches!(m.insert(tx(99), false, now), Err(MempoolError::Full { .. })));
+    assert!(matches!(
+        m.insert(tx(99), false, now),
+        Err(MempoolError::Full { .. })
+    ));
     assert_eq!(m.evicted(), 0);
     assert!(hashes.iter().all(|h| m.contains(h)));
     // The block can no longer commit: its transactions are released, and the newest goes.

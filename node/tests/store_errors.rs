@@ -67,7 +67,10 @@ fn a_corrupt_tx_index_entry_fails_only_that_gossip_message() {
     let r = ingest_gossip(&mut m, &store, peer(1), &msg, now, &metrics).unwrap();
     assert_eq!(r.accepted, 1);
     assert!(
-        matches!(r.read_error, Some(storage::StoreError::Corrupt { cf: "txindex", .. })),
+        matches!(
+            r.read_error,
+            Some(storage::StoreError::Corrupt { cf: "txindex", .. })
+        ),
         "{:?}",
         r.read_error
     );
@@ -76,8 +79,15 @@ fn a_corrupt_tx_index_entry_fails_only_that_gossip_message() {
     assert_eq!(metrics.gossip_txs_count(gossip_outcome::READ_ERROR), 2);
 
     // The next message is served normally.
-    let r = ingest_gossip(&mut m, &store, peer(1), &gossip(&[after.clone()]), now, &metrics)
-        .unwrap();
+    let r = ingest_gossip(
+        &mut m,
+        &store,
+        peer(1),
+        &gossip(std::slice::from_ref(&after)),
+        now,
+        &metrics,
+    )
+    .unwrap();
     assert_eq!(r.accepted, 1);
     assert!(m.contains(&after.hash()));
 }
@@ -112,7 +122,17 @@ fn gossip_is_capped_per_message_and_committed_txs_are_found() {
     assert_eq!(r.accepted, MAX_GOSSIP_TXS - 1);
     assert_eq!(m.len(), MAX_GOSSIP_TXS - 1);
     // Garbage is refused whole; nothing is inserted.
-    assert!(ingest_gossip(&mut m, &store, peer(2), &[1, 2, 3], Instant::now(), &metrics).is_err());
+    assert!(
+        ingest_gossip(
+            &mut m,
+            &store,
+            peer(2),
+            &[1, 2, 3],
+            Instant::now(),
+            &metrics
+        )
+        .is_err()
+    );
 }
 
 /// The attack of issue 8, at the mempool: a stranger floods 70,000-tx messages; every message
@@ -164,7 +184,15 @@ fn a_gossip_flood_cannot_starve_local_clients() {
         txs.push(Transaction::delete(vec![b'y'], i));
     }
     for chunk in txs.chunks(MAX_GOSSIP_TXS) {
-        ingest_gossip(&mut m, &store, peer(8), &gossip(chunk), Instant::now(), &metrics).unwrap();
+        ingest_gossip(
+            &mut m,
+            &store,
+            peer(8),
+            &gossip(chunk),
+            Instant::now(),
+            &metrics,
+        )
+        .unwrap();
     }
     assert_eq!(m.held_by(&peer(8)).0, 20_000 / 3);
     assert_eq!(m.len(), 10_000 + 6_666);
@@ -192,7 +220,10 @@ fn a_sync_request_for_a_corrupt_block_fails_only_that_request() {
         stop_at: Height(0),
         max_blocks: 10,
     };
-    assert!(store.serve_blocks(&req, 1 << 20).is_err(), "the record is corrupt");
+    assert!(
+        store.serve_blocks(&req, 1 << 20).is_err(),
+        "the record is corrupt"
+    );
     let resp = node::sync_server::answer(&store, &req, &metrics);
     assert!(resp.blocks.is_empty());
     assert_eq!(metrics.store_read_error_count("sync"), 1);
@@ -238,13 +269,18 @@ async fn a_peer_gossiping_a_tx_with_a_corrupt_index_entry_does_not_stop_the_node
             let Ok(r) = c.get(url(a_rpc, "/metrics")).send().await else {
                 return false;
             };
-            r.text().await.is_ok_and(|t| t.lines().any(|l| l.starts_with(metric)))
+            r.text()
+                .await
+                .is_ok_and(|t| t.lines().any(|l| l.starts_with(metric)))
         }
     })
     .await;
     assert!(!a.is_finished(), "validator 0 stopped on a peer's gossip");
     assert!(counted, "validator 0 never counted the failed read");
-    assert!(status(&c, a.rpc_addr()).await.is_some(), "validator 0 still answers");
+    assert!(
+        status(&c, a.rpc_addr()).await.is_some(),
+        "validator 0 still answers"
+    );
     a.stop().await.unwrap();
     b.stop().await.unwrap();
 }

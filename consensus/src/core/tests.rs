@@ -917,7 +917,11 @@ fn replayed_evidence_costs_no_signature_check() {
         assert!(out.iter().all(|a| !matches!(a, Action::Evidence(_))));
     }
     assert_eq!(sigs(&c), before, "a replay costs zero signature checks");
-    assert_eq!(invalid(&c), 1, "a forgery under a held key is dropped unverified");
+    assert_eq!(
+        invalid(&c),
+        1,
+        "a forgery under a held key is dropped unverified"
+    );
 
     // Another key (another view) is new evidence again.
     let before = sigs(&c);

@@ -56,7 +56,8 @@ pub type SharedStore = Arc<RocksStore>;
 /// Run `f`, which blocks on the store, from async code: inside `tokio::task::block_in_place` on
 /// a multi-thread runtime, so the worker's other tasks move to another worker meanwhile;
 /// inline on a current-thread runtime or outside any runtime (where `block_in_place` would
-/// panic). See the module docs.
+/// panic). Not for a `LocalSet` on a multi-thread runtime, where `block_in_place` panics too:
+/// the driver is `Send` and started with `tokio::spawn`. See the module docs.
 pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {

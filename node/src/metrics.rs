@@ -252,39 +252,36 @@ impl Metrics {
     /// Count `n` gossiped transactions with `outcome` (one of [`gossip_outcome`]).
     pub fn count_gossip_txs(&self, outcome: &str, n: u64) {
         if n > 0 {
-            self.gossip_txs
-                .get_or_create(&vec![("outcome".to_string(), outcome.to_string())])
-                .inc_by(n);
+            labelled(&self.gossip_txs, "outcome", outcome).inc_by(n);
         }
     }
 
     /// Gossiped transactions counted with `outcome` so far.
     pub fn gossip_txs_count(&self, outcome: &str) -> u64 {
-        self.gossip_txs
-            .get_or_create(&vec![("outcome".to_string(), outcome.to_string())])
-            .get()
+        labelled(&self.gossip_txs, "outcome", outcome).get()
     }
 
     /// Count one failed store read while serving `path` (`sync`, `gossip`, `submit`, `rpc`).
     pub fn count_store_read_error(&self, path: &str) {
-        self.store_read_errors
-            .get_or_create(&vec![("path".to_string(), path.to_string())])
-            .inc();
+        labelled(&self.store_read_errors, "path", path).inc();
     }
 
     /// Failed store reads counted for `path` so far.
     pub fn store_read_error_count(&self, path: &str) -> u64 {
-        self.store_read_errors
-            .get_or_create(&vec![("path".to_string(), path.to_string())])
-            .get()
+        labelled(&self.store_read_errors, "path", path).get()
     }
 
     /// Count one evidence item of `kind`.
     pub fn count_evidence(&self, kind: &str) {
-        self.evidence
-            .get_or_create(&vec![("kind".to_string(), kind.to_string())])
-            .inc();
+        labelled(&self.evidence, "kind", kind).inc();
     }
+}
+
+/// The counter of `family` with the one label `name = value` (created at zero if new).
+fn labelled(family: &Family<KindLabels, Counter>, name: &str, value: &str) -> Counter {
+    family
+        .get_or_create(&vec![(name.to_string(), value.to_string())])
+        .clone()
 }
 
 impl Default for Metrics {

@@ -963,7 +963,11 @@ pub fn ingest_gossip(
             Err(e) => {
                 metrics.count_store_read_error("gossip");
                 metrics.count_gossip_txs(gossip_outcome::READ_ERROR, (total - i) as u64);
-                warn!(tx = %hash, error = %e, "tx gossip: store read failed; rest of the message dropped");
+                warn!(
+                    tx = %hash,
+                    error = %e,
+                    "tx gossip: store read failed; rest of the message dropped"
+                );
                 report.read_error = Some(e);
                 break;
             }

@@ -158,7 +158,11 @@ pub fn answer(store: &impl Store, req: &BlockRequest, metrics: &Metrics) -> Bloc
         .serve_blocks(req, MAX_SYNC_RESPONSE_BYTES - 1024)
         .unwrap_or_else(|e| {
             metrics.count_store_read_error("sync");
-            warn!(error = %e, target = %req.target, "block sync: store read failed; request answered empty");
+            warn!(
+                error = %e,
+                target = %req.target,
+                "block sync: store read failed; request answered empty"
+            );
             BlockResponse::default()
         })
 }

@@ -67,7 +67,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// request asks for.
 pub const HARD_CAP: usize = 500;
 
-/// Persistent state of one validator. Errors on the validator's own path are fatal ([`StoreError`]).
+/// Persistent state of one validator. Errors on the validator's own path are fatal
+/// ([`StoreError`]).
 ///
 /// Implemented by [`RocksStore`] and [`MemStore`] only (the implementation is shared and
 /// sealed), so every store has identical semantics.

@@ -127,6 +127,15 @@ pub trait FaultPolicy {
     fn on_commit(&mut self, block: &Block, id: BlockId);
     /// Verified evidence, detected locally or received. Returns `true` if it is new.
     fn on_evidence(&mut self, evidence: &Evidence, now: Millis) -> bool;
+    /// Whether evidence with dedupe key `key` (`Evidence::key`: offender, kind, view) is held,
+    /// i.e. [`FaultPolicy::on_evidence`] would return `false` for any item with that key. The
+    /// core asks before verifying gossiped evidence, so a replay costs no signature check
+    /// (issue 8 finding 2). Must be cheap (no signature work). The default, `false`, only
+    /// gives up that saving.
+    fn knows_evidence(&self, key: (ValidatorIndex, EvidenceKind, View)) -> bool {
+        let _ = key;
+        false
+    }
     /// Pending (verified, uncommitted) evidence to put in a block, at most `max` items.
     fn evidence_for_block(&self, max: usize) -> Vec<Evidence>;
     /// A validator sent an invalid message.
@@ -176,6 +185,9 @@ impl FaultPolicy for RoundRobin {
         }
         self.evidence.push(evidence.clone());
         true
+    }
+    fn knows_evidence(&self, key: (ValidatorIndex, EvidenceKind, View)) -> bool {
+        self.evidence.iter().any(|e| e.key() == key)
     }
     fn evidence_for_block(&self, _max: usize) -> Vec<Evidence> {
         Vec::new()

@@ -154,7 +154,10 @@ impl FaultTolerance {
     /// committed ones, and the pool's expiry drops the stale ones at the first replayed commit.
     /// Returns whether it was kept.
     pub fn restore_evidence(&mut self, evidence: &Evidence, validators: &ValidatorSet) -> bool {
-        evidence.verify(validators).is_ok() && self.pool.add_pending(evidence)
+        // Dedupe before the signature checks: a held key would be refused anyway.
+        self.pool.state(&evidence.key()).is_none()
+            && evidence.verify(validators).is_ok()
+            && self.pool.add_pending(evidence)
     }
 
     /// Evidence items currently held (pending and committed), at most `max_evidence`.
@@ -203,6 +206,10 @@ impl FaultPolicy for FaultTolerance {
             self.health.on_evidence(now);
         }
         new
+    }
+
+    fn knows_evidence(&self, key: (ValidatorIndex, EvidenceKind, View)) -> bool {
+        self.pool.state(&key).is_some()
     }
 
     fn evidence_for_block(&self, max: usize) -> Vec<Evidence> {

@@ -159,3 +159,27 @@ fn caps_and_expiry() {
     let total: u64 = p.evidence_counts().iter().map(|(_, c)| c).sum();
     assert_eq!(total, 7);
 }
+
+/// Issue 8 finding 2: the core asks `knows_evidence` before verifying gossiped evidence, so it
+/// must say yes exactly for held keys (pending or committed), whatever the item's signatures.
+#[test]
+fn knows_evidence_by_key_before_any_signature() {
+    let (vs, keys) = validators(4);
+    let mut p = policy(&vs);
+    let e = double_vote(&vs, &keys, 1, 9);
+    assert!(!p.knows_evidence(e.key()));
+    assert!(p.on_evidence(&e, 0));
+    assert!(p.knows_evidence(e.key()));
+    // Another item under the held key (here with the votes swapped) is known too.
+    let mut other = e.clone();
+    if let consensus::Evidence::DoubleVote { a, b, .. } = &mut other {
+        std::mem::swap(a, b);
+    }
+    assert!(p.knows_evidence(other.key()));
+    assert!(!p.knows_evidence(double_vote(&vs, &keys, 1, 10).key()));
+    assert!(!p.knows_evidence(double_vote(&vs, &keys, 2, 9).key()));
+    // Restoring a held key is refused before verification; a new valid item is restored.
+    assert!(!p.restore_evidence(&other, &vs));
+    assert!(p.restore_evidence(&double_vote(&vs, &keys, 1, 10), &vs));
+    assert!(p.knows_evidence(double_vote(&vs, &keys, 1, 10).key()));
+}

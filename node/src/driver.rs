@@ -3,12 +3,35 @@
 //! It `select!`s over network events, the timer wheel, RPC commands, a gossip-flush tick and
 //! shutdown. Actions are executed in order; consecutive `PersistSafety`/`PersistBlock` actions
 //! are gathered into one synced RocksDB batch that is written before any later action runs
-//! (persist before send). Every storage error is fatal: the driver stops and returns it.
+//! (persist before send). Every storage error on the driver's own path (persisting, committing)
+//! is fatal: the driver stops and returns it.
+//!
+//! ## The store and blocking calls (issue 8 finding 6)
+//! The store is shared as [`SharedStore`] = `Arc<RocksStore>` without a lock: the driver is the
+//! only writer ([`RocksStore::write_shared`]); the RPC handlers and the [`SyncServer`] read
+//! concurrently through `&self` and never wait for a write. RocksDB calls block the calling
+//! thread (a synced write ≈ 0.2 ms), so the driver makes them inside [`blocking`]: on a
+//! multi-thread runtime (the `bftnode` binary's, and the node tests') that is
+//! `tokio::task::block_in_place`, which hands this worker's other tasks to another worker for
+//! the duration; on a current-thread runtime (where `block_in_place` would panic) the call
+//! simply runs inline. One `blocking` section covers a whole write, a commit's reads, or one
+//! gossip message or RPC submission, not each read.
+//!
+//! ## Gossip and peer reads (issue 8 finding 2)
+//! A transaction gossip message is handled by [`ingest_gossip`], cheapest check first: decoding
+//! stops after [`MAX_GOSSIP_TXS`] transactions; each is validated, hashed, and checked against
+//! the mempool in memory (duplicate, its peer's quota, room) before the one store read that
+//! tells whether it is already committed. A store read error while handling a peer's message
+//! or sync request fails that message or request only (logged, counted in
+//! `bftnode_store_read_errors_total`); the node keeps running.
+//!
+//! Maps keyed by what peers send are bounded: the mempool by its limits and per-source quotas,
+//! our outstanding sync requests ([`MAX_FETCHES`], expired after [`FETCH_EXPIRY`]).
 
 use crate::app::{self, AppWrite, Payload, Transaction, TxHash};
 use crate::config::Genesis;
-use crate::mempool::{Mempool, MempoolError};
-use crate::metrics::Metrics;
+use crate::mempool::{Mempool, MempoolError, Source};
+use crate::metrics::{Metrics, gossip_outcome};
 use crate::rpc_types::{EvidenceResponse, StatusResponse, ValidatorResponse};
 use crate::sync_server::{MAX_SYNC_RESPONSE_BYTES, SyncServer};
 use anyhow::{Context, Result, anyhow};
@@ -17,24 +40,46 @@ use consensus::{
     FaultPolicy, Health, InvalidReason, Millis, Timer, ValidatorIndex,
 };
 use fault::FaultTolerance;
-use network::{Misbehaviour, NetworkEvent, NetworkHandle, Topic};
+use network::{Misbehaviour, NetworkEvent, NetworkHandle, PeerId, Topic};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use storage::{Op, RocksStore, Store, TxLocation, WriteBatch};
+use storage::{Op, RocksStore, Store, StoreError, TxLocation, WriteBatch};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
-/// The store shared by the driver (writes) and the RPC server (reads).
-pub type SharedStore = Arc<Mutex<RocksStore>>;
+/// The store shared by the driver (the only writer, [`RocksStore::write_shared`]) and the RPC
+/// server and sync server (readers, through `&self`). No lock: readers never wait for a write
+/// (module docs).
+pub type SharedStore = Arc<RocksStore>;
 
-/// Lock the shared store (a poisoned lock is still usable: every write is atomic).
-pub fn lock(store: &SharedStore) -> MutexGuard<'_, RocksStore> {
-    store.lock().unwrap_or_else(|p| p.into_inner())
+/// Run `f`, which blocks on the store, from async code: inside `tokio::task::block_in_place` on
+/// a multi-thread runtime, so the worker's other tasks move to another worker meanwhile;
+/// inline on a current-thread runtime or outside any runtime (where `block_in_place` would
+/// panic). Not for a `LocalSet` on a multi-thread runtime, where `block_in_place` panics too:
+/// the driver is `Send` and started with `tokio::spawn`. See the module docs.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 /// Largest gossip message, in bytes (the network's default cap).
 const MAX_GOSSIP_BYTES: usize = 1024 * 1024;
+/// Most transactions taken from one gossip message; the rest of the message is not decoded
+/// (counted as `truncated`). Bounds the driver's work per message: at most this many hashes and
+/// store reads. Honest messages are flushed at 256 KiB, which this admits for transactions of
+/// 64 bytes and more.
+pub const MAX_GOSSIP_TXS: usize = 4096;
+/// Most of our block-sync requests awaiting a response; a request beyond it drops the oldest
+/// (reported to the core as failed).
+pub const MAX_FETCHES: usize = 64;
+/// Our block-sync request whose response has not arrived after this long is dropped (reported to
+/// the core as failed). The network answers every request within its sync timeout (10 s by
+/// default); this is the backstop if that answer is lost.
+pub const FETCH_EXPIRY: Duration = Duration::from_secs(30);
 /// Flush gossiped transactions once this many bytes are buffered.
 const GOSSIP_FLUSH_BYTES: usize = 256 * 1024;
 /// Maximum evidence items listed over RPC.
@@ -76,6 +121,62 @@ pub struct DriverInfo {
     pub empty_block_delay: Duration,
 }
 
+/// Our block-sync requests awaiting a response: network request id → (core request id, when
+/// sent). At most [`MAX_FETCHES`] entries; each is dropped after [`FETCH_EXPIRY`].
+#[derive(Debug, Default)]
+pub struct Fetches {
+    map: HashMap<u64, (u64, Instant)>,
+}
+
+impl Fetches {
+    /// Track network request `nid` for core request `core_id`, sent at `now`. Returns the core
+    /// ids of the oldest requests dropped to stay within [`MAX_FETCHES`].
+    pub fn insert(&mut self, nid: u64, core_id: u64, now: Instant) -> Vec<u64> {
+        let mut dropped = Vec::new();
+        while self.map.len() >= MAX_FETCHES {
+            let oldest = self
+                .map
+                .iter()
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(n, _)| *n);
+            match oldest.and_then(|n| self.map.remove(&n)) {
+                Some((id, _)) => dropped.push(id),
+                None => break,
+            }
+        }
+        self.map.insert(nid, (core_id, now));
+        dropped
+    }
+
+    /// The response to `nid` arrived: its core id, if it is still tracked.
+    pub fn remove(&mut self, nid: u64) -> Option<u64> {
+        self.map.remove(&nid).map(|(id, _)| id)
+    }
+
+    /// Drop the requests sent [`FETCH_EXPIRY`] or more before `now`; returns their core ids.
+    pub fn expire(&mut self, now: Instant) -> Vec<u64> {
+        let mut dropped = Vec::new();
+        self.map.retain(|_, (id, at)| {
+            let keep = now.saturating_duration_since(*at) < FETCH_EXPIRY;
+            if !keep {
+                dropped.push(*id);
+            }
+            keep
+        });
+        dropped
+    }
+
+    /// Requests tracked.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether none is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
 /// The driver task's state.
 pub struct Driver {
     core: Core<FaultTolerance>,
@@ -89,8 +190,8 @@ pub struct Driver {
     timers: BTreeMap<(Millis, u64), Timer>,
     timer_seq: u64,
     connected: BTreeSet<ValidatorIndex>,
-    /// Network request id → core request id.
-    fetches: HashMap<u64, u64>,
+    /// Our block-sync requests awaiting a response.
+    fetches: Fetches,
     followups: VecDeque<Event>,
     /// A payload request not answered yet: its view and when to answer at the latest.
     pending_payload: Option<(consensus::View, Instant)>,
@@ -125,7 +226,7 @@ impl Driver {
             timers: BTreeMap::new(),
             timer_seq: 0,
             connected: BTreeSet::new(),
-            fetches: HashMap::new(),
+            fetches: Fetches::default(),
             followups: VecDeque::new(),
             pending_payload: None,
             gossip_buf: Vec::new(),
@@ -180,7 +281,10 @@ impl Driver {
                     None => break Ok(()),
                 },
                 _ = gossip_tick.tick() => { self.flush_gossip(); Ok(()) }
-                _ = metrics_tick.tick() => { self.update_metrics(); Ok(()) }
+                _ = metrics_tick.tick() => {
+                    self.update_metrics();
+                    self.expire_fetches()
+                }
             };
             if let Err(e) = r {
                 error!(error = %format!("{e:#}"), "fatal error, stopping the node");
@@ -252,7 +356,7 @@ impl Driver {
 
     fn write(&self, batch: WriteBatch) -> Result<()> {
         let t = Instant::now();
-        lock(&self.store).write(batch)?;
+        blocking(|| self.store.write_shared(batch))?;
         self.metrics
             .rocksdb_write
             .observe(t.elapsed().as_secs_f64());
@@ -271,7 +375,9 @@ impl Driver {
                 request,
             } => {
                 let nid = self.net.request(peer.0, consensus::encode(&request));
-                self.fetches.insert(nid, request_id);
+                for dropped in self.fetches.insert(nid, request_id, Instant::now()) {
+                    self.fetch_dropped(dropped)?;
+                }
                 self.metrics.sync_requests.inc();
                 debug!(request_id, peer = peer.0, target = %request.target, "block sync request");
             }
@@ -321,8 +427,8 @@ impl Driver {
         let mut applied_all = Vec::new();
         let mut skipped = 0u64;
         let mut tip = None;
-        {
-            let store = lock(&self.store);
+        let store = &*self.store;
+        blocking(|| -> Result<()> {
             for (block, id) in blocks.iter().zip(&ids) {
                 tip = Some((block.height, block.view, *id));
                 if store.committed_id(block.height)? == Some(*id) {
@@ -367,7 +473,8 @@ impl Driver {
                 applied_now.extend(res.applied.iter().copied());
                 applied_all.extend(res.applied);
             }
-        }
+            Ok(())
+        })?;
         if let Some(op) = crate::conviction_op(self.core.policy(), &blocks) {
             batch.push(op);
         }
@@ -455,7 +562,7 @@ impl Driver {
                 request_id,
                 result,
             } => {
-                let Some(core_id) = self.fetches.remove(&request_id) else {
+                let Some(core_id) = self.fetches.remove(request_id) else {
                     return Ok(());
                 };
                 let event = match result
@@ -482,8 +589,8 @@ impl Driver {
                 };
                 self.step(event)?;
             }
-            NetworkEvent::Gossip { topic, bytes, .. } => match topic {
-                Topic::Transactions => self.on_tx_gossip(&bytes)?,
+            NetworkEvent::Gossip { topic, bytes, from } => match topic {
+                Topic::Transactions => self.on_tx_gossip(from, &bytes),
                 Topic::Evidence => match consensus::decode::<Evidence>(&bytes, MAX_GOSSIP_BYTES) {
                     Ok(ev) => self.step(Event::EvidenceReceived(ev))?,
                     Err(_) => {
@@ -511,55 +618,87 @@ impl Driver {
         self.step(Event::Connectivity { connected })
     }
 
-    fn is_committed(&self, hash: &TxHash) -> Result<bool> {
-        Ok(lock(&self.store).tx_location(hash)?.is_some())
-    }
-
-    fn on_tx_gossip(&mut self, bytes: &[u8]) -> Result<()> {
-        let txs: Vec<Transaction> = match consensus::decode(bytes, MAX_GOSSIP_BYTES) {
-            Ok(t) => t,
-            Err(_) => {
-                self.metrics.invalid_messages.inc();
-                return Ok(());
-            }
-        };
-        let now = Instant::now();
-        for tx in txs {
-            let committed = self.is_committed(&tx.hash())?;
-            // Duplicates and full pools are expected with gossip; the submitter was answered
-            // by the node it submitted to.
-            let _ = self.mempool.insert(tx, committed, now);
+    /// A transaction gossip message from `from` ([`ingest_gossip`]). Never fatal: a store read
+    /// error fails this message only.
+    fn on_tx_gossip(&mut self, from: PeerId, bytes: &[u8]) {
+        let store = &*self.store;
+        let (mempool, metrics) = (&mut self.mempool, &*self.metrics);
+        let evicted = mempool.evicted();
+        let report = blocking(|| {
+            ingest_gossip(
+                mempool,
+                store,
+                Source::Peer(from),
+                bytes,
+                Instant::now(),
+                metrics,
+            )
+        });
+        if let Err(e) = report {
+            debug!(%from, error = %e, "undecodable transaction gossip");
+            self.metrics.invalid_messages.inc();
+            return;
         }
+        self.metrics
+            .mempool_evicted
+            .inc_by(self.mempool.evicted() - evicted);
         self.wake_proposal();
-        Ok(())
     }
 
     fn submit(&mut self, txs: Vec<Transaction>) -> Vec<Result<TxHash, MempoolError>> {
         let now = Instant::now();
-        let mut out = Vec::with_capacity(txs.len());
-        for tx in txs {
-            let committed = match self.is_committed(&tx.hash()) {
-                Ok(c) => c,
-                Err(e) => {
-                    error!(error = %e, "reading the tx index failed");
-                    false
+        let evicted = self.mempool.evicted();
+        let store = &*self.store;
+        let (mempool, metrics) = (&mut self.mempool, &*self.metrics);
+        let out: Vec<_> = blocking(|| {
+            txs.into_iter()
+                .map(|tx| {
+                    let r = submit_one(mempool, store, tx.clone(), now, metrics);
+                    (tx, r)
+                })
+                .collect()
+        });
+        let out = out
+            .into_iter()
+            .map(|(tx, r)| {
+                if r.is_ok() {
+                    self.gossip_bytes += tx.encoded_len();
+                    self.gossip_buf.push(tx);
+                    if self.gossip_bytes >= GOSSIP_FLUSH_BYTES {
+                        self.flush_gossip();
+                    }
                 }
-            };
-            let size = tx.encoded_len();
-            let r = self.mempool.insert(tx.clone(), committed, now);
-            if r.is_ok() {
-                self.gossip_bytes += size;
-                self.gossip_buf.push(tx);
-                if self.gossip_bytes >= GOSSIP_FLUSH_BYTES {
-                    self.flush_gossip();
-                }
-            }
-            out.push(r);
-        }
+                r
+            })
+            .collect();
+        self.metrics
+            .mempool_evicted
+            .inc_by(self.mempool.evicted() - evicted);
         self.metrics.mempool_txs.set(self.mempool.len() as i64);
         self.metrics.mempool_bytes.set(self.mempool.bytes() as i64);
         self.wake_proposal();
         out
+    }
+
+    /// Drop our outstanding sync requests older than [`FETCH_EXPIRY`].
+    fn expire_fetches(&mut self) -> Result<()> {
+        for core_id in self.fetches.expire(Instant::now()) {
+            self.fetch_dropped(core_id)?;
+        }
+        Ok(())
+    }
+
+    /// Our sync request `core_id` was dropped without a response: tell the core it failed (a
+    /// late response is ignored).
+    fn fetch_dropped(&mut self, core_id: u64) -> Result<()> {
+        self.metrics.sync_fetches_expired.inc();
+        debug!(
+            request_id = core_id,
+            "block sync request dropped without a response"
+        );
+        self.step(Event::FetchFailed {
+            request_id: core_id,
+        })
     }
 
     /// Transactions arrived: answer a parked payload request at once.
@@ -692,7 +831,7 @@ impl Driver {
     fn evidence(&self) -> Vec<EvidenceResponse> {
         let policy = self.core.policy();
         let mut items = policy.evidence(MAX_EVIDENCE_LISTED);
-        match lock(&self.store).evidence(MAX_EVIDENCE_LISTED) {
+        match blocking(|| self.store.evidence(MAX_EVIDENCE_LISTED)) {
             Ok(stored) => items.extend(stored),
             Err(e) => error!(error = %e, "reading evidence failed"),
         }
@@ -709,6 +848,157 @@ impl Driver {
             })
             .collect()
     }
+}
+
+/// Decode a transaction gossip message (a borsh `Vec<Transaction>` of at most
+/// `MAX_GOSSIP_BYTES`), taking at most `max_txs` transactions: the rest is never decoded.
+/// Returns them and how many more the message claims. Errors: the message is too large or
+/// malformed up to the cap.
+pub fn decode_gossip_txs(
+    bytes: &[u8],
+    max_txs: usize,
+) -> Result<(Vec<Transaction>, usize), consensus::codec::DecodeError> {
+    use borsh::BorshDeserialize;
+    use consensus::codec::DecodeError;
+    if bytes.len() > MAX_GOSSIP_BYTES {
+        return Err(DecodeError::TooLarge {
+            len: bytes.len(),
+            limit: MAX_GOSSIP_BYTES,
+        });
+    }
+    let malformed = |e: std::io::Error| DecodeError::Malformed(e.to_string());
+    let mut rest = bytes;
+    let claimed = u32::deserialize(&mut rest).map_err(malformed)? as usize;
+    let take = claimed.min(max_txs);
+    // Each transaction is at least 14 bytes: never trust the claimed count for the capacity.
+    let mut txs = Vec::with_capacity(take.min(rest.len() / 14));
+    for _ in 0..take {
+        txs.push(Transaction::deserialize(&mut rest).map_err(malformed)?);
+    }
+    if take == claimed && !rest.is_empty() {
+        return Err(DecodeError::Malformed("trailing bytes".to_string()));
+    }
+    Ok((txs, claimed - take))
+}
+
+/// What [`ingest_gossip`] did with one message, by outcome (also counted in
+/// `bftnode_gossip_txs_total`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GossipReport {
+    /// Entered the mempool.
+    pub accepted: usize,
+    /// Dropped by the in-memory checks (duplicate, invalid, over quota, full): no store read.
+    pub dropped_in_memory: usize,
+    /// Already committed (found by a store read).
+    pub committed: usize,
+    /// Beyond [`MAX_GOSSIP_TXS`], never decoded.
+    pub truncated: usize,
+    /// The store read that failed, if one did: the rest of the message was not examined.
+    pub read_error: Option<StoreError>,
+}
+
+/// The outcome label of a refused transaction.
+fn refusal_label(e: &MempoolError) -> &'static str {
+    match e {
+        MempoolError::AlreadyPending { .. } => gossip_outcome::DUPLICATE,
+        MempoolError::AlreadyCommitted { .. } => gossip_outcome::COMMITTED,
+        MempoolError::Invalid(_) => gossip_outcome::INVALID,
+        MempoolError::OverQuota { .. } => gossip_outcome::OVER_QUOTA,
+        MempoolError::Full { .. } => gossip_outcome::FULL,
+    }
+}
+
+/// Handle one transaction gossip message from `source` (module docs, "Gossip and peer reads"):
+/// decode at most [`MAX_GOSSIP_TXS`] transactions; for each, validate, hash and check the
+/// mempool in memory (duplicate, quota, room) and only then read the store once (already
+/// committed?) before inserting. A store read error stops the message there: it is logged and
+/// counted (`store_read_errors{path="gossip"}`), the rest of the message is dropped, and the
+/// error is returned in the report, never as `Err`. Blocks on store reads.
+/// Errors: the message does not decode ([`decode_gossip_txs`]); nothing was inserted.
+pub fn ingest_gossip(
+    mempool: &mut Mempool,
+    store: &impl Store,
+    source: Source,
+    bytes: &[u8],
+    now: Instant,
+    metrics: &Metrics,
+) -> Result<GossipReport, consensus::codec::DecodeError> {
+    let (txs, truncated) = decode_gossip_txs(bytes, MAX_GOSSIP_TXS)?;
+    let mut report = GossipReport {
+        truncated,
+        ..GossipReport::default()
+    };
+    metrics.count_gossip_txs(gossip_outcome::TRUNCATED, truncated as u64);
+    let total = txs.len();
+    for (i, tx) in txs.into_iter().enumerate() {
+        let checked = tx.validate().map_err(MempoolError::from).and_then(|()| {
+            let hash = tx.hash();
+            mempool
+                .check(&source, &hash, tx.encoded_len())
+                .map(|()| hash)
+        });
+        let hash = match checked {
+            Ok(h) => h,
+            Err(e) => {
+                report.dropped_in_memory += 1;
+                metrics.count_gossip_txs(refusal_label(&e), 1);
+                continue;
+            }
+        };
+        match store.tx_location(&hash) {
+            Ok(Some(_)) => {
+                report.committed += 1;
+                metrics.count_gossip_txs(gossip_outcome::COMMITTED, 1);
+            }
+            Ok(None) => match mempool.insert_from(source, tx, false, now) {
+                Ok(_) => {
+                    report.accepted += 1;
+                    metrics.count_gossip_txs(gossip_outcome::ACCEPTED, 1);
+                }
+                Err(e) => {
+                    report.dropped_in_memory += 1;
+                    metrics.count_gossip_txs(refusal_label(&e), 1);
+                }
+            },
+            Err(e) => {
+                metrics.count_store_read_error("gossip");
+                metrics.count_gossip_txs(gossip_outcome::READ_ERROR, (total - i) as u64);
+                warn!(
+                    tx = %hash,
+                    error = %e,
+                    "tx gossip: store read failed; rest of the message dropped"
+                );
+                report.read_error = Some(e);
+                break;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Add one locally submitted transaction: the in-memory checks (validity, duplicate, room)
+/// before the one store read (already committed?). A failed read is logged and counted
+/// (`store_read_errors{path="submit"}`) and the transaction is taken as not committed (replays
+/// are skipped deterministically at commit anyway). Blocks on the store read.
+fn submit_one(
+    mempool: &mut Mempool,
+    store: &impl Store,
+    tx: Transaction,
+    now: Instant,
+    metrics: &Metrics,
+) -> Result<TxHash, MempoolError> {
+    tx.validate()?;
+    let hash = tx.hash();
+    mempool.check(&Source::Local, &hash, tx.encoded_len())?;
+    let committed = match store.tx_location(&hash) {
+        Ok(loc) => loc.is_some(),
+        Err(e) => {
+            metrics.count_store_read_error("submit");
+            error!(tx = %hash, error = %e, "reading the tx index failed");
+            false
+        }
+    };
+    mempool.insert(tx, committed, now)
 }
 
 fn to_store_op(w: AppWrite) -> Op {
@@ -735,5 +1025,36 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outstanding_fetches_are_bounded_and_expire() {
+        let t0 = Instant::now();
+        let mut f = Fetches::default();
+        for nid in 0..MAX_FETCHES as u64 {
+            let at = t0 + Duration::from_millis(nid);
+            assert!(f.insert(nid, 1000 + nid, at).is_empty());
+        }
+        // One more drops the oldest (its core request fails), never grows the map.
+        let late = t0 + Duration::from_secs(1);
+        assert_eq!(f.insert(500, 1500, late), vec![1000]);
+        assert_eq!(f.len(), MAX_FETCHES);
+        assert_eq!(f.remove(0), None, "dropped: a late response is ignored");
+        assert_eq!(f.remove(1), Some(1001));
+        // Responses that never come: everything sent FETCH_EXPIRY ago goes.
+        let mut expired = f.expire(t0 + FETCH_EXPIRY + Duration::from_millis(100));
+        expired.sort();
+        assert_eq!(
+            expired,
+            (1002..1000 + MAX_FETCHES as u64).collect::<Vec<_>>()
+        );
+        assert_eq!(f.len(), 1);
+        assert_eq!(f.expire(late + FETCH_EXPIRY), vec![1500]);
+        assert!(f.is_empty());
     }
 }

@@ -14,7 +14,7 @@
 //!                NetworkHandle (cmds)    │  owns Core,  │ ──┐                            per-request
 //!                                        │  Mempool,    │   │ synced write batches       handlers)
 //!  shutdown (watch) ────────────────────▶│  timer wheel │   ▼                                 │
-//!  (ctrl-c / SIGTERM / NodeHandle::stop) └──────────────┘  RocksStore (Arc<Mutex>) ◀── reads ─┘
+//!  (ctrl-c / SIGTERM / NodeHandle::stop) └──────────────┘  RocksStore (Arc)  ◀────── reads ───┘
 //! ```
 //!
 //! * One **driver** task owns the core and `select!`s over network events, timer deadlines
@@ -25,8 +25,10 @@
 //! * A **commit** is one synced batch: application writes, the transaction index, evidence the
 //!   blocks carry and the commit records — the application state is therefore always exactly
 //!   the state at the committed tip, and nothing needs replaying at restart.
-//! * The **RPC** server reads committed data from the store directly and asks the driver for
-//!   live state.
+//! * The **RPC** server reads committed data from the store directly (on tokio's blocking
+//!   pool) and asks the driver for live state. The store is shared as `Arc<RocksStore>` with no
+//!   lock: the driver is its only writer and readers never wait for a write (see
+//!   [`driver`], "The store and blocking calls").
 //!
 //! ## Recovery
 //! At start the store is opened and bound to the chain id. A fresh store is initialised with
@@ -58,7 +60,7 @@ use metrics::Metrics;
 use network::{NetworkConfig, ValidatorPeer};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use storage::{Op, RocksOptions, RocksStore, Store, WriteBatch};
 use tokio::sync::{mpsc, watch};
@@ -345,7 +347,7 @@ pub async fn spawn_loaded(loaded: Loaded) -> Result<NodeHandle> {
         .with_context(|| format!("binding the RPC server to {}", cfg.rpc_listen))?;
     let rpc_addr = listener.local_addr()?;
 
-    let store: SharedStore = Arc::new(Mutex::new(store));
+    let store: SharedStore = Arc::new(store);
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 

@@ -1,19 +1,58 @@
-//! The mempool: pending transactions in arrival (FIFO) order, bounded in count and bytes.
+//! The mempool: pending transactions in arrival (FIFO) order, bounded in count and bytes, with
+//! a quota per source.
 //!
 //! * Dedupe by hash, against pending transactions and (by the caller's flag) committed ones.
-//! * Full → [`MempoolError::Full`] to the submitter; nothing is ever dropped silently.
+//!   [`Mempool::contains`] is the cheap in-memory check a caller runs before any store read.
 //! * [`Mempool::take`] fills a proposal in FIFO order, skipping transactions *in flight*: those
 //!   carried by a block that is stored but not yet committed ([`Mempool::mark_in_flight`], keyed
 //!   by block id). A proposal on top of an uncommitted parent therefore does not repeat them.
-//! * Transactions leave the pool only when committed ([`Mempool::on_commit`]); a block that can
-//!   no longer commit (its height is at or below the committed height and it is not committed)
-//!   releases its transactions for re-inclusion.
+//! * Transactions leave the pool when committed ([`Mempool::on_commit`]) or evicted (below); a
+//!   block that can no longer commit (its height is at or below the committed height and it is
+//!   not committed) releases its transactions for re-inclusion.
+//!
+//! ## Sources, quotas and eviction (issue 8 finding 2)
+//! Every transaction is charged to the [`Source`] it first arrived from: [`Source::Local`] (this
+//! node's RPC clients, one source) or [`Source::Peer`] (one source per gossiping peer). With
+//! `G` = the number of peer sources holding pending transactions, counting the inserting peer:
+//!
+//! * **Peer quota**: a peer may hold at most `max_txs / (G + 1)` transactions and
+//!   `max_bytes / (G + 1)` bytes. The `+ 1` is a share reserved for local clients, so one
+//!   peer can never hold more than half the pool, and `G` peers together at most `G/(G+1)` of it
+//!   while their shares stand. A transaction over its peer's quota is refused
+//!   ([`MempoolError::OverQuota`]). At most [`MAX_PEER_SOURCES`] peers hold transactions at once.
+//! * **Local** submissions have no quota: they may use the whole pool. When the pool is full, a
+//!   local submission evicts peer transactions; it gets [`MempoolError::Full`] only when every
+//!   evictable transaction is local or in flight.
+//! * **Eviction** when the pool is full: a local submission may evict from any peer; a peer
+//!   within its quota may evict only from peers *over* their quota (quotas shrink as peers
+//!   join), and only down to that quota. Victims are taken in order of the fraction of the pool
+//!   they use (`max(txs / max_txs, bytes / max_bytes)`), largest first; from each, its
+//!   **newest** transactions that are not in flight go first (its oldest are the nearest to a
+//!   proposal, and the newest are what it would have been refused had the quota been in force
+//!   when they came). Local transactions are never evicted (their client holds a hash and
+//!   expects a commit), nor are in-flight ones. Nothing is evicted unless the new transaction
+//!   then fits. Evictions are counted ([`Mempool::evicted`]); a peer's evicted transaction
+//!   stays in its origin node's pool.
+//!
+//! Proposals stay FIFO across sources: a peer's quota bounds how many of its transactions can
+//! be queued ahead of a local one.
+//!
+//! Bookkeeping is bounded by the pool: a source's entry exists only while it holds a pending
+//! transaction (removed when its count reaches zero), so there are at most
+//! `min(max_txs, MAX_PEER_SOURCES + 1)` of them.
 
 use crate::app::{PAYLOAD_OVERHEAD, Transaction, TxError, TxHash};
 use consensus::{BlockId, Height};
+use network::PeerId;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 use thiserror::Error;
+
+/// Most distinct peer sources holding pending transactions at once; a further peer's
+/// transactions are refused ([`MempoolError::OverQuota`]) until one of them drains. Bounds the
+/// per-source bookkeeping and the victim search (linear in the number of sources, run only
+/// when the pool is full).
+pub const MAX_PEER_SOURCES: usize = 1024;
 
 /// Mempool limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,10 +63,19 @@ pub struct MempoolConfig {
     pub max_bytes: usize,
 }
 
+/// Where a transaction came from: what its quota is charged to (module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// This node's RPC clients.
+    Local,
+    /// A gossiping peer (the gossip message's author).
+    Peer(PeerId),
+}
+
 /// Why a transaction was not accepted.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum MempoolError {
-    /// The pool is at a limit.
+    /// The pool is at a limit and nothing may be evicted for this transaction.
     #[error(
         "mempool full: {txs} txs / {bytes} bytes pending (limits {max_txs} txs / {max_bytes} bytes)"
     )]
@@ -39,6 +87,21 @@ pub enum MempoolError {
         /// Count limit.
         max_txs: usize,
         /// Byte limit.
+        max_bytes: usize,
+    },
+    /// The gossiping peer already holds its share of the pool (module docs).
+    #[error(
+        "peer quota reached: {txs} txs / {bytes} bytes pending from this peer (quota {max_txs} \
+         txs / {max_bytes} bytes)"
+    )]
+    OverQuota {
+        /// The peer's pending count.
+        txs: usize,
+        /// The peer's pending bytes.
+        bytes: usize,
+        /// Its count quota.
+        max_txs: usize,
+        /// Its byte quota.
         max_bytes: usize,
     },
     /// The same transaction is already pending.
@@ -62,7 +125,17 @@ struct Entry {
     tx: Transaction,
     size: usize,
     seq: u64,
+    source: Source,
     submitted: Instant,
+}
+
+/// What one source holds.
+#[derive(Default)]
+struct Held {
+    txs: usize,
+    bytes: usize,
+    /// Its transactions by arrival seq (for newest-first eviction).
+    order: BTreeMap<u64, TxHash>,
 }
 
 struct InFlightBlock {
@@ -77,8 +150,11 @@ pub struct Mempool {
     order: BTreeMap<u64, TxHash>,
     next_seq: u64,
     bytes: usize,
+    /// Per source; an entry exists only while the source holds a transaction.
+    sources: HashMap<Source, Held>,
     in_flight: HashMap<TxHash, u32>,
     blocks: HashMap<BlockId, InFlightBlock>,
+    evicted: u64,
 }
 
 impl Mempool {
@@ -90,8 +166,10 @@ impl Mempool {
             order: BTreeMap::new(),
             next_seq: 0,
             bytes: 0,
+            sources: HashMap::new(),
             in_flight: HashMap::new(),
             blocks: HashMap::new(),
+            evicted: 0,
         }
     }
 
@@ -115,10 +193,39 @@ impl Mempool {
     pub fn submitted_at(&self, hash: &TxHash) -> Option<Instant> {
         self.entries.get(hash).map(|e| e.submitted)
     }
+    /// Pending transactions and bytes charged to `source`.
+    pub fn held_by(&self, source: &Source) -> (usize, usize) {
+        self.sources
+            .get(source)
+            .map_or((0, 0), |h| (h.txs, h.bytes))
+    }
+    /// Sources holding at least one pending transaction.
+    pub fn source_count(&self) -> usize {
+        self.sources.len()
+    }
+    /// Transactions evicted since the pool was created (monotone).
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
 
-    /// Add `tx`; `committed` says whether its hash is already in the committed index.
+    /// Add `tx` from a local RPC client; `committed` says whether its hash is already in the
+    /// committed index. Same as [`Mempool::insert_from`] with [`Source::Local`].
     pub fn insert(
         &mut self,
+        tx: Transaction,
+        committed: bool,
+        now: Instant,
+    ) -> Result<TxHash, MempoolError> {
+        self.insert_from(Source::Local, tx, committed, now)
+    }
+
+    /// Add `tx` from `source`; `committed` says whether its hash is already in the committed
+    /// index. May evict other sources' transactions to make room (module docs).
+    /// Errors: [`MempoolError::Invalid`], [`MempoolError::AlreadyCommitted`],
+    /// [`MempoolError::AlreadyPending`], [`MempoolError::OverQuota`], [`MempoolError::Full`].
+    pub fn insert_from(
+        &mut self,
+        source: Source,
         tx: Transaction,
         committed: bool,
         now: Instant,
@@ -128,32 +235,139 @@ impl Mempool {
         if committed {
             return Err(MempoolError::AlreadyCommitted { hash });
         }
-        if self.entries.contains_key(&hash) {
-            return Err(MempoolError::AlreadyPending { hash });
-        }
         let size = tx.encoded_len();
-        if self.entries.len() >= self.cfg.max_txs || self.bytes + size > self.cfg.max_bytes {
-            return Err(MempoolError::Full {
-                txs: self.entries.len(),
-                bytes: self.bytes,
-                max_txs: self.cfg.max_txs,
-                max_bytes: self.cfg.max_bytes,
-            });
+        let victims = self.admit(&source, &hash, size)?;
+        for v in victims {
+            if self.remove(&v).is_some() {
+                self.evicted += 1;
+            }
         }
         let seq = self.next_seq;
         self.next_seq += 1;
         self.order.insert(seq, hash);
         self.bytes += size;
+        let held = self.sources.entry(source).or_default();
+        held.txs += 1;
+        held.bytes += size;
+        held.order.insert(seq, hash);
         self.entries.insert(
             hash,
             Entry {
                 tx,
                 size,
                 seq,
+                source,
                 submitted: now,
             },
         );
         Ok(hash)
+    }
+
+    /// Whether a transaction with `hash` of `size` encoded bytes from `source` would be
+    /// admitted, without changing anything: dedupe, quota and room (after the evictions it is
+    /// entitled to). Cheap (no hashing, no IO): run it before reading the store.
+    /// Errors: [`MempoolError::AlreadyPending`], [`MempoolError::OverQuota`],
+    /// [`MempoolError::Full`].
+    pub fn check(&self, source: &Source, hash: &TxHash, size: usize) -> Result<(), MempoolError> {
+        self.admit(source, hash, size).map(|_| ())
+    }
+
+    /// The admission decision of [`Mempool::check`]; on success, the transactions to evict
+    /// first (empty if the pool has room).
+    fn admit(
+        &self,
+        source: &Source,
+        hash: &TxHash,
+        size: usize,
+    ) -> Result<Vec<TxHash>, MempoolError> {
+        if self.entries.contains_key(hash) {
+            return Err(MempoolError::AlreadyPending { hash: *hash });
+        }
+        let quota = self.peer_quota(source);
+        if let (Source::Peer(_), Some((q_txs, q_bytes))) = (source, quota) {
+            let (txs, bytes) = self.held_by(source);
+            let new_peer = txs == 0 && self.peer_sources() >= MAX_PEER_SOURCES;
+            if new_peer || txs + 1 > q_txs || bytes + size > q_bytes {
+                return Err(MempoolError::OverQuota {
+                    txs,
+                    bytes,
+                    max_txs: q_txs,
+                    max_bytes: q_bytes,
+                });
+            }
+        }
+        let full = || MempoolError::Full {
+            txs: self.entries.len(),
+            bytes: self.bytes,
+            max_txs: self.cfg.max_txs,
+            max_bytes: self.cfg.max_bytes,
+        };
+        let excess = |freed_txs: usize, freed_bytes: usize| {
+            let txs = (self.entries.len() + 1).saturating_sub(freed_txs);
+            let bytes = (self.bytes + size).saturating_sub(freed_bytes);
+            txs > self.cfg.max_txs || bytes > self.cfg.max_bytes
+        };
+        if !excess(0, 0) {
+            return Ok(Vec::new());
+        }
+        if size > self.cfg.max_bytes || self.cfg.max_txs == 0 {
+            return Err(full());
+        }
+        // Victims: the peers we may evict from, most loaded first (module docs).
+        let load = |h: &Held| {
+            let by_txs = h.txs as u128 * self.cfg.max_bytes.max(1) as u128;
+            let by_bytes = h.bytes as u128 * self.cfg.max_txs.max(1) as u128;
+            by_txs.max(by_bytes)
+        };
+        let over = |txs: usize, bytes: usize| quota.is_none_or(|(qt, qb)| txs > qt || bytes > qb);
+        let mut victims: Vec<&Held> = self
+            .sources
+            .iter()
+            .filter(|(s, h)| matches!(s, Source::Peer(_)) && *s != source && over(h.txs, h.bytes))
+            .map(|(_, h)| h)
+            .collect();
+        victims.sort_by_key(|h| std::cmp::Reverse(load(h)));
+        let mut out = Vec::new();
+        let (mut freed_txs, mut freed_bytes) = (0, 0);
+        for held in victims {
+            let (mut txs, mut bytes) = (held.txs, held.bytes);
+            for h in held.order.values().rev() {
+                if !excess(freed_txs, freed_bytes) || !over(txs, bytes) {
+                    break;
+                }
+                let Some(e) = self.entries.get(h) else {
+                    continue;
+                };
+                if self.in_flight.contains_key(h) {
+                    continue;
+                }
+                out.push(*h);
+                freed_txs += 1;
+                freed_bytes += e.size;
+                txs -= 1;
+                bytes -= e.size;
+            }
+            if !excess(freed_txs, freed_bytes) {
+                return Ok(out);
+            }
+        }
+        Err(full())
+    }
+
+    /// Peer sources holding transactions.
+    fn peer_sources(&self) -> usize {
+        self.sources.len() - usize::from(self.sources.contains_key(&Source::Local))
+    }
+
+    /// `(txs, bytes)` quota of each peer when `source` inserts (`None` for a local insert: no
+    /// quota, and every peer is evictable).
+    fn peer_quota(&self, source: &Source) -> Option<(usize, usize)> {
+        let Source::Peer(_) = source else {
+            return None;
+        };
+        let joining = usize::from(!self.sources.contains_key(source));
+        let shares = self.peer_sources() + joining + 1;
+        Some((self.cfg.max_txs / shares, self.cfg.max_bytes / shares))
     }
 
     /// Transactions for a proposal, oldest first, not in flight, whose payload encoding
@@ -178,7 +392,7 @@ impl Mempool {
     }
 
     /// Block `id` at `height` (stored, not yet committed) carries `hashes`: keep them out of
-    /// proposals until it commits or can no longer commit. Idempotent per block id.
+    /// proposals and eviction until it commits or can no longer commit. Idempotent per block id.
     pub fn mark_in_flight(&mut self, id: BlockId, height: Height, hashes: Vec<TxHash>) {
         if self.blocks.contains_key(&id) {
             return;
@@ -204,6 +418,14 @@ impl Mempool {
         let e = self.entries.remove(hash)?;
         self.order.remove(&e.seq);
         self.bytes -= e.size;
+        if let Some(held) = self.sources.get_mut(&e.source) {
+            held.txs -= 1;
+            held.bytes -= e.size;
+            held.order.remove(&e.seq);
+            if held.txs == 0 {
+                self.sources.remove(&e.source);
+            }
+        }
         Some(e.submitted)
     }
 

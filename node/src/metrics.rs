@@ -12,6 +12,26 @@ use std::sync::Mutex;
 /// Labels of `bftnode_evidence_total`.
 pub type KindLabels = Vec<(String, String)>;
 
+/// Outcome labels of `bftnode_gossip_txs_total` (see [`Metrics::count_gossip_txs`]).
+pub mod gossip_outcome {
+    /// Entered the mempool.
+    pub const ACCEPTED: &str = "accepted";
+    /// Already pending (dropped by the in-memory check, before any store read).
+    pub const DUPLICATE: &str = "duplicate";
+    /// Already committed (one store read).
+    pub const COMMITTED: &str = "committed";
+    /// Fails transaction validation.
+    pub const INVALID: &str = "invalid";
+    /// Over the gossiping peer's mempool quota (no store read).
+    pub const OVER_QUOTA: &str = "over_quota";
+    /// The pool is full and nothing may be evicted for it (no store read).
+    pub const FULL: &str = "full";
+    /// Beyond the per-message cap: never decoded.
+    pub const TRUNCATED: &str = "truncated";
+    /// Not examined because a store read failed earlier in the same message.
+    pub const READ_ERROR: &str = "read_error";
+}
+
 /// The node's metrics. Cheap to update from the driver; encoded by the RPC server.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -55,6 +75,16 @@ pub struct Metrics {
     pub rejected_messages: Counter,
     /// Transactions skipped while applying committed blocks (invalid or replayed).
     pub skipped_txs: Counter,
+    /// Gossiped transactions by outcome ([`gossip_outcome`]).
+    pub gossip_txs: Family<KindLabels, Counter>,
+    /// Pending transactions evicted from the mempool to make room for another source's.
+    pub mempool_evicted: Counter,
+    /// Store reads that failed while serving someone else (`path` = `sync`, `gossip`, `submit`,
+    /// `rpc`): that request failed, the node kept running.
+    pub store_read_errors: Family<KindLabels, Counter>,
+    /// Outstanding block-sync requests of ours dropped without a response (expired or over the
+    /// cap), reported to the core as failed.
+    pub sync_fetches_expired: Counter,
     /// The network service's counters, one `bftnode_net_<name>_total` each, in the order of
     /// [`network::NetworkMetrics::counters`]; updated by [`Metrics::sync_network`].
     net: Vec<Counter>,
@@ -85,6 +115,10 @@ impl Metrics {
             invalid_messages: Counter::default(),
             rejected_messages: Counter::default(),
             skipped_txs: Counter::default(),
+            gossip_txs: Family::default(),
+            mempool_evicted: Counter::default(),
+            store_read_errors: Family::default(),
+            sync_fetches_expired: Counter::default(),
             net: Vec::new(),
         };
         r.register("bftnode_view", "Current consensus view", m.view.clone());
@@ -158,6 +192,26 @@ impl Metrics {
             "Committed transactions skipped (invalid or replayed)",
             m.skipped_txs.clone(),
         );
+        r.register(
+            "bftnode_gossip_txs",
+            "Gossiped transactions by outcome",
+            m.gossip_txs.clone(),
+        );
+        r.register(
+            "bftnode_mempool_evicted",
+            "Pending transactions evicted for another source's",
+            m.mempool_evicted.clone(),
+        );
+        r.register(
+            "bftnode_store_read_errors",
+            "Store reads that failed while serving a request (the request failed, not the node)",
+            m.store_read_errors.clone(),
+        );
+        r.register(
+            "bftnode_sync_fetches_expired",
+            "Own block-sync requests dropped without a response (expired or over the cap)",
+            m.sync_fetches_expired.clone(),
+        );
         let mut m = m;
         for (name, help, _) in network::NetworkMetrics::default().counters() {
             let c = Counter::default();
@@ -195,12 +249,39 @@ impl Metrics {
         }
     }
 
+    /// Count `n` gossiped transactions with `outcome` (one of [`gossip_outcome`]).
+    pub fn count_gossip_txs(&self, outcome: &str, n: u64) {
+        if n > 0 {
+            labelled(&self.gossip_txs, "outcome", outcome).inc_by(n);
+        }
+    }
+
+    /// Gossiped transactions counted with `outcome` so far.
+    pub fn gossip_txs_count(&self, outcome: &str) -> u64 {
+        labelled(&self.gossip_txs, "outcome", outcome).get()
+    }
+
+    /// Count one failed store read while serving `path` (`sync`, `gossip`, `submit`, `rpc`).
+    pub fn count_store_read_error(&self, path: &str) {
+        labelled(&self.store_read_errors, "path", path).inc();
+    }
+
+    /// Failed store reads counted for `path` so far.
+    pub fn store_read_error_count(&self, path: &str) -> u64 {
+        labelled(&self.store_read_errors, "path", path).get()
+    }
+
     /// Count one evidence item of `kind`.
     pub fn count_evidence(&self, kind: &str) {
-        self.evidence
-            .get_or_create(&vec![("kind".to_string(), kind.to_string())])
-            .inc();
+        labelled(&self.evidence, "kind", kind).inc();
     }
+}
+
+/// The counter of `family` with the one label `name = value` (created at zero if new).
+fn labelled(family: &Family<KindLabels, Counter>, name: &str, value: &str) -> Counter {
+    family
+        .get_or_create(&vec![(name.to_string(), value.to_string())])
+        .clone()
 }
 
 impl Default for Metrics {

@@ -1,6 +1,9 @@
 //! The HTTP/JSON RPC server (axum). Bodies are the structs of [`crate::rpc_types`].
 //!
-//! Reads of committed data (blocks, transactions, keys) go straight to the store; everything
+//! Reads of committed data (blocks, transactions, keys) go straight to the store, on tokio's
+//! blocking pool ([`read_store`]: never on an async worker, never behind the driver's writes;
+//! a failed read is this request's 500, counted in `bftnode_store_read_errors_total{path="rpc"}`);
+//! everything
 //! about live state (status, validators, evidence, health, submissions) is a [`Command`] to
 //! the driver task with a oneshot reply. Every error is a JSON [`ErrorResponse`]: 400 for bad
 //! input, 404 for unknown items, 405 for a wrong method, 413 for bodies over [`MAX_BODY_BYTES`],
@@ -10,7 +13,7 @@
 //! CORS headers are ever sent.
 
 use crate::app;
-use crate::driver::{Command, SharedStore, lock};
+use crate::driver::{Command, SharedStore};
 use crate::mempool::MempoolError;
 use crate::metrics::Metrics;
 use crate::rpc_guard::{self, RpcGuard};
@@ -25,6 +28,7 @@ use axum::routing::{get, post};
 use consensus::{Block, BlockId, Digest, Health};
 use network::NetworkHandle;
 use std::sync::Arc;
+use storage::{RocksStore, Store as _, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 /// Largest request body accepted, in bytes.
@@ -184,34 +188,48 @@ fn block_json(id: BlockId, b: &Block) -> BlockResponse {
     }
 }
 
-fn committed_block(st: &RpcState, height: Option<u64>) -> Result<BlockResponse, ApiError> {
-    use storage::Store as _;
-    let store = lock(&st.store);
-    let id = match height {
-        None => store
-            .committed_tip()
-            .map_err(ApiError::internal)?
-            .map(|(_, id)| id),
-        Some(h) => store
-            .committed_id(consensus::Height(h))
-            .map_err(ApiError::internal)?,
-    };
-    let Some(id) = id else {
+/// Run the store read `read` on tokio's blocking pool. A failed read (or a panicked read task)
+/// fails this request only: 500, counted in `store_read_errors{path="rpc"}`.
+async fn read_store<T: Send + 'static>(
+    st: &RpcState,
+    read: impl FnOnce(&RocksStore) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = st.store.clone();
+    let r = tokio::task::spawn_blocking(move || read(&store))
+        .await
+        .map_err(ApiError::internal)?;
+    r.map_err(|e| {
+        st.metrics.count_store_read_error("rpc");
+        tracing::warn!(error = %e, "RPC: store read failed");
+        ApiError::internal(e)
+    })
+}
+
+async fn committed_block(st: &RpcState, height: Option<u64>) -> Result<BlockResponse, ApiError> {
+    let found = read_store(st, move |store| {
+        let id = match height {
+            None => store.committed_tip()?.map(|(_, id)| id),
+            Some(h) => store.committed_id(consensus::Height(h))?,
+        };
+        match id {
+            Some(id) => Ok(Some((id, store.block(&id)?))),
+            None => Ok(None),
+        }
+    })
+    .await?;
+    let Some((id, block)) = found else {
         return Err(ApiError::not_found(match height {
             Some(h) => format!("no committed block at height {h}"),
             None => "no committed block".to_string(),
         }));
     };
-    let block = store
-        .block(&id)
-        .map_err(ApiError::internal)?
+    let block = block
         .ok_or_else(|| ApiError::internal(format!("committed block {id} missing from store")))?;
-    drop(store);
     Ok(block_json(id, &block))
 }
 
 async fn block_latest(State(st): St) -> ApiResult<BlockResponse> {
-    Ok(axum::Json(committed_block(&st, None)?))
+    Ok(axum::Json(committed_block(&st, None).await?))
 }
 
 async fn block_at(State(st): St, Path(height): Path<String>) -> ApiResult<BlockResponse> {
@@ -220,16 +238,13 @@ async fn block_at(State(st): St, Path(height): Path<String>) -> ApiResult<BlockR
             "height must be a non-negative integer, got {height:?}"
         ))
     })?;
-    Ok(axum::Json(committed_block(&st, Some(h))?))
+    Ok(axum::Json(committed_block(&st, Some(h)).await?))
 }
 
 async fn tx_get(State(st): St, Path(hash): Path<String>) -> ApiResult<TxResponse> {
-    use storage::Store as _;
     let h =
         Digest::from_hex(&hash).ok_or_else(|| ApiError::bad("hash must be 64 hex characters"))?;
-    let loc = lock(&st.store)
-        .tx_location(&h)
-        .map_err(ApiError::internal)?;
+    let loc = read_store(&st, move |store| store.tx_location(&h)).await?;
     let mut r = TxResponse {
         hash: h.to_hex(),
         status: TxStatus::Unknown,
@@ -249,10 +264,8 @@ async fn tx_get(State(st): St, Path(hash): Path<String>) -> ApiResult<TxResponse
 }
 
 async fn kv_get(State(st): St, Path(key): Path<String>) -> ApiResult<KvResponse> {
-    use storage::Store as _;
-    let v = lock(&st.store)
-        .app_get(key.as_bytes())
-        .map_err(ApiError::internal)?;
+    let k = key.clone().into_bytes();
+    let v = read_store(&st, move |store| store.app_get(&k)).await?;
     let (value, value_hex) = match v {
         None => (None, false),
         Some(v) => match String::from_utf8(v) {
@@ -286,7 +299,9 @@ fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
 
 fn mempool_status(e: &MempoolError) -> StatusCode {
     match e {
-        MempoolError::Full { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        MempoolError::Full { .. } | MempoolError::OverQuota { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         MempoolError::AlreadyPending { .. } | MempoolError::AlreadyCommitted { .. } => {
             StatusCode::CONFLICT
         }

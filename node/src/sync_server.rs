@@ -22,8 +22,13 @@
 //! A refused request gets an empty [`BlockResponse`] at once (the requester asks another peer
 //! or retries later), so honest catch-up is slowed, never wedged, and no refusal is a penalty:
 //! an honest node far behind asks often.
+//!
+//! Reads take no lock: the store is shared as `Arc<RocksStore>` and RocksDB reads never wait
+//! for the driver's writes. A store read error fails that request only ([`answer`]): it is
+//! logged, counted in `bftnode_store_read_errors_total{path="sync"}` and answered with an empty
+//! response; the node keeps running.
 
-use crate::driver::{SharedStore, lock};
+use crate::driver::SharedStore;
 use crate::metrics::Metrics;
 use consensus::{BlockRequest, BlockResponse};
 use network::{Misbehaviour, NetworkHandle};
@@ -37,8 +42,8 @@ use tracing::{debug, warn};
 pub const MAX_SYNC_REQUEST_BYTES: usize = 1024;
 /// Largest block-sync response accepted or served, in bytes (the network's default cap).
 pub const MAX_SYNC_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
-/// Requests served at the same time, over all peers (each holds a blocking-pool thread and the
-/// store lock while it reads).
+/// Requests served at the same time, over all peers (each holds a blocking-pool thread while it
+/// reads).
 pub const MAX_CONCURRENT: usize = 2;
 /// Bytes a peer may draw at once (two full responses).
 pub const BUDGET_BURST_BYTES: f64 = 2.0 * MAX_SYNC_RESPONSE_BYTES as f64;
@@ -152,11 +157,7 @@ impl SyncServer {
         let server = self.clone();
         // Admitted: `finish` must run whatever happens to the read.
         tokio::task::spawn_blocking(move || {
-            let result = lock(&server.store).serve_blocks(&req, MAX_SYNC_RESPONSE_BYTES - 1024);
-            let resp = result.unwrap_or_else(|e| {
-                warn!(error = %e, "block sync: store read failed");
-                BlockResponse::default()
-            });
+            let resp = answer(&*server.store, &req, &server.metrics);
             let bytes = consensus::encode(&resp);
             drop(resp);
             server.state().finish(from, bytes.len());
@@ -164,6 +165,22 @@ impl SyncServer {
         });
         Ok(())
     }
+}
+
+/// Read the response to `req` from `store` (blocking). A read error fails this request only: it
+/// is logged and counted (`store_read_errors{path="sync"}`) and the answer is empty.
+pub fn answer(store: &impl Store, req: &BlockRequest, metrics: &Metrics) -> BlockResponse {
+    store
+        .serve_blocks(req, MAX_SYNC_RESPONSE_BYTES - 1024)
+        .unwrap_or_else(|e| {
+            metrics.count_store_read_error("sync");
+            warn!(
+                error = %e,
+                target = %req.target,
+                "block sync: store read failed; request answered empty"
+            );
+            BlockResponse::default()
+        })
 }
 
 impl State {

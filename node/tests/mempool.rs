@@ -2,7 +2,7 @@
 
 use consensus::{Digest, Height};
 use node::app::{PAYLOAD_OVERHEAD, Transaction};
-use node::mempool::{Mempool, MempoolConfig, MempoolError};
+use node::mempool::{Mempool, MempoolConfig, MempoolError, Source};
 use std::time::Instant;
 
 fn pool(max_txs: usize, max_bytes: usize) -> Mempool {
@@ -110,4 +110,171 @@ fn in_flight_txs_are_not_repeated_and_are_released() {
     assert!(!m.has_uncommitted_txs());
     m.mark_in_flight(Digest([3; 32]), Height(2), vec![tx(2).hash(), tx(3).hash()]);
     assert!(!m.has_available());
+}
+
+// ------------------------------------------------------------ per-source quotas (issue 8 #2)
+
+fn peer(i: u8) -> Source {
+    let public = network::public_key_of(&[i; 32]).unwrap();
+    Source::Peer(network::peer_id_of(&public).unwrap())
+}
+
+/// `n` distinct transactions from `source`, tagged so sources never collide.
+fn flood(m: &mut Mempool, source: Source, tag: &str, n: usize) -> (usize, Vec<MempoolError>) {
+    let now = Instant::now();
+    let mut ok = 0;
+    let mut errs = Vec::new();
+    for i in 0..n {
+        match m.insert_from(
+            source,
+            Transaction::put(format!("{tag}{i}"), "v", 0),
+            false,
+            now,
+        ) {
+            Ok(_) => ok += 1,
+            Err(e) => errs.push(e),
+        }
+    }
+    (ok, errs)
+}
+
+#[test]
+fn a_flooding_peer_cannot_take_more_than_its_quota() {
+    let mut m = pool(100, 1 << 20);
+    // Alone, a peer's quota is max_txs / (1 peer + the local share) = 50.
+    let (ok, errs) = flood(&mut m, peer(1), "a", 1000);
+    assert_eq!(ok, 50);
+    assert_eq!(m.held_by(&peer(1)).0, 50);
+    assert!(
+        errs.iter().all(|e| matches!(
+            e,
+            MempoolError::OverQuota {
+                txs: 50,
+                max_txs: 50,
+                ..
+            }
+        )),
+        "{:?}",
+        errs.first()
+    );
+    // A second peer: quotas are 100 / 3 = 33.
+    let (ok, _) = flood(&mut m, peer(2), "b", 1000);
+    assert_eq!(ok, 33);
+    // Byte quota too: a peer may hold at most max_bytes / 2 bytes.
+    let one = tx_len("k0");
+    let mut m = pool(1000, 10 * one);
+    let (ok, errs) = flood(&mut m, peer(1), "k", 100);
+    assert_eq!(ok, 5);
+    assert!(matches!(errs[0], MempoolError::OverQuota { .. }));
+}
+
+fn tx_len(key: &str) -> usize {
+    Transaction::put(key, "v", 0).encoded_len()
+}
+
+#[test]
+fn local_submissions_get_in_when_gossip_filled_the_pool() {
+    let mut m = pool(100, 1 << 20);
+    let now = Instant::now();
+    // Three peers fill the pool: 50, then 33, then the third takes the 17 left and evicts the
+    // first (over its new quota of 25) to reach its own 25.
+    assert_eq!(flood(&mut m, peer(1), "a", 1000).0, 50);
+    assert_eq!(flood(&mut m, peer(2), "b", 1000).0, 33);
+    assert_eq!(flood(&mut m, peer(3), "c", 1000).0, 25);
+    assert_eq!(m.len(), 100);
+    assert_eq!(m.held_by(&peer(1)).0, 42);
+    assert_eq!(m.evicted(), 8);
+    // Newest first: peer 1's oldest 42 are still there, its newest 8 are gone.
+    assert!(m.contains(&Transaction::put("a41", "v", 0).hash()));
+    assert!(!m.contains(&Transaction::put("a42", "v", 0).hash()));
+    // The pool is full of gossip; every local submission still gets in.
+    for i in 0..60 {
+        m.insert(tx(i), false, now).unwrap();
+    }
+    assert_eq!(m.len(), 100);
+    assert_eq!(m.held_by(&Source::Local).0, 60);
+    // Each eviction hit the most loaded peer, so they end level.
+    let held: Vec<usize> = (1..=3).map(|p| m.held_by(&peer(p)).0).collect();
+    assert!(
+        held.iter().max().unwrap() - held.iter().min().unwrap() <= 1,
+        "{held:?}"
+    );
+    // Full of local transactions only: local ones are never evicted.
+    let mut m = pool(3, 1 << 20);
+    for i in 0..3 {
+        m.insert(tx(i), false, now).unwrap();
+    }
+    assert!(matches!(
+        m.insert(tx(9), false, now),
+        Err(MempoolError::Full { .. })
+    ));
+    // A peer within its quota (1 of 3) cannot evict local transactions either.
+    assert!(matches!(
+        m.insert_from(peer(1), tx(9), false, now),
+        Err(MempoolError::Full { .. })
+    ));
+    assert_eq!(m.evicted(), 0);
+}
+
+#[test]
+fn eviction_never_drops_in_flight_transactions() {
+    let mut m = pool(10, 1 << 20);
+    let now = Instant::now();
+    assert_eq!(flood(&mut m, peer(1), "a", 10).0, 5);
+    let hashes: Vec<_> = (0..5)
+        .map(|i| Transaction::put(format!("a{i}"), "v", 0).hash())
+        .collect();
+    // A block carries all five; local clients fill the rest.
+    m.mark_in_flight(Digest([1; 32]), Height(1), hashes.clone());
+    for i in 0..5 {
+        m.insert(tx(i), false, now).unwrap();
+    }
+    assert!(matches!(
+        m.insert(tx(99), false, now),
+        Err(MempoolError::Full { .. })
+    ));
+    assert_eq!(m.evicted(), 0);
+    assert!(hashes.iter().all(|h| m.contains(h)));
+    // The block can no longer commit: its transactions are released, and the newest goes.
+    m.on_commit(&[], Height(1), &[]);
+    m.insert(tx(99), false, now).unwrap();
+    assert_eq!(m.evicted(), 1);
+    assert!(!m.contains(&hashes[4]));
+    assert!(hashes[..4].iter().all(|h| m.contains(h)));
+}
+
+#[test]
+fn check_agrees_with_insert_and_changes_nothing() {
+    // A peer's quota is 2 / (1 + 1) = 1 transaction.
+    let mut m = pool(2, 1 << 20);
+    let now = Instant::now();
+    let t = Transaction::put("x", "v", 0);
+    assert_eq!(m.check(&peer(1), &t.hash(), t.encoded_len()), Ok(()));
+    m.insert_from(peer(1), t.clone(), false, now).unwrap();
+    assert_eq!(
+        m.check(&peer(2), &t.hash(), t.encoded_len()),
+        Err(MempoolError::AlreadyPending { hash: t.hash() })
+    );
+    let u = Transaction::put("y", "v", 0);
+    assert!(matches!(
+        m.check(&peer(1), &u.hash(), u.encoded_len()),
+        Err(MempoolError::OverQuota { .. })
+    ));
+    assert_eq!(m.len(), 1);
+}
+
+#[test]
+fn per_source_bookkeeping_is_dropped_when_a_source_drains() {
+    let mut m = pool(100, 1 << 20);
+    let now = Instant::now();
+    let mut all = Vec::new();
+    for p in 1..=20u8 {
+        let t = Transaction::put(format!("p{p}"), "v", 0);
+        all.push(m.insert_from(peer(p), t, false, now).unwrap());
+    }
+    all.push(m.insert(tx(0), false, now).unwrap());
+    assert_eq!(m.source_count(), 21);
+    m.on_commit(&[Digest([7; 32])], Height(1), &all);
+    assert_eq!((m.len(), m.bytes(), m.source_count()), (0, 0, 0));
+    assert_eq!(m.held_by(&peer(1)), (0, 0));
 }

@@ -283,6 +283,17 @@ fn plan<E: Engine>(e: &E, batch: WriteBatch) -> Result<Vec<RawOp>, StoreError> {
     Ok(raw)
 }
 
+/// The raw ops `batch` becomes and its `sync` flag, or `None` if there is nothing to write (an
+/// unsynced batch that plans to no op). Reads only; see [`plan`].
+pub(crate) fn planned<E: Engine>(
+    e: &E,
+    batch: WriteBatch,
+) -> Result<Option<(Vec<RawOp>, bool)>, StoreError> {
+    let sync = batch.sync;
+    let raw = plan(e, batch)?;
+    Ok((!raw.is_empty() || sync).then_some((raw, sync)))
+}
+
 /// Check or record the chain id in `meta` (see [`Store::check_chain_id`]).
 fn check_chain_id<E: Engine>(e: &mut E, chain_id: &str) -> Result<(), StoreError> {
     match e.get(Cf::Meta, CHAIN_ID_KEY)? {
@@ -354,12 +365,10 @@ impl<E: Engine> Store for E {
     }
 
     fn write(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
-        let sync = batch.sync;
-        let raw = plan(self, batch)?;
-        if raw.is_empty() && !sync {
-            return Ok(());
+        match planned(self, batch)? {
+            Some((raw, sync)) => self.apply(raw, sync),
+            None => Ok(()),
         }
-        self.apply(raw, sync)
     }
 
     fn block(&self, id: &BlockId) -> Result<Option<Block>, StoreError> {

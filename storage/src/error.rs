@@ -1,8 +1,10 @@
 //! Storage errors.
 //!
-//! Every [`StoreError`] is **fatal** to a validator (PROTOCOL.md §4.8): a store that cannot read or
-//! write its safety data must stop the node rather than risk a double vote. None of them is a
-//! peer's fault; the only "retry" a caller should attempt is restarting the process (for
+//! A [`StoreError`] on the validator's own path (safety data, commits, recovery) is **fatal**
+//! (PROTOCOL.md §4.8): a store that cannot read or write its safety data must stop the node
+//! rather than risk a double vote. A read error while answering someone else (a peer's sync
+//! request, gossip dedupe, an RPC read) fails that request only. None of them is a peer's
+//! fault; the only "retry" a caller should attempt is restarting the process (for
 //! [`StoreError::Locked`], after the other process has exited).
 
 use consensus::{BlockId, Height};

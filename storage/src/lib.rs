@@ -17,7 +17,11 @@
 //!   machine, so put everything one view needs into one synced batch.
 //! - Committed history is append-only: committing a different block at a committed height is
 //!   rejected ([`StoreError::ConflictingCommit`]).
-//! - Every error is fatal to the node (see [`StoreError`]); never drop a storage `Result`.
+//! - Every error on the node's own path (safety data, commits, recovery) is fatal to the node
+//!   (see [`StoreError`]); never drop a storage `Result`. A *read* that fails while answering a
+//!   peer or a client (block sync, gossip dedupe, RPC) fails that request only.
+//! - [`RocksStore`] is `Send + Sync`: share it as `Arc<RocksStore>`, read through `&self` and
+//!   write through [`RocksStore::write_shared`] (one writer at a time; readers never wait).
 //!
 //! ## Layout (column families)
 //! | CF | key | value |
@@ -63,7 +67,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// request asks for.
 pub const HARD_CAP: usize = 500;
 
-/// Persistent state of one validator. All errors are fatal ([`StoreError`]).
+/// Persistent state of one validator. Errors on the validator's own path are fatal
+/// ([`StoreError`]).
 ///
 /// Implemented by [`RocksStore`] and [`MemStore`] only (the implementation is shared and
 /// sealed), so every store has identical semantics.

@@ -369,6 +369,11 @@ impl<P: FaultPolicy> Core<P> {
             self.counters.invalid_messages += 1;
             return;
         }
+        self.record_evidence(ev);
+    }
+
+    /// Hand verified evidence to the policy; if it is new, store and gossip it.
+    fn record_evidence(&mut self, ev: Evidence) {
         if self.policy.on_evidence(&ev, self.now) {
             tracing::warn!(
                 offender = ev.offender().0,

@@ -860,3 +860,75 @@ fn only_the_leaders_proposal_is_parked_stored_and_retried() {
     );
     assert!(c.block(&stray_id).is_none());
 }
+
+/// E4 evidence against validator `who` for `view`, signed with `key` (valid iff `key` is
+/// `who`'s key).
+fn conflicting_timeouts(vs: &ValidatorSet, key: &PrivateKey, who: u16, view: u64) -> Evidence {
+    let sign = |hqc: u64| {
+        key.sign(
+            vs.domain(),
+            crate::crypto::SigKind::Timeout,
+            &crate::cert::timeout_body(View(view), View(hqc)),
+        )
+    };
+    Evidence::ConflictingTimeouts {
+        offender: ValidatorIndex(who),
+        view: View(view),
+        hqc_a: View(0),
+        sig_a: sign(0),
+        hqc_b: View(1),
+        sig_b: sign(1),
+    }
+}
+
+/// Issue 8 finding 2: gossiped evidence is deduplicated by its key before any signature check,
+/// so a replay (or a forgery under a held key) costs nothing; new evidence is verified once.
+#[test]
+fn replayed_evidence_costs_no_signature_check() {
+    let (vs, ks) = keys(4);
+    let mut c = core(&vs, PrivateKey::from_seed(ks[0].seed()), 0);
+    let real = conflicting_timeouts(&vs, &ks[1], 1, 7);
+    let sigs = |c: &Core<RoundRobin>| c.resources().signatures_verified;
+    let invalid = |c: &Core<RoundRobin>| c.status(0).counters.invalid_messages;
+
+    // A forgery of a key nobody holds yet is verified (two signatures) and refused.
+    let forged = conflicting_timeouts(&vs, &ks[2], 1, 7);
+    let before = sigs(&c);
+    let out = c.handle(0, Event::EvidenceReceived(forged.clone()));
+    assert!(out.iter().all(|a| !matches!(a, Action::Evidence(_))));
+    assert_eq!(sigs(&c) - before, 2);
+    assert_eq!(invalid(&c), 1);
+
+    // The real item: verified once (two signatures), then stored and gossiped.
+    let before = sigs(&c);
+    let out = c.handle(0, Event::EvidenceReceived(real.clone()));
+    assert_eq!(
+        out.iter()
+            .filter(|a| matches!(a, Action::Evidence(_)))
+            .count(),
+        1
+    );
+    assert_eq!(sigs(&c) - before, 2);
+
+    // Replays, exact or forged under the same key: no signature check, no action, no blame.
+    let before = sigs(&c);
+    for ev in [real.clone(), forged, real] {
+        let out = c.handle(0, Event::EvidenceReceived(ev));
+        assert!(out.iter().all(|a| !matches!(a, Action::Evidence(_))));
+    }
+    assert_eq!(sigs(&c), before, "a replay costs zero signature checks");
+    assert_eq!(
+        invalid(&c),
+        1,
+        "a forgery under a held key is dropped unverified"
+    );
+
+    // Another key (another view) is new evidence again.
+    let before = sigs(&c);
+    let out = c.handle(
+        0,
+        Event::EvidenceReceived(conflicting_timeouts(&vs, &ks[1], 1, 8)),
+    );
+    assert!(out.iter().any(|a| matches!(a, Action::Evidence(_))));
+    assert_eq!(sigs(&c) - before, 2);
+}

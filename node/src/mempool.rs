@@ -3,7 +3,8 @@
 //!
 //! * Dedupe by hash, against pending transactions and (by the caller's flag) committed ones.
 //!   [`Mempool::contains`] is the cheap in-memory check a caller runs before any store read.
-//! * [`Mempool::take`] fills a proposal in FIFO order, skipping transactions *in flight*: those
+//! * [`Mempool::take`] fills a proposal round-robin across sources (FIFO within each), skipping
+//!   transactions *in flight*: those
 //!   carried by a block that is stored but not yet committed ([`Mempool::mark_in_flight`], keyed
 //!   by block id). A proposal on top of an uncommitted parent therefore does not repeat them.
 //! * Transactions leave the pool when committed ([`Mempool::on_commit`]) or evicted (below); a
@@ -34,8 +35,9 @@
 //!   then fits. Evictions are counted ([`Mempool::evicted`]); a peer's evicted transaction
 //!   stays in its origin node's pool.
 //!
-//! Proposals stay FIFO across sources: a peer's quota bounds how many of its transactions can
-//! be queued ahead of a local one.
+//! Proposals are filled round-robin across sources ([`Mempool::take`]): however many
+//! transactions a flooding peer holds, a block carries at most as many of its transactions as
+//! of any other source's that are waiting.
 //!
 //! Bookkeeping is bounded by the pool: a source's entry exists only while it holds a pending
 //! transaction (removed when its count reaches zero), so there are at most
@@ -370,23 +372,46 @@ impl Mempool {
         Some((self.cfg.max_txs / shares, self.cfg.max_bytes / shares))
     }
 
-    /// Transactions for a proposal, oldest first, not in flight, whose payload encoding
-    /// ([`crate::app::Payload::Transactions`]) fits in `max_bytes`. They stay in the pool.
+    /// Transactions for a proposal, not in flight, whose payload encoding
+    /// ([`crate::app::Payload::Transactions`]) fits in `max_bytes`; they stay in the pool.
+    /// Filled **round-robin across sources**, one transaction per source per round, oldest
+    /// first within a source; local clients first, then peers by their oldest pending
+    /// transaction. A source whose next transaction does not fit is done for this proposal. So
+    /// a flooding peer gets at most an equal share of a block, never all of it.
     pub fn take(&self, max_bytes: usize) -> Vec<Transaction> {
         let mut out = Vec::new();
         let mut used = PAYLOAD_OVERHEAD;
-        for hash in self.order.values() {
-            if self.in_flight.contains_key(hash) {
-                continue;
-            }
-            let Some(e) = self.entries.get(hash) else {
-                continue;
-            };
-            if used + e.size > max_bytes {
-                break;
-            }
-            used += e.size;
-            out.push(e.tx.clone());
+        let mut queues: Vec<(u64, &Held)> = self
+            .sources
+            .iter()
+            .map(|(source, held)| {
+                let rank = match source {
+                    Source::Local => 0,
+                    Source::Peer(_) => held.order.keys().next().map_or(u64::MAX, |s| s + 1),
+                };
+                (rank, held)
+            })
+            .collect();
+        queues.sort_by_key(|(rank, _)| *rank);
+        let mut cursors: Vec<_> = queues.into_iter().map(|(_, h)| h.order.values()).collect();
+        while !cursors.is_empty() {
+            cursors.retain_mut(|cursor| {
+                for hash in cursor.by_ref() {
+                    if self.in_flight.contains_key(hash) {
+                        continue;
+                    }
+                    let Some(e) = self.entries.get(hash) else {
+                        continue;
+                    };
+                    if used + e.size > max_bytes {
+                        return false;
+                    }
+                    used += e.size;
+                    out.push(e.tx.clone());
+                    return true;
+                }
+                false
+            });
         }
         out
     }

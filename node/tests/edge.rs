@@ -20,43 +20,71 @@ const CLIENT_TX_PER_SEC: usize = 200;
 /// Length of one measured phase.
 const PHASE: Duration = Duration::from_secs(10);
 
-/// Offers `CLIENT_TX_PER_SEC` puts to `addr` for `PHASE`; returns the keys accepted.
-async fn offer_load(c: &reqwest::Client, addr: SocketAddr, tag: &str) -> Vec<String> {
-    let batch = CLIENT_TX_PER_SEC / 10;
-    let mut keys = Vec::new();
-    let start = Instant::now();
-    let mut k = 0;
-    while start.elapsed() < PHASE {
-        let names: Vec<String> = (k..k + batch).map(|i| format!("{tag}-{i}")).collect();
-        k += batch;
-        let txs = names
-            .iter()
-            .map(|key| TxRequest::Put {
-                key: key.clone(),
-                value: "v".into(),
-                nonce: 0,
-            })
-            .collect();
-        let sent = c
-            .post(url(addr, "/txs"))
-            .json(&BatchRequest { txs })
-            .send()
-            .await;
-        if let Ok(r) = sent
-            && let Ok(b) = r.json::<BatchResponse>().await
-        {
-            let refused: Vec<usize> = b.errors.iter().map(|e| e.index).collect();
-            keys.extend(
+/// One batch of puts to `addr`: the keys accepted, and the submission latency.
+async fn submit(
+    c: reqwest::Client,
+    addr: SocketAddr,
+    names: Vec<String>,
+) -> (Vec<String>, Duration) {
+    let t = Instant::now();
+    let txs = names
+        .iter()
+        .map(|key| TxRequest::Put {
+            key: key.clone(),
+            value: "v".into(),
+            nonce: 0,
+        })
+        .collect();
+    let reply = c
+        .post(url(addr, "/txs"))
+        .json(&BatchRequest { txs })
+        .send()
+        .await;
+    let accepted = match reply {
+        Ok(r) => match r.json::<BatchResponse>().await {
+            Ok(b) => {
+                let refused: Vec<usize> = b.errors.iter().map(|e| e.index).collect();
                 names
                     .into_iter()
                     .enumerate()
                     .filter(|(i, _)| !refused.contains(i))
-                    .map(|(_, n)| n),
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+                    .map(|(_, n)| n)
+                    .collect()
+            }
+            Err(_) => Vec::new(),
+        },
+        Err(_) => Vec::new(),
+    };
+    (accepted, t.elapsed())
+}
+
+/// Offers `CLIENT_TX_PER_SEC` puts to `addr` for `PHASE`, open loop (a batch every 100 ms
+/// whatever the node's latency); returns the keys offered and accepted, and prints the worst
+/// submission latency.
+async fn offer_load(c: &reqwest::Client, addr: SocketAddr, tag: &str) -> (usize, Vec<String>) {
+    let batch = CLIENT_TX_PER_SEC / 10;
+    let mut tasks = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let start = Instant::now();
+    let mut k = 0;
+    while start.elapsed() < PHASE {
+        tick.tick().await;
+        let names: Vec<String> = (k..k + batch).map(|i| format!("{tag}-{i}")).collect();
+        k += batch;
+        tasks.push(tokio::spawn(submit(c.clone(), addr, names)));
     }
-    keys
+    let mut keys = Vec::new();
+    let mut worst = Duration::ZERO;
+    for t in tasks {
+        let (accepted, latency) = t.await.unwrap();
+        keys.extend(accepted);
+        worst = worst.max(latency);
+    }
+    eprintln!(
+        "phase {tag}: worst submission latency {} ms",
+        worst.as_millis()
+    );
+    (k, keys)
 }
 
 /// How many of `keys` are committed at `addr`, after a grace period for the last ones.
@@ -73,12 +101,11 @@ async fn committed(c: &reqwest::Client, addr: SocketAddr, keys: &[String]) -> us
 
 /// Client transactions committed per second over one phase of load at `addr`.
 async fn phase_rate(c: &reqwest::Client, addr: SocketAddr, tag: &str) -> f64 {
-    let keys = offer_load(c, addr, tag).await;
+    let (offered, keys) = offer_load(c, addr, tag).await;
     let n = committed(c, addr, &keys).await;
     let rate = n as f64 / PHASE.as_secs_f64();
     eprintln!(
-        "phase {tag}: {} offered, {} accepted, {n} committed: {rate:.1} tx/s",
-        CLIENT_TX_PER_SEC * PHASE.as_secs() as usize,
+        "phase {tag}: {offered} offered, {} accepted, {n} committed: {rate:.1} tx/s",
         keys.len()
     );
     rate

@@ -278,3 +278,31 @@ fn per_source_bookkeeping_is_dropped_when_a_source_drains() {
     assert_eq!((m.len(), m.bytes(), m.source_count()), (0, 0, 0));
     assert_eq!(m.held_by(&peer(1)), (0, 0));
 }
+
+#[test]
+fn proposals_are_filled_round_robin_across_sources() {
+    // A peer's 100 queued transactions arrived first; 5 local ones after them. A block with room
+    // for 10 carries all 5 local ones (FIFO used to give it 10 of the peer's and none local).
+    let mut m = pool(1000, 1 << 20);
+    let (ok, _) = flood(&mut m, peer(1), "p", 100);
+    assert_eq!(ok, 100);
+    let (ok, _) = flood(&mut m, Source::Local, "l", 5);
+    assert_eq!(ok, 5);
+    let room = PAYLOAD_OVERHEAD + 10 * tx_len("p10");
+    let block = m.take(room);
+    let local = block
+        .iter()
+        .filter(|t| matches!(&t.op, node::app::Op::Put { key, .. } if key.starts_with(b"l")))
+        .count();
+    assert_eq!(block.len(), 10, "{block:?}");
+    assert_eq!(local, 5);
+    // Within a source, oldest first.
+    let peer_keys: Vec<&[u8]> = block
+        .iter()
+        .filter_map(|t| match &t.op {
+            node::app::Op::Put { key, .. } if key.starts_with(b"p") => Some(&key[..]),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(peer_keys, [&b"p0"[..], b"p1", b"p2", b"p3", b"p4"]);
+}

@@ -217,6 +217,66 @@ impl NetworkConfig {
     }
 }
 
+impl NetworkConfig {
+    /// Checks every value's range and the relations between them; [`start`] runs it first.
+    ///
+    /// # Errors
+    /// [`NetworkError::InvalidConfig`] naming the field(s) and the rule.
+    pub fn validate(&self) -> Result<(), NetworkError> {
+        let rules: [(bool, &str); 12] = [
+            (
+                (1..=u32::MAX as usize).contains(&self.max_frame_bytes),
+                "max_frame_bytes must be in 1..=u32::MAX",
+            ),
+            (
+                (1..=u32::MAX as usize).contains(&self.sync_max_response_bytes),
+                "sync_max_response_bytes must be in 1..=u32::MAX",
+            ),
+            (self.sync_timeout_ms >= 1, "sync_timeout_ms must be >= 1"),
+            (
+                self.rate_limit_msgs_per_sec >= 1 && self.rate_limit_burst >= 1,
+                "rate_limit_msgs_per_sec and rate_limit_burst must be >= 1",
+            ),
+            (
+                self.redial_min_ms >= 1 && self.redial_min_ms <= self.redial_max_ms,
+                "need 0 < redial_min_ms <= redial_max_ms",
+            ),
+            (
+                self.max_inflight_bytes_per_peer >= self.max_frame_bytes,
+                "max_inflight_bytes_per_peer must be at least max_frame_bytes",
+            ),
+            (
+                self.ban_score > 0 && self.score_decay_per_sec >= 0,
+                "ban_score must be positive and score_decay_per_sec not negative",
+            ),
+            (
+                self.event_queue_bytes >= self.max_frame_bytes + EVENT_OVERHEAD,
+                "event_queue_bytes must hold at least one max_frame_bytes frame",
+            ),
+            (
+                self.max_inflight_per_peer >= 1,
+                "max_inflight_per_peer must be >= 1",
+            ),
+            (
+                self.gossip_queue_bytes >= self.max_gossip_bytes + EVENT_OVERHEAD,
+                "gossip_queue_bytes must hold at least one max_gossip_bytes message",
+            ),
+            (
+                self.gossip_bytes_per_sec >= 1
+                    && self.gossip_burst_bytes as usize >= self.max_gossip_bytes,
+                "need gossip_bytes_per_sec > 0 and gossip_burst_bytes >= max_gossip_bytes",
+            ),
+            (self.ping_interval_ms >= 1, "ping_interval_ms must be >= 1"),
+        ];
+        match rules.iter().find(|(ok, _)| !ok) {
+            Some((_, reason)) => Err(NetworkError::InvalidConfig {
+                reason: (*reason).to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A gossipsub topic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Topic {

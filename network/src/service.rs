@@ -93,36 +93,6 @@ struct Service {
     last_refused_log: Option<Instant>,
 }
 
-fn validate(cfg: &NetworkConfig) -> Result<(), NetworkError> {
-    let bad = |reason: &str| {
-        Err(NetworkError::InvalidConfig {
-            reason: reason.to_string(),
-        })
-    };
-    if cfg.max_frame_bytes == 0 || cfg.max_frame_bytes > u32::MAX as usize {
-        return bad("max_frame_bytes must be in 1..=u32::MAX");
-    }
-    if cfg.sync_max_response_bytes == 0 || cfg.sync_max_response_bytes > u32::MAX as usize {
-        return bad("sync_max_response_bytes must be in 1..=u32::MAX");
-    }
-    if cfg.redial_min_ms == 0 || cfg.redial_min_ms > cfg.redial_max_ms {
-        return bad("need 0 < redial_min_ms <= redial_max_ms");
-    }
-    if cfg.max_inflight_bytes_per_peer < cfg.max_frame_bytes {
-        return bad("max_inflight_bytes_per_peer must be at least max_frame_bytes");
-    }
-    if cfg.ban_score <= 0 || cfg.event_queue_bytes == 0 || cfg.max_inflight_per_peer == 0 {
-        return bad("ban_score, event_queue_bytes and max_inflight_per_peer must be positive");
-    }
-    if cfg.gossip_queue_bytes < cfg.max_gossip_bytes + events::EVENT_OVERHEAD {
-        return bad("gossip_queue_bytes must hold at least one max_gossip_bytes message");
-    }
-    if (cfg.gossip_burst_bytes as usize) < cfg.max_gossip_bytes || cfg.gossip_bytes_per_sec == 0 {
-        return bad("need gossip_bytes_per_sec > 0 and gossip_burst_bytes >= max_gossip_bytes");
-    }
-    Ok(())
-}
-
 /// A gossip message's id: blake3 of topic ‖ payload (first 20 bytes), so the same payload
 /// republished with a new sequence number is still a duplicate.
 fn content_id(m: &gossipsub::Message) -> gossipsub::MessageId {
@@ -217,7 +187,7 @@ pub(crate) fn spawn(
     cfg: NetworkConfig,
     keypair: Keypair,
 ) -> Result<(NetworkHandle, EventReceiver), NetworkError> {
-    validate(&cfg)?;
+    cfg.validate()?;
     let local_peer_id = keypair.public().to_peer_id();
     let now = Instant::now();
     let mut local_index = None;

@@ -624,6 +624,7 @@ async fn a_full_data_queue_drops_frames_but_never_control_events() {
     // connectivity changes still arrive, ahead of the queued frames.
     let mut nodes = start_all(cluster(11, 2, |i, c| {
         if i == 0 {
+            c.max_frame_bytes = 16 * 1024;
             c.event_queue_bytes = 64 * 1024;
             c.rate_limit_msgs_per_sec = 100_000;
             c.rate_limit_burst = 100_000;

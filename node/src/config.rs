@@ -139,6 +139,108 @@ impl Default for RpcSection {
     }
 }
 
+/// Local network policy (section `[network]`): connection admission, rate limits, bans,
+/// redial, queues. Every field defaults to [`network::NetworkConfig::new`]'s value and has the
+/// unit and meaning documented on the field of the same name of [`network::NetworkConfig`]; the
+/// ranges are checked by [`network::NetworkConfig::validate`]. Protocol caps that every
+/// validator must agree on (frame, gossip and sync response sizes) are not configurable here.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkSection {
+    /// Sync request timeout, ms (default 10,000).
+    pub sync_timeout_ms: u64,
+    /// Per-peer inbound frames per second (default 5,000).
+    pub rate_limit_msgs_per_sec: u32,
+    /// Per-peer frame burst (default 10,000).
+    pub rate_limit_burst: u32,
+    /// Misbehaviour score that bans a peer (default 100).
+    pub ban_score: i32,
+    /// Score points forgiven per second (default 1).
+    pub score_decay_per_sec: i32,
+    /// Ban length, ms (default 30,000).
+    pub ban_cooldown_ms: u64,
+    /// First redial delay, ms (default 100).
+    pub redial_min_ms: u64,
+    /// Largest redial delay, ms (default 5,000).
+    pub redial_max_ms: u64,
+    /// Unacknowledged consensus frames per peer (default 512).
+    pub max_inflight_per_peer: usize,
+    /// Unacknowledged consensus bytes per peer (default 64 MiB).
+    pub max_inflight_bytes_per_peer: usize,
+    /// Inbound consensus/sync bytes queued for the node (default 64 MiB).
+    pub event_queue_bytes: usize,
+    /// Inbound gossip bytes queued for the node (default 16 MiB).
+    pub gossip_queue_bytes: usize,
+    /// Connections of non-validators, in total (default 32).
+    pub max_strangers: usize,
+    /// Connections of non-validators per IP address (default 4).
+    pub max_strangers_per_ip: usize,
+    /// A non-validator's connection is closed this long after it opened, ms (default 10,000).
+    pub stranger_idle_ms: u64,
+    /// A validator connection shorter than this is a flap, ms (default 10,000).
+    pub stable_connection_ms: u64,
+    /// Per-author gossip budget, bytes per second (default 4 MiB/s).
+    pub gossip_bytes_per_sec: u32,
+    /// Per-author gossip burst, bytes (default 16 MiB).
+    pub gossip_burst_bytes: u32,
+    /// Ping interval, ms (default 2,000).
+    pub ping_interval_ms: u64,
+}
+
+/// Calls `$m!` with the names of the `[network]` fields: the one list of them besides the
+/// struct itself.
+macro_rules! with_network_fields {
+    ($m:ident) => {
+        $m!(
+            sync_timeout_ms,
+            rate_limit_msgs_per_sec,
+            rate_limit_burst,
+            ban_score,
+            score_decay_per_sec,
+            ban_cooldown_ms,
+            redial_min_ms,
+            redial_max_ms,
+            max_inflight_per_peer,
+            max_inflight_bytes_per_peer,
+            event_queue_bytes,
+            gossip_queue_bytes,
+            max_strangers,
+            max_strangers_per_ip,
+            stranger_idle_ms,
+            stable_connection_ms,
+            gossip_bytes_per_sec,
+            gossip_burst_bytes,
+            ping_interval_ms
+        )
+    };
+}
+
+/// The network defaults, for an address and validator set that do not matter here.
+fn default_network_config() -> network::NetworkConfig {
+    let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+    network::NetworkConfig::new([0; 32], any, Vec::new())
+}
+
+impl Default for NetworkSection {
+    fn default() -> Self {
+        let d = default_network_config();
+        macro_rules! build {
+            ($($f:ident),*) => { NetworkSection { $($f: d.$f),* } };
+        }
+        with_network_fields!(build)
+    }
+}
+
+impl NetworkSection {
+    /// Sets `cfg`'s local-policy fields to this section's values.
+    pub fn apply_to(&self, cfg: &mut network::NetworkConfig) {
+        macro_rules! copy {
+            ($($f:ident),*) => { $(cfg.$f = self.$f;)* };
+        }
+        with_network_fields!(copy);
+    }
+}
+
 /// Upper bound of `rpc.max_connections` and `rpc.max_concurrent_requests`.
 pub const RPC_LIMIT_CAP: usize = 65_536;
 /// Upper bound, in milliseconds, of `rpc.request_timeout_ms` and `rpc.header_read_timeout_ms`
@@ -201,6 +303,9 @@ pub struct NodeConfig {
     /// RPC server limits and Host allow-list.
     #[serde(default)]
     pub rpc: RpcSection,
+    /// Local network policy.
+    #[serde(default)]
+    pub network: NetworkSection,
 }
 
 fn default_key_file() -> PathBuf {
@@ -238,6 +343,7 @@ impl NodeConfig {
             mempool: MempoolSection::default(),
             block: BlockSection::default(),
             rpc: RpcSection::default(),
+            network: NetworkSection::default(),
         }
     }
 
@@ -318,6 +424,10 @@ impl NodeConfig {
                 &format!("must be between 1 and {max}"),
             )?;
         }
+        let mut net = default_network_config();
+        self.network.apply_to(&mut net);
+        net.validate()
+            .map_err(|e| anyhow!("section `[network]`: {e}"))?;
         if let Some(bad) = r.allowed_hosts.iter().find(|h| !valid_allowed_host(h)) {
             bail!(
                 "field `rpc.allowed_hosts`: {bad:?} is not a host name or IP address without a \

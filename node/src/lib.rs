@@ -338,7 +338,9 @@ pub async fn spawn_loaded(loaded: Loaded) -> Result<NodeHandle> {
             addr: entry.p2p_addr,
         });
     }
-    let (net, net_rx) = network::start(NetworkConfig::new(*seed, cfg.p2p_listen, peers))
+    let mut net_cfg = NetworkConfig::new(*seed, cfg.p2p_listen, peers);
+    cfg.network.apply_to(&mut net_cfg);
+    let (net, net_rx) = network::start(net_cfg)
         .await
         .with_context(|| format!("starting the network on {}", cfg.p2p_listen))?;
 

@@ -359,3 +359,44 @@ fn rpc_section_is_validated() {
     );
     NodeConfig::from_toml(&good, "cfg").unwrap();
 }
+
+#[test]
+fn network_section_is_applied_and_validated() {
+    let cfg = sample_config();
+    let text = cfg.to_toml().unwrap();
+    assert!(text.contains("[network]"), "{text}");
+    let without: String = text.split("[network]").next().unwrap().to_string();
+    let parsed = NodeConfig::from_toml(&without, "cfg").unwrap();
+    assert_eq!(parsed.network, config::NetworkSection::default());
+    // Defaults are the network crate's own.
+    let any = "127.0.0.1:1".parse().unwrap();
+    let defaults = network::NetworkConfig::new([0; 32], any, Vec::new());
+    assert_eq!(parsed.network.max_strangers, defaults.max_strangers);
+    assert_eq!(
+        parsed.network.gossip_bytes_per_sec,
+        defaults.gossip_bytes_per_sec
+    );
+    // A value set in the file reaches the network configuration.
+    let tuned = format!("{without}\n[network]\nmax_strangers = 3\nredial_max_ms = 9000\n");
+    let parsed = NodeConfig::from_toml(&tuned, "cfg").unwrap();
+    let mut net = network::NetworkConfig::new([0; 32], any, Vec::new());
+    parsed.network.apply_to(&mut net);
+    assert_eq!((net.max_strangers, net.redial_max_ms), (3, 9000));
+    assert_eq!(net.max_strangers_per_ip, defaults.max_strangers_per_ip);
+    for (line, why) in [
+        ("redial_min_ms = 0", "redial_min_ms"),
+        ("ban_score = 0", "ban_score"),
+        ("gossip_bytes_per_sec = 0", "gossip_bytes_per_sec"),
+        ("event_queue_bytes = 1000", "event_queue_bytes"),
+        (
+            "max_inflight_bytes_per_peer = 10",
+            "max_inflight_bytes_per_peer",
+        ),
+        ("max_frame_bytes = 10", "max_frame_bytes"),
+        ("bogus = 1", "bogus"),
+    ] {
+        let bad = format!("{without}\n[network]\n{line}\n");
+        let e = format!("{:#}", NodeConfig::from_toml(&bad, "cfg").unwrap_err());
+        assert!(e.contains(why), "{line}: {e}");
+    }
+}

@@ -334,3 +334,33 @@ async fn strangers_holding_every_slot_cannot_keep_validators_out() {
     }
     cl.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_network_section_of_config_toml_reaches_the_network() {
+    // `[network] max_strangers = 0` in a validator's config.toml: a stranger is refused.
+    let dir = tempfile::tempdir().unwrap();
+    let homes = testnet(dir.path(), 1);
+    let path = homes[0].join(node::config::CONFIG_FILE);
+    let mut cfg = node::config::NodeConfig::load(&homes[0]).unwrap();
+    cfg.network.max_strangers = 0;
+    std::fs::write(&path, cfg.to_toml().unwrap()).unwrap();
+    let node = node::spawn(&homes[0], fast()).await.unwrap();
+    let (peers, _, _) = network_view(&homes[0]);
+    let port = free_udp_ports(1)[0];
+    let (stranger, _rx) = raw_swarm(
+        rand::random(),
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        peers,
+        |_| {},
+    )
+    .await;
+    let c = client();
+    let a = node.rpc_addr();
+    let refused = wait_until(30, || async {
+        metric(&c, a, "bftnode_net_connections_refused_total").await >= 1.0
+    })
+    .await;
+    assert!(refused, "a stranger got in although max_strangers = 0");
+    stranger.shutdown();
+    node.stop().await.unwrap();
+}

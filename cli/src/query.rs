@@ -223,6 +223,7 @@ impl Listing {
                 "msgs_in",
                 "msgs_out",
                 "dropped",
+                "duplicate_key_suspected",
             ],
             Listing::Evidence => &["id", "kind", "offender", "view", "committed"],
         }

@@ -401,6 +401,9 @@ pub struct PeerStatus {
     pub dropped: u64,
     /// Last ping round-trip time, in ms.
     pub rtt_ms: Option<f64>,
+    /// Times this validator's key was seen connecting from a second address while connected
+    /// from another: two instances running with one key (see `duplicate_key_suspected`).
+    pub duplicate_key_suspected: u64,
 }
 
 /// Service-wide counters, from [`NetworkHandle::metrics`].
@@ -448,6 +451,12 @@ pub struct NetworkMetrics {
     pub gossip_rejected: u64,
     /// Inbound sync requests dropped because `MAX_PENDING_SYNC` were already unanswered.
     pub pending_sync_dropped: u64,
+    /// Inbound connections (admitted or refused) of a validator's key from a socket address
+    /// other than the one it is connected from at that moment: the mark of a second instance
+    /// running with the same key, which risks double-signing (issue 9, §3b). Counted per
+    /// validator in [`PeerStatus::duplicate_key_suspected`] and warned about at most every 30 s
+    /// per validator.
+    pub duplicate_key_suspected: u64,
     /// Inbound gossip events dropped because the gossip queue was full (bytes cap).
     pub gossip_events_dropped: u64,
 }
@@ -455,7 +464,7 @@ pub struct NetworkMetrics {
 impl NetworkMetrics {
     /// Every counter as `(name, help, value)`, for export (e.g. Prometheus, where the node
     /// prefixes `bftnode_net_` and suffixes `_total`). One row per field.
-    pub fn counters(&self) -> [(&'static str, &'static str, u64); 20] {
+    pub fn counters(&self) -> [(&'static str, &'static str, u64); 21] {
         [
             (
                 "frames_in",
@@ -544,6 +553,11 @@ impl NetworkMetrics {
                 "pending_sync_dropped",
                 "Inbound sync requests dropped at the pending cap",
                 self.pending_sync_dropped,
+            ),
+            (
+                "duplicate_key_suspected",
+                "Connections of a validator key from a second address while connected from another",
+                self.duplicate_key_suspected,
             ),
         ]
     }

@@ -4,6 +4,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+
+use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId, multiaddr::Protocol};
 
 use crate::{NetworkConfig, PeerStatus};
@@ -84,6 +87,12 @@ pub(crate) struct PeerState {
     /// stable (open for `stable_connection_ms`), so a peer that accepts the handshake and then
     /// refuses us is redialled ever more slowly.
     pub backoff_ms: u64,
+    /// Remote socket address of each open connection (at most 2, the per-peer cap).
+    pub remotes: HashMap<ConnectionId, Multiaddr>,
+    /// Connections from a second address while connected from another (duplicate key), and
+    /// when that was last warned about.
+    pub duplicate_key_suspected: u64,
+    pub last_duplicate_log: Option<Instant>,
     /// When the current connection opened (`None` while disconnected).
     pub connected_at: Option<Instant>,
     /// Whether the last connection was a flap (closed before it was stable).
@@ -118,6 +127,9 @@ impl PeerState {
             banned_until: None,
             next_dial: Some(now),
             backoff_ms: cfg.redial_min_ms,
+            remotes: HashMap::new(),
+            duplicate_key_suspected: 0,
+            last_duplicate_log: None,
             connected_at: None,
             flapping: false,
             flaps_unlogged: 0,
@@ -176,6 +188,7 @@ impl PeerState {
             msgs_out: self.msgs_out,
             dropped: self.dropped,
             rtt_ms: self.rtt.map(|d| d.as_secs_f64() * 1e3),
+            duplicate_key_suspected: self.duplicate_key_suspected,
         }
     }
 }

@@ -11,10 +11,10 @@ use libp2p::request_response::{
     self, InboundRequestId, OutboundFailure, OutboundRequestId, ProtocolSupport, ResponseChannel,
 };
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{ListenError, NetworkBehaviour, SwarmEvent};
+use libp2p::swarm::{ConnectionId, ListenError, NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    PeerId, StreamProtocol, Swarm, SwarmBuilder, allow_block_list, connection_limits, gossipsub,
-    identify, identity::Keypair, ping,
+    Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, allow_block_list, connection_limits,
+    gossipsub, identify, identity::Keypair, ping,
 };
 use tokio::sync::mpsc;
 use tracing::{debug, info, trace, warn};
@@ -42,6 +42,22 @@ const GOSSIP_OVERHEAD: usize = 4096;
 const MAX_PENDING_INCOMING: u32 = 256;
 /// Least interval between two warnings of one kind (refusals, one peer's flaps).
 const LOG_EVERY: Duration = Duration::from_secs(30);
+
+/// The IP address and UDP port of a QUIC multiaddr, if it has both.
+fn socket_of(addr: &Multiaddr) -> Option<(std::net::IpAddr, u16)> {
+    use libp2p::multiaddr::Protocol;
+    let mut ip = None;
+    let mut port = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::Ip4(a) => ip = Some(a.into()),
+            Protocol::Ip6(a) => ip = Some(a.into()),
+            Protocol::Udp(u) => port = Some(u),
+            _ => {}
+        }
+    }
+    Some((ip?, port?))
+}
 
 /// Gossipsub restricted to our two topics.
 type Gossip =
@@ -569,23 +585,42 @@ impl Service {
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 num_established,
                 endpoint,
                 ..
-            } => self.on_connected(peer_id, num_established.get(), &endpoint),
+            } => self.on_connected(peer_id, connection_id, num_established.get(), &endpoint),
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
                 num_established,
                 cause,
                 ..
-            } => self.on_closed(peer_id, num_established, cause.map(|c| c.to_string())),
+            } => {
+                if let Some(p) = self
+                    .by_peer
+                    .get(&peer_id)
+                    .and_then(|i| self.peers.get_mut(i))
+                {
+                    p.remotes.remove(&connection_id);
+                }
+                self.on_closed(peer_id, num_established, cause.map(|c| c.to_string()))
+            }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 debug!(peer = ?peer_id, %error, "dial failed");
             }
-            SwarmEvent::IncomingConnectionError { error, .. } => {
+            SwarmEvent::IncomingConnectionError {
+                error,
+                peer_id,
+                send_back_addr,
+                ..
+            } => {
                 if matches!(error, ListenError::Denied { .. }) {
                     // Banned, over the per-peer cap, or beyond the strangers' budget.
                     self.metrics.connections_refused += 1;
+                }
+                if let Some(&index) = peer_id.as_ref().and_then(|p| self.by_peer.get(p)) {
+                    self.check_duplicate_key(index, &send_back_addr, None);
                 }
                 trace!(%error, "incoming connection failed");
             }
@@ -595,11 +630,55 @@ impl Service {
         }
     }
 
-    fn on_connected(&mut self, peer: PeerId, num: u32, endpoint: &libp2p::core::ConnectedPoint) {
+    /// A connection (or an attempt) of validator `index` came from `addr`. If another of its
+    /// connections is open from a different socket address, one key is running twice: count
+    /// it and warn (at most every `LOG_EVERY` per validator). A simultaneous dial is not one:
+    /// QUIC dials from the listening socket, so both connections show the genesis address.
+    fn check_duplicate_key(&mut self, index: u16, addr: &Multiaddr, this: Option<ConnectionId>) {
+        let Some(p) = self.peers.get_mut(&index) else {
+            return;
+        };
+        let at = socket_of(addr);
+        let Some(other) = p
+            .remotes
+            .iter()
+            .find(|(id, r)| Some(**id) != this && socket_of(r) != at)
+            .map(|(_, r)| r.clone())
+        else {
+            return;
+        };
+        p.duplicate_key_suspected += 1;
+        self.metrics.duplicate_key_suspected += 1;
+        let now = Instant::now();
+        if p.last_duplicate_log
+            .is_none_or(|t| now.duration_since(t) >= LOG_EVERY)
+        {
+            p.last_duplicate_log = Some(now);
+            warn!(index, peer = %p.peer_id, %addr, connected_from = %other,
+                times = p.duplicate_key_suspected,
+                "validator key connecting from two addresses at once: two instances with one key \
+                 risk double-signing");
+        }
+    }
+
+    fn on_connected(
+        &mut self,
+        peer: PeerId,
+        id: ConnectionId,
+        num: u32,
+        endpoint: &libp2p::core::ConnectedPoint,
+    ) {
         let Some(&index) = self.by_peer.get(&peer) else {
             debug!(%peer, addr = %endpoint.get_remote_address(), "non-validator connected");
             return;
         };
+        let remote = endpoint.get_remote_address().clone();
+        if let Some(p) = self.peers.get_mut(&index) {
+            p.remotes.insert(id, remote.clone());
+        }
+        if endpoint.is_listener() {
+            self.check_duplicate_key(index, &remote, Some(id));
+        }
         let Some(p) = self.peers.get_mut(&index) else {
             return;
         };

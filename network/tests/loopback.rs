@@ -740,3 +740,42 @@ async fn a_peer_that_stops_reading_holds_at_most_the_inflight_byte_cap() {
     assert!(dropped >= 83, "{dropped}");
     frozen.join().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validator_key_running_twice_is_noticed() {
+    // Issue 9, §3b: a second process started with validator 2's key (another port) dials the
+    // others while the original is connected. Normal connections, simultaneous dials included,
+    // raise nothing.
+    let cfgs = cluster(13, 3, |_, _| {});
+    let mut twin = cfgs[2].clone();
+    twin.listen = free_addrs(1)[0];
+    let mut nodes = start_all(cfgs).await;
+    for (i, (_, rx)) in nodes.iter_mut().enumerate() {
+        let others: Vec<u16> = (0..3u16).filter(|j| *j as usize != i).collect();
+        connected_to(rx, &others).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (h, _) in &nodes {
+        assert_eq!(h.metrics().await.duplicate_key_suspected, 0);
+    }
+    let (twin, _twin_rx) = start(twin).await.unwrap();
+    for (k, (h, _)) in nodes.iter().take(2).enumerate() {
+        let m = metrics_until(h, "duplicate key noticed", |m| {
+            m.duplicate_key_suspected >= 1
+        })
+        .await;
+        let peers = h.peers().await;
+        let v2 = peers.iter().find(|p| p.index == 2).unwrap();
+        eprintln!(
+            "node {k}: {} suspicions, validator 2: {v2:?}",
+            m.duplicate_key_suspected
+        );
+        assert!(v2.duplicate_key_suspected >= 1);
+        assert!(
+            peers
+                .iter()
+                .all(|p| p.index == 2 || p.duplicate_key_suspected == 0)
+        );
+    }
+    twin.shutdown();
+}

@@ -166,6 +166,7 @@ async fn peers(State(st): St) -> ApiResult<Vec<PeerResponse>> {
                 msgs_out: p.msgs_out,
                 dropped: p.dropped,
                 rtt_ms: p.rtt_ms,
+                duplicate_key_suspected: p.duplicate_key_suspected,
             })
             .collect(),
     ))

@@ -167,6 +167,10 @@ pub struct PeerResponse {
     pub dropped: u64,
     /// Last ping RTT (ms).
     pub rtt_ms: Option<f64>,
+    /// Times this validator's key connected from a second address while connected from
+    /// another: two instances with one key, a double-signing risk.
+    #[serde(default)]
+    pub duplicate_key_suspected: u64,
 }
 
 /// One entry of `GET /evidence`.

@@ -64,6 +64,9 @@ pub enum Refusal {
     AlreadyTimedOut,
     /// Already proposed in this view.
     AlreadyProposed,
+    /// Signing is suspended: our key signed elsewhere in a recent view
+    /// ([`SafetyModule::observe_own_signature`]).
+    KeyInUseElsewhere,
 }
 
 /// Owns the private key and the safety record; checks the voting rule before signing.
@@ -72,6 +75,9 @@ pub struct SafetyModule {
     key: PrivateKey,
     me: ValidatorIndex,
     data: SafetyData,
+    /// No signature for any view ≤ this: a certificate showed our key signing in a view this
+    /// module never signed in (PROTOCOL.md §4.9). `View(0)` (never suspended) at start.
+    suspended_until: View,
     /// The voting-rule mutation canaries (simulator only).
     #[cfg(feature = "mutations")]
     mutations: crate::core::Mutations,
@@ -84,6 +90,7 @@ impl SafetyModule {
             key,
             me,
             data,
+            suspended_until: View(0),
             #[cfg(feature = "mutations")]
             mutations: crate::core::Mutations::default(),
         }
@@ -112,6 +119,34 @@ impl SafetyModule {
             false
         }
     }
+    /// Key in use elsewhere (PROTOCOL.md §4.9): a verified certificate carries our signature on
+    /// a vote (`timeout == false`) or a timeout (`timeout == true`) of `view`, a view above the
+    /// last one this module signed such a message in. We did not sign it (we persist before
+    /// sending), so another process holds our key, or this record was lost or rolled back. Raise
+    /// the watermark to `view` (we must never sign there again) and suspend every signature for
+    /// views ≤ `view + window`. Returns whether it was such a signature. `window == 0` disables
+    /// the rule (the simulator's Twins, which are meant to equivocate).
+    pub fn observe_own_signature(&mut self, view: View, timeout: bool, window: u64) -> bool {
+        let mark = if timeout {
+            &mut self.data.last_timeout_view
+        } else {
+            &mut self.data.last_voted_view
+        };
+        if window == 0 || view <= *mark {
+            return false;
+        }
+        *mark = view;
+        self.suspended_until = self
+            .suspended_until
+            .max(View(view.0.saturating_add(window)));
+        true
+    }
+
+    /// Signatures are suspended for views ≤ this (`View(0)`: never suspended).
+    pub fn suspended_until(&self) -> View {
+        self.suspended_until
+    }
+
     /// Record a higher TC. Returns whether it was higher.
     pub fn observe_tc(&mut self, tc: &TimeoutCert) -> bool {
         if self.data.high_tc.as_ref().is_none_or(|h| tc.view > h.view) {
@@ -138,6 +173,9 @@ impl SafetyModule {
         #[cfg(feature = "mutations")]
         let (last_timeout_view, lock_view) =
             self.mutations.vote_bounds(last_timeout_view, lock_view);
+        if v <= self.suspended_until {
+            return Err(Refusal::KeyInUseElsewhere);
+        }
         if v <= self.data.last_voted_view {
             return Err(Refusal::AlreadyVoted);
         }
@@ -162,6 +200,9 @@ impl SafetyModule {
 
     /// Local timeout (§4.2): sign `Timeout(view, lock)` once per view.
     pub fn sign_timeout(&mut self, view: View, vs: &ValidatorSet) -> Result<Timeout, Refusal> {
+        if view <= self.suspended_until {
+            return Err(Refusal::KeyInUseElsewhere);
+        }
         if view <= self.data.last_timeout_view {
             return Err(Refusal::AlreadyTimedOut);
         }
@@ -188,6 +229,9 @@ impl SafetyModule {
         tc: Option<TimeoutCert>,
         vs: &ValidatorSet,
     ) -> Result<Proposal, Refusal> {
+        if block.view <= self.suspended_until {
+            return Err(Refusal::KeyInUseElsewhere);
+        }
         if block.view <= self.data.last_proposed_view {
             return Err(Refusal::AlreadyProposed);
         }

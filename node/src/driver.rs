@@ -729,6 +729,10 @@ impl Driver {
         Metrics::sync_counter(&self.metrics.timeouts, st.counters.timeouts_sent);
         Metrics::sync_counter(&self.metrics.tcs, st.counters.tcs_formed);
         Metrics::sync_counter(
+            &self.metrics.own_signatures_elsewhere,
+            st.counters.own_signatures_elsewhere,
+        );
+        Metrics::sync_counter(
             &self.metrics.rejected_messages,
             st.counters.invalid_messages,
         );

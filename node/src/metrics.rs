@@ -75,6 +75,9 @@ pub struct Metrics {
     pub rejected_messages: Counter,
     /// Transactions skipped while applying committed blocks (invalid or replayed).
     pub skipped_txs: Counter,
+    /// Certificates carrying our signature for a view we never signed in: our key in use
+    /// elsewhere (PROTOCOL.md §4.9); signing is suspended after each.
+    pub own_signatures_elsewhere: Counter,
     /// Gossiped transactions by outcome ([`gossip_outcome`]).
     pub gossip_txs: Family<KindLabels, Counter>,
     /// Pending transactions evicted from the mempool to make room for another source's.
@@ -115,6 +118,7 @@ impl Metrics {
             invalid_messages: Counter::default(),
             rejected_messages: Counter::default(),
             skipped_txs: Counter::default(),
+            own_signatures_elsewhere: Counter::default(),
             gossip_txs: Family::default(),
             mempool_evicted: Counter::default(),
             store_read_errors: Family::default(),
@@ -191,6 +195,11 @@ impl Metrics {
             "bftnode_skipped_txs",
             "Committed transactions skipped (invalid or replayed)",
             m.skipped_txs.clone(),
+        );
+        r.register(
+            "bftnode_own_signatures_elsewhere",
+            "Certificates carrying our signature for a view we never signed in (key in use elsewhere)",
+            m.own_signatures_elsewhere.clone(),
         );
         r.register(
             "bftnode_gossip_txs",

@@ -423,6 +423,11 @@ impl Sim {
                 if role == Role::Honest {
                     c.mutations = cfg.mutations;
                 }
+                if role == Role::Twin {
+                    // Twins exist to equivocate: the key-in-use-elsewhere rule (§4.9) would
+                    // silence them.
+                    c.double_sign_window = 0;
+                }
                 instances.push(Instance {
                     index: i,
                     role,

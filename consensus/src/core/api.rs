@@ -48,6 +48,9 @@ pub struct Config {
     pub sync_timeout_ms: u64,
     /// Maximum concurrent block-sync requests.
     pub sync_max_inflight: usize,
+    /// Views of silence after a certificate shows our key signing where we did not (PROTOCOL.md
+    /// §4.9): no signature for views ≤ that view + this. 0 disables the rule. Default 20.
+    pub double_sign_window: u64,
     /// Deliberate protocol bugs for the simulator's canaries, all off by default. Only with the
     /// crate feature `mutations` (enabled by the simulator alone, never by the node).
     #[cfg(feature = "mutations")]
@@ -72,6 +75,7 @@ impl Config {
             sync_max_blocks: 100,
             sync_timeout_ms: 2_000,
             sync_max_inflight: 4,
+            double_sign_window: 20,
             #[cfg(feature = "mutations")]
             mutations: super::Mutations::default(),
         }
@@ -236,6 +240,9 @@ pub struct Counters {
     /// Signatures checked: every single-signature check of a received message, plus every
     /// signature a QC or TC carries when the certificate is actually verified (not a cache hit).
     pub signatures_verified: u64,
+    /// Verified certificates carrying our signature for a view we never signed in: our key in
+    /// use elsewhere (PROTOCOL.md §4.9). Each one (re)starts a suspension of our signatures.
+    pub own_signatures_elsewhere: u64,
 }
 
 /// A snapshot of the core for RPC, metrics and tests.

@@ -7,7 +7,7 @@ use crate::block::{Block, MAX_BLOCK_EVIDENCE};
 use crate::cert::{QuorumCert, TimeoutCert};
 use crate::messages::BlockRequest;
 use crate::policy::{FaultPolicy, InvalidReason};
-use crate::types::{BlockId, Height, ValidatorIndex};
+use crate::types::{BlockId, Height, ValidatorIndex, View};
 use std::collections::BTreeMap;
 
 /// Maximum number of block ids waiting for a free sync slot.
@@ -45,6 +45,9 @@ impl SyncState {
 impl<P: FaultPolicy> Core<P> {
     /// §4.1 `observe_qc` for a verified QC, whatever carried it.
     pub(super) fn observe_qc(&mut self, qc: &QuorumCert) {
+        if qc.signers.contains(self.cfg.me) {
+            self.own_signature_seen(qc.view(), false);
+        }
         if qc.view().0 > 0
             && !self.tree.contains(&qc.block_id())
             && qc.view() > self.tree.root_view()
@@ -71,6 +74,9 @@ impl<P: FaultPolicy> Core<P> {
 
     /// §4.1 `observe_tc` for a verified TC.
     pub(super) fn observe_tc(&mut self, tc: &TimeoutCert) {
+        if tc.signers.contains(self.cfg.me) {
+            self.own_signature_seen(tc.view, true);
+        }
         self.safety.observe_tc(tc);
         self.observe_qc(&tc.high_qc);
         if tc.view >= self.current_view
@@ -155,6 +161,22 @@ impl<P: FaultPolicy> Core<P> {
                     "commit target {target} does not extend the committed root"
                 ));
             }
+        }
+    }
+
+    /// §4.9: a verified certificate of `view` carries our vote (`timeout == false`) or
+    /// timeout signature. If we never signed there, suspend signing and say so loudly.
+    fn own_signature_seen(&mut self, view: View, timeout: bool) {
+        let window = self.cfg.double_sign_window;
+        if self.safety.observe_own_signature(view, timeout, window) {
+            self.counters.own_signatures_elsewhere += 1;
+            tracing::error!(
+                view = view.0,
+                kind = if timeout { "timeout" } else { "vote" },
+                suspended_until = self.safety.suspended_until().0,
+                "a certificate carries our signature for a view we never signed in: this key \
+                 is in use elsewhere (or our safety record was lost); signing is suspended"
+            );
         }
     }
 

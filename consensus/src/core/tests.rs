@@ -477,9 +477,21 @@ fn qc_and_tc_over(
     p: u64,
     qv: u64,
 ) -> (QuorumCert, TimeoutCert) {
+    let q = ks.len() - (ks.len() - 1) / 3;
+    qc_and_tc_by(vs, ks, p, qv, &(0..q).collect::<Vec<_>>())
+}
+
+/// Like [`qc_and_tc_over`], signed by validators `by` (a quorum, ascending).
+fn qc_and_tc_by(
+    vs: &ValidatorSet,
+    ks: &[PrivateKey],
+    p: u64,
+    qv: u64,
+    by: &[usize],
+) -> (QuorumCert, TimeoutCert) {
     use crate::cert::{Bitmap, VoteData, timeout_body};
     use crate::crypto::SigKind;
-    let q = ks.len() - (ks.len() - 1) / 3;
+    let q = by.len();
     let data = VoteData {
         view: View(qv),
         block_id: Digest([7; 32]),
@@ -488,16 +500,16 @@ fn qc_and_tc_over(
         parent_view: View(p),
     };
     let mut signers = Bitmap::new(ks.len());
-    for i in 0..q {
+    for &i in by {
         signers.set(ValidatorIndex(i as u16));
     }
     let body = crate::encode(&data);
     let qc = QuorumCert {
         data,
         signers: signers.clone(),
-        sigs: ks[..q]
+        sigs: by
             .iter()
-            .map(|k| k.sign(vs.domain(), SigKind::Vote, &body))
+            .map(|&i| ks[i].sign(vs.domain(), SigKind::Vote, &body))
             .collect(),
     };
     let tview = View(qv + 1);
@@ -507,12 +519,62 @@ fn qc_and_tc_over(
         high_qc: qc.clone(),
         signers,
         hqc_views: vec![View(qv); q],
-        sigs: ks[..q]
+        sigs: by
             .iter()
-            .map(|k| k.sign(vs.domain(), SigKind::Timeout, &tbody))
+            .map(|&i| ks[i].sign(vs.domain(), SigKind::Timeout, &tbody))
             .collect(),
     };
     (qc, tc)
+}
+
+/// PROTOCOL.md §4.9: a QC and a TC carrying our signatures for views we never signed in (our
+/// key is running elsewhere) suspend every signature of ours for `double_sign_window` views;
+/// certificates without our signature then move us past the window and signing resumes.
+#[test]
+fn certificates_signed_with_our_key_elsewhere_suspend_our_signatures() {
+    let (vs, ks) = keys(4);
+    // Deterministic keys: a second copy supplies the core's own key (validator 0).
+    let mut c = core(&vs, keys(4).1.remove(0), 0);
+    c.handle(0, Event::Start);
+    let (_, tc) = qc_and_tc_by(&vs, &ks, 100, 101, &[0, 1, 2]);
+    send_tc(&mut c, 1, &tc);
+    assert_eq!(c.current_view(), View(103));
+    assert_eq!(
+        c.counters.own_signatures_elsewhere, 2,
+        "the QC's vote and the TC's timeout"
+    );
+    assert_eq!(c.safety.suspended_until(), View(102 + 20));
+    // Our view timer fires: no timeout is signed while suspended.
+    c.handle(10_000, Event::Timer(Timer::View(View(103))));
+    assert_eq!(c.counters.timeouts_sent, 0);
+    // The same certificates again are not new: nothing more is counted.
+    send_tc(&mut c, 10_001, &tc);
+    assert_eq!(c.counters.own_signatures_elsewhere, 2);
+    // Certificates of the others alone take us past the window; then we sign again.
+    let (_, later) = qc_and_tc_by(&vs, &ks, 122, 123, &[1, 2, 3]);
+    send_tc(&mut c, 10_002, &later);
+    assert_eq!(c.current_view(), View(125));
+    c.handle(30_000, Event::Timer(Timer::View(View(125))));
+    assert_eq!(
+        c.counters.timeouts_sent, 1,
+        "signing resumed after the window"
+    );
+    assert_eq!(c.counters.own_signatures_elsewhere, 2);
+}
+
+/// With the rule off (`double_sign_window = 0`, the simulator's Twins) nothing is suspended.
+#[test]
+fn the_double_sign_window_can_be_switched_off() {
+    let (vs, ks) = keys(4);
+    let mut c = core_with(&vs, keys(4).1.remove(0), 0, |cfg| {
+        cfg.double_sign_window = 0
+    });
+    c.handle(0, Event::Start);
+    let (_, tc) = qc_and_tc_by(&vs, &ks, 100, 101, &[0, 1, 2]);
+    send_tc(&mut c, 1, &tc);
+    assert_eq!(c.counters.own_signatures_elsewhere, 0);
+    c.handle(10_000, Event::Timer(Timer::View(View(103))));
+    assert_eq!(c.counters.timeouts_sent, 1);
 }
 
 /// Issue 7 finding 2: some TCs' bytes parse as a QC. With one verified-certificate cache keyed

@@ -364,3 +364,79 @@ async fn the_network_section_of_config_toml_reaches_the_network() {
     stranger.shutdown();
     node.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_instance_of_a_validator_key_is_noticed_and_suspended() {
+    // Issue 9 §3: the classic failover mistake. A second process is started with validator
+    // 3's key (another p2p address, an empty database) while the original runs. The honest
+    // nodes notice the key connecting from two addresses; whichever instance sees a certificate
+    // with its signature for a view it never signed in suspends its signatures (PROTOCOL.md
+    // §4.9); the chain stays live and the honest chains agree.
+    let mut cl = Cluster::start(4).await;
+    let c = client();
+    let all = [0usize, 1, 2, 3];
+    wait_all_at(&c, &cl, &all, 5, 60).await;
+    let mut loaded = node::config::load_home(&cl.homes[3], &fast()).unwrap();
+    let twin_dir = tempfile::tempdir().unwrap();
+    let port = free_udp_ports(1)[0];
+    loaded.config.p2p_listen = format!("127.0.0.1:{port}").parse().unwrap();
+    loaded.db_path = twin_dir.path().join("db");
+    let twin = node::spawn_loaded(loaded).await.unwrap();
+    let t = twin.rpc_addr();
+
+    let honest = [0usize, 1, 2];
+    let seen = wait_until(60, || async {
+        let mut n = 0.0;
+        for &i in &honest {
+            n += metric(&c, cl.addr(i), "bftnode_net_duplicate_key_suspected_total").await;
+        }
+        n >= 1.0
+    })
+    .await;
+    assert!(
+        seen,
+        "no honest node noticed one key connecting from two addresses"
+    );
+    let suspended = wait_until(60, || async {
+        metric(&c, t, "bftnode_own_signatures_elsewhere_total").await
+            + metric(&c, cl.addr(3), "bftnode_own_signatures_elsewhere_total").await
+            >= 1.0
+    })
+    .await;
+    let twin_seen = metric(&c, t, "bftnode_own_signatures_elsewhere_total").await;
+    let orig_seen = metric(&c, cl.addr(3), "bftnode_own_signatures_elsewhere_total").await;
+    eprintln!(
+        "own signatures seen elsewhere: twin {twin_seen}, original {orig_seen}; twin signed {} \
+         votes, {} timeouts",
+        metric(&c, t, "bftnode_votes_total").await,
+        metric(&c, t, "bftnode_timeouts_total").await
+    );
+    assert!(
+        suspended,
+        "neither instance noticed its key signing elsewhere"
+    );
+
+    let h = max_height(&c, &cl, &honest).await;
+    wait_all_at(&c, &cl, &honest, h + 5, 60).await;
+    twin.stop().await.unwrap();
+    let min = {
+        let mut m = u64::MAX;
+        for &i in &honest {
+            m = m.min(height(&c, cl.addr(i)).await);
+        }
+        m
+    };
+    assert_chains_match(&c, &cl, &honest, min).await;
+    for &i in &honest {
+        let vs: Vec<node::rpc_types::ValidatorResponse> =
+            get_json(&c, cl.addr(i), "/validators").await.unwrap();
+        for v in vs.iter().filter(|v| v.index != cl.vindex[3]) {
+            assert_eq!(
+                v.evidence, 0,
+                "node {i} accuses honest validator {}",
+                v.index
+            );
+        }
+    }
+    cl.shutdown().await;
+}

@@ -36,22 +36,6 @@ async fn validator_entry(
     vs.into_iter().find(|v| v.index == index)
 }
 
-/// Committed chains of `idx` agree block by block on heights `0..=up_to`.
-async fn assert_chains_match(c: &reqwest::Client, cl: &Cluster, idx: &[usize], up_to: u64) {
-    for h in 0..=up_to {
-        let reference = block(c, cl.addr(idx[0]), h)
-            .await
-            .unwrap_or_else(|| panic!("node {} lacks height {h}", idx[0]));
-        for &i in &idx[1..] {
-            let b = block(c, cl.addr(i), h)
-                .await
-                .unwrap_or_else(|| panic!("node {i} lacks height {h}"));
-            assert_eq!(b.id, reference.id, "node {i} differs at height {h}");
-            assert_eq!(b.tx_hashes, reference.tx_hashes, "txs differ at {h}");
-        }
-    }
-}
-
 /// Receivers refuse frames over 4 MiB; the raw swarm may send up to 8 MiB (so the oversized frame
 /// leaves it and is refused by the receiver, not by its own send path).
 fn big_frames(cfg: &mut NetworkConfig) {

@@ -172,3 +172,19 @@ pub async fn wait_connected(net: &NetworkHandle, to: &[u16], secs: u64) -> bool 
     })
     .await
 }
+
+/// Committed chains of `idx` agree block by block on heights `0..=up_to`.
+pub async fn assert_chains_match(c: &reqwest::Client, cl: &Cluster, idx: &[usize], up_to: u64) {
+    for h in 0..=up_to {
+        let reference = block(c, cl.addr(idx[0]), h)
+            .await
+            .unwrap_or_else(|| panic!("node {} lacks height {h}", idx[0]));
+        for &i in &idx[1..] {
+            let b = block(c, cl.addr(i), h)
+                .await
+                .unwrap_or_else(|| panic!("node {i} lacks height {h}"));
+            assert_eq!(b.id, reference.id, "node {i} differs at height {h}");
+            assert_eq!(b.tx_hashes, reference.tx_hashes, "txs differ at {h}");
+        }
+    }
+}

@@ -372,7 +372,7 @@ async fn a_second_instance_of_a_validator_key_is_noticed_and_suspended() {
     // nodes notice the key connecting from two addresses; whichever instance sees a certificate
     // with its signature for a view it never signed in suspends its signatures (PROTOCOL.md
     // §4.9); the chain stays live and the honest chains agree.
-    let mut cl = Cluster::start(4).await;
+    let cl = Cluster::start(4).await;
     let c = client();
     let all = [0usize, 1, 2, 3];
     wait_all_at(&c, &cl, &all, 5, 60).await;

@@ -267,3 +267,23 @@ fn bad_fault_knobs_are_refused_with_the_key_unit_and_range() {
     assert_eq!(l.genesis.fault, Default::default());
     assert_eq!(l.validators.domain().chain_id(), "c");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_is_refused_under_other_chain_wide_parameters() {
+    // The chain-wide parameters are bound into the signing domain, so into the genesis block
+    // id: a node restarted with a genesis whose parameters changed refuses its database
+    // instead of electing other leaders than its peers.
+    let dir = tempfile::tempdir().unwrap();
+    let homes = testnet(dir.path(), 1);
+    let n = node::spawn(&homes[0], fast()).await.unwrap();
+    n.stop().await.unwrap();
+    set_genesis_params(&homes, |g| g.fault.failure_threshold_pct = 50);
+    let e = match node::spawn(&homes[0], fast()).await {
+        Ok(_) => panic!("a database created under other parameters was accepted"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(e.contains("different genesis"), "{e}");
+    // Back to the original parameters: the database is accepted again.
+    set_genesis_params(&homes, |g| g.fault = Default::default());
+    node::spawn(&homes[0], fast()).await.unwrap().stop().await.unwrap();
+}

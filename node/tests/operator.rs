@@ -207,6 +207,24 @@ async fn faults_evidence_proofs_and_parameters_over_rpc() {
         assert!(m.contains(name), "{name} missing from /metrics");
     }
 
+    // The offender's node stops: it is down as well, and still counted once.
+    let mut nodes = nodes;
+    let gone = nodes.pop().unwrap();
+    let gone_index = gone.index();
+    assert_eq!(gone_index, offender.0);
+    gone.stop().await.unwrap();
+    let down = wait_until(30, || async {
+        let f: Option<FaultsResponse> = get_json(&c, addrs[1], "/faults").await;
+        f.is_some_and(|f| {
+            f.down
+                .iter()
+                .any(|e| e.index == gone_index && e.since_view.is_some())
+                && f.faulty_power == 1
+                && f.tolerance_margin == 0
+        })
+    })
+    .await;
+    assert!(down, "the stopped validator is not listed down, counted once");
     for n in nodes {
         n.stop().await.unwrap();
     }

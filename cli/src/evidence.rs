@@ -49,8 +49,12 @@ pub fn verify(file: &Path, genesis: &Path, format: Format) -> anyhow::Result<()>
     };
     let genesis = Genesis::load(genesis)?;
     // A file that is not a proof at all is an input error, not a verdict.
-    let proof: EvidenceProof = serde_json::from_str(&text)
-        .map_err(|e| anyhow!("proof file {} is not an evidence proof: {e}", file.display()))?;
+    let proof: EvidenceProof = serde_json::from_str(&text).map_err(|e| {
+        anyhow!(
+            "proof file {} is not an evidence proof: {e}",
+            file.display()
+        )
+    })?;
     let verdict = verify_proof(&proof, &genesis).map_err(|e| ProofRejected(format!("{e:#}")))?;
     let v = serde_json::to_value(&verdict)?;
     match format {

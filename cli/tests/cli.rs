@@ -606,8 +606,7 @@ impl Drop for Processes {
 /// with its key under the chain's signing domain.
 fn double_vote_of(home: &Path, view: u64) -> (consensus::Evidence, u16) {
     use consensus::{Digest, Height, SigKind, SignedVote, View, VoteData};
-    let loaded =
-        node::config::load_home(home, &node::config::ConfigOverrides::default()).unwrap();
+    let loaded = node::config::load_home(home, &node::config::ConfigOverrides::default()).unwrap();
     let vote = |b: u8| {
         let data = VoteData {
             view: View(view),
@@ -651,10 +650,9 @@ fn real_nodes_faults_evidence_show_and_verify() {
         .iter()
         .map(|s| s.local_addr().unwrap().port())
         .collect();
-    let homes = node::config::generate_testnet_with(dir.path(), 4, "cli-chain", |i| {
-        Some((udp[i], tcp[i]))
-    })
-    .unwrap();
+    let homes =
+        node::config::generate_testnet_with(dir.path(), 4, "cli-chain", |i| Some((udp[i], tcp[i])))
+            .unwrap();
     // A chain-wide parameter, in every copy of the genesis.
     let genesis_path = homes[0].join("genesis.json");
     let mut genesis = node::config::Genesis::load(&genesis_path).unwrap();
@@ -683,7 +681,13 @@ fn real_nodes_faults_evidence_show_and_verify() {
             .iter()
             .map(|h| {
                 Command::new(env!("CARGO_BIN_EXE_bftnode"))
-                    .args(["start", "--home", h.to_str().unwrap(), "--log-level", "warn"])
+                    .args([
+                        "start",
+                        "--home",
+                        h.to_str().unwrap(),
+                        "--log-level",
+                        "warn",
+                    ])
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::null())
                     .spawn()
@@ -723,12 +727,21 @@ fn real_nodes_faults_evidence_show_and_verify() {
         started.elapsed().as_secs_f64()
     );
     assert_eq!(f["params"]["round_robin_every"], 9, "{f}");
-    assert_eq!((&f["validators"], &f["f"], &f["quorum"]), (&json!(4), &json!(1), &json!(3)));
+    assert_eq!(
+        (&f["validators"], &f["f"], &f["quorum"]),
+        (&json!(4), &json!(1), &json!(3))
+    );
     let table = stdout(&bftnode(&["faults", "--rpc", &rpc]));
     assert!(table.starts_with("validators "), "{table}");
     assert!(table.contains("tolerance_margin "), "{table}");
-    assert!(table.contains("convicted:\nINDEX  POWER  SINCE_VIEW"), "{table}");
-    assert!(table.contains("committed double_vote evidence at view 2"), "{table}");
+    assert!(
+        table.contains("convicted:\nINDEX  POWER  SINCE_VIEW"),
+        "{table}"
+    );
+    assert!(
+        table.contains("committed double_vote evidence at view 2"),
+        "{table}"
+    );
 
     // The old form and the new one list the same evidence.
     let old = stdout(&bftnode(&["evidence", "--rpc", &rpc]));
@@ -751,11 +764,20 @@ fn real_nodes_faults_evidence_show_and_verify() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).starts_with("valid "), "{}", stdout(&o));
     let verdict = json_stdout(&bftnode(&[
-        "evidence", "verify", p, "--genesis", g, "--output", "json",
+        "evidence",
+        "verify",
+        p,
+        "--genesis",
+        g,
+        "--output",
+        "json",
     ]));
     assert_eq!(verdict["valid"], true);
     assert_eq!(verdict["offender"], offender);
-    eprintln!("evidence verify: {} ms in fault::verify", verdict["verify_ms"]);
+    eprintln!(
+        "evidence verify: {} ms in fault::verify",
+        verdict["verify_ms"]
+    );
 
     // One byte of a signature flipped (its first hex digit): exit 4, the reason on one line.
     let mut tampered = proof.clone();
@@ -779,5 +801,8 @@ fn real_nodes_faults_evidence_show_and_verify() {
     // A file that is not a proof is an input error (exit 1), not a verdict.
     let o = bftnode(&["evidence", "verify", g, "--genesis", g]);
     assert!(assert_one_line_error(&o, 1).contains("not an evidence proof"));
-    eprintln!("real-process test took {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "real-process test took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -30,9 +30,9 @@
 
 use crate::app::{self, AppWrite, Payload, Transaction, TxHash};
 use crate::config::Genesis;
+use crate::faults::{self, FaultWatch};
 use crate::mempool::{Mempool, MempoolError, Source};
 use crate::metrics::{Metrics, gossip_outcome};
-use crate::faults::{self, FaultWatch};
 use crate::proof::EvidenceProof;
 use crate::rpc_types::{EvidenceResponse, FaultsResponse, StatusResponse, ValidatorResponse};
 use crate::sync_server::{MAX_SYNC_RESPONSE_BYTES, SyncServer};

@@ -64,7 +64,9 @@ impl Knob for Option<u64> {
 
 /// The error for `key` holding `value` outside `lo..=hi` `unit` (default `default`).
 fn out_of_range(key: &str, value: &str, lo: u64, hi: u64, unit: &str, default: &str) -> String {
-    format!("field `{key}`: {value} is out of range: must be between {lo} and {hi} {unit} (default {default})")
+    format!(
+        "field `{key}`: {value} is out of range: must be between {lo} and {hi} {unit} (default {default})"
+    )
 }
 
 /// Declares a section of [`fault::FaultConfig`] knobs: the struct (serde, unknown fields
@@ -316,13 +318,19 @@ mod tests {
             ..ChainFaultParams::default()
         };
         let e = bad.validate().unwrap_err().to_string();
-        assert!(e.contains("`fault.window`: 0") && e.contains("1 and 1000"), "{e}");
+        assert!(
+            e.contains("`fault.window`: 0") && e.contains("1 and 1000"),
+            "{e}"
+        );
         let bad = ChainFaultParams {
             stall_views: 4,
             ..ChainFaultParams::default()
         };
         let e = bad.validate().unwrap_err().to_string();
-        assert!(e.contains("`fault.stall_views`") && e.contains("exclusion_lag"), "{e}");
+        assert!(
+            e.contains("`fault.stall_views`") && e.contains("exclusion_lag"),
+            "{e}"
+        );
         let bad = FaultSection {
             attack_window_ms: 0,
             ..FaultSection::default()
@@ -348,7 +356,10 @@ mod tests {
         };
         let a = explicit_window.domain_chain_id("c");
         let b = lag.domain_chain_id("c");
-        assert!(a.starts_with("c/fault:") && b.starts_with("c/fault:"), "{a} {b}");
+        assert!(
+            a.starts_with("c/fault:") && b.starts_with("c/fault:"),
+            "{a} {b}"
+        );
         assert_ne!(a, b);
         assert_eq!(a, explicit_window.clone().domain_chain_id("c"));
     }

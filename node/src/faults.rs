@@ -41,7 +41,12 @@ pub struct FaultWatch {
 impl FaultWatch {
     /// Record the conditions holding now (at `view`, committed `height`): new ones start now,
     /// ended ones are dropped.
-    pub fn observe(&mut self, now: impl IntoIterator<Item = (u16, Condition)>, view: u64, height: u64) {
+    pub fn observe(
+        &mut self,
+        now: impl IntoIterator<Item = (u16, Condition)>,
+        view: u64,
+        height: u64,
+    ) {
         let current: BTreeSet<(u16, Condition)> = now.into_iter().collect();
         self.since.retain(|k, _| current.contains(k));
         for k in current {
@@ -109,7 +114,10 @@ pub fn report(inp: &Inputs<'_>) -> FaultsResponse {
     let evidence = inp.policy.evidence(MAX_EVIDENCE_EXAMINED);
     let entry = |i: ValidatorIndex, reason: String, since: Option<(u64, u64)>| FaultEntry {
         index: i.0,
-        public_key: vs.public_key(i).map(|k| hex::encode(k.0)).unwrap_or_default(),
+        public_key: vs
+            .public_key(i)
+            .map(|k| hex::encode(k.0))
+            .unwrap_or_default(),
         power: vs.power(i),
         reason,
         since_view: since.map(|s| s.0),
@@ -142,7 +150,12 @@ pub fn report(inp: &Inputs<'_>) -> FaultsResponse {
                     )
                 },
             );
-            let height = inp.policy.convictions().get(i.as_usize()).copied().flatten();
+            let height = inp
+                .policy
+                .convictions()
+                .get(i.as_usize())
+                .copied()
+                .flatten();
             let since = match (first, height) {
                 (Some(e), Some(h)) => Some((e.view().0, h.0)),
                 _ => None,
@@ -194,7 +207,11 @@ pub fn report(inp: &Inputs<'_>) -> FaultsResponse {
             ));
         }
         if !why.is_empty() {
-            suspected.push(entry(i, why.join("; "), inp.watch.since(i.0, Condition::Suspected)));
+            suspected.push(entry(
+                i,
+                why.join("; "),
+                inp.watch.since(i.0, Condition::Suspected),
+            ));
         }
     }
     for i in vs.indices() {

@@ -40,11 +40,11 @@
 pub mod app;
 pub mod config;
 pub mod driver;
-pub mod faults;
 pub mod fault_params;
+pub mod faults;
 pub mod mempool;
-pub mod proof;
 pub mod metrics;
+pub mod proof;
 pub mod rpc;
 pub mod rpc_guard;
 pub mod rpc_types;

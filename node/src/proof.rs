@@ -408,7 +408,10 @@ impl EvidenceProof {
         let offender_public_key = genesis
             .validator_set()
             .ok()
-            .and_then(|vs| vs.public_key(evidence.offender()).map(|pk| hex::encode(pk.0)))
+            .and_then(|vs| {
+                vs.public_key(evidence.offender())
+                    .map(|pk| hex::encode(pk.0))
+            })
             .unwrap_or_default();
         EvidenceProof {
             format: PROOF_FORMAT.to_string(),
@@ -485,7 +488,11 @@ pub fn verify_proof(proof: &EvidenceProof, genesis: &Genesis) -> Result<Verdict>
     for (field, claimed, actual) in [
         ("id", proof.id.clone(), id.clone()),
         ("kind", proof.kind.clone(), ev.kind().as_str().to_string()),
-        ("offender", proof.offender.to_string(), ev.offender().0.to_string()),
+        (
+            "offender",
+            proof.offender.to_string(),
+            ev.offender().0.to_string(),
+        ),
         ("view", proof.view.to_string(), ev.view().0.to_string()),
         (
             "offender_public_key",

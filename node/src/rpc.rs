@@ -151,7 +151,10 @@ async fn faults(State(st): St) -> ApiResult<FaultsResponse> {
                     .find(|v| v.index == p.index);
                 r.suspected.push(FaultEntry {
                     index: p.index,
-                    public_key: key.as_ref().map(|v| v.public_key.clone()).unwrap_or_default(),
+                    public_key: key
+                        .as_ref()
+                        .map(|v| v.public_key.clone())
+                        .unwrap_or_default(),
                     power: key.map_or(0, |v| v.power),
                     reason: why,
                     since_view: None,

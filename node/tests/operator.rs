@@ -103,7 +103,11 @@ async fn faults_evidence_proofs_and_parameters_over_rpc() {
         assert_eq!(f.params.exclusion_lag, 5);
         assert_eq!(f.params.round_robin_every, 7);
         assert_eq!(f.domain_chain_id, genesis.domain_chain_id());
-        assert!(f.domain_chain_id.starts_with("it-chain/fault:"), "{}", f.domain_chain_id);
+        assert!(
+            f.domain_chain_id.starts_with("it-chain/fault:"),
+            "{}",
+            f.domain_chain_id
+        );
         assert_eq!((f.validators, f.total_power, f.f, f.quorum), (4, 4, 1, 3));
     }
     assert_eq!(f0.params.max_evidence, 77);
@@ -120,7 +124,11 @@ async fn faults_evidence_proofs_and_parameters_over_rpc() {
             })
         })
         .await;
-        assert!(ok, "node at {a} did not convict and isolate validator {}", offender.0);
+        assert!(
+            ok,
+            "node at {a} did not convict and isolate validator {}",
+            offender.0
+        );
     }
     let f: FaultsResponse = get_json(&c, addrs[1], "/faults").await.unwrap();
     eprintln!("{}", serde_json::to_string_pretty(&f).unwrap());
@@ -158,7 +166,10 @@ async fn faults_evidence_proofs_and_parameters_over_rpc() {
         .await
         .unwrap();
     assert!(proof.committed);
-    assert_eq!((proof.offender, proof.view, proof.kind.as_str()), (offender.0, 3, "double_vote"));
+    assert_eq!(
+        (proof.offender, proof.view, proof.kind.as_str()),
+        (offender.0, 3, "double_vote")
+    );
     let verdict = verify_proof(&proof, &genesis).unwrap();
     assert!(verdict.valid && verdict.safety);
     eprintln!("evidence verification: {:.3} ms", verdict.verify_ms);
@@ -224,7 +235,10 @@ async fn faults_evidence_proofs_and_parameters_over_rpc() {
         })
     })
     .await;
-    assert!(down, "the stopped validator is not listed down, counted once");
+    assert!(
+        down,
+        "the stopped validator is not listed down, counted once"
+    );
     for n in nodes {
         n.stop().await.unwrap();
     }
@@ -260,7 +274,10 @@ fn bad_fault_knobs_are_refused_with_the_key_unit_and_range() {
     );
     with_fault("exclusion_lag", 3);
     let e = err();
-    assert!(e.contains("exclusion_lag"), "a chain-wide knob is not local: {e}");
+    assert!(
+        e.contains("exclusion_lag"),
+        "a chain-wide knob is not local: {e}"
+    );
     std::fs::write(&cfg_path, &good_cfg).unwrap();
 
     // genesis.json "fault"
@@ -277,7 +294,10 @@ fn bad_fault_knobs_are_refused_with_the_key_unit_and_range() {
     );
     v["fault"] = serde_json::json!({"max_evidence": 10});
     std::fs::write(&g_path, v.to_string()).unwrap();
-    assert!(err().contains("max_evidence"), "a local knob is not chain-wide");
+    assert!(
+        err().contains("max_evidence"),
+        "a local knob is not chain-wide"
+    );
     // A genesis without the object (older files) loads with the defaults and the plain domain.
     v.as_object_mut().unwrap().remove("fault");
     std::fs::write(&g_path, v.to_string()).unwrap();
@@ -303,5 +323,10 @@ async fn a_database_is_refused_under_other_chain_wide_parameters() {
     assert!(e.contains("different genesis"), "{e}");
     // Back to the original parameters: the database is accepted again.
     set_genesis_params(&homes, |g| g.fault = Default::default());
-    node::spawn(&homes[0], fast()).await.unwrap().stop().await.unwrap();
+    node::spawn(&homes[0], fast())
+        .await
+        .unwrap()
+        .stop()
+        .await
+        .unwrap();
 }

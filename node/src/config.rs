@@ -54,6 +54,15 @@ pub struct ConsensusSection {
     pub timeout_max_ms: u64,
     /// Period of re-sending our timeout while stuck in a view.
     pub resend_ms: u64,
+    /// Double-sign check at start (PROTOCOL.md §4.10), in certified views: after every start,
+    /// sign nothing until this many certified views above our safety record carried no
+    /// signature of ours, or `timeout_base_ms` passed without a new certificate. 0 disables
+    /// it (only for a chain where no copy of this key can ever run). Range 0..=64.
+    pub double_sign_check_views: u64,
+    /// Key in use elsewhere (PROTOCOL.md §4.9), in views: after a certificate shows our key
+    /// signing where this node did not, sign nothing for this many views past it. 0 disables
+    /// it. Range 0..=10 000.
+    pub double_sign_window: u64,
 }
 
 impl Default for ConsensusSection {
@@ -63,6 +72,8 @@ impl Default for ConsensusSection {
             timeout_base_ms: 1_000,
             timeout_max_ms: 30_000,
             resend_ms: 1_000,
+            double_sign_check_views: 8,
+            double_sign_window: 20,
         }
     }
 }
@@ -393,6 +404,16 @@ impl NodeConfig {
             "must be ≥ consensus.timeout_base_ms",
         )?;
         field("consensus.resend_ms", c.resend_ms >= 1, "must be ≥ 1")?;
+        field(
+            "consensus.double_sign_check_views",
+            c.double_sign_check_views <= consensus::MAX_CHECK_VIEWS,
+            "must be ≤ 64 (certified views)",
+        )?;
+        field(
+            "consensus.double_sign_window",
+            c.double_sign_window <= 10_000,
+            "must be ≤ 10000 (views)",
+        )?;
         field("mempool.max_txs", self.mempool.max_txs >= 1, "must be ≥ 1")?;
         field(
             "mempool.max_bytes",

@@ -753,6 +753,7 @@ impl Driver {
             &self.metrics.rejected_messages,
             st.counters.invalid_messages,
         );
+        self.metrics.signing_held.set(i64::from(st.signing_held));
         let isolated = st
             .validators
             .iter()
@@ -873,6 +874,16 @@ impl Driver {
             mempool_txs: self.mempool.len(),
             mempool_bytes: self.mempool.bytes(),
             peers_connected: self.connected.len(),
+            signing: if st.signing_held {
+                "held: double-sign check at start".to_string()
+            } else if st.signing_suspended_until > st.view {
+                format!(
+                    "suspended until view {}: our key signed elsewhere",
+                    st.signing_suspended_until.0
+                )
+            } else {
+                "active".to_string()
+            },
         }
     }
 

@@ -323,6 +323,9 @@ pub async fn spawn_loaded(loaded: Loaded) -> Result<NodeHandle> {
     ccfg.timeout_max_ms = cfg.consensus.timeout_max_ms;
     ccfg.resend_ms = cfg.consensus.resend_ms;
     ccfg.silent_leader_ms = cfg.consensus.timeout_base_ms;
+    ccfg.double_sign_check_views = cfg.consensus.double_sign_check_views;
+    ccfg.double_sign_check_ms = cfg.consensus.timeout_base_ms;
+    ccfg.double_sign_window = cfg.consensus.double_sign_window;
     // `max_payload_bytes` stays at the chain-wide default: validation must not depend on a
     // node's local config; `block.max_block_bytes` only bounds our own proposals.
 

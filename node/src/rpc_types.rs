@@ -37,6 +37,11 @@ pub struct StatusResponse {
     pub mempool_bytes: usize,
     /// Connected validator peers.
     pub peers_connected: usize,
+    /// Whether this validator signs: `active`; `held` while the double-sign check at start
+    /// runs (PROTOCOL.md §4.10); `suspended until view N` after a certificate showed our key
+    /// signing elsewhere (§4.9).
+    #[serde(default)]
+    pub signing: String,
 }
 
 /// `GET /blocks/latest`, `GET /blocks/{height}`.

@@ -14,6 +14,7 @@
 //! Relative paths in `config.toml` are resolved against the home directory. Every loading error
 //! names the file, the field and the reason.
 
+pub use crate::fault_params::{ChainFaultParams, FaultSection};
 use anyhow::{Context, Result, anyhow, bail};
 use consensus::{Epoch, PrivateKey, PublicKey, ValidatorIndex, ValidatorInfo, ValidatorSet};
 use serde::{Deserialize, Serialize};
@@ -317,6 +318,10 @@ pub struct NodeConfig {
     /// Local network policy.
     #[serde(default)]
     pub network: NetworkSection,
+    /// Local fault policy (evidence pool bounds, local labels, health thresholds); the
+    /// chain-wide knobs are in the genesis ([`Genesis::fault`]).
+    #[serde(default)]
+    pub fault: FaultSection,
 }
 
 fn default_key_file() -> PathBuf {
@@ -355,6 +360,7 @@ impl NodeConfig {
             block: BlockSection::default(),
             rpc: RpcSection::default(),
             network: NetworkSection::default(),
+            fault: FaultSection::default(),
         }
     }
 
@@ -449,6 +455,7 @@ impl NodeConfig {
         self.network.apply_to(&mut net);
         net.validate()
             .map_err(|e| anyhow!("section `[network]`: {e}"))?;
+        self.fault.validate()?;
         if let Some(bad) = r.allowed_hosts.iter().find(|h| !valid_allowed_host(h)) {
             bail!(
                 "field `rpc.allowed_hosts`: {bad:?} is not a host name or IP address without a \
@@ -569,6 +576,10 @@ pub struct Genesis {
     pub genesis_time_ms: u64,
     /// The validators (any order; indices follow public-key order).
     pub validators: Vec<GenesisValidator>,
+    /// Chain-wide fault-policy parameters (optional, defaults when absent). Non-default values
+    /// enter the signing domain ([`ChainFaultParams::domain_chain_id`]).
+    #[serde(default)]
+    pub fault: ChainFaultParams,
 }
 
 impl Genesis {
@@ -595,12 +606,15 @@ impl Genesis {
             .with_context(|| format!("cannot write genesis file {}", path.display()))
     }
 
-    /// The validator set (errors name the field). Also refuses two validators with the same
-    /// `p2p_addr`, naming both (by position in `validators` and public key).
+    /// The validator set (errors name the field), signing for
+    /// [`Genesis::domain_chain_id`]. Also checks the `fault` parameters' ranges and refuses
+    /// two validators with the same `p2p_addr`, naming both (by position in `validators` and
+    /// public key).
     pub fn validator_set(&self) -> Result<ValidatorSet> {
         if self.chain_id.is_empty() {
             bail!("field `chain_id`: must not be empty");
         }
+        self.fault.validate()?;
         let infos = self
             .validators
             .iter()
@@ -609,7 +623,7 @@ impl Genesis {
                 power: v.power,
             })
             .collect();
-        let set = ValidatorSet::new(&self.chain_id, Epoch(self.epoch), infos)
+        let set = ValidatorSet::new(&self.domain_chain_id(), Epoch(self.epoch), infos)
             .map_err(|e| anyhow!("field `validators`: {e}"))?;
         let mut first_at = std::collections::HashMap::with_capacity(self.validators.len());
         for (i, v) in self.validators.iter().enumerate() {
@@ -624,6 +638,18 @@ impl Genesis {
             }
         }
         Ok(set)
+    }
+
+    /// The chain id of the signing domain: `chain_id`, extended by a digest of the `fault`
+    /// parameters that differ from their defaults ([`ChainFaultParams::domain_chain_id`]).
+    pub fn domain_chain_id(&self) -> String {
+        self.fault.domain_chain_id(&self.chain_id)
+    }
+
+    /// The policy configuration for this chain: its `fault` parameters and the node's local
+    /// `[fault]` section, over [`fault::FaultConfig::default`].
+    pub fn fault_config(&self, local: &FaultSection) -> fault::FaultConfig {
+        crate::fault_params::fault_config(&self.fault, local)
     }
 
     /// The genesis entry of validator `index` of `vs` (indices follow public-key order).
@@ -882,6 +908,7 @@ pub fn init_home(home: &Path, chain_id: &str, p2p_port: u16, rpc_port: u16) -> R
             p2p_addr: cfg.p2p_listen,
             rpc_addr: cfg.rpc_listen,
         }],
+        fault: ChainFaultParams::default(),
     };
     genesis.save(&home.join(GENESIS_FILE))?;
     write_config(home, &cfg)?;
@@ -941,6 +968,7 @@ pub fn generate_testnet_with(
         epoch: 0,
         genesis_time_ms: now_unix_ms(),
         validators,
+        fault: ChainFaultParams::default(),
     };
     genesis.validator_set()?;
     for (home, cfg) in homes.iter().zip(&configs) {

@@ -40,8 +40,11 @@
 pub mod app;
 pub mod config;
 pub mod driver;
+pub mod fault_params;
+pub mod faults;
 pub mod mempool;
 pub mod metrics;
+pub mod proof;
 pub mod rpc;
 pub mod rpc_guard;
 pub mod rpc_types;
@@ -54,7 +57,7 @@ use config::{Loaded, LogFormat};
 use consensus::core::Recovered;
 use consensus::{Block, Core, SafetyData, ValidatorSet};
 use driver::{Driver, DriverInfo, SharedStore};
-use fault::{FaultConfig, FaultTolerance};
+use fault::FaultTolerance;
 use mempool::{Mempool, MempoolConfig};
 use metrics::Metrics;
 use network::{NetworkConfig, ValidatorPeer};
@@ -307,7 +310,8 @@ pub async fn spawn_loaded(loaded: Loaded) -> Result<NodeHandle> {
     store
         .check_chain_id(&cfg.chain_id)
         .with_context(|| format!("opening database {}", loaded.db_path.display()))?;
-    let mut policy = FaultTolerance::new(&vs, FaultConfig::default());
+    let fault_config = loaded.genesis.fault_config(&cfg.fault);
+    let mut policy = FaultTolerance::new(&vs, fault_config.clone());
     restore_policy(&store, &vs, &mut policy)?;
     let (safety, recovered) = recover(&mut store, &loaded, policy.replay_depth())?;
     let committed_height = recovered.committed.last().map_or(0, |b| b.height.0);
@@ -375,6 +379,7 @@ pub async fn spawn_loaded(loaded: Loaded) -> Result<NodeHandle> {
         genesis: loaded.genesis.clone(),
         max_block_bytes: cfg.block.max_block_bytes,
         empty_block_delay: Duration::from_millis((cfg.consensus.timeout_base_ms / 4).min(500)),
+        fault: fault_config,
     };
     info!(
         validator = index.0,

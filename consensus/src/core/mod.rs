@@ -257,15 +257,25 @@ impl<P: FaultPolicy> Core<P> {
         std::mem::take(&mut self.out)
     }
 
-    /// A snapshot for RPC, metrics and tests.
-    pub fn status(&self, now: Millis) -> CoreStatus {
-        let connected_power: u64 = self
-            .connected
+    /// Voting power of the validators the driver reports connected, plus ours.
+    fn connected_power(&self) -> u64 {
+        self.connected
             .iter()
             .filter(|i| **i != self.cfg.me)
             .map(|i| self.vs.power(*i))
             .sum::<u64>()
-            + self.vs.power(self.cfg.me);
+            + self.vs.power(self.cfg.me)
+    }
+
+    /// Whether we are connected to a quorum (always, if the driver never reports
+    /// connectivity, as in the simulator).
+    fn hears_quorum(&self) -> bool {
+        !self.connectivity_known || self.connected_power() >= self.vs.quorum()
+    }
+
+    /// A snapshot for RPC, metrics and tests.
+    pub fn status(&self, now: Millis) -> CoreStatus {
+        let connected_power = self.connected_power();
         let inputs = HealthInputs {
             current_view: self.current_view,
             high_qc_view: self.safety.lock().view(),

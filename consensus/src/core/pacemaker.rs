@@ -46,7 +46,8 @@ impl<P: FaultPolicy> Core<P> {
         }
         let data = self.safety.data();
         let floor = data.last_voted_view.max(data.last_timeout_view);
-        let check = sign_check::SignCheck::new(floor, views, self.cfg.double_sign_check_ms, self.now);
+        let check =
+            sign_check::SignCheck::new(floor, views, self.cfg.double_sign_check_ms, self.now);
         let (_, needed) = check.progress();
         tracing::info!(
             above_view = floor.0,
@@ -75,8 +76,10 @@ impl<P: FaultPolicy> Core<P> {
             held_ms,
             clean_certified_views = clean,
             reason = match passed {
-                sign_check::Passed::CleanCertificates => "recent certificates carry no signature of ours",
-                sign_check::Passed::ChainWaiting => "no new certificate: the chain waits for our signature",
+                sign_check::Passed::CleanCertificates =>
+                    "recent certificates carry no signature of ours",
+                sign_check::Passed::ChainWaiting =>
+                    "no new certificate: the chain waits for our signature",
             },
             "double-sign check passed: signing resumes"
         );
@@ -117,12 +120,20 @@ impl<P: FaultPolicy> Core<P> {
             }
             Timer::Sync(id) => self.on_sync_timeout(id),
             Timer::SignCheck => {
-                let Some(check) = &self.sign_check else {
+                // Silence means "the chain waits for us" only while we hear a quorum: a node
+                // that cannot reach the others (a copy of a key refused by its peers, a
+                // partitioned minority) keeps holding and waits `hold_ms` after reconnecting.
+                let hears_quorum = self.hears_quorum();
+                let now = self.now;
+                let Some(check) = &mut self.sign_check else {
                     return;
                 };
-                match check.expired(self.now) {
+                match check.expired(now).filter(|_| hears_quorum) {
                     Some(passed) => self.end_sign_check(passed),
                     None => {
+                        if !hears_quorum {
+                            check.restart_wait(now);
+                        }
                         let at = check.deadline();
                         self.set_timer(Timer::SignCheck, at);
                     }

@@ -71,6 +71,12 @@ impl SignCheck {
         self.last_progress = now;
     }
 
+    /// We do not hear a quorum: silence proves nothing, so the wait for certificates starts
+    /// again at `now`.
+    pub(super) fn restart_wait(&mut self, now: Millis) {
+        self.last_progress = self.last_progress.max(now);
+    }
+
     /// When the check passes for lack of certificates unless one arrives first (ms).
     pub(super) fn deadline(&self) -> Millis {
         self.last_progress.saturating_add(self.hold_ms)
@@ -105,7 +111,11 @@ mod tests {
         assert_eq!(c.clean_certificate(View(9), 1), None);
         assert_eq!(c.clean_certificate(View(10), 1), None);
         assert_eq!(c.clean_certificate(View(11), 2), None);
-        assert_eq!(c.clean_certificate(View(11), 3), None, "same view twice counts once");
+        assert_eq!(
+            c.clean_certificate(View(11), 3),
+            None,
+            "same view twice counts once"
+        );
         assert_eq!(c.clean_certificate(View(12), 4), None);
         assert_eq!(
             c.clean_certificate(View(13), 5),

@@ -620,13 +620,20 @@ fn the_double_sign_check_keeps_holding_while_our_key_signs_elsewhere() {
     // Our key in QC(12) and TC(13): another process signs with it.
     send_tc(&mut c, 200, &qc_and_tc_by(&vs, &ks, 11, 12, &[0, 1, 2]).1);
     assert_eq!(c.counters.own_signatures_elsewhere, 2);
-    assert!(c.status(200).signing_held, "the count restarts above view 13");
+    assert!(
+        c.status(200).signing_held,
+        "the count restarts above view 13"
+    );
     send_tc(&mut c, 300, &qc_and_tc_by(&vs, &ks, 13, 14, &[1, 2, 3]).1);
     assert!(c.status(300).signing_held, "two clean views above 13 only");
     send_tc(&mut c, 400, &qc_and_tc_by(&vs, &ks, 15, 16, &[1, 2, 3]).1);
     let st = c.status(400);
     assert!(!st.signing_held);
-    assert_eq!(st.signing_suspended_until, View(13 + 20), "§4.9 still applies");
+    assert_eq!(
+        st.signing_suspended_until,
+        View(13 + 20),
+        "§4.9 still applies"
+    );
 }
 
 /// §4.10: when no certificate arrives for `double_sign_check_ms` the chain waits for us (no
@@ -638,9 +645,13 @@ fn the_double_sign_check_passes_when_the_chain_waits_for_us() {
     let mut c = checked_core(&vs);
     let start = c.handle(0, Event::Start);
     assert!(
-        start
-            .iter()
-            .any(|a| matches!(a, Action::SetTimer { timer: Timer::SignCheck, at: 5_000 })),
+        start.iter().any(|a| matches!(
+            a,
+            Action::SetTimer {
+                timer: Timer::SignCheck,
+                at: 5_000
+            }
+        )),
         "the check arms its timer"
     );
     c.handle(1_000, Event::Timer(Timer::View(View(1))));
@@ -649,7 +660,10 @@ fn the_double_sign_check_passes_when_the_chain_waits_for_us() {
     assert!(c.status(4_999).signing_held);
     c.handle(5_000, Event::Timer(Timer::SignCheck));
     assert!(!c.status(5_000).signing_held);
-    assert_eq!(c.counters.timeouts_sent, 1, "the skipped timeout is signed on release");
+    assert_eq!(
+        c.counters.timeouts_sent, 1,
+        "the skipped timeout is signed on release"
+    );
 }
 
 /// Issue 7 finding 2: some TCs' bytes parse as a QC. With one verified-certificate cache keyed

@@ -380,6 +380,43 @@ fn a_copy_of_a_validator_key_is_held_then_convicted_once_both_sign() {
             );
         }
     }
+    // Isolated: no honest node elects it any more.
+    let t = wait_until(
+        "the copied validator at election weight 0 everywhere",
+        60,
+        || {
+            honest
+                .iter()
+                .all(|r| validator(r, offender).is_some_and(|v| v["weight"].as_u64() == Some(0)))
+        },
+    );
+    eprintln!(
+        "3c: isolated on every honest node {:.1} s after the conviction",
+        t.as_secs_f64()
+    );
+    // Every honest node's proofs verify offline against the genesis.
+    let genesis = homes[0].join("genesis.json");
+    for r in &honest {
+        for e in evidence_against(r, offender) {
+            let id = e["id"].as_str().expect("evidence id");
+            let show = bftnode(&["evidence", "show", id, "--rpc", r, "--output", "json"]);
+            assert!(show.status.success(), "evidence show {id} at {r}");
+            let file = dir.join(format!("proof-{id}.json"));
+            std::fs::write(&file, &show.stdout).expect("write proof");
+            let verify = bftnode(&[
+                "evidence",
+                "verify",
+                file.to_str().expect("utf-8"),
+                "--genesis",
+                genesis.to_str().expect("utf-8"),
+            ]);
+            assert!(
+                verify.status.success(),
+                "bftnode evidence verify rejected {id} from {r}: {}",
+                String::from_utf8_lossy(&verify.stderr)
+            );
+        }
+    }
     // Liveness after the conviction, and one chain.
     let h0 = honest
         .iter()

@@ -55,6 +55,15 @@
 //! influence the election. `is_proven_byzantine(v)` is true once verified safety evidence
 //! (E1, E2, E3, invalid proposal — not E4) against `v` was accepted, pending or committed.
 //!
+//! ## Accountability (PROTOCOL.md §6.6, module [`accounting`])
+//!
+//! [`Accountant`] turns committed blocks into each block's misbehaviour list — the evidence it
+//! commits plus the downtime records derived at its height from QC signer bitmaps — and a
+//! committed [`Standing`] per validator (quarantined → isolated → rehabilitated). Deterministic
+//! from committed history; the node runs it at commit, hands the list to the application (the
+//! slashing hook) and persists its state in the same synced batch. It does not feed the leader
+//! function (the election has its own committed inputs, above).
+//!
 //! ## Health (module `health`)
 //!
 //! `UnderAttack` > `Partitioned` > `Recovering` > `Normal`; see [`FaultConfig`] for thresholds.
@@ -64,14 +73,19 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod accounting;
 mod config;
 mod election;
 mod health;
 mod pool;
 mod reputation;
 
+pub use accounting::{
+    Accountant, AccountingError, AccountingState, DowntimeRecord, Misbehaviour, Offence, Standing,
+};
 pub use config::{
-    FaultConfig, MAX_HISTORY_SLACK, MAX_REPLAY_DEPTH, MAX_WINDOW, MIN_DEFAULT_WINDOW,
+    FaultConfig, MAX_DOWNTIME_WINDOW, MAX_HISTORY_SLACK, MAX_REPLAY_DEPTH, MAX_WINDOW,
+    MIN_DEFAULT_WINDOW,
 };
 pub use election::{ACTIVE_WEIGHT, IDLE_WEIGHT};
 pub use health::MAX_SIGNALS;

@@ -756,6 +756,10 @@ pub struct Loaded {
     pub index: ValidatorIndex,
     /// Absolute database path.
     pub db_path: PathBuf,
+    /// Parameters of the fault policy and the accountant (`FaultConfig::default()` today; its
+    /// chain-wide knobs — the election's and the accountability's — must be equal on every
+    /// validator). In-process tests may set it before [`crate::spawn_loaded`].
+    pub fault: fault::FaultConfig,
 }
 
 /// Resolve `p` against `home` unless absolute.
@@ -812,6 +816,7 @@ pub fn load_home(home: &Path, overrides: &ConfigOverrides) -> Result<Loaded> {
         key,
         index,
         db_path,
+        fault: fault::FaultConfig::default(),
     })
 }
 

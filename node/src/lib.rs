@@ -54,7 +54,7 @@ use config::{Loaded, LogFormat};
 use consensus::core::Recovered;
 use consensus::{Block, Core, SafetyData, ValidatorSet};
 use driver::{Driver, DriverInfo, SharedStore};
-use fault::{FaultConfig, FaultTolerance};
+use fault::{Accountant, FaultConfig, FaultTolerance};
 use mempool::{Mempool, MempoolConfig};
 use metrics::Metrics;
 use network::{NetworkConfig, ValidatorPeer};
@@ -215,6 +215,33 @@ pub fn conviction_op(policy: &FaultTolerance, blocks: &[Block]) -> Option<Op> {
         .then(|| Op::PutConvictions(policy.convictions().to_vec()))
 }
 
+/// The accountant at the committed tip (PROTOCOL.md §6.6): its state as written by the last
+/// commit, or, for a store that holds committed blocks but no state (written before the
+/// accountant existed), rebuilt by feeding every committed block from height 1 in order.
+/// Errors: the store's; a stored state that does not decode or is for another set size.
+pub fn restore_accountant(
+    store: &impl Store,
+    n: usize,
+    cfg: &FaultConfig,
+) -> Result<Accountant> {
+    if let Some(bytes) = store.app_get(app::ACCOUNTING_KEY)? {
+        return Accountant::restore(n, cfg, &bytes)
+            .context("restoring the accountability state from the database");
+    }
+    let mut a = Accountant::new(n, cfg);
+    let tip = store.committed_tip()?.map_or(0, |(h, _)| h.0);
+    for h in 1..=tip {
+        let id = store
+            .committed_id(consensus::Height(h))?
+            .with_context(|| format!("no committed block id at height {h}"))?;
+        let block = store
+            .block(&id)?
+            .with_context(|| format!("committed block {id} at height {h} is missing"))?;
+        a.on_commit(&block, id);
+    }
+    Ok(a)
+}
+
 /// Open the store and recover the core's state (see the crate docs, "Recovery").
 fn recover(
     store: &mut RocksStore,
@@ -307,8 +334,9 @@ pub async fn spawn_loaded(loaded: Loaded) -> Result<NodeHandle> {
     store
         .check_chain_id(&cfg.chain_id)
         .with_context(|| format!("opening database {}", loaded.db_path.display()))?;
-    let mut policy = FaultTolerance::new(&vs, FaultConfig::default());
+    let mut policy = FaultTolerance::new(&vs, loaded.fault.clone());
     restore_policy(&store, &vs, &mut policy)?;
+    let accountant = restore_accountant(&store, vs.len(), &loaded.fault)?;
     let (safety, recovered) = recover(&mut store, &loaded, policy.replay_depth())?;
     let committed_height = recovered.committed.last().map_or(0, |b| b.height.0);
     metrics.committed_height.set(committed_height as i64);
@@ -381,7 +409,8 @@ pub async fn spawn_loaded(loaded: Loaded) -> Result<NodeHandle> {
         committed_height,
         "node started"
     );
-    let driver = Driver::new(core, store.clone(), net, mempool, metrics, info);
+    let driver =
+        Driver::new(core, store.clone(), net, mempool, metrics, info).with_accountant(accountant);
     let span = tracing::info_span!("node", validator = index.0);
     let driver = tokio::spawn(
         async move {

@@ -1,5 +1,5 @@
 //! Queries and transactions over a node's RPC: `status`, `block`, `tx …`, `validators`,
-//! `peers`, `evidence`, `health`.
+//! `peers`, `evidence`, `health`, `penalties`.
 
 use crate::{
     client::{Client, NodeAnswered},
@@ -267,4 +267,61 @@ pub async fn health(client: &Client, format: Format) -> anyhow::Result<()> {
         message: format!("unhealthy: {}", output::cell(v.get("health").unwrap_or(&v))),
     }
     .into())
+}
+
+/// Columns of the `penalties` summary table.
+const PENALTY_SUMMARY: &[&str] = &[
+    "validator",
+    "standing",
+    "since_height",
+    "convicted",
+    "strikes",
+    "downtime_records",
+    "evidence_committed",
+    "total_penalties",
+];
+
+/// Columns of the entry table of `penalties VALIDATOR`.
+const PENALTY_ENTRIES: &[&str] = &[
+    "height",
+    "block_view",
+    "kind",
+    "standing",
+    "evidence_id",
+    "evidence_view",
+    "window_start",
+    "window_end",
+    "signed",
+    "eligible",
+    "proposed",
+    "missed_slots",
+];
+
+/// `bftnode penalties [VALIDATOR]`: the committed standing and penalty entries of every
+/// validator (`GET /penalties`), or of one with its entries (`GET /penalties/{validator}`).
+pub async fn penalties(
+    client: &Client,
+    validator: Option<u16>,
+    format: Format,
+) -> anyhow::Result<()> {
+    let v: Value = match validator {
+        None => client.get(&["penalties"]).await?,
+        Some(i) => client.get(&["penalties", &i.to_string()]).await?,
+    };
+    match format {
+        Format::Json => emit(&output::json(&v)),
+        Format::Table if validator.is_none() => emit(&output::rows(
+            &v,
+            PENALTY_SUMMARY,
+            "no accountability state yet (nothing committed)",
+        )),
+        Format::Table => {
+            let mut text = output::fields(&v, PENALTY_SUMMARY);
+            text.push('\n');
+            let entries = v.get("entries").cloned().unwrap_or(Value::Null);
+            text.push_str(&output::rows(&entries, PENALTY_ENTRIES, "no penalty entries"));
+            emit(&text);
+        }
+    }
+    Ok(())
 }

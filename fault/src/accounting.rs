@@ -204,6 +204,20 @@ pub struct AccountingState {
     pub recent_evidence: VecDeque<(ValidatorIndex, String, View)>,
 }
 
+impl AccountingState {
+    /// Decode bytes written by [`Accountant::encode_state`] (for readers such as the RPC
+    /// server). Errors: [`AccountingError::Corrupt`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, AccountingError> {
+        let (version, body) = bytes
+            .split_first()
+            .ok_or_else(|| AccountingError::Corrupt("empty".into()))?;
+        if *version != STATE_VERSION {
+            return Err(AccountingError::Corrupt(format!("version {version}")));
+        }
+        consensus::decode(body, MAX_STATE_BYTES).map_err(|e| AccountingError::Corrupt(e.to_string()))
+    }
+}
+
 /// Why a stored state cannot be restored. Fatal at start: the node refuses to guess.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum AccountingError {
@@ -261,14 +275,7 @@ impl Accountant {
     /// Errors: [`AccountingError`].
     pub fn restore(n: usize, cfg: &FaultConfig, bytes: &[u8]) -> Result<Self, AccountingError> {
         let mut a = Accountant::new(n, cfg);
-        let (version, body) = bytes
-            .split_first()
-            .ok_or_else(|| AccountingError::Corrupt("empty".into()))?;
-        if *version != STATE_VERSION {
-            return Err(AccountingError::Corrupt(format!("version {version}")));
-        }
-        let state: AccountingState = consensus::decode(body, MAX_STATE_BYTES)
-            .map_err(|e| AccountingError::Corrupt(e.to_string()))?;
+        let state = AccountingState::decode(bytes)?;
         for stored in [state.tallies.len(), state.accounts.len()] {
             if stored != n {
                 return Err(AccountingError::WrongSetSize {

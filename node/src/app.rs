@@ -388,3 +388,72 @@ pub fn apply_block(
     }
     out
 }
+
+/// The RPC body of validator `v`: its committed account (`acc`, as of `accounted` — the last
+/// height the accountant took in) and its penalty record, if any.
+pub fn penalties_json(
+    v: u16,
+    acc: &fault::accounting::Account,
+    accounted: Option<Height>,
+    record: Option<PenaltyRecord>,
+) -> crate::rpc_types::PenaltiesResponse {
+    use crate::rpc_types::{PenaltiesResponse, PenaltyEntryResponse};
+    use fault::Offence;
+    let (total, entries) = record.map_or((0, Vec::new()), |r| (r.total, r.entries));
+    PenaltiesResponse {
+        validator: v,
+        standing: acc.standing.as_str().to_string(),
+        since_height: acc.since.0,
+        convicted: acc.convicted,
+        strikes: acc.strikes,
+        downtime_records: acc.downtime_records,
+        evidence_committed: acc.evidence_committed,
+        total_penalties: total,
+        accounted_height: accounted.map_or(0, |h| h.0),
+        entries: entries
+            .into_iter()
+            .map(|m| {
+                let mut e = PenaltyEntryResponse {
+                    height: m.height.0,
+                    block_view: m.block_view.0,
+                    kind: String::new(),
+                    standing: m.standing.as_str().to_string(),
+                    evidence_id: None,
+                    evidence_view: None,
+                    safety: None,
+                    window_start: None,
+                    window_end: None,
+                    signed: None,
+                    eligible: None,
+                    proposed: None,
+                    missed_slots: None,
+                    threshold_pct: None,
+                };
+                match m.offence {
+                    Offence::Evidence {
+                        id,
+                        kind,
+                        view,
+                        safety,
+                    } => {
+                        e.kind = kind;
+                        e.evidence_id = Some(id.to_hex());
+                        e.evidence_view = Some(view.0);
+                        e.safety = Some(safety);
+                    }
+                    Offence::Downtime(d) => {
+                        e.kind = "downtime".to_string();
+                        e.window_start = Some(d.window_start.0);
+                        e.window_end = Some(d.window_end.0);
+                        e.signed = Some(d.tally.signed);
+                        e.eligible = Some(d.tally.eligible);
+                        e.proposed = Some(d.tally.proposed);
+                        e.missed_slots = Some(d.tally.missed_slots);
+                        e.threshold_pct = Some(d.threshold_pct);
+                    }
+                }
+                e
+            })
+            .collect(),
+    }
+}

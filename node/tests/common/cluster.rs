@@ -16,16 +16,23 @@ pub struct Cluster {
     pub nodes: Vec<Option<NodeHandle>>,
     /// Validator index of each home.
     pub vindex: Vec<u16>,
+    /// Fault/accountability parameters every node starts with (`None`: the node's default).
+    pub fault: Option<fault::FaultConfig>,
 }
 
 impl Cluster {
     pub async fn start(n: usize) -> Cluster {
+        Cluster::start_with(n, None).await
+    }
+
+    /// Like [`Cluster::start`], every node (and every restart) with fault parameters `fault`.
+    pub async fn start_with(n: usize, fault: Option<fault::FaultConfig>) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let homes = testnet(dir.path(), n);
         let mut nodes = Vec::new();
         let mut vindex = Vec::new();
         for h in &homes {
-            let n = node::spawn(h, fast()).await.unwrap();
+            let n = spawn_home(h, fault.as_ref()).await.unwrap();
             vindex.push(n.index());
             nodes.push(Some(n));
         }
@@ -34,6 +41,7 @@ impl Cluster {
             homes,
             nodes,
             vindex,
+            fault,
         }
     }
 
@@ -62,7 +70,7 @@ impl Cluster {
     pub async fn restart(&mut self, i: usize) {
         let mut last = None;
         for _ in 0..40 {
-            match node::spawn(&self.homes[i], fast()).await {
+            match spawn_home(&self.homes[i], self.fault.as_ref()).await {
                 Ok(n) => {
                     self.nodes[i] = Some(n);
                     return;
@@ -79,6 +87,15 @@ impl Cluster {
             n.stop().await.unwrap();
         }
     }
+}
+
+/// Start the node of `home` with the test timings and, if given, fault parameters `fault`.
+async fn spawn_home(home: &Path, fault: Option<&fault::FaultConfig>) -> anyhow::Result<NodeHandle> {
+    let mut loaded = node::config::load_home(home, &fast())?;
+    if let Some(f) = fault {
+        loaded.fault = f.clone();
+    }
+    node::spawn_loaded(loaded).await
 }
 
 pub async fn height(c: &reqwest::Client, addr: SocketAddr) -> u64 {

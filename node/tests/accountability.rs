@@ -1,0 +1,220 @@
+//! Issue 9 item 4, the accountability loop on the real path: 4 in-process validators over real
+//! QUIC on 127.0.0.1 and real RocksDB in tempdirs. One validator is stopped; the others derive a
+//! downtime record from the committed QC signer bitmaps (PROTOCOL.md §6.6), the KV application
+//! records a penalty entry, and both appear identically on every running node over RPC, survive
+//! the restart of an honest node, while commits continue. Then, from a stopped node's database,
+//! the restart path (`node::restore_policy` + the bounded replay, `node::restore_accountant`)
+//! must give the same leader schedule and accounting as a node that saw the whole chain.
+
+mod common;
+
+use common::cluster::*;
+use common::*;
+use consensus::{Block, FaultPolicy, Height, View};
+use fault::{Accountant, FaultConfig, FaultTolerance};
+use node::rpc_types::{PenaltiesResponse, PenaltyEntryResponse};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use storage::{RocksOptions, RocksStore, Store};
+
+/// Committed blocks per downtime window: a record every ~2–4 s at the test timings.
+const WINDOW: u64 = 20;
+
+fn fault_cfg() -> FaultConfig {
+    FaultConfig {
+        downtime_window: WINDOW,
+        downtime_threshold_pct: 20,
+        // A small election window and slack, so the replay at restart (W + slack = 12 blocks)
+        // is far shorter than the chain and the restart comparison below means something.
+        window: Some(8),
+        history_slack: 4,
+        ..FaultConfig::default()
+    }
+}
+
+async fn penalties(c: &reqwest::Client, a: SocketAddr, v: u16) -> Option<PenaltiesResponse> {
+    get_json(c, a, &format!("/penalties/{v}")).await
+}
+
+async fn all_penalties(c: &reqwest::Client, a: SocketAddr) -> Vec<PenaltiesResponse> {
+    get_json(c, a, "/penalties").await.unwrap_or_default()
+}
+
+/// The entries of `v` on node `a` at heights ≤ `up_to`.
+async fn entries_up_to(
+    c: &reqwest::Client,
+    a: SocketAddr,
+    v: u16,
+    up_to: u64,
+) -> Vec<PenaltyEntryResponse> {
+    penalties(c, a, v)
+        .await
+        .map(|p| p.entries.into_iter().filter(|e| e.height <= up_to).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn downtime_record_and_penalty_on_every_node_survive_restart() {
+    let t0 = Instant::now();
+    let c = client();
+    let mut cl = Cluster::start_with(4, Some(fault_cfg())).await;
+    let all = cl.running();
+    wait_all_at(&c, &cl, &all, 3, 30).await;
+
+    // Stop validator 3.
+    let offender = 3u16;
+    let down = cl.home_of(offender);
+    cl.stop(down).await;
+    let stopped_at = Instant::now();
+    let live = cl.running();
+    println!("stopped validator {offender} (node {down}) at {:?}", t0.elapsed());
+
+    // A downtime record, and the penalty entry for it, on every running node.
+    for &i in &live {
+        let a = cl.addr(i);
+        let ok = wait_until(45, || async {
+            penalties(&c, a, offender)
+                .await
+                .is_some_and(|p| p.entries.iter().any(|e| e.kind == "downtime"))
+        })
+        .await;
+        assert!(ok, "node {i}: no downtime record for validator {offender}");
+    }
+    println!(
+        "downtime record on every running node {:.1} s after the stop",
+        stopped_at.elapsed().as_secs_f64()
+    );
+    let p = penalties(&c, cl.addr(live[0]), offender).await.unwrap();
+    let first = p.entries.iter().find(|e| e.kind == "downtime").unwrap().clone();
+    println!("first downtime entry: {first:?}");
+    assert_eq!(first.height % WINDOW, 0, "derived at a window boundary");
+    assert_eq!(first.window_end, Some(first.height));
+    let (signed, eligible) = (first.signed.unwrap(), first.eligible.unwrap());
+    assert!(eligible > 0 && signed * 100 < 20 * eligible, "{signed}/{eligible}");
+    assert_eq!(p.standing, "quarantined");
+    assert!(p.downtime_records >= 1 && p.total_penalties >= 1);
+
+    // Commits continue past the record.
+    let target = first.height + WINDOW;
+    wait_all_at(&c, &cl, &live, target, 40).await;
+
+    // Restart one honest node; the chain halts meanwhile (2 of 4 live) and resumes after.
+    let honest = live[1];
+    cl.stop(honest).await;
+    cl.restart(honest).await;
+    let after = max_height(&c, &cl, &live).await + 3;
+    wait_all_at(&c, &cl, &live, after, 40).await;
+
+    // Identical on every running node, the restarted one included: compare everything up to
+    // the lowest height all of them have accounted.
+    let mut accounted = u64::MAX;
+    for &i in &live {
+        let ps = all_penalties(&c, cl.addr(i)).await;
+        assert_eq!(ps.len(), 4, "node {i}: one entry per validator");
+        accounted = accounted.min(ps[0].accounted_height);
+        for q in ps.iter().filter(|q| q.validator != offender) {
+            assert_eq!(q.standing, "good", "node {i}: honest validator {}", q.validator);
+            assert_eq!(q.total_penalties, 0, "node {i}: honest validator {}", q.validator);
+        }
+    }
+    assert!(accounted >= first.height);
+    let reference = entries_up_to(&c, cl.addr(live[0]), offender, accounted).await;
+    assert!(reference.contains(&first));
+    for &i in &live[1..] {
+        let e = entries_up_to(&c, cl.addr(i), offender, accounted).await;
+        assert_eq!(e, reference, "node {i} differs from node {}", live[0]);
+    }
+    println!(
+        "{} penalty entries up to height {accounted} identical on {} nodes",
+        reference.len(),
+        live.len()
+    );
+    assert_chains_match(&c, &cl, &live, accounted).await;
+
+    // Restart exactness from the database of a stopped honest node.
+    let home = cl.homes[live[2]].clone();
+    cl.stop(live[2]).await;
+    let loaded = node::config::load_home(&home, &fast()).unwrap();
+    let store = open_retrying(&loaded.db_path).await;
+    restart_matches_full_history(&store, &loaded.validators);
+
+    cl.shutdown().await;
+    println!("total {:.1} s", t0.elapsed().as_secs_f64());
+}
+
+/// The RocksDB lock of a just-stopped node is released asynchronously.
+async fn open_retrying(path: &std::path::Path) -> RocksStore {
+    for _ in 0..40 {
+        if let Ok(s) = RocksStore::open(path, RocksOptions::default()) {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("cannot open {}", path.display());
+}
+
+/// Every committed block, genesis first.
+fn whole_chain(store: &RocksStore) -> Vec<Block> {
+    let (tip, _) = store.committed_tip().unwrap().unwrap();
+    (0..=tip.0)
+        .map(|h| {
+            let id = store.committed_id(Height(h)).unwrap().unwrap();
+            store.block(&id).unwrap().unwrap()
+        })
+        .collect()
+}
+
+/// The node's start path vs a node that never stopped: same leader for the next views, same
+/// election weights, convictions, evidence, and the same accounting state.
+fn restart_matches_full_history(store: &RocksStore, vs: &consensus::ValidatorSet) {
+    let cfg = fault_cfg();
+    let domain = vs.domain();
+    let chain = whole_chain(store);
+    let tip_view = chain.last().unwrap().view.0;
+
+    let mut full = FaultTolerance::new(vs, cfg.clone());
+    let mut full_acct = Accountant::new(vs.len(), &cfg);
+    for b in &chain {
+        let id = b.id(domain);
+        full.on_commit(b, id);
+        full_acct.on_commit(b, id);
+    }
+
+    // What `spawn_loaded` does: restore, then the core replays the last `replay_depth` blocks.
+    let mut restarted = FaultTolerance::new(vs, cfg.clone());
+    node::restore_policy(store, vs, &mut restarted).unwrap();
+    let depth = restarted.replay_depth();
+    assert!(
+        depth + 10 < chain.len(),
+        "the replay ({depth} blocks) must be shorter than the chain ({})",
+        chain.len()
+    );
+    for b in store.last_committed(depth).unwrap() {
+        restarted.on_commit(&b, b.id(domain));
+    }
+    let acct = node::restore_accountant(store, vs.len(), &cfg).unwrap();
+
+    // Every view a restarted node can still be asked about: above its committed tip. (Cuts
+    // more than `history_slack` blocks below the tip see a partial window after a replay,
+    // §6.3 rule 7; views that old are behind every node and never evaluated again.)
+    let views = tip_view + 1..tip_view + 521;
+    let differ: Vec<u64> = views
+        .clone()
+        .filter(|&v| full.leader(View(v)) != restarted.leader(View(v)))
+        .collect();
+    assert!(differ.is_empty(), "leaders differ at views {differ:?}");
+    for v in views {
+        assert_eq!(full.leader_weights(View(v)), restarted.leader_weights(View(v)));
+    }
+    assert_eq!(full.convictions(), restarted.convictions());
+    assert_eq!(full.evidence(1000), restarted.evidence(1000));
+    assert_eq!(acct.state(), full_acct.state(), "accounting after restart");
+    assert!(
+        acct.state().accounts[3].downtime_records >= 1,
+        "the stopped validator's record is in the restored state"
+    );
+    println!(
+        "restart path (replay {depth} of {} blocks) = full history for 520 views and the accounting",
+        chain.len()
+    );
+}

@@ -218,3 +218,141 @@ fn restart_matches_full_history(store: &RocksStore, vs: &consensus::ValidatorSet
         chain.len()
     );
 }
+
+/// A synthetic committed chain of `len` blocks over 4 validators (round-robin proposers) in
+/// which validator 3 never signs a justify QC.
+fn synthetic_chain(len: u64) -> Vec<Block> {
+    use consensus::{Bitmap, Digest, QuorumCert, ValidatorIndex, VoteData};
+    (1..=len)
+        .map(|h| {
+            let mut signers = Bitmap::new(4);
+            for s in 0..3 {
+                signers.set(ValidatorIndex(s));
+            }
+            Block {
+                epoch: consensus::Epoch(0),
+                view: View(h),
+                height: Height(h),
+                parent: Digest([0; 32]),
+                justify: QuorumCert {
+                    data: VoteData {
+                        view: View(h - 1),
+                        block_id: Digest([0; 32]),
+                        height: Height(h - 1),
+                        parent_id: Digest([0; 32]),
+                        parent_view: View(h.saturating_sub(2)),
+                    },
+                    signers,
+                    sigs: Vec::new(),
+                },
+                payload: Vec::new(),
+                evidence: Vec::new(),
+                proposer: ValidatorIndex((h % 4) as u16),
+                skipped_leaders: Vec::new(),
+            }
+        })
+        .collect()
+}
+
+/// `restore_accountant`: the stored state when there is one; a store written before the
+/// accountant existed (committed blocks, no state) is rebuilt from every committed block; a
+/// corrupt state refuses to start.
+#[test]
+fn restore_accountant_uses_the_state_or_rebuilds_it() {
+    use storage::{MemStore, Op, WriteBatch};
+    let cfg = fault_cfg();
+    let domain = consensus::Domain::new("it-chain", consensus::Epoch(0));
+    let chain = synthetic_chain(3 * WINDOW + 7);
+    let mut store = MemStore::new();
+    let mut reference = Accountant::new(4, &cfg);
+    let mut ops = Vec::new();
+    for b in &chain {
+        let id = b.id(&domain);
+        reference.on_commit(b, id);
+        ops.push(Op::PutBlock {
+            id,
+            block: b.clone(),
+        });
+        ops.push(Op::Commit {
+            height: b.height,
+            id,
+        });
+    }
+    store.write(WriteBatch { sync: true, ops }).unwrap();
+    assert_eq!(reference.state().accounts[3].downtime_records, 3);
+
+    let rebuilt = node::restore_accountant(&store, 4, &cfg).unwrap();
+    assert_eq!(rebuilt.state(), reference.state(), "rebuilt from the blocks");
+
+    // With a stored state, that state is used (here: a different one, to tell them apart).
+    let mut other = Accountant::new(4, &cfg);
+    for b in &chain[..WINDOW as usize] {
+        other.on_commit(b, b.id(&domain));
+    }
+    let put = |bytes: Vec<u8>| WriteBatch {
+        sync: true,
+        ops: vec![Op::AppPut {
+            key: node::app::ACCOUNTING_KEY.to_vec(),
+            value: bytes,
+        }],
+    };
+    store.write(put(other.encode_state())).unwrap();
+    let restored = node::restore_accountant(&store, 4, &cfg).unwrap();
+    assert_eq!(restored.state(), other.state());
+
+    store.write(put(vec![1, 2, 3])).unwrap();
+    let err = node::restore_accountant(&store, 4, &cfg).unwrap_err();
+    assert!(format!("{err:#}").contains("accounting state"), "{err:#}");
+}
+
+/// The KV application's side of the slashing hook: entries accumulate per offender across the
+/// blocks of one commit, the record keeps the last `MAX_PENALTY_ENTRIES` with a full total, and
+/// no client transaction can write the reserved namespace.
+#[test]
+fn penalty_records_accumulate_and_are_out_of_clients_reach() {
+    use node::app::{self, AppWrite, PenaltyRecord, Transaction, TxError};
+    let cfg = FaultConfig {
+        downtime_window: 1,
+        ..fault_cfg()
+    };
+    let domain = consensus::Domain::new("it-chain", consensus::Epoch(0));
+    let chain = synthetic_chain(100);
+    let mut acct = Accountant::new(4, &cfg);
+    let mut stored: Option<PenaltyRecord> = None;
+    // Commit in batches of 7 blocks, as the driver does with a multi-block commit.
+    for batch in chain.chunks(7) {
+        let list: Vec<_> = batch
+            .iter()
+            .flat_map(|b| acct.on_commit(b, b.id(&domain)))
+            .collect();
+        let mut loads = 0;
+        let writes = app::apply_misbehaviour(&list, |v| {
+            loads += 1;
+            assert_eq!(v.0, 3, "only validator 3 is penalised");
+            Ok::<_, ()>(stored.clone())
+        })
+        .unwrap();
+        assert!(loads <= 1, "one read per offender per commit");
+        for w in writes {
+            let AppWrite::Put { key, value } = w else {
+                panic!("penalties are puts");
+            };
+            assert_eq!(key, app::penalty_key(consensus::ValidatorIndex(3)));
+            stored = Some(PenaltyRecord::decode(&value).unwrap());
+        }
+    }
+    let r = stored.unwrap();
+    // Every block is a window of its own; validator 3 is judged in those it did not propose
+    // (block 1 has no QC, so nothing is eligible there).
+    let judged: Vec<u64> = (2..=100).filter(|h| h % 4 != 3).collect();
+    assert_eq!(r.total, judged.len() as u64);
+    assert_eq!(r.entries.len(), app::MAX_PENALTY_ENTRIES);
+    let kept: Vec<u64> = r.entries.iter().map(|e| e.height.0).collect();
+    assert_eq!(kept, judged[judged.len() - app::MAX_PENALTY_ENTRIES..], "newest kept");
+
+    let forged = Transaction::put(app::penalty_key(consensus::ValidatorIndex(3)), b"x", 1);
+    assert_eq!(forged.validate(), Err(TxError::ReservedKey));
+    let erase = Transaction::delete(app::ACCOUNTING_KEY, 1);
+    assert_eq!(erase.validate(), Err(TxError::ReservedKey));
+    assert!(Transaction::put(b"bftnode/ok", b"x", 1).validate().is_ok());
+}

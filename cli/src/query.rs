@@ -310,16 +310,26 @@ pub async fn penalties(
     };
     match format {
         Format::Json => emit(&output::json(&v)),
-        Format::Table if validator.is_none() => emit(&output::rows(
-            &v,
-            PENALTY_SUMMARY,
-            "no accountability state yet (nothing committed)",
-        )),
         Format::Table => {
-            let mut text = output::fields(&v, PENALTY_SUMMARY);
-            text.push('\n');
-            let entries = v.get("entries").cloned().unwrap_or(Value::Null);
-            text.push_str(&output::rows(&entries, PENALTY_ENTRIES, "no penalty entries"));
+            // Entries are printed as their own table, never as a JSON cell.
+            let strip = |mut x: Value| {
+                let entries = x.as_object_mut().and_then(|m| m.remove("entries"));
+                (x, entries.unwrap_or(Value::Null))
+            };
+            let text = match v {
+                Value::Array(items) => output::rows(
+                    &Value::Array(items.into_iter().map(|x| strip(x).0).collect()),
+                    PENALTY_SUMMARY,
+                    "no accountability state yet (nothing committed)",
+                ),
+                one => {
+                    let (summary, entries) = strip(one);
+                    let mut text = output::fields(&summary, PENALTY_SUMMARY);
+                    text.push('\n');
+                    text.push_str(&output::rows(&entries, PENALTY_ENTRIES, "no penalty entries"));
+                    text
+                }
+            };
             emit(&text);
         }
     }

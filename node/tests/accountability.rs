@@ -356,3 +356,112 @@ fn penalty_records_accumulate_and_are_out_of_clients_reach() {
     assert_eq!(erase.validate(), Err(TxError::ReservedKey));
     assert!(Transaction::put(b"bftnode/ok", b"x", 1).validate().is_ok());
 }
+
+/// Two conflicting votes signed with validator `voter`'s real key (E1) for `view`.
+fn double_vote(home: &std::path::Path, view: u64, voter: u16) -> [Vec<u8>; 2] {
+    use consensus::{BlockId, ConsensusMessage, SigKind, ValidatorIndex, Vote, VoteData};
+    let loaded = node::config::load_home(home, &fast()).unwrap();
+    [1u8, 2].map(|b| {
+        let data = VoteData {
+            view: View(view),
+            block_id: BlockId::from_hex(&format!("{b:02x}").repeat(32)).unwrap(),
+            height: Height(view),
+            parent_id: BlockId::ZERO,
+            parent_view: View(view - 1),
+        };
+        let sig = loaded.key.sign(
+            loaded.validators.domain(),
+            SigKind::Vote,
+            &consensus::encode(&data),
+        );
+        ConsensusMessage::Vote(Vote {
+            data,
+            voter: ValidatorIndex(voter),
+            sig,
+        })
+        .encode()
+    })
+}
+
+/// Evidence → committed in a block → delivered to the application → on every node's
+/// `/penalties`: a stopped validator's key, in a raw swarm, signs two votes for one view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn committed_double_vote_isolates_and_is_penalised_on_every_node() {
+    let t0 = Instant::now();
+    let c = client();
+    let mut cl = Cluster::start_with(4, Some(fault_cfg())).await;
+    wait_all_at(&c, &cl, &cl.running(), 2, 30).await;
+    let offender = 2u16;
+    let home = cl.home_of(offender);
+    let (peers, seed, p2p) = network_view(&cl.homes[home]);
+    cl.stop(home).await;
+    let live = cl.running();
+    let victims: Vec<u16> = live.iter().map(|&i| cl.vindex[i]).collect();
+    let (fake, _rx) = raw_swarm(seed, p2p, peers, |_| {}).await;
+    assert!(wait_connected(&fake, &victims, 30).await, "raw swarm did not connect");
+    for &i in &live {
+        let a = cl.addr(i);
+        let ok = wait_until(30, || async {
+            peer_entry(&c, a, offender).await.is_some_and(|p| p.connected)
+        })
+        .await;
+        assert!(ok, "node {i} does not see validator {offender} connected");
+    }
+    let sent = Instant::now();
+    let view = status(&c, cl.addr(live[0])).await.unwrap().view + 1;
+    for v in view..view + 3 {
+        for msg in double_vote(&cl.homes[home], v, offender) {
+            for &to in &victims {
+                fake.send(to, msg.clone());
+            }
+        }
+    }
+
+    for &i in &live {
+        let a = cl.addr(i);
+        let ok = wait_until(30, || async {
+            penalties(&c, a, offender).await.is_some_and(|p| {
+                p.convicted && p.entries.iter().any(|e| e.kind == "double_vote")
+            })
+        })
+        .await;
+        assert!(ok, "node {i}: no committed double-vote penalty");
+    }
+    println!(
+        "double-vote penalty on every running node {:.2} s after the votes were sent",
+        sent.elapsed().as_secs_f64()
+    );
+    fake.shutdown();
+
+    let mut accounted = u64::MAX;
+    for &i in &live {
+        let p = penalties(&c, cl.addr(i), offender).await.unwrap();
+        assert_eq!(p.standing, "isolated", "node {i}");
+        accounted = accounted.min(p.accounted_height);
+    }
+    let reference = entries_up_to(&c, cl.addr(live[0]), offender, accounted).await;
+    let ev = reference.iter().find(|e| e.kind == "double_vote").unwrap();
+    println!("evidence entry: {ev:?}");
+    assert_eq!(ev.standing, "isolated");
+    assert_eq!(ev.safety, Some(true));
+    // The entry names evidence the node holds as committed.
+    let held: Vec<node::rpc_types::EvidenceResponse> =
+        get_json(&c, cl.addr(live[0]), "/evidence").await.unwrap();
+    let id = ev.evidence_id.as_ref().unwrap();
+    assert!(
+        held.iter().any(|e| &e.id == id && e.committed && e.offender == offender),
+        "{held:?}"
+    );
+    for &i in &live[1..] {
+        assert_eq!(
+            entries_up_to(&c, cl.addr(i), offender, accounted).await,
+            reference,
+            "node {i}"
+        );
+    }
+    // Commits continue.
+    let h = max_height(&c, &cl, &live).await;
+    wait_all_at(&c, &cl, &live, h + 5, 30).await;
+    cl.shutdown().await;
+    println!("total {:.1} s", t0.elapsed().as_secs_f64());
+}

@@ -174,6 +174,21 @@ impl FaultTolerance {
             && self.pool.add_pending(evidence)
     }
 
+    /// Put evidence that a block committed at `height` before a restart back into the pool as
+    /// committed (after verifying it), so it is neither proposed nor committed again, and
+    /// reads as committed exactly as before the restart, however old the block (the replay
+    /// marks only items of the last `replay_depth` blocks). Returns whether it was kept.
+    pub fn restore_committed_evidence(
+        &mut self,
+        evidence: &Evidence,
+        height: Height,
+        validators: &ValidatorSet,
+    ) -> bool {
+        self.pool.state(&evidence.key()) != Some(true)
+            && evidence.verify(validators).is_ok()
+            && self.pool.add_committed(evidence, height)
+    }
+
     /// Evidence items currently held (pending and committed), at most `max_evidence`.
     pub fn evidence_held(&self) -> usize {
         self.pool.len()

@@ -18,8 +18,9 @@
 //! ([`fault::Misbehaviour`]: the evidence the block commits and the downtime records derived at
 //! its height, like ABCI's `FinalizeBlock.misbehavior`). [`apply_misbehaviour`] records one
 //! penalty entry per offender under [`penalty_key`] (a [`PenaltyRecord`]: what, when, the
-//! standing it caused), and the accountant's state under [`ACCOUNTING_KEY`], in the same synced
-//! batch as the commit. Both live under [`RESERVED_PREFIX`], which client transactions may not
+//! standing it caused), the accountant's state under [`ACCOUNTING_KEY`], and the height that
+//! first committed each evidence item ([`committed_evidence_key`]), in the same synced batch as
+//! the commit. Both live under [`RESERVED_PREFIX`], which client transactions may not
 //! write ([`TxError::ReservedKey`]), so no client can forge or erase a penalty.
 
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -46,6 +47,16 @@ pub const PAYLOAD_OVERHEAD: usize = 1 + 4;
 pub const RESERVED_PREFIX: &[u8] = b"\0bftnode/";
 /// Key of the accountant's state ([`fault::Accountant::encode_state`]).
 pub const ACCOUNTING_KEY: &[u8] = b"\0bftnode/accounting";
+/// The key recording the height of the block that first committed evidence `id`:
+/// `RESERVED_PREFIX ‖ "evidence/" ‖ id` → borsh `Height`. Read at start so evidence committed
+/// long ago is restored as committed, not pending ([`crate::restore_policy`]).
+pub fn committed_evidence_key(id: &Digest) -> Vec<u8> {
+    let mut k = RESERVED_PREFIX.to_vec();
+    k.extend_from_slice(b"evidence/");
+    k.extend_from_slice(&id.0);
+    k
+}
+
 /// Penalty entries kept per validator (the most recent; [`PenaltyRecord::total`] counts all).
 pub const MAX_PENALTY_ENTRIES: usize = 64;
 /// Decoding bound of a stored [`PenaltyRecord`] (64 entries of well under 1 KiB each).

@@ -442,6 +442,7 @@ impl Driver {
         let mut skipped = 0u64;
         let mut tip = None;
         let mut misbehaviour: Vec<fault::Misbehaviour> = Vec::new();
+        let mut evidence_marked: HashSet<Vec<u8>> = HashSet::new();
         let store = &*self.store;
         let accountant = &mut self.accountant;
         blocking(|| -> Result<()> {
@@ -481,6 +482,14 @@ impl Driver {
                 }
                 for ev in &block.evidence {
                     batch.push(Op::PutEvidence(ev.clone()));
+                    let key = app::committed_evidence_key(&ev.id());
+                    if !evidence_marked.contains(&key) && store.app_get(&key)?.is_none() {
+                        batch.push(Op::AppPut {
+                            key: key.clone(),
+                            value: consensus::encode(&block.height),
+                        });
+                        evidence_marked.insert(key);
+                    }
                 }
                 misbehaviour.extend(accountant.on_commit(block, *id));
                 batch.push(Op::Commit {

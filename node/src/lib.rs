@@ -188,8 +188,9 @@ const MAX_RESTORED_EVIDENCE: usize = 100_000;
 
 /// Give the fault policy what it needs beyond the committed blocks the core replays (issue 7
 /// finding 3): the conviction record, which the leader function depends on for all time, and
-/// the stored evidence (pending items go back into the pool and are proposed again). Call
-/// before the core is built. Returns the number of evidence items kept.
+/// the stored evidence — items a block committed go back as committed at that block's height
+/// (recorded under [`app::committed_evidence_key`] at commit), the others as pending, to be
+/// proposed again. Call before the core is built. Returns the number of evidence items kept.
 /// Errors: the store's ([`storage::StoreError`]).
 pub fn restore_policy(
     store: &impl Store,
@@ -197,11 +198,19 @@ pub fn restore_policy(
     policy: &mut FaultTolerance,
 ) -> Result<usize> {
     policy.restore_convictions(&store.convictions()?);
-    let kept = store
-        .evidence(MAX_RESTORED_EVIDENCE)?
-        .iter()
-        .filter(|ev| policy.restore_evidence(ev, validators))
-        .count();
+    let mut kept = 0;
+    for ev in store.evidence(MAX_RESTORED_EVIDENCE)? {
+        let committed_at = store
+            .app_get(&app::committed_evidence_key(&ev.id()))?
+            .map(|b| consensus::decode::<consensus::Height>(&b, 8))
+            .transpose()
+            .context("the commit height of stored evidence does not decode")?;
+        let restored = match committed_at {
+            Some(h) => policy.restore_committed_evidence(&ev, h, validators),
+            None => policy.restore_evidence(&ev, validators),
+        };
+        kept += usize::from(restored);
+    }
     Ok(kept)
 }
 

@@ -34,9 +34,12 @@
 //! built on commit from a sliding window (`O(n + |block|)` per commit plus an `O(n log n)`
 //! sort), so `leader` costs one BLAKE3 call and a binary search.
 //!
-//! Replay at start: feed `on_commit` at least [`FaultTolerance::replay_depth`] committed blocks
-//! (in height order) so every cut the node will use sees its full window; a node with less
-//! history may disagree on leaders (liveness only, like any lagging node).
+//! Replay at start: restore the conviction record ([`FaultTolerance::restore_convictions`]) and
+//! the stored evidence ([`FaultTolerance::restore_committed_evidence`] for items a block
+//! committed, [`FaultTolerance::restore_evidence`] for pending ones), then feed `on_commit` at
+//! least [`FaultTolerance::replay_depth`] committed blocks (in height order) so every cut the
+//! node will use sees its full window; a node with less history may disagree on leaders
+//! (liveness only, like any lagging node).
 //!
 //! ## Evidence pool (PROTOCOL.md §6.2, module `pool`)
 //!

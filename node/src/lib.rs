@@ -23,8 +23,10 @@
 //! * **Persist before send**: actions run in order; consecutive `PersistSafety` / `PersistBlock`
 //!   actions become one synced RocksDB batch written before any later send, broadcast or fetch.
 //! * A **commit** is one synced batch: application writes, the transaction index, evidence the
-//!   blocks carry and the commit records — the application state is therefore always exactly
-//!   the state at the committed tip, and nothing needs replaying at restart.
+//!   blocks carry (with the height that committed it), the slashing hook's penalty entries and
+//!   the accountant's state (PROTOCOL.md §6.6, [`app`]), the conviction record when it changed,
+//!   and the commit records — the application state is therefore always exactly the state at
+//!   the committed tip, and nothing needs replaying at restart.
 //! * The **RPC** server reads committed data from the store directly (on tokio's blocking
 //!   pool) and asks the driver for live state. The store is shared as `Arc<RocksStore>` with no
 //!   lock: the driver is its only writer and readers never wait for a write (see

@@ -326,7 +326,11 @@ pub async fn penalties(
                     let (summary, entries) = strip(one);
                     let mut text = output::fields(&summary, PENALTY_SUMMARY);
                     text.push('\n');
-                    text.push_str(&output::rows(&entries, PENALTY_ENTRIES, "no penalty entries"));
+                    text.push_str(&output::rows(
+                        &entries,
+                        PENALTY_ENTRIES,
+                        "no penalty entries",
+                    ));
                     text
                 }
             };

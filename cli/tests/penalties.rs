@@ -72,7 +72,10 @@ fn mock() -> String {
             let (status, body) = match path.as_str() {
                 "/penalties" => (200, serde_json::to_string(&all).unwrap()),
                 "/penalties/3" => (200, serde_json::to_string(&all[3]).unwrap()),
-                _ => (404, r#"{"error":"no validator 9 in the accounting state"}"#.into()),
+                _ => (
+                    404,
+                    r#"{"error":"no validator 9 in the accounting state"}"#.into(),
+                ),
             };
             let mut out = stream;
             let _ = write!(
@@ -100,7 +103,10 @@ fn penalties_tables_and_json() {
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(text.starts_with("VALIDATOR"), "{text}");
-    assert!(!text.contains("ENTRIES"), "entries are not a column: {text}");
+    assert!(
+        !text.contains("ENTRIES"),
+        "entries are not a column: {text}"
+    );
     assert_eq!(text.lines().count(), 5, "header + 4 validators: {text}");
     let row3 = text.lines().find(|l| l.starts_with('3')).unwrap();
     assert!(row3.contains("quarantined"), "{row3}");
@@ -108,7 +114,10 @@ fn penalties_tables_and_json() {
     let o = bftnode(&["penalties", "3", "--rpc", &url]);
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(o.status.success());
-    assert!(text.contains("standing") && text.contains("quarantined"), "{text}");
+    assert!(
+        text.contains("standing") && text.contains("quarantined"),
+        "{text}"
+    );
     assert!(text.contains("downtime"), "the entry table: {text}");
 
     let o = bftnode(&["penalties", "3", "--rpc", &url, "--output", "json"]);

@@ -214,7 +214,8 @@ impl AccountingState {
         if *version != STATE_VERSION {
             return Err(AccountingError::Corrupt(format!("version {version}")));
         }
-        consensus::decode(body, MAX_STATE_BYTES).map_err(|e| AccountingError::Corrupt(e.to_string()))
+        consensus::decode(body, MAX_STATE_BYTES)
+            .map_err(|e| AccountingError::Corrupt(e.to_string()))
     }
 }
 

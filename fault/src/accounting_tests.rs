@@ -113,7 +113,13 @@ fn threshold_edges() {
         ("threshold 0 never judges", 0, 10, 0, false),
         ("threshold 100: all signed passes", 10, 10, 100, false),
         ("threshold 100: one missing is down", 9, 10, 100, true),
-        ("huge counts do not overflow", u64::MAX / 2, u64::MAX, 50, true),
+        (
+            "huge counts do not overflow",
+            u64::MAX / 2,
+            u64::MAX,
+            50,
+            true,
+        ),
     ];
     for &(name, signed, eligible, threshold, down) in cases {
         let t = Tally {
@@ -194,13 +200,28 @@ fn participation_exactly_at_threshold_is_clean() {
 fn quarantine_isolation_rehabilitation_steps() {
     let steps: &[(&str, bool, Standing, u64)] = &[
         ("down once: quarantined", false, Standing::Quarantined, 1),
-        ("one clean window: still quarantined", true, Standing::Quarantined, 1),
-        ("second clean window: rehabilitated", true, Standing::Rehabilitated, 0),
+        (
+            "one clean window: still quarantined",
+            true,
+            Standing::Quarantined,
+            1,
+        ),
+        (
+            "second clean window: rehabilitated",
+            true,
+            Standing::Rehabilitated,
+            0,
+        ),
         ("down again: quarantined", false, Standing::Quarantined, 1),
         ("down: second strike", false, Standing::Quarantined, 2),
         ("down: third strike isolates", false, Standing::Isolated, 3),
         ("clean", true, Standing::Isolated, 3),
-        ("clean twice: rehabilitated", true, Standing::Rehabilitated, 0),
+        (
+            "clean twice: rehabilitated",
+            true,
+            Standing::Rehabilitated,
+            0,
+        ),
     ];
     let w = 10;
     let mut a = Accountant::new(N, &cfg(w, 20));
@@ -231,19 +252,24 @@ fn safety_evidence_isolates_for_good_and_is_penalised_once() {
     );
     let s = a.state();
     assert!(s.accounts[2].convicted);
-    assert_eq!(s.accounts[2].standing, Standing::Isolated, "never rehabilitated");
+    assert_eq!(
+        s.accounts[2].standing,
+        Standing::Isolated,
+        "never rehabilitated"
+    );
     assert_eq!(s.accounts[2].evidence_committed, 1);
-    assert_eq!(s.accounts[1].standing, Standing::Rehabilitated, "E4 is a strike");
+    assert_eq!(
+        s.accounts[1].standing,
+        Standing::Rehabilitated,
+        "E4 is a strike"
+    );
 }
 
 #[test]
 fn replays_and_genesis_are_ignored() {
     let mut a = Accountant::new(N, &cfg(5, 20));
     let blocks = chain(1, 10, |_| false);
-    assert!(
-        a.on_commit(&block(0, 0, &[], Vec::new()), id(0))
-            .is_empty()
-    );
+    assert!(a.on_commit(&block(0, 0, &[], Vec::new()), id(0)).is_empty());
     let first = feed(&mut a, &blocks);
     let before = a.clone();
     assert!(feed(&mut a, &blocks).is_empty(), "a replay derives nothing");
@@ -274,7 +300,10 @@ fn restore_rejects_garbage_and_other_set_sizes() {
 
 fn arb_chain() -> impl Strategy<Value = Vec<(u16, u8, bool)>> {
     // Per block: proposer, signer mask of the justify, whether it carries evidence.
-    prop::collection::vec((0u16..N as u16, 0u8..16, prop::bool::weighted(0.05)), 1..120)
+    prop::collection::vec(
+        (0u16..N as u16, 0u8..16, prop::bool::weighted(0.05)),
+        1..120,
+    )
 }
 
 fn build(spec: &[(u16, u8, bool)]) -> Vec<Block> {

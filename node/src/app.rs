@@ -103,21 +103,21 @@ pub fn apply_misbehaviour<E>(
     let mut order = Vec::new();
     for m in list {
         let v = m.offender;
-        if !records.contains_key(&v) {
-            let r = load(v)?.unwrap_or(PenaltyRecord {
-                validator: v,
-                total: 0,
-                entries: Vec::new(),
-            });
-            records.insert(v, r);
-            order.push(v);
-        }
-        if let Some(r) = records.get_mut(&v) {
-            r.total = r.total.saturating_add(1);
-            r.entries.push(m.clone());
-            let excess = r.entries.len().saturating_sub(MAX_PENALTY_ENTRIES);
-            r.entries.drain(..excess);
-        }
+        let r = match records.entry(v) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                order.push(v);
+                e.insert(load(v)?.unwrap_or(PenaltyRecord {
+                    validator: v,
+                    total: 0,
+                    entries: Vec::new(),
+                }))
+            }
+        };
+        r.total = r.total.saturating_add(1);
+        r.entries.push(m.clone());
+        let excess = r.entries.len().saturating_sub(MAX_PENALTY_ENTRIES);
+        r.entries.drain(..excess);
     }
     Ok(order
         .into_iter()
@@ -181,7 +181,10 @@ pub enum TxError {
         max: usize,
     },
     /// The key lies in the node's reserved namespace ([`RESERVED_PREFIX`]).
-    #[error("keys starting with {:?} are reserved for the node", String::from_utf8_lossy(RESERVED_PREFIX))]
+    #[error(
+        "keys starting with {:?} are reserved for the node",
+        String::from_utf8_lossy(RESERVED_PREFIX)
+    )]
     ReservedKey,
     /// Not a canonical encoding.
     #[error("malformed transaction: {0}")]

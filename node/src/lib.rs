@@ -230,11 +230,7 @@ pub fn conviction_op(policy: &FaultTolerance, blocks: &[Block]) -> Option<Op> {
 /// commit, or, for a store that holds committed blocks but no state (written before the
 /// accountant existed), rebuilt by feeding every committed block from height 1 in order.
 /// Errors: the store's; a stored state that does not decode or is for another set size.
-pub fn restore_accountant(
-    store: &impl Store,
-    n: usize,
-    cfg: &FaultConfig,
-) -> Result<Accountant> {
+pub fn restore_accountant(store: &impl Store, n: usize, cfg: &FaultConfig) -> Result<Accountant> {
     if let Some(bytes) = store.app_get(app::ACCOUNTING_KEY)? {
         return Accountant::restore(n, cfg, &bytes)
             .context("restoring the accountability state from the database");

@@ -433,9 +433,9 @@ async fn penalties_all(State(st): St) -> ApiResult<Vec<PenaltiesResponse>> {
 }
 
 async fn penalties_one(State(st): St, Path(v): Path<String>) -> ApiResult<PenaltiesResponse> {
-    let v: u16 = v.parse().map_err(|_| {
-        ApiError::bad(format!("validator must be an index (0..65535), got {v:?}"))
-    })?;
+    let v: u16 = v
+        .parse()
+        .map_err(|_| ApiError::bad(format!("validator must be an index (0..65535), got {v:?}")))?;
     read_penalties(&st, Some(v))
         .await?
         .into_iter()

@@ -49,7 +49,12 @@ async fn entries_up_to(
 ) -> Vec<PenaltyEntryResponse> {
     penalties(c, a, v)
         .await
-        .map(|p| p.entries.into_iter().filter(|e| e.height <= up_to).collect())
+        .map(|p| {
+            p.entries
+                .into_iter()
+                .filter(|e| e.height <= up_to)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -67,7 +72,10 @@ async fn downtime_record_and_penalty_on_every_node_survive_restart() {
     cl.stop(down).await;
     let stopped_at = Instant::now();
     let live = cl.running();
-    println!("stopped validator {offender} (node {down}) at {:?}", t0.elapsed());
+    println!(
+        "stopped validator {offender} (node {down}) at {:?}",
+        t0.elapsed()
+    );
 
     // A downtime record, and the penalty entry for it, on every running node.
     for &i in &live {
@@ -85,12 +93,20 @@ async fn downtime_record_and_penalty_on_every_node_survive_restart() {
         stopped_at.elapsed().as_secs_f64()
     );
     let p = penalties(&c, cl.addr(live[0]), offender).await.unwrap();
-    let first = p.entries.iter().find(|e| e.kind == "downtime").unwrap().clone();
+    let first = p
+        .entries
+        .iter()
+        .find(|e| e.kind == "downtime")
+        .unwrap()
+        .clone();
     println!("first downtime entry: {first:?}");
     assert_eq!(first.height % WINDOW, 0, "derived at a window boundary");
     assert_eq!(first.window_end, Some(first.height));
     let (signed, eligible) = (first.signed.unwrap(), first.eligible.unwrap());
-    assert!(eligible > 0 && signed * 100 < 20 * eligible, "{signed}/{eligible}");
+    assert!(
+        eligible > 0 && signed * 100 < 20 * eligible,
+        "{signed}/{eligible}"
+    );
     assert_eq!(p.standing, "quarantined");
     assert!(p.downtime_records >= 1 && p.total_penalties >= 1);
 
@@ -113,8 +129,16 @@ async fn downtime_record_and_penalty_on_every_node_survive_restart() {
         assert_eq!(ps.len(), 4, "node {i}: one entry per validator");
         accounted = accounted.min(ps[0].accounted_height);
         for q in ps.iter().filter(|q| q.validator != offender) {
-            assert_eq!(q.standing, "good", "node {i}: honest validator {}", q.validator);
-            assert_eq!(q.total_penalties, 0, "node {i}: honest validator {}", q.validator);
+            assert_eq!(
+                q.standing, "good",
+                "node {i}: honest validator {}",
+                q.validator
+            );
+            assert_eq!(
+                q.total_penalties, 0,
+                "node {i}: honest validator {}",
+                q.validator
+            );
         }
     }
     assert!(accounted >= first.height);
@@ -214,7 +238,10 @@ fn restart_matches_full_history(
         .collect();
     assert!(differ.is_empty(), "leaders differ at views {differ:?}");
     for v in views {
-        assert_eq!(full.leader_weights(View(v)), restarted.leader_weights(View(v)));
+        assert_eq!(
+            full.leader_weights(View(v)),
+            restarted.leader_weights(View(v))
+        );
     }
     assert_eq!(full.convictions(), restarted.convictions());
     // The same evidence, each committed or pending alike (insertion order may differ).
@@ -299,7 +326,11 @@ fn restore_accountant_uses_the_state_or_rebuilds_it() {
     assert_eq!(reference.state().accounts[3].downtime_records, 3);
 
     let rebuilt = node::restore_accountant(&store, 4, &cfg).unwrap();
-    assert_eq!(rebuilt.state(), reference.state(), "rebuilt from the blocks");
+    assert_eq!(
+        rebuilt.state(),
+        reference.state(),
+        "rebuilt from the blocks"
+    );
 
     // With a stored state, that state is used (here: a different one, to tell them apart).
     let mut other = Accountant::new(4, &cfg);
@@ -365,7 +396,11 @@ fn penalty_records_accumulate_and_are_out_of_clients_reach() {
     assert_eq!(r.total, judged.len() as u64);
     assert_eq!(r.entries.len(), app::MAX_PENALTY_ENTRIES);
     let kept: Vec<u64> = r.entries.iter().map(|e| e.height.0).collect();
-    assert_eq!(kept, judged[judged.len() - app::MAX_PENALTY_ENTRIES..], "newest kept");
+    assert_eq!(
+        kept,
+        judged[judged.len() - app::MAX_PENALTY_ENTRIES..],
+        "newest kept"
+    );
 
     let forged = Transaction::put(app::penalty_key(consensus::ValidatorIndex(3)), b"x", 1);
     assert_eq!(forged.validate(), Err(TxError::ReservedKey));
@@ -415,11 +450,16 @@ async fn committed_double_vote_isolates_and_is_penalised_on_every_node() {
     let live = cl.running();
     let victims: Vec<u16> = live.iter().map(|&i| cl.vindex[i]).collect();
     let (fake, _rx) = raw_swarm(seed, p2p, peers, |_| {}).await;
-    assert!(wait_connected(&fake, &victims, 30).await, "raw swarm did not connect");
+    assert!(
+        wait_connected(&fake, &victims, 30).await,
+        "raw swarm did not connect"
+    );
     for &i in &live {
         let a = cl.addr(i);
         let ok = wait_until(30, || async {
-            peer_entry(&c, a, offender).await.is_some_and(|p| p.connected)
+            peer_entry(&c, a, offender)
+                .await
+                .is_some_and(|p| p.connected)
         })
         .await;
         assert!(ok, "node {i} does not see validator {offender} connected");
@@ -437,9 +477,9 @@ async fn committed_double_vote_isolates_and_is_penalised_on_every_node() {
     for &i in &live {
         let a = cl.addr(i);
         let ok = wait_until(30, || async {
-            penalties(&c, a, offender).await.is_some_and(|p| {
-                p.convicted && p.entries.iter().any(|e| e.kind == "double_vote")
-            })
+            penalties(&c, a, offender)
+                .await
+                .is_some_and(|p| p.convicted && p.entries.iter().any(|e| e.kind == "double_vote"))
         })
         .await;
         assert!(ok, "node {i}: no committed double-vote penalty");
@@ -466,7 +506,8 @@ async fn committed_double_vote_isolates_and_is_penalised_on_every_node() {
         get_json(&c, cl.addr(live[0]), "/evidence").await.unwrap();
     let id = ev.evidence_id.as_ref().unwrap();
     assert!(
-        held.iter().any(|e| &e.id == id && e.committed && e.offender == offender),
+        held.iter()
+            .any(|e| &e.id == id && e.committed && e.offender == offender),
         "{held:?}"
     );
     for &i in &live[1..] {
@@ -484,16 +525,13 @@ async fn committed_double_vote_isolates_and_is_penalised_on_every_node() {
     // although the block that committed it is older than the replay.
     let node = live[0];
     let held = |a| async move {
-        let mut v: Vec<(String, bool)> = get_json::<Vec<node::rpc_types::EvidenceResponse>>(
-            &client(),
-            a,
-            "/evidence",
-        )
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| (e.id, e.committed))
-        .collect();
+        let mut v: Vec<(String, bool)> =
+            get_json::<Vec<node::rpc_types::EvidenceResponse>>(&client(), a, "/evidence")
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.id, e.committed))
+                .collect();
         v.sort();
         v
     };
@@ -513,7 +551,11 @@ async fn committed_double_vote_isolates_and_is_penalised_on_every_node() {
     let loaded = node::config::load_home(&home, &fast()).unwrap();
     let store = open_retrying(&loaded.db_path).await;
     let tip = store.committed_tip().unwrap().unwrap().0;
-    assert!(tip.0 > ev.height + 12, "conviction at {} within the replay of {tip:?}", ev.height);
+    assert!(
+        tip.0 > ev.height + 12,
+        "conviction at {} within the replay of {tip:?}",
+        ev.height
+    );
     restart_matches_full_history(&store, &loaded.validators, |s| {
         let a = s.accounts[usize::from(offender)];
         assert!(a.convicted && a.evidence_committed >= 1, "{a:?}");

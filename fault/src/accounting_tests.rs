@@ -277,6 +277,31 @@ fn replays_and_genesis_are_ignored() {
     assert_eq!(downtimes(&first).len(), 2);
 }
 
+/// A gap in heights (the node never produces one) closes the window the tallies belong to
+/// when the first block beyond it arrives, and empty windows judge nobody.
+#[test]
+fn a_gap_closes_the_pending_window_once() {
+    let mut a = Accountant::new(N, &cfg(5, 20));
+    let mut list = feed(&mut a, &chain(1, 7, |_| false));
+    assert_eq!(downtimes(&list).len(), 1, "window 1..=5");
+    // Heights 8..=16 never arrive; block 17 belongs to window 16..=20.
+    list = feed(&mut a, &chain(17, 17, |_| false));
+    let d = downtimes(&list);
+    assert_eq!(d.len(), 1, "window 6..=10 (blocks 6, 7) judged once: {d:?}");
+    assert_eq!(
+        (d[0].0, d[0].1),
+        (3, 17),
+        "reported with the block that closed it"
+    );
+    match &list[0].offence {
+        Offence::Downtime(r) => assert_eq!((r.window_start, r.window_end), (Height(6), Height(10))),
+        Offence::Evidence { .. } => panic!("no evidence here"),
+    }
+    assert_eq!(a.state().window, 3);
+    assert!(downtimes(&feed(&mut a, &chain(18, 19, |_| false))).is_empty());
+    assert_eq!(downtimes(&feed(&mut a, &chain(20, 20, |_| false))).len(), 1);
+}
+
 #[test]
 fn restore_rejects_garbage_and_other_set_sizes() {
     let c = cfg(5, 20);

@@ -94,7 +94,8 @@ pub struct FaultConfig {
     pub downtime_window: u64,
     /// Accountability (chain-wide): `θ_d` in percent. A validator that signed the justify QCs
     /// of fewer than `θ_d`% of the window's blocks it did not propose gets a downtime record
-    /// (strictly below: exactly `θ_d`% passes). Default 20; values above 100 act as 100.
+    /// (strictly below: exactly `θ_d`% passes). Default 20; 0 disables downtime records;
+    /// values above 100 act as 100.
     pub downtime_threshold_pct: u64,
     /// Accountability (chain-wide): strikes (downtime records, committed E4 evidence) without
     /// rehabilitation in between that isolate a validator. Default 3; 0 acts as 1.

@@ -325,6 +325,10 @@ fn restore_accountant_uses_the_state_or_rebuilds_it() {
     store.write(WriteBatch { sync: true, ops }).unwrap();
     assert_eq!(reference.state().accounts[3].downtime_records, 3);
 
+    // Written with every commit: small.
+    let bytes = reference.encode_state().len();
+    println!("accounting state of 4 validators: {bytes} bytes");
+    assert!(bytes < 1024, "{bytes} bytes");
     let rebuilt = node::restore_accountant(&store, 4, &cfg).unwrap();
     assert_eq!(
         rebuilt.state(),

@@ -3,14 +3,17 @@
 //! Lifecycle commands work on a home directory: `init` (one validator), `testnet` (N homes
 //! sharing a genesis), `start`, `keys show`. Query commands talk HTTP to a node's RPC
 //! (`--rpc URL`, or `BFTNODE_RPC`): `status`, `block`, `tx …`, `validators`, `peers`,
-//! `evidence`, `health`, `penalties`, and the load generator `load`. Queries print aligned tables, or the
-//! node's JSON with `--output json`.
+//! `evidence [list]`, `evidence show ID`, `faults`, `health`, `penalties`, and the load
+//! generator `load`. Queries print aligned tables, or the node's JSON with `--output json`.
+//! `evidence verify FILE --genesis PATH` checks a proof offline, with no node.
 //!
 //! Exit codes: 0 success; 1 an RPC or IO failure (node unreachable, timeout, bad file);
-//! 2 bad arguments; 3 the node answered with an error (including `health` of an unhealthy node).
+//! 2 bad arguments; 3 the node answered with an error (including `health` of an unhealthy node);
+//! 4 `evidence verify`: the proof does not verify.
 //! Every error is one line on stderr, `error: …`.
 
 mod client;
+mod evidence;
 mod lifecycle;
 mod load;
 mod output;
@@ -35,6 +38,8 @@ const DEFAULT_CHAIN_ID: &str = "bftnode-local";
 const EXIT_FAILURE: u8 = 1;
 /// Exit code when the node answered with an error.
 const EXIT_NODE_ERROR: u8 = 3;
+/// Exit code of `evidence verify` when the proof does not verify.
+const EXIT_INVALID_PROOF: u8 = 4;
 
 #[derive(Debug, Parser)]
 #[command(name = "bftnode", version, about = "HotStuff-2 BFT validator node", long_about = None)]
@@ -96,8 +101,12 @@ enum Command {
     Validators(RpcOpts),
     /// The node's validator peers and their connections.
     Peers(RpcOpts),
-    /// Evidence of misbehaviour the node holds.
-    Evidence(RpcOpts),
+    /// Evidence of misbehaviour: list what the node holds (the default), show one proof,
+    /// verify a proof offline.
+    Evidence(EvidenceArgs),
+    /// Fault tolerance at a glance: n, f, quorum, the tolerance margin, who is convicted,
+    /// isolated, suspected or down and why, and health with its reason.
+    Faults(RpcOpts),
     /// The node's health; exits 3 if the node reports itself unhealthy.
     Health(RpcOpts),
     /// Committed accountability: each validator's standing (good, quarantined, isolated,
@@ -213,6 +222,42 @@ struct SubmitOpts {
     wait_timeout: f64,
     #[command(flatten)]
     rpc: RpcOpts,
+}
+
+/// `evidence`: a subcommand, or none for `list` (so `bftnode evidence --rpc URL` still lists).
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct EvidenceArgs {
+    #[command(subcommand)]
+    command: Option<EvidenceCommand>,
+    #[command(flatten)]
+    rpc: RpcOpts,
+}
+
+#[derive(Debug, Subcommand)]
+enum EvidenceCommand {
+    /// Evidence of misbehaviour the node holds (the default).
+    List(RpcOpts),
+    /// The full proof of one evidence item as JSON: the signed messages, signatures, offender,
+    /// kind and view (what `evidence verify` reads).
+    Show {
+        /// Evidence id (64 hex characters, from `evidence list`).
+        id: String,
+        #[command(flatten)]
+        rpc: RpcOpts,
+    },
+    /// Verify a proof written by `evidence show` against a genesis, offline (no node needed).
+    /// Exits 0 with the verdict, or 4 with the reason when it does not verify.
+    Verify {
+        /// The proof file (JSON, from `evidence show`); `-` reads standard input.
+        file: PathBuf,
+        /// The chain's genesis.json (validator keys, chain id, epoch, chain-wide parameters).
+        #[arg(long)]
+        genesis: PathBuf,
+        /// Output format of the verdict.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -348,9 +393,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             query::list(&rpc.client()?, query::Listing::Validators, rpc.output).await
         }
         Command::Peers(rpc) => query::list(&rpc.client()?, query::Listing::Peers, rpc.output).await,
-        Command::Evidence(rpc) => {
-            query::list(&rpc.client()?, query::Listing::Evidence, rpc.output).await
-        }
+        Command::Evidence(EvidenceArgs { command, rpc }) => match command {
+            None => query::list(&rpc.client()?, query::Listing::Evidence, rpc.output).await,
+            Some(EvidenceCommand::List(rpc)) => {
+                query::list(&rpc.client()?, query::Listing::Evidence, rpc.output).await
+            }
+            Some(EvidenceCommand::Show { id, rpc }) => evidence::show(&rpc.client()?, &id).await,
+            Some(EvidenceCommand::Verify {
+                file,
+                genesis,
+                output,
+            }) => evidence::verify(&file, &genesis, output),
+        },
+        Command::Faults(rpc) => evidence::faults(&rpc.client()?, rpc.output).await,
         Command::Health(rpc) => query::health(&rpc.client()?, rpc.output).await,
         Command::Penalties { validator, rpc } => {
             query::penalties(&rpc.client()?, validator, rpc.output).await
@@ -404,7 +459,9 @@ async fn run_tx(tx: TxCommand) -> anyhow::Result<()> {
 
 /// The exit code for a failed command.
 fn exit_code(e: &anyhow::Error) -> u8 {
-    if e.chain().any(|c| c.is::<NodeAnswered>()) {
+    if e.chain().any(|c| c.is::<evidence::ProofRejected>()) {
+        EXIT_INVALID_PROOF
+    } else if e.chain().any(|c| c.is::<NodeAnswered>()) {
         EXIT_NODE_ERROR
     } else {
         EXIT_FAILURE

@@ -27,6 +27,7 @@ const STATUS_FIELDS: &[&str] = &[
     "high_qc_block",
     "high_tc_view",
     "peers_connected",
+    "signing",
     "mempool_txs",
     "mempool_bytes",
 ];

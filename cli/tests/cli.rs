@@ -1,6 +1,8 @@
 //! Runs the built `bftnode` binary: argument errors, unreachable and misbehaving nodes, home
 //! generation and key display, and the query, transaction and load commands against a small
-//! in-process mock of the RPC server. End-to-end runs against real nodes live in `node`.
+//! in-process mock of the RPC server; and one run of four real `bftnode start` processes for the
+//! operator's fault view (`faults`, `evidence show`, `evidence verify`). Other end-to-end runs
+//! against real nodes live in `node`.
 
 use serde_json::{Value, json};
 use std::{
@@ -583,4 +585,224 @@ fn stored_strings_cannot_drive_the_terminal() {
     assert!(err.contains("first failure"), "{err}");
     assert!(terminal_safe(&err), "{err:?}");
     assert!(terminal_safe(&stdout(&o)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real `bftnode start` processes.
+
+/// Child processes killed (and reaped) when dropped, so a failed assertion leaves none behind.
+struct Processes(Vec<std::process::Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Evidence against the validator of `home`: two votes of `view` for different blocks, signed
+/// with its key under the chain's signing domain.
+fn double_vote_of(home: &Path, view: u64) -> (consensus::Evidence, u16) {
+    use consensus::{Digest, Height, SigKind, SignedVote, View, VoteData};
+    let loaded = node::config::load_home(home, &node::config::ConfigOverrides::default()).unwrap();
+    let vote = |b: u8| {
+        let data = VoteData {
+            view: View(view),
+            block_id: Digest([b; 32]),
+            height: Height(view),
+            parent_id: Digest([0; 32]),
+            parent_view: View(view - 1),
+        };
+        let body = consensus::encode(&data);
+        let sig = loaded
+            .key
+            .sign(loaded.validators.domain(), SigKind::Vote, &body);
+        SignedVote { data, sig }
+    };
+    let ev = consensus::Evidence::DoubleVote {
+        offender: loaded.index,
+        a: vote(1),
+        b: vote(2),
+    };
+    (ev, loaded.index.0)
+}
+
+/// Issue 9 item 6 on real processes: four `bftnode start` validators; evidence against one
+/// of them, stored in node 0's database before it starts, is proposed and committed. Then
+/// `faults` shows the conviction with its reason, `evidence` (bare, the old form) and
+/// `evidence list` list it, `evidence show` writes the proof, and `evidence verify` accepts it
+/// offline against the genesis — and refuses it, exit 4, with one signature byte flipped. The
+/// chain-wide parameter set in the genesis reaches the running policy.
+#[test]
+fn real_nodes_faults_evidence_show_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let udp: Vec<u16> = (0..4)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect::<Vec<_>>()
+        .iter()
+        .map(|s| s.local_addr().unwrap().port())
+        .collect();
+    let tcp: Vec<u16> = (0..4)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect::<Vec<_>>()
+        .iter()
+        .map(|s| s.local_addr().unwrap().port())
+        .collect();
+    let homes =
+        node::config::generate_testnet_with(dir.path(), 4, "cli-chain", |i| Some((udp[i], tcp[i])))
+            .unwrap();
+    // A chain-wide parameter, in every copy of the genesis.
+    let genesis_path = homes[0].join("genesis.json");
+    let mut genesis = node::config::Genesis::load(&genesis_path).unwrap();
+    genesis.fault.round_robin_every = 9;
+    for h in &homes {
+        genesis.save(&h.join("genesis.json")).unwrap();
+    }
+    let (ev, offender) = double_vote_of(&homes[3], 2);
+    let id = ev.id().to_hex();
+    {
+        use storage::Store as _;
+        let mut store =
+            storage::RocksStore::open(homes[0].join("data"), storage::RocksOptions::default())
+                .unwrap();
+        store
+            .write(storage::WriteBatch {
+                sync: true,
+                ops: vec![storage::Op::PutEvidence(ev)],
+            })
+            .unwrap();
+    }
+
+    let started = std::time::Instant::now();
+    let _nodes = Processes(
+        homes
+            .iter()
+            .map(|h| {
+                Command::new(env!("CARGO_BIN_EXE_bftnode"))
+                    .args([
+                        "start",
+                        "--home",
+                        h.to_str().unwrap(),
+                        "--log-level",
+                        "warn",
+                    ])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("start bftnode")
+            })
+            .collect(),
+    );
+    let rpc = format!("http://127.0.0.1:{}", tcp[1]);
+    let faults = || {
+        let o = bftnode(&["faults", "--rpc", &rpc, "--output", "json"]);
+        o.status
+            .success()
+            .then(|| serde_json::from_slice::<Value>(&o.stdout).unwrap())
+    };
+    let convicted = |f: &Value| {
+        f["convicted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["index"] == offender)
+    };
+    let deadline = started + std::time::Duration::from_secs(60);
+    let f = loop {
+        if let Some(f) = faults()
+            && convicted(&f)
+        {
+            break f;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no conviction within 60 s"
+        );
+        thread::sleep(std::time::Duration::from_millis(200));
+    };
+    eprintln!(
+        "conviction visible on node 1 after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(f["params"]["round_robin_every"], 9, "{f}");
+    assert_eq!(
+        (&f["validators"], &f["f"], &f["quorum"]),
+        (&json!(4), &json!(1), &json!(3))
+    );
+    let table = stdout(&bftnode(&["faults", "--rpc", &rpc]));
+    assert!(table.starts_with("validators "), "{table}");
+    assert!(table.contains("tolerance_margin "), "{table}");
+    assert!(
+        table.contains("convicted:\nINDEX  POWER  SINCE_VIEW"),
+        "{table}"
+    );
+    assert!(
+        table.contains("committed double_vote evidence at view 2"),
+        "{table}"
+    );
+
+    // The old form and the new one list the same evidence.
+    let old = stdout(&bftnode(&["evidence", "--rpc", &rpc]));
+    let new = stdout(&bftnode(&["evidence", "list", "--rpc", &rpc]));
+    assert_eq!(old, new);
+    assert!(old.contains(&id) && old.contains("double_vote"), "{old}");
+    let table = stdout(&bftnode(&["validators", "--rpc", &rpc]));
+    assert!(table.contains("CONFLICTING_MESSAGES"), "{table}");
+
+    // show → file → verify offline (the nodes could be gone: nothing but the files is read).
+    let o = bftnode(&["evidence", "show", &id, "--rpc", &rpc]);
+    let proof = json_stdout(&o);
+    assert_eq!(proof["offender"], offender);
+    assert_eq!(proof["evidence"]["kind"], "double_vote");
+    let proof_path = dir.path().join("proof.json");
+    std::fs::write(&proof_path, &o.stdout).unwrap();
+    let g = genesis_path.to_str().unwrap();
+    let p = proof_path.to_str().unwrap();
+    let o = bftnode(&["evidence", "verify", p, "--genesis", g]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("valid "), "{}", stdout(&o));
+    let verdict = json_stdout(&bftnode(&[
+        "evidence",
+        "verify",
+        p,
+        "--genesis",
+        g,
+        "--output",
+        "json",
+    ]));
+    assert_eq!(verdict["valid"], true);
+    assert_eq!(verdict["offender"], offender);
+    eprintln!(
+        "evidence verify: {} ms in fault::verify",
+        verdict["verify_ms"]
+    );
+
+    // One byte of a signature flipped (its first hex digit): exit 4, the reason on one line.
+    let mut tampered = proof.clone();
+    let sig = tampered["evidence"]["a"]["signature"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let first = u8::from_str_radix(&sig[..2], 16).unwrap() ^ 0x01;
+    tampered["evidence"]["a"]["signature"] = json!(format!("{first:02x}{}", &sig[2..]));
+    let bad_path = dir.path().join("tampered.json");
+    std::fs::write(&bad_path, tampered.to_string()).unwrap();
+    let o = bftnode(&[
+        "evidence",
+        "verify",
+        bad_path.to_str().unwrap(),
+        "--genesis",
+        g,
+    ]);
+    let err = assert_one_line_error(&o, 4);
+    assert!(err.contains("signature does not verify"), "{err}");
+    // A file that is not a proof is an input error (exit 1), not a verdict.
+    let o = bftnode(&["evidence", "verify", g, "--genesis", g]);
+    assert!(assert_one_line_error(&o, 1).contains("not an evidence proof"));
+    eprintln!(
+        "real-process test took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -26,7 +26,8 @@ pub use codec::{DecodeError, decode, encode};
 #[cfg(feature = "mutations")]
 pub use core::Mutations;
 pub use core::{
-    Action, Config, Core, CoreStatus, Counters, Event, ParkedProposal, Resources, Timer,
+    Action, Config, Core, CoreStatus, Counters, Event, MAX_CHECK_VIEWS, ParkedProposal, Resources,
+    Timer,
 };
 pub use crypto::{Domain, PrivateKey, PublicKey, SigKind, Signature};
 pub use evidence::{Evidence, EvidenceError, EvidenceKind, LaterMessage, SignedVote};

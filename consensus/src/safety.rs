@@ -67,6 +67,9 @@ pub enum Refusal {
     /// Signing is suspended: our key signed elsewhere in a recent view
     /// ([`SafetyModule::observe_own_signature`]).
     KeyInUseElsewhere,
+    /// Signing is held by the double-sign check at start (PROTOCOL.md §4.10,
+    /// [`SafetyModule::set_held`]).
+    DoubleSignCheck,
 }
 
 /// Owns the private key and the safety record; checks the voting rule before signing.
@@ -78,6 +81,9 @@ pub struct SafetyModule {
     /// No signature for any view ≤ this: a certificate showed our key signing in a view this
     /// module never signed in (PROTOCOL.md §4.9). `View(0)` (never suspended) at start.
     suspended_until: View,
+    /// No signature at all while the double-sign check at start runs (PROTOCOL.md §4.10).
+    /// `false` at construction; the core sets it on `Event::Start`.
+    held: bool,
     /// The voting-rule mutation canaries (simulator only).
     #[cfg(feature = "mutations")]
     mutations: crate::core::Mutations,
@@ -91,6 +97,7 @@ impl SafetyModule {
             me,
             data,
             suspended_until: View(0),
+            held: false,
             #[cfg(feature = "mutations")]
             mutations: crate::core::Mutations::default(),
         }
@@ -142,6 +149,30 @@ impl SafetyModule {
         true
     }
 
+    /// Hold (`true`) or release every signature: the double-sign check at start (PROTOCOL.md
+    /// §4.10). While held, [`SafetyModule::sign_vote`], [`SafetyModule::sign_timeout`] and
+    /// [`SafetyModule::sign_proposal`] refuse with [`Refusal::DoubleSignCheck`].
+    pub fn set_held(&mut self, held: bool) {
+        self.held = held;
+    }
+
+    /// Whether signing is held by the double-sign check.
+    pub fn is_held(&self) -> bool {
+        self.held
+    }
+
+    /// The refusal every signature gets first, whatever it signs: the check at start (§4.10)
+    /// or the suspension after our key signed elsewhere (§4.9) covering `view`.
+    fn gate(&self, view: View) -> Result<(), Refusal> {
+        if self.held {
+            return Err(Refusal::DoubleSignCheck);
+        }
+        if view <= self.suspended_until {
+            return Err(Refusal::KeyInUseElsewhere);
+        }
+        Ok(())
+    }
+
     /// Signatures are suspended for views ≤ this (`View(0)`: never suspended).
     pub fn suspended_until(&self) -> View {
         self.suspended_until
@@ -173,9 +204,7 @@ impl SafetyModule {
         #[cfg(feature = "mutations")]
         let (last_timeout_view, lock_view) =
             self.mutations.vote_bounds(last_timeout_view, lock_view);
-        if v <= self.suspended_until {
-            return Err(Refusal::KeyInUseElsewhere);
-        }
+        self.gate(v)?;
         if v <= self.data.last_voted_view {
             return Err(Refusal::AlreadyVoted);
         }
@@ -200,9 +229,7 @@ impl SafetyModule {
 
     /// Local timeout (§4.2): sign `Timeout(view, lock)` once per view.
     pub fn sign_timeout(&mut self, view: View, vs: &ValidatorSet) -> Result<Timeout, Refusal> {
-        if view <= self.suspended_until {
-            return Err(Refusal::KeyInUseElsewhere);
-        }
+        self.gate(view)?;
         if view <= self.data.last_timeout_view {
             return Err(Refusal::AlreadyTimedOut);
         }
@@ -229,9 +256,7 @@ impl SafetyModule {
         tc: Option<TimeoutCert>,
         vs: &ValidatorSet,
     ) -> Result<Proposal, Refusal> {
-        if block.view <= self.suspended_until {
-            return Err(Refusal::KeyInUseElsewhere);
-        }
+        self.gate(block.view)?;
         if block.view <= self.data.last_proposed_view {
             return Err(Refusal::AlreadyProposed);
         }

@@ -1,7 +1,7 @@
 //! [`Admission`]: who gets a connection slot (issue 8, finding 1).
 //!
 //! * **Validators are always admitted.** Their connections count against no shared budget; the
-//!   per-peer cap of `connection_limits` (2 connections per peer) is their only bound, so a
+//!   per-peer cap of `connection_limits` (3 connections per peer) is their only bound, so a
 //!   crowd of strangers can never keep a genesis validator out.
 //! * **Strangers** (any other peer) share a small budget: at most `max_strangers` connections in
 //!   total and `max_strangers_per_ip` from one IP address. A connection beyond either is refused

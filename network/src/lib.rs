@@ -32,9 +32,9 @@
 //!   only: a connection of any other peer (a *stranger*) is not offered them at all, so its
 //!   streams are refused during protocol negotiation, before a byte of a frame is read. Strangers
 //!   get identify and ping.
-//! * **Connection slots.** Genesis validators are always admitted (at most 2 connections each);
-//!   strangers share a budget of `max_strangers` connections, `max_strangers_per_ip` per IP
-//!   address, and each is closed `stranger_idle_ms` after it opened. Refusals (banned peer,
+//! * **Connection slots.** Genesis validators are always admitted (at most 3 connections each:
+//!   two for simultaneous dials, one so a second instance of the key is seen); strangers share
+//!   a budget of `max_strangers` connections, `max_strangers_per_ip` per IP address, and each is closed `stranger_idle_ms` after it opened. Refusals (banned peer,
 //!   per-peer cap, strangers' budget) are counted in `connections_refused` and logged at most
 //!   every 30 s.
 //! * **Gossip.** Nothing is relayed before the service accepted it: topic ours, author (its

@@ -87,7 +87,7 @@ pub(crate) struct PeerState {
     /// stable (open for `stable_connection_ms`), so a peer that accepts the handshake and then
     /// refuses us is redialled ever more slowly.
     pub backoff_ms: u64,
-    /// Remote socket address of each open connection (at most 2, the per-peer cap).
+    /// Remote socket address of each open connection (at most 3, the per-peer cap).
     pub remotes: HashMap<ConnectionId, Multiaddr>,
     /// Connections from a second address while connected from another (duplicate key), and
     /// when that was last warned about.
@@ -100,6 +100,21 @@ pub(crate) struct PeerState {
     /// Flaps since the last flap warning, and when that warning was logged.
     pub flaps_unlogged: u64,
     pub last_flap_log: Option<Instant>,
+}
+
+/// The IP address and UDP port of a QUIC multiaddr, if it has both.
+pub(crate) fn socket_of(addr: &Multiaddr) -> Option<(std::net::IpAddr, u16)> {
+    let mut ip = None;
+    let mut port = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::Ip4(a) => ip = Some(a.into()),
+            Protocol::Ip6(a) => ip = Some(a.into()),
+            Protocol::Udp(u) => port = Some(u),
+            _ => {}
+        }
+    }
+    Some((ip?, port?))
 }
 
 impl PeerState {
@@ -134,6 +149,24 @@ impl PeerState {
             flapping: false,
             flaps_unlogged: 0,
             last_flap_log: None,
+        }
+    }
+
+    /// How many copies of each consensus frame to send: one, or — while this validator's key
+    /// is connected from two socket addresses (two instances of one key) — one per open
+    /// connection, so that every instance hears the same frames and is judged by the same
+    /// certificates (PROTOCOL.md §4.9, §4.10). Without it, request-response routes request `id`
+    /// to connection `id mod connections`, and a broadcast's fixed order sends every frame for
+    /// this validator down the same connection: one instance would hear nothing.
+    pub fn copies_per_frame(&self) -> usize {
+        let mut sockets = self.remotes.values().map(socket_of);
+        let Some(first) = sockets.next() else {
+            return 1;
+        };
+        if sockets.any(|s| s != first) {
+            self.remotes.len()
+        } else {
+            1
         }
     }
 

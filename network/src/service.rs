@@ -24,7 +24,7 @@ use crate::codec::{ConsensusCodec, Frame, SyncCodec, SyncReply, is_frame_too_lar
 use crate::events::{self, Class, EventReceiver, EventSender};
 use crate::gate::ValidatorsOnly;
 use crate::handle::{Command, NetworkHandle};
-use crate::peers::{PeerState, TokenBucket, quic_multiaddr};
+use crate::peers::{PeerState, TokenBucket, quic_multiaddr, socket_of};
 use crate::{
     CONSENSUS_PROTOCOL, IDENTIFY_PROTOCOL, Misbehaviour, NetworkConfig, NetworkError, NetworkEvent,
     NetworkMetrics, SYNC_PROTOCOL, Topic, peer_id_of,
@@ -43,28 +43,12 @@ const MAX_PENDING_INCOMING: u32 = 256;
 /// Least interval between two warnings of one kind (refusals, one peer's flaps).
 const LOG_EVERY: Duration = Duration::from_secs(30);
 
-/// The IP address and UDP port of a QUIC multiaddr, if it has both.
-fn socket_of(addr: &Multiaddr) -> Option<(std::net::IpAddr, u16)> {
-    use libp2p::multiaddr::Protocol;
-    let mut ip = None;
-    let mut port = None;
-    for p in addr.iter() {
-        match p {
-            Protocol::Ip4(a) => ip = Some(a.into()),
-            Protocol::Ip6(a) => ip = Some(a.into()),
-            Protocol::Udp(u) => port = Some(u),
-            _ => {}
-        }
-    }
-    Some((ip?, port?))
-}
-
 /// Gossipsub restricted to our two topics.
 type Gossip =
     gossipsub::Behaviour<gossipsub::IdentityTransform, gossipsub::WhitelistSubscriptionFilter>;
 
 /// Composed in this order; a connection is refused if any part refuses it: banned peers
-/// (`block`), more than 2 connections per peer (`limits`), strangers beyond their budget
+/// (`block`), more than 3 connections per peer (`limits`), strangers beyond their budget
 /// (`admission`). The validator protocols run on validator connections only (`ValidatorsOnly`);
 /// strangers get identify and ping.
 #[derive(NetworkBehaviour)]
@@ -152,7 +136,11 @@ fn build_behaviour(
     // No shared cap on established inbound connections: strangers have their own budget in
     // `admission` and validators are always admitted (issue 8, finding 1).
     let limits = connection_limits::ConnectionLimits::default()
-        .with_max_established_per_peer(Some(2))
+        // Two for the simultaneous dials of one instance; a third so that a second instance
+        // of a validator key (a failover copy left running) is connected rather than refused
+        // at random: it is then seen (`duplicate_key_suspected`), and what it signs is
+        // judged by the same rules as the original's (issue 9, item 3).
+        .with_max_established_per_peer(Some(3))
         .with_max_pending_incoming(Some(MAX_PENDING_INCOMING));
     Ok(Behaviour {
         block: allow_block_list::Behaviour::default(),
@@ -405,18 +393,21 @@ impl Service {
             return;
         }
         let len = bytes.len();
-        p.inflight += 1;
-        p.inflight_bytes += len;
+        let copies = p.copies_per_frame();
+        p.inflight += copies;
+        p.inflight_bytes += len * copies;
         p.msgs_out += 1;
         self.metrics.frames_out += 1;
-        self.metrics.bytes_out += len as u64;
+        self.metrics.bytes_out += (len * copies) as u64;
         let pid = p.peer_id;
-        let id = self
-            .swarm
-            .behaviour_mut()
-            .consensus
-            .inner()
-            .send_request(&pid, Frame::Data(bytes));
+        let consensus = self.swarm.behaviour_mut().consensus.inner();
+        // request-response sends request `id` on connection `id mod connections`: requests with
+        // consecutive ids reach every connection once.
+        for _ in 1..copies {
+            let id = consensus.send_request(&pid, Frame::Data(bytes.clone()));
+            self.outbound_frames.insert(id, (to, len));
+        }
+        let id = consensus.send_request(&pid, Frame::Data(bytes));
         self.outbound_frames.insert(id, (to, len));
     }
 

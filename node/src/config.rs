@@ -14,6 +14,7 @@
 //! Relative paths in `config.toml` are resolved against the home directory. Every loading error
 //! names the file, the field and the reason.
 
+pub use crate::fault_params::{ChainFaultParams, FaultSection};
 use anyhow::{Context, Result, anyhow, bail};
 use consensus::{Epoch, PrivateKey, PublicKey, ValidatorIndex, ValidatorInfo, ValidatorSet};
 use serde::{Deserialize, Serialize};
@@ -53,6 +54,15 @@ pub struct ConsensusSection {
     pub timeout_max_ms: u64,
     /// Period of re-sending our timeout while stuck in a view.
     pub resend_ms: u64,
+    /// Double-sign check at start (PROTOCOL.md §4.10), in certified views: after every start,
+    /// sign nothing until this many certified views above our safety record carried no
+    /// signature of ours, or `timeout_base_ms` passed without a new certificate. 0 disables
+    /// it (only for a chain where no copy of this key can ever run). Range 0..=64.
+    pub double_sign_check_views: u64,
+    /// Key in use elsewhere (PROTOCOL.md §4.9), in views: after a certificate shows our key
+    /// signing where this node did not, sign nothing for this many views past it. 0 disables
+    /// it. Range 0..=10 000.
+    pub double_sign_window: u64,
 }
 
 impl Default for ConsensusSection {
@@ -62,6 +72,8 @@ impl Default for ConsensusSection {
             timeout_base_ms: 1_000,
             timeout_max_ms: 30_000,
             resend_ms: 1_000,
+            double_sign_check_views: 8,
+            double_sign_window: 20,
         }
     }
 }
@@ -306,6 +318,10 @@ pub struct NodeConfig {
     /// Local network policy.
     #[serde(default)]
     pub network: NetworkSection,
+    /// Local fault policy (evidence pool bounds, local labels, health thresholds); the
+    /// chain-wide knobs are in the genesis ([`Genesis::fault`]).
+    #[serde(default)]
+    pub fault: FaultSection,
 }
 
 fn default_key_file() -> PathBuf {
@@ -344,6 +360,7 @@ impl NodeConfig {
             block: BlockSection::default(),
             rpc: RpcSection::default(),
             network: NetworkSection::default(),
+            fault: FaultSection::default(),
         }
     }
 
@@ -387,6 +404,16 @@ impl NodeConfig {
             "must be ≥ consensus.timeout_base_ms",
         )?;
         field("consensus.resend_ms", c.resend_ms >= 1, "must be ≥ 1")?;
+        field(
+            "consensus.double_sign_check_views",
+            c.double_sign_check_views <= consensus::MAX_CHECK_VIEWS,
+            "must be ≤ 64 (certified views)",
+        )?;
+        field(
+            "consensus.double_sign_window",
+            c.double_sign_window <= 10_000,
+            "must be ≤ 10000 (views)",
+        )?;
         field("mempool.max_txs", self.mempool.max_txs >= 1, "must be ≥ 1")?;
         field(
             "mempool.max_bytes",
@@ -428,6 +455,7 @@ impl NodeConfig {
         self.network.apply_to(&mut net);
         net.validate()
             .map_err(|e| anyhow!("section `[network]`: {e}"))?;
+        self.fault.validate()?;
         if let Some(bad) = r.allowed_hosts.iter().find(|h| !valid_allowed_host(h)) {
             bail!(
                 "field `rpc.allowed_hosts`: {bad:?} is not a host name or IP address without a \
@@ -548,6 +576,10 @@ pub struct Genesis {
     pub genesis_time_ms: u64,
     /// The validators (any order; indices follow public-key order).
     pub validators: Vec<GenesisValidator>,
+    /// Chain-wide fault-policy parameters (optional, defaults when absent). Non-default values
+    /// enter the signing domain ([`ChainFaultParams::domain_chain_id`]).
+    #[serde(default)]
+    pub fault: ChainFaultParams,
 }
 
 impl Genesis {
@@ -574,12 +606,15 @@ impl Genesis {
             .with_context(|| format!("cannot write genesis file {}", path.display()))
     }
 
-    /// The validator set (errors name the field). Also refuses two validators with the same
-    /// `p2p_addr`, naming both (by position in `validators` and public key).
+    /// The validator set (errors name the field), signing for
+    /// [`Genesis::domain_chain_id`]. Also checks the `fault` parameters' ranges and refuses
+    /// two validators with the same `p2p_addr`, naming both (by position in `validators` and
+    /// public key).
     pub fn validator_set(&self) -> Result<ValidatorSet> {
         if self.chain_id.is_empty() {
             bail!("field `chain_id`: must not be empty");
         }
+        self.fault.validate()?;
         let infos = self
             .validators
             .iter()
@@ -588,7 +623,7 @@ impl Genesis {
                 power: v.power,
             })
             .collect();
-        let set = ValidatorSet::new(&self.chain_id, Epoch(self.epoch), infos)
+        let set = ValidatorSet::new(&self.domain_chain_id(), Epoch(self.epoch), infos)
             .map_err(|e| anyhow!("field `validators`: {e}"))?;
         let mut first_at = std::collections::HashMap::with_capacity(self.validators.len());
         for (i, v) in self.validators.iter().enumerate() {
@@ -603,6 +638,18 @@ impl Genesis {
             }
         }
         Ok(set)
+    }
+
+    /// The chain id of the signing domain: `chain_id`, extended by a digest of the `fault`
+    /// parameters that differ from their defaults ([`ChainFaultParams::domain_chain_id`]).
+    pub fn domain_chain_id(&self) -> String {
+        self.fault.domain_chain_id(&self.chain_id)
+    }
+
+    /// The policy configuration for this chain: its `fault` parameters and the node's local
+    /// `[fault]` section, over [`fault::FaultConfig::default`].
+    pub fn fault_config(&self, local: &FaultSection) -> fault::FaultConfig {
+        crate::fault_params::fault_config(&self.fault, local)
     }
 
     /// The genesis entry of validator `index` of `vs` (indices follow public-key order).
@@ -756,10 +803,6 @@ pub struct Loaded {
     pub index: ValidatorIndex,
     /// Absolute database path.
     pub db_path: PathBuf,
-    /// Parameters of the fault policy and the accountant (`FaultConfig::default()` today; its
-    /// chain-wide knobs — the election's and the accountability's — must be equal on every
-    /// validator). In-process tests may set it before [`crate::spawn_loaded`].
-    pub fault: fault::FaultConfig,
 }
 
 /// Resolve `p` against `home` unless absolute.
@@ -816,7 +859,6 @@ pub fn load_home(home: &Path, overrides: &ConfigOverrides) -> Result<Loaded> {
         key,
         index,
         db_path,
-        fault: fault::FaultConfig::default(),
     })
 }
 
@@ -866,6 +908,7 @@ pub fn init_home(home: &Path, chain_id: &str, p2p_port: u16, rpc_port: u16) -> R
             p2p_addr: cfg.p2p_listen,
             rpc_addr: cfg.rpc_listen,
         }],
+        fault: ChainFaultParams::default(),
     };
     genesis.save(&home.join(GENESIS_FILE))?;
     write_config(home, &cfg)?;
@@ -925,6 +968,7 @@ pub fn generate_testnet_with(
         epoch: 0,
         genesis_time_ms: now_unix_ms(),
         validators,
+        fault: ChainFaultParams::default(),
     };
     genesis.validator_set()?;
     for (home, cfg) in homes.iter().zip(&configs) {

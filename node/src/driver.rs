@@ -30,9 +30,11 @@
 
 use crate::app::{self, AppWrite, Payload, Transaction, TxHash};
 use crate::config::Genesis;
+use crate::faults::{self, FaultWatch};
 use crate::mempool::{Mempool, MempoolError, Source};
 use crate::metrics::{Metrics, gossip_outcome};
-use crate::rpc_types::{EvidenceResponse, StatusResponse, ValidatorResponse};
+use crate::proof::EvidenceProof;
+use crate::rpc_types::{EvidenceResponse, FaultsResponse, StatusResponse, ValidatorResponse};
 use crate::sync_server::{MAX_SYNC_RESPONSE_BYTES, SyncServer};
 use anyhow::{Context, Result, anyhow};
 use consensus::{
@@ -105,6 +107,16 @@ pub enum Command {
     },
     /// Whether a transaction is pending.
     IsPending(TxHash, oneshot::Sender<bool>),
+    /// `GET /faults` (before the RPC handler adds the network's suspicions).
+    Faults(oneshot::Sender<FaultsResponse>),
+    /// `GET /evidence/{id}`: the proof of the evidence item with this id, if held (pool or
+    /// store).
+    EvidenceProof {
+        /// Evidence id.
+        id: consensus::Digest,
+        /// The proof, or `None`.
+        reply: oneshot::Sender<Option<EvidenceProof>>,
+    },
 }
 
 /// Static facts the driver reports.
@@ -119,6 +131,8 @@ pub struct DriverInfo {
     /// waits for a transaction before proposing an empty block. Must stay well below the
     /// view timeout.
     pub empty_block_delay: Duration,
+    /// The fault policy's parameters (reported by `GET /faults`).
+    pub fault: fault::FaultConfig,
 }
 
 /// Our block-sync requests awaiting a response: network request id → (core request id, when
@@ -203,6 +217,8 @@ pub struct Driver {
     /// Accountability from committed blocks (PROTOCOL.md §6.6); its state is written with every
     /// commit, so it always matches the committed tip.
     accountant: Accountant,
+    /// Since when each validator is isolated, suspected or down (for `GET /faults`).
+    fault_watch: FaultWatch,
 }
 
 impl Driver {
@@ -238,6 +254,7 @@ impl Driver {
             halted: false,
             sync_server,
             accountant,
+            fault_watch: FaultWatch::default(),
         }
     }
 
@@ -782,12 +799,14 @@ impl Driver {
             &self.metrics.rejected_messages,
             st.counters.invalid_messages,
         );
+        self.metrics.signing_held.set(i64::from(st.signing_held));
         let isolated = st
             .validators
             .iter()
             .filter(|v| v.state == consensus::ValidatorState::Isolated)
             .count();
         self.metrics.isolated_validators.set(isolated as i64);
+        self.watch_faults(&st);
         self.metrics.mempool_txs.set(self.mempool.len() as i64);
         self.metrics.mempool_bytes.set(self.mempool.bytes() as i64);
     }
@@ -814,7 +833,66 @@ impl Driver {
             Command::IsPending(hash, reply) => {
                 let _ = reply.send(self.mempool.contains(&hash));
             }
+            Command::Faults(reply) => {
+                let _ = reply.send(self.faults());
+            }
+            Command::EvidenceProof { id, reply } => {
+                let _ = reply.send(self.evidence_proof(&id));
+            }
         }
+    }
+
+    /// Record since when each validator is isolated, suspected or down.
+    fn watch_faults(&mut self, st: &consensus::CoreStatus) {
+        let now = faults::conditions(
+            st,
+            self.core.policy(),
+            &self.connected,
+            self.core.validators(),
+        );
+        self.fault_watch
+            .observe(now, st.view.0, st.committed_height.0);
+    }
+
+    fn faults(&mut self) -> FaultsResponse {
+        let st = self.core.status(self.now());
+        self.watch_faults(&st);
+        faults::report(&faults::Inputs {
+            status: &st,
+            policy: self.core.policy(),
+            validators: self.core.validators(),
+            connected: &self.connected,
+            watch: &self.fault_watch,
+            config: &self.info.fault,
+            domain_chain_id: self.domain.chain_id(),
+        })
+    }
+
+    /// The evidence items held, pool first then store, each once, with whether it is
+    /// committed.
+    fn evidence_items(&self) -> Vec<(Evidence, bool)> {
+        let policy = self.core.policy();
+        let mut items = policy.evidence(MAX_EVIDENCE_LISTED);
+        match blocking(|| self.store.evidence(MAX_EVIDENCE_LISTED)) {
+            Ok(stored) => items.extend(stored),
+            Err(e) => error!(error = %e, "reading evidence failed"),
+        }
+        let mut seen = HashSet::new();
+        items
+            .into_iter()
+            .filter(|e| seen.insert(e.id()))
+            .map(|e| {
+                let committed = policy.evidence_state(e.key()) == Some(true);
+                (e, committed)
+            })
+            .collect()
+    }
+
+    fn evidence_proof(&self, id: &consensus::Digest) -> Option<EvidenceProof> {
+        self.evidence_items()
+            .into_iter()
+            .find(|(e, _)| e.id() == *id)
+            .map(|(e, committed)| EvidenceProof::new(&e, &self.info.genesis, committed))
     }
 
     fn status(&self) -> StatusResponse {
@@ -842,12 +920,28 @@ impl Driver {
             mempool_txs: self.mempool.len(),
             mempool_bytes: self.mempool.bytes(),
             peers_connected: self.connected.len(),
+            signing: if st.signing_held {
+                "held: double-sign check at start".to_string()
+            } else if st.signing_suspended_until > st.view {
+                format!(
+                    "suspended until view {}: our key signed elsewhere",
+                    st.signing_suspended_until.0
+                )
+            } else {
+                "active".to_string()
+            },
         }
     }
 
     fn validators(&self) -> Vec<ValidatorResponse> {
         let st = self.core.status(self.now());
         let vs = self.core.validators();
+        let mut conflicting: HashMap<ValidatorIndex, u64> = HashMap::new();
+        for e in self.core.policy().evidence(MAX_EVIDENCE_LISTED) {
+            if faults::is_conflicting(e.kind()) {
+                *conflicting.entry(e.offender()).or_default() += 1;
+            }
+        }
         vs.indices()
             .map(|i| {
                 let pk = vs
@@ -873,28 +967,22 @@ impl Driver {
                     evidence: s.map_or(0, |s| s.evidence),
                     convicted: s.is_some_and(|s| s.convicted),
                     is_leader: st.leader == i,
+                    duplicate_key_suspected: 0,
+                    conflicting_messages: conflicting.get(&i).copied().unwrap_or(0),
                 }
             })
             .collect()
     }
 
     fn evidence(&self) -> Vec<EvidenceResponse> {
-        let policy = self.core.policy();
-        let mut items = policy.evidence(MAX_EVIDENCE_LISTED);
-        match blocking(|| self.store.evidence(MAX_EVIDENCE_LISTED)) {
-            Ok(stored) => items.extend(stored),
-            Err(e) => error!(error = %e, "reading evidence failed"),
-        }
-        let mut seen = HashSet::new();
-        items
+        self.evidence_items()
             .into_iter()
-            .filter(|e| seen.insert(e.id()))
-            .map(|e| EvidenceResponse {
+            .map(|(e, committed)| EvidenceResponse {
                 id: e.id().to_hex(),
                 kind: e.kind().as_str().to_string(),
                 offender: e.offender().0,
                 view: e.view().0,
-                committed: policy.evidence_state(e.key()) == Some(true),
+                committed,
             })
             .collect()
     }

@@ -42,8 +42,11 @@
 pub mod app;
 pub mod config;
 pub mod driver;
+pub mod fault_params;
+pub mod faults;
 pub mod mempool;
 pub mod metrics;
+pub mod proof;
 pub mod rpc;
 pub mod rpc_guard;
 pub mod rpc_types;
@@ -341,9 +344,10 @@ pub async fn spawn_loaded(loaded: Loaded) -> Result<NodeHandle> {
     store
         .check_chain_id(&cfg.chain_id)
         .with_context(|| format!("opening database {}", loaded.db_path.display()))?;
-    let mut policy = FaultTolerance::new(&vs, loaded.fault.clone());
+    let fault_config = loaded.genesis.fault_config(&cfg.fault);
+    let mut policy = FaultTolerance::new(&vs, fault_config.clone());
     restore_policy(&store, &vs, &mut policy)?;
-    let accountant = restore_accountant(&store, vs.len(), &loaded.fault)?;
+    let accountant = restore_accountant(&store, vs.len(), &fault_config)?;
     let (safety, recovered) = recover(&mut store, &loaded, policy.replay_depth())?;
     let committed_height = recovered.committed.last().map_or(0, |b| b.height.0);
     metrics.committed_height.set(committed_height as i64);
@@ -354,6 +358,9 @@ pub async fn spawn_loaded(loaded: Loaded) -> Result<NodeHandle> {
     ccfg.timeout_max_ms = cfg.consensus.timeout_max_ms;
     ccfg.resend_ms = cfg.consensus.resend_ms;
     ccfg.silent_leader_ms = cfg.consensus.timeout_base_ms;
+    ccfg.double_sign_check_views = cfg.consensus.double_sign_check_views;
+    ccfg.double_sign_check_ms = cfg.consensus.timeout_base_ms;
+    ccfg.double_sign_window = cfg.consensus.double_sign_window;
     // `max_payload_bytes` stays at the chain-wide default: validation must not depend on a
     // node's local config; `block.max_block_bytes` only bounds our own proposals.
 
@@ -407,6 +414,7 @@ pub async fn spawn_loaded(loaded: Loaded) -> Result<NodeHandle> {
         genesis: loaded.genesis.clone(),
         max_block_bytes: cfg.block.max_block_bytes,
         empty_block_delay: Duration::from_millis((cfg.consensus.timeout_base_ms / 4).min(500)),
+        fault: fault_config,
     };
     info!(
         validator = index.0,

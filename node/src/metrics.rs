@@ -78,6 +78,8 @@ pub struct Metrics {
     /// Certificates carrying our signature for a view we never signed in: our key in use
     /// elsewhere (PROTOCOL.md §4.9); signing is suspended after each.
     pub own_signatures_elsewhere: Counter,
+    /// 1 while the double-sign check at start holds every signature (PROTOCOL.md §4.10).
+    pub signing_held: Gauge,
     /// Gossiped transactions by outcome ([`gossip_outcome`]).
     pub gossip_txs: Family<KindLabels, Counter>,
     /// Pending transactions evicted from the mempool to make room for another source's.
@@ -119,6 +121,7 @@ impl Metrics {
             rejected_messages: Counter::default(),
             skipped_txs: Counter::default(),
             own_signatures_elsewhere: Counter::default(),
+            signing_held: Gauge::default(),
             gossip_txs: Family::default(),
             mempool_evicted: Counter::default(),
             store_read_errors: Family::default(),
@@ -200,6 +203,11 @@ impl Metrics {
             "bftnode_own_signatures_elsewhere",
             "Certificates carrying our signature for a view we never signed in (key in use elsewhere)",
             m.own_signatures_elsewhere.clone(),
+        );
+        r.register(
+            "bftnode_signing_held",
+            "1 while the double-sign check at start holds every signature",
+            m.signing_held.clone(),
         );
         r.register(
             "bftnode_gossip_txs",

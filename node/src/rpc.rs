@@ -89,6 +89,8 @@ pub fn router(state: Arc<RpcState>, guard: &RpcGuard) -> Router {
         .route("/validators", get(validators))
         .route("/peers", get(peers))
         .route("/evidence", get(evidence))
+        .route("/evidence/{id}", get(evidence_proof))
+        .route("/faults", get(faults))
         .route("/penalties", get(penalties_all))
         .route("/penalties/{validator}", get(penalties_one))
         .route("/health", get(health))
@@ -117,8 +119,68 @@ async fn status(State(st): St) -> ApiResult<StatusResponse> {
     Ok(axum::Json(ask(&st, Command::Status).await?))
 }
 
+/// The driver's answer, with each validator's duplicate-key count from the network.
 async fn validators(State(st): St) -> ApiResult<Vec<ValidatorResponse>> {
-    Ok(axum::Json(ask(&st, Command::Validators).await?))
+    let mut vs = ask(&st, Command::Validators).await?;
+    let peers = st.net.peers().await;
+    for v in &mut vs {
+        if let Some(p) = peers.iter().find(|p| p.index == v.index) {
+            v.duplicate_key_suspected = p.duplicate_key_suspected;
+        }
+    }
+    Ok(axum::Json(vs))
+}
+
+/// `GET /faults`: the driver's report ([`crate::faults`]) plus the network's suspicion of a
+/// validator key connecting from two addresses.
+async fn faults(State(st): St) -> ApiResult<FaultsResponse> {
+    let mut r = ask(&st, Command::Faults).await?;
+    for p in st.net.peers().await {
+        if p.duplicate_key_suspected == 0 {
+            continue;
+        }
+        let why = format!(
+            "its key connected from a second address while connected from another ({} times): \
+             two instances with one key risk double signing",
+            p.duplicate_key_suspected
+        );
+        match r.suspected.iter_mut().find(|e| e.index == p.index) {
+            Some(e) => e.reason = format!("{}; {why}", e.reason),
+            None => {
+                let key = ask(&st, Command::Validators)
+                    .await?
+                    .into_iter()
+                    .find(|v| v.index == p.index);
+                r.suspected.push(FaultEntry {
+                    index: p.index,
+                    public_key: key
+                        .as_ref()
+                        .map(|v| v.public_key.clone())
+                        .unwrap_or_default(),
+                    power: key.map_or(0, |v| v.power),
+                    reason: why,
+                    since_view: None,
+                    since_height: None,
+                });
+            }
+        }
+    }
+    r.suspected.sort_by_key(|e| e.index);
+    Ok(axum::Json(r))
+}
+
+/// `GET /evidence/{id}`: the full proof ([`crate::proof::EvidenceProof`]); 400 for a malformed
+/// id, 404 for an unknown one.
+async fn evidence_proof(
+    State(st): St,
+    Path(id): Path<String>,
+) -> ApiResult<crate::proof::EvidenceProof> {
+    let id = Digest::from_hex(&id)
+        .ok_or_else(|| ApiError::bad("evidence id must be 64 hex characters"))?;
+    match ask(&st, |reply| Command::EvidenceProof { id, reply }).await? {
+        Some(p) => Ok(axum::Json(p)),
+        None => Err(ApiError::not_found(format!("no evidence with id {id}"))),
+    }
 }
 
 async fn evidence(State(st): St) -> ApiResult<Vec<EvidenceResponse>> {

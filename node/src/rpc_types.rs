@@ -37,6 +37,11 @@ pub struct StatusResponse {
     pub mempool_bytes: usize,
     /// Connected validator peers.
     pub peers_connected: usize,
+    /// Whether this validator signs: `active`; `held` while the double-sign check at start
+    /// runs (PROTOCOL.md §4.10); `suspended until view N` after a certificate showed our key
+    /// signing elsewhere (§4.9).
+    #[serde(default)]
+    pub signing: String,
 }
 
 /// `GET /blocks/latest`, `GET /blocks/{height}`.
@@ -142,6 +147,16 @@ pub struct ValidatorResponse {
     pub convicted: bool,
     /// Whether it leads the current view.
     pub is_leader: bool,
+    /// Times its key was seen connecting from a second address while connected from another
+    /// (two instances with one key: a double-signing risk; from the network, as in
+    /// `GET /peers`). 0 for ourselves.
+    #[serde(default)]
+    pub duplicate_key_suspected: u64,
+    /// Evidence items held against it that consist of two conflicting messages it signed
+    /// (double vote, double proposal, lock violation, conflicting timeouts), pending or
+    /// committed.
+    #[serde(default)]
+    pub conflicting_messages: u64,
 }
 
 /// One entry of `GET /peers`.
@@ -186,6 +201,73 @@ pub struct EvidenceResponse {
     pub view: u64,
     /// Whether a committed block carries it.
     pub committed: bool,
+}
+
+/// One validator listed by `GET /faults`: why, and since when this node sees it so.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultEntry {
+    /// Validator index.
+    pub index: u16,
+    /// Public key (hex).
+    pub public_key: String,
+    /// Voting power.
+    pub power: u64,
+    /// Why it is listed, in words (the evidence, the reputation figures, the connection).
+    pub reason: String,
+    /// The view at which this node first saw the condition (for a conviction: the view of the
+    /// committed evidence); `None` when not tracked. Conditions are sampled every 500 ms and
+    /// on every `GET /faults`, since the node started.
+    pub since_view: Option<u64>,
+    /// The committed height when this node first saw it (for a conviction: the height of the
+    /// block that committed the evidence, exact and the same on every node); `None` when not
+    /// tracked.
+    pub since_height: Option<u64>,
+}
+
+/// `GET /faults`: how many more faults the chain can take, and who is faulty.
+///
+/// Powers are voting power (with unit powers, validator counts): `f = ⌊(N−1)/3⌋`,
+/// `quorum = N − f` (PROTOCOL.md §1), `faulty_power` = power of the validators convicted,
+/// isolated or down (each counted once), `tolerance_margin = f − faulty_power` (negative: more
+/// faults than the chain tolerates; commits stop when fewer than a quorum are honest and up).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FaultsResponse {
+    /// Number of validators `n`.
+    pub validators: usize,
+    /// Total voting power `N`.
+    pub total_power: u64,
+    /// Faulty power tolerated, `f = ⌊(N−1)/3⌋`.
+    pub f: u64,
+    /// Quorum power, `N − f`.
+    pub quorum: u64,
+    /// Power of the validators convicted, isolated or down (each counted once).
+    pub faulty_power: u64,
+    /// `f − faulty_power`.
+    pub tolerance_margin: i64,
+    /// Health (`Normal`, `Partitioned`, `Recovering`, `UnderAttack`).
+    pub health: String,
+    /// Why, in words, with the figures the verdict rests on.
+    pub health_reason: String,
+    /// Current view.
+    pub view: u64,
+    /// Highest committed height.
+    pub committed_height: u64,
+    /// Validators against which a committed block carries safety evidence (excluded from
+    /// leadership for good).
+    pub convicted: Vec<FaultEntry>,
+    /// Validators with election weight 0 in the latest cut (committed evidence or committed
+    /// reputation): they lead no view.
+    pub isolated: Vec<FaultEntry>,
+    /// Validators this node suspects from local observations: missed proposals, invalid
+    /// messages, evidence held but not yet committed, its key connecting from two addresses.
+    pub suspected: Vec<FaultEntry>,
+    /// Validators this node is not connected to.
+    pub down: Vec<FaultEntry>,
+    /// The chain id of the signing domain (the genesis chain id, extended by a digest of the
+    /// non-default chain-wide fault parameters).
+    pub domain_chain_id: String,
+    /// The fault-policy parameters this node runs with (genesis `fault` and `[fault]`).
+    pub params: fault::FaultConfig,
 }
 
 /// `GET /health`.

@@ -12,6 +12,7 @@ use common::cluster::*;
 use common::*;
 use consensus::{Block, FaultPolicy, Height, View};
 use fault::{Accountant, FaultConfig, FaultTolerance};
+use node::config::ChainFaultParams;
 use node::rpc_types::{PenaltiesResponse, PenaltyEntryResponse};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -21,14 +22,21 @@ use storage::{RocksOptions, RocksStore, Store};
 const WINDOW: u64 = 20;
 
 fn fault_cfg() -> FaultConfig {
-    FaultConfig {
+    let mut cfg = FaultConfig::default();
+    chain_params().apply_to(&mut cfg);
+    cfg
+}
+
+/// The chain-wide parameters of the test chains (genesis `"fault"`).
+fn chain_params() -> ChainFaultParams {
+    ChainFaultParams {
         downtime_window: WINDOW,
         downtime_threshold_pct: 20,
         // A small election window and slack, so the replay at restart (W + slack = 12 blocks)
         // is far shorter than the chain and the restart comparison below means something.
         window: Some(8),
         history_slack: 4,
-        ..FaultConfig::default()
+        ..ChainFaultParams::default()
     }
 }
 
@@ -62,7 +70,7 @@ async fn entries_up_to(
 async fn downtime_record_and_penalty_on_every_node_survive_restart() {
     let t0 = Instant::now();
     let c = client();
-    let mut cl = Cluster::start_with(4, Some(fault_cfg())).await;
+    let mut cl = Cluster::start_with(4, Some(chain_params())).await;
     let all = cl.running();
     wait_all_at(&c, &cl, &all, 3, 30).await;
 
@@ -160,7 +168,9 @@ async fn downtime_record_and_penalty_on_every_node_survive_restart() {
     cl.stop(live[2]).await;
     let loaded = node::config::load_home(&home, &fast()).unwrap();
     let store = open_retrying(&loaded.db_path).await;
-    restart_matches_full_history(&store, &loaded.validators, |s| {
+    let cfg = loaded.genesis.fault_config(&loaded.config.fault);
+    assert_eq!(cfg, fault_cfg(), "the nodes ran with the test parameters");
+    restart_matches_full_history(&store, &loaded.validators, &cfg, |s| {
         assert!(
             s.accounts[usize::from(offender)].downtime_records >= 1,
             "the stopped validator's record is in the restored state"
@@ -199,9 +209,10 @@ fn whole_chain(store: &RocksStore) -> Vec<Block> {
 fn restart_matches_full_history(
     store: &RocksStore,
     vs: &consensus::ValidatorSet,
+    cfg: &FaultConfig,
     expect: impl Fn(&fault::AccountingState),
 ) {
-    let cfg = fault_cfg();
+    let cfg = cfg.clone();
     let domain = vs.domain();
     let chain = whole_chain(store);
     let tip_view = chain.last().unwrap().view.0;
@@ -445,7 +456,7 @@ fn double_vote(home: &std::path::Path, view: u64, voter: u16) -> [Vec<u8>; 2] {
 async fn committed_double_vote_isolates_and_is_penalised_on_every_node() {
     let t0 = Instant::now();
     let c = client();
-    let mut cl = Cluster::start_with(4, Some(fault_cfg())).await;
+    let mut cl = Cluster::start_with(4, Some(chain_params())).await;
     wait_all_at(&c, &cl, &cl.running(), 2, 30).await;
     let offender = 2u16;
     let home = cl.home_of(offender);
@@ -560,7 +571,9 @@ async fn committed_double_vote_isolates_and_is_penalised_on_every_node() {
         "conviction at {} within the replay of {tip:?}",
         ev.height
     );
-    restart_matches_full_history(&store, &loaded.validators, |s| {
+    let cfg = loaded.genesis.fault_config(&loaded.config.fault);
+    assert_eq!(cfg, fault_cfg(), "the nodes ran with the test parameters");
+    restart_matches_full_history(&store, &loaded.validators, &cfg, |s| {
         let a = s.accounts[usize::from(offender)];
         assert!(a.convicted && a.evidence_committed >= 1, "{a:?}");
     });

@@ -397,6 +397,34 @@ async fn a_second_instance_of_a_validator_key_is_noticed_and_suspended() {
         seen,
         "no honest node noticed one key connecting from two addresses"
     );
+    // The operator sees it: `/validators` counts it and `/faults` lists the key as suspected.
+    let twin_index = cl.vindex[3];
+    let shown = wait_until(30, || async {
+        for &i in &honest {
+            let vs: Option<Vec<node::rpc_types::ValidatorResponse>> =
+                get_json(&c, cl.addr(i), "/validators").await;
+            let f: Option<node::rpc_types::FaultsResponse> =
+                get_json(&c, cl.addr(i), "/faults").await;
+            let counted = vs.is_some_and(|vs| {
+                vs.iter()
+                    .any(|v| v.index == twin_index && v.duplicate_key_suspected >= 1)
+            });
+            let listed = f.is_some_and(|f| {
+                f.suspected
+                    .iter()
+                    .any(|e| e.index == twin_index && e.reason.contains("second address"))
+            });
+            if counted && listed {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(
+        shown,
+        "no honest node shows the duplicate key in /validators and /faults"
+    );
     let suspended = wait_until(60, || async {
         metric(&c, t, "bftnode_own_signatures_elsewhere_total").await
             + metric(&c, cl.addr(3), "bftnode_own_signatures_elsewhere_total").await

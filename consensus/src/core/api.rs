@@ -51,6 +51,15 @@ pub struct Config {
     /// Views of silence after a certificate shows our key signing where we did not (PROTOCOL.md
     /// §4.9): no signature for views ≤ that view + this. 0 disables the rule. Default 20.
     pub double_sign_window: u64,
+    /// Double-sign check at start (PROTOCOL.md §4.10): after `Event::Start`, sign nothing until
+    /// this many distinct certified views above our watermark carried no signature of ours.
+    /// 0 disables the check; clamped to `1..=64` otherwise. Default 0 here (unit tests and
+    /// fuzzers start signing at once); the node's `[consensus]` default is 8.
+    pub double_sign_check_views: u64,
+    /// ... or until no new certificate arrived for this long (ms): the chain waits for us, so
+    /// no other instance of our key is signing in it. The node sets it to `τ_base`.
+    /// Default 1 000.
+    pub double_sign_check_ms: u64,
     /// Deliberate protocol bugs for the simulator's canaries, all off by default. Only with the
     /// crate feature `mutations` (enabled by the simulator alone, never by the node).
     #[cfg(feature = "mutations")]
@@ -76,6 +85,8 @@ impl Config {
             sync_timeout_ms: 2_000,
             sync_max_inflight: 4,
             double_sign_window: 20,
+            double_sign_check_views: 0,
+            double_sign_check_ms: 1_000,
             #[cfg(feature = "mutations")]
             mutations: super::Mutations::default(),
         }
@@ -94,6 +105,8 @@ pub enum Timer {
     ProposeWait(View),
     /// A block-sync request may have been lost.
     Sync(u64),
+    /// The double-sign check at start may pass for lack of certificates (§4.10).
+    SignCheck,
 }
 
 /// Inputs of the core.
@@ -243,6 +256,9 @@ pub struct Counters {
     /// Verified certificates carrying our signature for a view we never signed in: our key in
     /// use elsewhere (PROTOCOL.md §4.9). Each one (re)starts a suspension of our signatures.
     pub own_signatures_elsewhere: u64,
+    /// How long the double-sign check at start held our signatures (ms; PROTOCOL.md §4.10),
+    /// set when it passes.
+    pub sign_check_held_ms: u64,
 }
 
 /// A snapshot of the core for RPC, metrics and tests.
@@ -276,6 +292,11 @@ pub struct CoreStatus {
     pub blocks_in_memory: usize,
     /// Whether the core halted on a safety violation.
     pub halted: bool,
+    /// Whether the double-sign check at start still holds every signature (PROTOCOL.md §4.10).
+    pub signing_held: bool,
+    /// Signatures are suspended for views ≤ this after our key was seen signing elsewhere
+    /// (PROTOCOL.md §4.9); `View(0)` when never suspended.
+    pub signing_suspended_until: View,
     /// Per-validator fault status.
     pub validators: Vec<ValidatorStatus>,
     /// Evidence known, by kind.

@@ -45,9 +45,7 @@ impl SyncState {
 impl<P: FaultPolicy> Core<P> {
     /// §4.1 `observe_qc` for a verified QC, whatever carried it.
     pub(super) fn observe_qc(&mut self, qc: &QuorumCert) {
-        if qc.signers.contains(self.cfg.me) {
-            self.own_signature_seen(qc.view(), false);
-        }
+        self.certificate_seen(qc.view(), qc.signers.contains(self.cfg.me), false);
         if qc.view().0 > 0
             && !self.tree.contains(&qc.block_id())
             && qc.view() > self.tree.root_view()
@@ -74,9 +72,7 @@ impl<P: FaultPolicy> Core<P> {
 
     /// §4.1 `observe_tc` for a verified TC.
     pub(super) fn observe_tc(&mut self, tc: &TimeoutCert) {
-        if tc.signers.contains(self.cfg.me) {
-            self.own_signature_seen(tc.view, true);
-        }
+        self.certificate_seen(tc.view, tc.signers.contains(self.cfg.me), true);
         self.safety.observe_tc(tc);
         self.observe_qc(&tc.high_qc);
         if tc.view >= self.current_view
@@ -164,11 +160,30 @@ impl<P: FaultPolicy> Core<P> {
         }
     }
 
+    /// A verified certificate (QC, or TC when `timeout`) of `view`, signed by us or not
+    /// (`ours`): §4.9 when it carries a signature of ours we never made, and the progress of
+    /// the double-sign check at start (§4.10).
+    fn certificate_seen(&mut self, view: View, ours: bool, timeout: bool) {
+        if ours && self.own_signature_seen(view, timeout) {
+            if let Some(check) = &mut self.sign_check {
+                check.own_signature_elsewhere(view, self.now);
+            }
+        } else if !ours
+            && view.0 > 0
+            && let Some(check) = &mut self.sign_check
+            && let Some(passed) = check.clean_certificate(view, self.now)
+        {
+            self.end_sign_check(passed);
+        }
+    }
+
     /// §4.9: a verified certificate of `view` carries our vote (`timeout == false`) or
-    /// timeout signature. If we never signed there, suspend signing and say so loudly.
-    fn own_signature_seen(&mut self, view: View, timeout: bool) {
+    /// timeout signature. If we never signed there, suspend signing, say so loudly and return
+    /// `true`.
+    fn own_signature_seen(&mut self, view: View, timeout: bool) -> bool {
         let window = self.cfg.double_sign_window;
-        if self.safety.observe_own_signature(view, timeout, window) {
+        let elsewhere = self.safety.observe_own_signature(view, timeout, window);
+        if elsewhere {
             self.counters.own_signatures_elsewhere += 1;
             tracing::error!(
                 view = view.0,
@@ -178,6 +193,7 @@ impl<P: FaultPolicy> Core<P> {
                  is in use elsewhere (or our safety record was lost); signing is suspended"
             );
         }
+        elsewhere
     }
 
     fn halt(&mut self, why: String) {

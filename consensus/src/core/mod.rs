@@ -16,12 +16,14 @@ mod handlers;
 mod mutations;
 mod pacemaker;
 mod resources;
+mod sign_check;
 mod tree;
 
 pub use api::*;
 #[cfg(feature = "mutations")]
 pub use mutations::Mutations;
 pub use resources::{ParkedProposal, Resources};
+pub use sign_check::MAX_CHECK_VIEWS;
 
 use crate::PrivateKey;
 use crate::block::Block;
@@ -125,6 +127,9 @@ pub struct Core<P> {
     /// Verified and failed certificates (bounded).
     certs: certs::CertCache,
     halted: bool,
+    /// The double-sign check at start, while it runs (PROTOCOL.md §4.10): every signature is
+    /// held ([`SafetyModule::set_held`]) exactly while this is `Some`.
+    sign_check: Option<sign_check::SignCheck>,
     counters: Counters,
     now: Millis,
     out: Vec<Action>,
@@ -213,6 +218,7 @@ impl<P: FaultPolicy> Core<P> {
             connectivity_known: false,
             certs: certs::CertCache::default(),
             halted: false,
+            sign_check: None,
             counters: Counters::default(),
             now: 0,
             out: Vec::new(),
@@ -251,15 +257,25 @@ impl<P: FaultPolicy> Core<P> {
         std::mem::take(&mut self.out)
     }
 
-    /// A snapshot for RPC, metrics and tests.
-    pub fn status(&self, now: Millis) -> CoreStatus {
-        let connected_power: u64 = self
-            .connected
+    /// Voting power of the validators the driver reports connected, plus ours.
+    fn connected_power(&self) -> u64 {
+        self.connected
             .iter()
             .filter(|i| **i != self.cfg.me)
             .map(|i| self.vs.power(*i))
             .sum::<u64>()
-            + self.vs.power(self.cfg.me);
+            + self.vs.power(self.cfg.me)
+    }
+
+    /// Whether we are connected to a quorum (always, if the driver never reports
+    /// connectivity, as in the simulator).
+    fn hears_quorum(&self) -> bool {
+        !self.connectivity_known || self.connected_power() >= self.vs.quorum()
+    }
+
+    /// A snapshot for RPC, metrics and tests.
+    pub fn status(&self, now: Millis) -> CoreStatus {
+        let connected_power = self.connected_power();
         let inputs = HealthInputs {
             current_view: self.current_view,
             high_qc_view: self.safety.lock().view(),
@@ -282,6 +298,8 @@ impl<P: FaultPolicy> Core<P> {
             syncing: self.sync.is_syncing(),
             blocks_in_memory: self.tree.len(),
             halted: self.halted,
+            signing_held: self.safety.is_held(),
+            signing_suspended_until: self.safety.suspended_until(),
             validators: self.policy.validator_statuses(),
             evidence_counts: self.policy.evidence_counts(),
             counters: self.counters.clone(),

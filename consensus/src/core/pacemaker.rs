@@ -1,5 +1,6 @@
 //! Views, timers and the leader's handover rule (PROTOCOL.md §4.2, §4.4).
 
+use super::sign_check;
 use super::{Action, Core, Entry, LeaderState, Timer};
 use crate::block::Block;
 use crate::messages::ConsensusMessage;
@@ -10,6 +11,7 @@ impl<P: FaultPolicy> Core<P> {
     /// §4.8 step 3: arm the timer, re-send what we signed for the current view, send a status.
     pub(super) fn on_start(&mut self) {
         let v = self.current_view;
+        self.begin_sign_check();
         self.entered_at = self.now;
         self.last_heard = vec![self.now; self.vs.len()];
         let at = self.now + self.view_timeout(v);
@@ -32,6 +34,60 @@ impl<P: FaultPolicy> Core<P> {
         if self.leader(v) == self.cfg.me {
             let at = self.now + self.propose_wait(v);
             self.set_timer(Timer::ProposeWait(v), at);
+            self.try_propose();
+        }
+    }
+
+    /// §4.10: hold every signature from the start until the double-sign check passes.
+    fn begin_sign_check(&mut self) {
+        let views = self.cfg.double_sign_check_views;
+        if views == 0 || self.sign_check.is_some() {
+            return;
+        }
+        let data = self.safety.data();
+        let floor = data.last_voted_view.max(data.last_timeout_view);
+        let check =
+            sign_check::SignCheck::new(floor, views, self.cfg.double_sign_check_ms, self.now);
+        let (_, needed) = check.progress();
+        tracing::info!(
+            above_view = floor.0,
+            certified_views = needed,
+            hold_ms = self.cfg.double_sign_check_ms,
+            "double-sign check: signing nothing until recent certificates show no other \
+             process signing with this key"
+        );
+        let at = check.deadline();
+        self.sign_check = Some(check);
+        self.safety.set_held(true);
+        self.set_timer(Timer::SignCheck, at);
+    }
+
+    /// §4.10: the check passed. Release signing and catch up on what the hold skipped: the
+    /// local timeout of a view whose timer already fired, and our proposal if we lead.
+    pub(super) fn end_sign_check(&mut self, passed: sign_check::Passed) {
+        let Some(check) = self.sign_check.take() else {
+            return;
+        };
+        self.safety.set_held(false);
+        let held_ms = check.held_ms(self.now);
+        self.counters.sign_check_held_ms = held_ms;
+        let (clean, _) = check.progress();
+        tracing::info!(
+            held_ms,
+            clean_certified_views = clean,
+            reason = match passed {
+                sign_check::Passed::CleanCertificates =>
+                    "recent certificates carry no signature of ours",
+                sign_check::Passed::ChainWaiting =>
+                    "no new certificate: the chain waits for our signature",
+            },
+            "double-sign check passed: signing resumes"
+        );
+        let v = self.current_view;
+        if self.now >= self.view_deadline {
+            self.local_timeout(v);
+        }
+        if self.leader(v) == self.cfg.me {
             self.try_propose();
         }
     }
@@ -63,6 +119,26 @@ impl<P: FaultPolicy> Core<P> {
                 self.try_propose();
             }
             Timer::Sync(id) => self.on_sync_timeout(id),
+            Timer::SignCheck => {
+                // Silence means "the chain waits for us" only while we hear a quorum: a node
+                // that cannot reach the others (a copy of a key refused by its peers, a
+                // partitioned minority) keeps holding and waits `hold_ms` after reconnecting.
+                let hears_quorum = self.hears_quorum();
+                let now = self.now;
+                let Some(check) = &mut self.sign_check else {
+                    return;
+                };
+                match check.expired(now).filter(|_| hears_quorum) {
+                    Some(passed) => self.end_sign_check(passed),
+                    None => {
+                        if !hears_quorum {
+                            check.restart_wait(now);
+                        }
+                        let at = check.deadline();
+                        self.set_timer(Timer::SignCheck, at);
+                    }
+                }
+            }
             _ => {}
         }
     }

@@ -577,6 +577,95 @@ fn the_double_sign_window_can_be_switched_off() {
     assert_eq!(c.counters.timeouts_sent, 1);
 }
 
+/// A core of validator 0 with the double-sign check at start on (PROTOCOL.md §4.10): 4 clean
+/// certified views, or 5 s without a new certificate.
+fn checked_core(vs: &ValidatorSet) -> Core<RoundRobin> {
+    core_with(vs, keys(4).1.remove(0), 0, |cfg| {
+        cfg.double_sign_check_views = 4;
+        cfg.double_sign_check_ms = 5_000;
+    })
+}
+
+/// §4.10: after a start nothing is signed (not even a timeout when the view timer fires) until
+/// certificates of 4 distinct views above our watermark showed no signature of ours; then the
+/// skipped timeout is signed at once.
+#[test]
+fn the_double_sign_check_holds_signatures_until_clean_certificates_arrive() {
+    let (vs, ks) = keys(4);
+    let mut c = checked_core(&vs);
+    c.handle(0, Event::Start);
+    assert!(c.status(0).signing_held);
+    c.handle(1_000, Event::Timer(Timer::View(View(1))));
+    assert_eq!(c.counters.timeouts_sent, 0, "held: no timeout signed");
+    // QC(10) + TC(11): two clean certified views.
+    send_tc(&mut c, 1_100, &qc_and_tc_by(&vs, &ks, 9, 10, &[1, 2, 3]).1);
+    assert!(c.status(1_100).signing_held);
+    // QC(12) + TC(13): four. The check passes and signing resumes.
+    send_tc(&mut c, 1_200, &qc_and_tc_by(&vs, &ks, 11, 12, &[1, 2, 3]).1);
+    let st = c.status(1_200);
+    assert!(!st.signing_held);
+    assert_eq!(st.counters.sign_check_held_ms, 1_200);
+    c.handle(10_000, Event::Timer(Timer::View(View(14))));
+    assert_eq!(c.counters.timeouts_sent, 1, "signing resumed");
+}
+
+/// §4.10 with §4.9: certificates carrying our signature keep the check holding (and suspend us)
+/// and restart its count above them; only clean certificates above that release it.
+#[test]
+fn the_double_sign_check_keeps_holding_while_our_key_signs_elsewhere() {
+    let (vs, ks) = keys(4);
+    let mut c = checked_core(&vs);
+    c.handle(0, Event::Start);
+    send_tc(&mut c, 100, &qc_and_tc_by(&vs, &ks, 9, 10, &[1, 2, 3]).1);
+    // Our key in QC(12) and TC(13): another process signs with it.
+    send_tc(&mut c, 200, &qc_and_tc_by(&vs, &ks, 11, 12, &[0, 1, 2]).1);
+    assert_eq!(c.counters.own_signatures_elsewhere, 2);
+    assert!(
+        c.status(200).signing_held,
+        "the count restarts above view 13"
+    );
+    send_tc(&mut c, 300, &qc_and_tc_by(&vs, &ks, 13, 14, &[1, 2, 3]).1);
+    assert!(c.status(300).signing_held, "two clean views above 13 only");
+    send_tc(&mut c, 400, &qc_and_tc_by(&vs, &ks, 15, 16, &[1, 2, 3]).1);
+    let st = c.status(400);
+    assert!(!st.signing_held);
+    assert_eq!(
+        st.signing_suspended_until,
+        View(13 + 20),
+        "§4.9 still applies"
+    );
+}
+
+/// §4.10: when no certificate arrives for `double_sign_check_ms` the chain waits for us (no
+/// other instance of our key is signing in it): the check passes and the timeout skipped
+/// while held is signed.
+#[test]
+fn the_double_sign_check_passes_when_the_chain_waits_for_us() {
+    let (vs, _) = keys(4);
+    let mut c = checked_core(&vs);
+    let start = c.handle(0, Event::Start);
+    assert!(
+        start.iter().any(|a| matches!(
+            a,
+            Action::SetTimer {
+                timer: Timer::SignCheck,
+                at: 5_000
+            }
+        )),
+        "the check arms its timer"
+    );
+    c.handle(1_000, Event::Timer(Timer::View(View(1))));
+    assert_eq!(c.counters.timeouts_sent, 0);
+    c.handle(4_999, Event::Timer(Timer::SignCheck));
+    assert!(c.status(4_999).signing_held);
+    c.handle(5_000, Event::Timer(Timer::SignCheck));
+    assert!(!c.status(5_000).signing_held);
+    assert_eq!(
+        c.counters.timeouts_sent, 1,
+        "the skipped timeout is signed on release"
+    );
+}
+
 /// Issue 7 finding 2: some TCs' bytes parse as a QC. With one verified-certificate cache keyed
 /// by the bytes, a validator sent such a TC (verified, cached) and then a Status whose high QC is
 /// those bytes: the cache hit skipped verification and every honest node locked on a block that

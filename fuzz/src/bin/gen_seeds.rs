@@ -353,6 +353,7 @@ fn generate() {
                 rpc_addr: format!("127.0.0.1:{}", 8000 + i).parse().unwrap(),
             })
             .collect(),
+        fault: Default::default(),
     };
     out.put(
         "genesis_json",

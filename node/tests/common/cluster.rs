@@ -16,8 +16,6 @@ pub struct Cluster {
     pub nodes: Vec<Option<NodeHandle>>,
     /// Validator index of each home.
     pub vindex: Vec<u16>,
-    /// Fault/accountability parameters every node starts with (`None`: the node's default).
-    pub fault: Option<fault::FaultConfig>,
 }
 
 impl Cluster {
@@ -25,14 +23,23 @@ impl Cluster {
         Cluster::start_with(n, None).await
     }
 
-    /// Like [`Cluster::start`], every node (and every restart) with fault parameters `fault`.
-    pub async fn start_with(n: usize, fault: Option<fault::FaultConfig>) -> Cluster {
+    /// Like [`Cluster::start`], with the chain-wide fault parameters `params` in every home's
+    /// genesis (`None`: the defaults).
+    pub async fn start_with(n: usize, params: Option<node::config::ChainFaultParams>) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let homes = testnet(dir.path(), n);
+        if let Some(p) = params {
+            for h in &homes {
+                let path = h.join(node::config::GENESIS_FILE);
+                let mut g = node::Genesis::load(&path).unwrap();
+                g.fault = p.clone();
+                g.save(&path).unwrap();
+            }
+        }
         let mut nodes = Vec::new();
         let mut vindex = Vec::new();
         for h in &homes {
-            let n = spawn_home(h, fault.as_ref()).await.unwrap();
+            let n = node::spawn(h, fast()).await.unwrap();
             vindex.push(n.index());
             nodes.push(Some(n));
         }
@@ -41,7 +48,6 @@ impl Cluster {
             homes,
             nodes,
             vindex,
-            fault,
         }
     }
 
@@ -70,7 +76,7 @@ impl Cluster {
     pub async fn restart(&mut self, i: usize) {
         let mut last = None;
         for _ in 0..40 {
-            match spawn_home(&self.homes[i], self.fault.as_ref()).await {
+            match node::spawn(&self.homes[i], fast()).await {
                 Ok(n) => {
                     self.nodes[i] = Some(n);
                     return;
@@ -87,15 +93,6 @@ impl Cluster {
             n.stop().await.unwrap();
         }
     }
-}
-
-/// Start the node of `home` with the test timings and, if given, fault parameters `fault`.
-async fn spawn_home(home: &Path, fault: Option<&fault::FaultConfig>) -> anyhow::Result<NodeHandle> {
-    let mut loaded = node::config::load_home(home, &fast())?;
-    if let Some(f) = fault {
-        loaded.fault = f.clone();
-    }
-    node::spawn_loaded(loaded).await
 }
 
 pub async fn height(c: &reqwest::Client, addr: SocketAddr) -> u64 {

@@ -89,11 +89,7 @@ fn parse_args() -> Res<Opts> {
             "--runs" => o.runs = value("--runs")?.parse().map_err(|_| "bad --runs")?,
             "--output" => o.json = value("--output")? == "json",
             "--short" => o.short = true,
-            "--validators" => {
-                o.n = value("--validators")?
-                    .parse()
-                    .map_err(|_| "bad --validators")?
-            }
+            "--validators" => o.n = value("--validators")?.parse().map_err(|_| "bad --validators")?,
             "--rate" => o.rate = value("--rate")?.parse().map_err(|_| "bad --rate")?,
             "-h" | "--help" => return Err(usage()),
             _ if a.starts_with("--") => return Err(format!("unknown option {a}\n{}", usage())),
@@ -104,9 +100,7 @@ fn parse_args() -> Res<Opts> {
         return Err("need --validators ≥ 4 and --runs ≥ 1".into());
     }
     match positional.as_slice() {
-        [m] if m == "partition" => {
-            return Err("partition needs groups, e.g. partition '0,1|2,3'".into());
-        }
+        [m] if m == "partition" => return Err("partition needs groups, e.g. partition '0,1|2,3'".into()),
         [m, groups] if m == "partition" => {
             let (a, b) = groups.split_once('|').ok_or("partition groups are A|B")?;
             o.partition = Some((parse_group(a, o.n)?, parse_group(b, o.n)?));
@@ -264,9 +258,7 @@ fn tps(addr: &SocketAddr, window: Duration) -> Option<f64> {
 }
 
 fn secs(d: Option<Duration>) -> Value {
-    d.map_or(Value::Null, |d| {
-        json!((d.as_secs_f64() * 1000.0).round() / 1000.0)
-    })
+    d.map_or(Value::Null, |d| json!((d.as_secs_f64() * 1000.0).round() / 1000.0))
 }
 
 /// Evidence items at `addr` against validator `offender`.
@@ -293,10 +285,7 @@ fn verify_ms(addr: &SocketAddr, id: &str, genesis: &Path) -> Option<f64> {
     let proof: node::proof::EvidenceProof =
         serde_json::from_value(get_json(addr, &format!("/evidence/{id}"))?).ok()?;
     let ev = proof.to_evidence().ok()?;
-    let vs = node::config::Genesis::load(genesis)
-        .ok()?
-        .validator_set()
-        .ok()?;
+    let vs = node::config::Genesis::load(genesis).ok()?.validator_set().ok()?;
     let mut times = Vec::with_capacity(100);
     for _ in 0..100 {
         let t = Instant::now();
@@ -309,11 +298,7 @@ fn verify_ms(addr: &SocketAddr, id: &str, genesis: &Path) -> Option<f64> {
 
 /// Every honest node's block id at sampled heights up to the lowest tip agree.
 fn chains_agree(nodes: &[&Node]) -> bool {
-    let Some(tip) = nodes
-        .iter()
-        .map(|n| height(&n.rpc))
-        .collect::<Option<Vec<_>>>()
-    else {
+    let Some(tip) = nodes.iter().map(|n| height(&n.rpc)).collect::<Option<Vec<_>>>() else {
         return false;
     };
     let tip = tip.into_iter().min().unwrap_or(0);
@@ -346,17 +331,9 @@ fn first_misbehaviour_ms(log: &Path) -> Option<u64> {
 
 fn run_once(o: &Opts, bin_dir: &Path, run: usize) -> Res<Value> {
     let (before, during, after) = if o.short {
-        (
-            Duration::from_secs(4),
-            Duration::from_secs(10),
-            Duration::from_secs(4),
-        )
+        (Duration::from_secs(4), Duration::from_secs(10), Duration::from_secs(4))
     } else {
-        (
-            Duration::from_secs(10),
-            Duration::from_secs(20),
-            Duration::from_secs(10),
-        )
+        (Duration::from_secs(10), Duration::from_secs(20), Duration::from_secs(10))
     };
     let n = o.n;
     let bftnode = bin_dir.join("bftnode");
@@ -365,21 +342,10 @@ fn run_once(o: &Opts, bin_dir: &Path, run: usize) -> Res<Value> {
     let p2p = free_base(n as u16)?;
     let rpc = free_base(n as u16)?;
     let st = Command::new(&bftnode)
-        .args([
-            "testnet",
-            "--validators",
-            &n.to_string(),
-            "--chain-id",
-            "drill",
-        ])
+        .args(["testnet", "--validators", &n.to_string(), "--chain-id", "drill"])
         .arg("--out")
         .arg(&dir)
-        .args([
-            "--base-p2p-port",
-            &p2p.to_string(),
-            "--base-rpc-port",
-            &rpc.to_string(),
-        ])
+        .args(["--base-p2p-port", &p2p.to_string(), "--base-rpc-port", &rpc.to_string()])
         .stdout(Stdio::null())
         .status()
         .map_err(|e| e.to_string())?;
@@ -399,10 +365,7 @@ fn run_once(o: &Opts, bin_dir: &Path, run: usize) -> Res<Value> {
         nd.start(&bftnode, &["start"], "node.log")?;
     }
     let t = Instant::now();
-    while !nodes
-        .iter()
-        .all(|nd| height(&nd.rpc).is_some_and(|h| h >= 2))
-    {
+    while !nodes.iter().all(|nd| height(&nd.rpc).is_some_and(|h| h >= 2)) {
         if t.elapsed() > Duration::from_secs(60) {
             return Err("the testnet did not commit within 60 s".into());
         }
@@ -442,11 +405,7 @@ fn run_once(o: &Opts, bin_dir: &Path, run: usize) -> Res<Value> {
     let fault_unix_ms;
     if let Some((a, b)) = &o.partition {
         let ports = |g: &[usize]| g.iter().map(|i| nodes[*i].p2p_port).collect::<Vec<_>>();
-        minority = if a.len() * 3 > 2 * n {
-            b.clone()
-        } else {
-            a.clone()
-        };
+        minority = if a.len() * 3 > 2 * n { b.clone() } else { a.clone() };
         fault_unix_ms = unix_ms();
         fault_at = Instant::now();
         partition = Some(Partition::cut(&ports(a), &ports(b))?);
@@ -467,11 +426,7 @@ fn run_once(o: &Opts, bin_dir: &Path, run: usize) -> Res<Value> {
         nodes[i].kill();
         fault_unix_ms = unix_ms();
         fault_at = Instant::now();
-        nodes[i].start(
-            &bin_dir.join("bftnode-adversary"),
-            &["--mode", &o.mode],
-            "adversary.log",
-        )?;
+        nodes[i].start(&bin_dir.join("bftnode-adversary"), &["--mode", &o.mode], "adversary.log")?;
         offender = Some(i);
     }
     let honest: Vec<usize> = (0..n)
@@ -561,11 +516,7 @@ fn run_once(o: &Opts, bin_dir: &Path, run: usize) -> Res<Value> {
         .and_then(|v| v.as_array().cloned())
         .unwrap_or_default();
     let verify = evidence.first().and_then(|e| {
-        verify_ms(
-            &watch,
-            e["id"].as_str()?,
-            &nodes[0].home.join("genesis.json"),
-        )
+        verify_ms(&watch, e["id"].as_str()?, &nodes[0].home.join("genesis.json"))
     });
     let _ = load.kill();
     let _ = load.wait();

@@ -210,6 +210,8 @@ impl Listing {
                 "invalid_messages",
                 "evidence",
                 "convicted",
+                "conflicting_messages",
+                "duplicate_key_suspected",
                 "p2p_addr",
                 "peer_id",
             ],

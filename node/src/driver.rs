@@ -554,6 +554,7 @@ impl Driver {
         self.metrics.commits.inc_by(blocks.len() as u64);
         self.metrics.committed_height.set(height.0 as i64);
         self.metrics.skipped_txs.inc_by(skipped);
+        self.metrics.committed_txs.inc_by(applied_all.len() as u64);
         self.metrics.mempool_txs.set(self.mempool.len() as i64);
         self.metrics.mempool_bytes.set(self.mempool.bytes() as i64);
         info!(

@@ -12,7 +12,7 @@
 use crate::rpc_types::{FaultEntry, FaultsResponse};
 use consensus::{
     CoreStatus, Evidence, EvidenceKind, FaultPolicy, Health, ValidatorIndex, ValidatorSet,
-    ValidatorState,
+    ValidatorState, ValidatorStatus,
 };
 use fault::{FaultConfig, FaultTolerance};
 use std::collections::{BTreeMap, BTreeSet};
@@ -112,7 +112,7 @@ pub struct Inputs<'a> {
 pub fn report(inp: &Inputs<'_>) -> FaultsResponse {
     let (st, vs) = (inp.status, inp.validators);
     let evidence = inp.policy.evidence(MAX_EVIDENCE_EXAMINED);
-    let entry = |i: ValidatorIndex, reason: String, since: Option<(u64, u64)>| FaultEntry {
+    let entry = |i: ValidatorIndex, reason: String, since: (Option<u64>, Option<u64>)| FaultEntry {
         index: i.0,
         public_key: vs
             .public_key(i)
@@ -120,107 +120,37 @@ pub fn report(inp: &Inputs<'_>) -> FaultsResponse {
             .unwrap_or_default(),
         power: vs.power(i),
         reason,
-        since_view: since.map(|s| s.0),
-        since_height: since.map(|s| s.1),
+        since_view: since.0,
+        since_height: since.1,
     };
-    let mut convicted = Vec::new();
-    let mut isolated = Vec::new();
-    let mut suspected = Vec::new();
-    let mut down = Vec::new();
+    let watched = |i: ValidatorIndex, c: Condition| {
+        let since = inp.watch.since(i.0, c);
+        (since.map(|s| s.0), since.map(|s| s.1))
+    };
+    let (mut convicted, mut isolated, mut suspected, mut down) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut faulty = BTreeSet::new();
-    let theta = inp.config.failure_threshold_pct;
     for s in &st.validators {
         let i = s.index;
         let against: Vec<&Evidence> = evidence.iter().filter(|e| e.offender() == i).collect();
-        let committed = |e: &&&Evidence| inp.policy.evidence_state(e.key()) == Some(true);
         if s.convicted {
-            let first = against
-                .iter()
-                .filter(committed)
-                .filter(|e| e.kind().is_safety())
-                .min_by_key(|e| e.view());
-            let reason = first.map_or_else(
-                || "committed safety evidence".to_string(),
-                |e| {
-                    format!(
-                        "committed {} evidence at view {} (id {})",
-                        e.kind().as_str(),
-                        e.view().0,
-                        e.id()
-                    )
-                },
-            );
-            let height = inp
-                .policy
-                .convictions()
-                .get(i.as_usize())
-                .copied()
-                .flatten();
-            let since = match (first, height) {
-                (Some(e), Some(h)) => Some((e.view().0, h.0)),
-                _ => None,
-            };
-            let mut c = entry(i, reason, since);
-            if since.is_none() {
-                c.since_height = height.map(|h| h.0);
-            }
-            convicted.push(c);
+            let (reason, since) = conviction(inp.policy, i, &against);
+            convicted.push(entry(i, reason, since));
             faulty.insert(i);
         }
         if s.state == ValidatorState::Isolated {
-            let reason = if s.convicted {
-                "convicted: excluded from leadership for good".to_string()
-            } else if s.failed > 0 && 100 * s.failed > theta * (s.failed + s.proposed) {
-                format!(
-                    "failed {} of its {} leader slots in the reputation window (threshold {theta}%)",
-                    s.failed,
-                    s.failed + s.proposed
-                )
-            } else if s.proposed == 0 && s.voted == 0 {
-                "silent: no proposal and no vote in the reputation window".to_string()
-            } else {
-                format!(
-                    "its latest leader slot failed ({} failed, {} proposed in the window)",
-                    s.failed, s.proposed
-                )
-            };
-            isolated.push(entry(i, reason, inp.watch.since(i.0, Condition::Isolated)));
+            let reason = isolation_reason(s, inp.config.failure_threshold_pct);
+            isolated.push(entry(i, reason, watched(i, Condition::Isolated)));
             faulty.insert(i);
         }
-        let pending: Vec<&&Evidence> = against
-            .iter()
-            .filter(|e| inp.policy.evidence_state(e.key()) == Some(false))
-            .collect();
-        let mut why = Vec::new();
-        if let Some(e) = pending.first() {
-            why.push(format!(
-                "{} evidence at view {} held, not yet committed",
-                e.kind().as_str(),
-                e.view().0
-            ));
-        }
-        if s.state == ValidatorState::Suspected {
-            why.push(format!(
-                "local observations: {} invalid messages since start, {} failed leader slots \
-                 in the window",
-                s.invalid_messages, s.failed
-            ));
-        }
-        if !why.is_empty() {
-            suspected.push(entry(
-                i,
-                why.join("; "),
-                inp.watch.since(i.0, Condition::Suspected),
-            ));
+        if let Some(reason) = suspicion(inp.policy, s, &against) {
+            suspected.push(entry(i, reason, watched(i, Condition::Suspected)));
         }
     }
     for i in vs.indices() {
         if i != st.me && !inp.connected.contains(&i) {
-            down.push(entry(
-                i,
-                "not connected to this node".to_string(),
-                inp.watch.since(i.0, Condition::Down),
-            ));
+            let reason = "not connected to this node".to_string();
+            down.push(entry(i, reason, watched(i, Condition::Down)));
             faulty.insert(i);
         }
     }
@@ -244,6 +174,82 @@ pub fn report(inp: &Inputs<'_>) -> FaultsResponse {
         domain_chain_id: inp.domain_chain_id.to_string(),
         params: inp.config.clone(),
     }
+}
+
+/// The reason of a conviction (the earliest committed safety evidence against `i`) and since
+/// when: the evidence's view and the height of the block that committed it (from the
+/// conviction record, identical on every node).
+fn conviction(
+    policy: &FaultTolerance,
+    i: ValidatorIndex,
+    against: &[&Evidence],
+) -> (String, (Option<u64>, Option<u64>)) {
+    let first = against
+        .iter()
+        .filter(|e| e.kind().is_safety() && policy.evidence_state(e.key()) == Some(true))
+        .min_by_key(|e| e.view());
+    let reason = first.map_or_else(
+        || "committed safety evidence".to_string(),
+        |e| {
+            format!(
+                "committed {} evidence at view {} (id {})",
+                e.kind().as_str(),
+                e.view().0,
+                e.id()
+            )
+        },
+    );
+    let height = policy.convictions().get(i.as_usize()).copied().flatten();
+    (reason, (first.map(|e| e.view().0), height.map(|h| h.0)))
+}
+
+/// Why `s` has weight 0, from the election's rules in order (`fault` crate, module `election`):
+/// convicted, failure ratio above `θ`, silent, else its latest leader slot failed.
+fn isolation_reason(s: &ValidatorStatus, theta: u64) -> String {
+    if s.convicted {
+        "convicted: excluded from leadership for good".to_string()
+    } else if s.failed > 0 && 100 * s.failed > theta * (s.failed + s.proposed) {
+        format!(
+            "failed {} of its {} leader slots in the reputation window (threshold {theta}%)",
+            s.failed,
+            s.failed + s.proposed
+        )
+    } else if s.proposed == 0 && s.voted == 0 {
+        "silent: no proposal and no vote in the reputation window".to_string()
+    } else {
+        format!(
+            "its latest leader slot failed ({} failed, {} proposed in the window)",
+            s.failed, s.proposed
+        )
+    }
+}
+
+/// Why this node suspects `s`, if it does: evidence held but not yet committed, and the local
+/// `Suspected` label.
+fn suspicion(
+    policy: &FaultTolerance,
+    s: &ValidatorStatus,
+    against: &[&Evidence],
+) -> Option<String> {
+    let mut why = Vec::new();
+    if let Some(e) = against
+        .iter()
+        .find(|e| policy.evidence_state(e.key()) == Some(false))
+    {
+        why.push(format!(
+            "{} evidence at view {} held, not yet committed",
+            e.kind().as_str(),
+            e.view().0
+        ));
+    }
+    if s.state == ValidatorState::Suspected {
+        why.push(format!(
+            "local observations: {} invalid messages since start, {} failed leader slots in \
+             the window",
+            s.invalid_messages, s.failed
+        ));
+    }
+    (!why.is_empty()).then(|| why.join("; "))
 }
 
 /// Why the node's health is what it is, with the figures of the rule that decided it

@@ -75,6 +75,8 @@ pub struct Metrics {
     pub rejected_messages: Counter,
     /// Transactions skipped while applying committed blocks (invalid or replayed).
     pub skipped_txs: Counter,
+    /// Transactions applied from committed blocks (the committed throughput, counted once).
+    pub committed_txs: Counter,
     /// Certificates carrying our signature for a view we never signed in: our key in use
     /// elsewhere (PROTOCOL.md §4.9); signing is suspended after each.
     pub own_signatures_elsewhere: Counter,
@@ -120,6 +122,7 @@ impl Metrics {
             invalid_messages: Counter::default(),
             rejected_messages: Counter::default(),
             skipped_txs: Counter::default(),
+            committed_txs: Counter::default(),
             own_signatures_elsewhere: Counter::default(),
             signing_held: Gauge::default(),
             gossip_txs: Family::default(),
@@ -198,6 +201,11 @@ impl Metrics {
             "bftnode_skipped_txs",
             "Committed transactions skipped (invalid or replayed)",
             m.skipped_txs.clone(),
+        );
+        r.register(
+            "bftnode_committed_txs",
+            "Transactions applied from committed blocks",
+            m.committed_txs.clone(),
         );
         r.register(
             "bftnode_own_signatures_elsewhere",

@@ -284,7 +284,7 @@ fn weight_of(addr: &SocketAddr, index: u64) -> Option<u64> {
 fn verify_ms(addr: &SocketAddr, id: &str, genesis: &Path) -> Option<f64> {
     let proof: node::proof::EvidenceProof =
         serde_json::from_value(get_json(addr, &format!("/evidence/{id}"))?).ok()?;
-    let ev = proof.to_evidence().ok()?;
+    let ev = proof.evidence.to_evidence().ok()?;
     let vs = node::config::Genesis::load(genesis).ok()?.validator_set().ok()?;
     let mut times = Vec::with_capacity(100);
     for _ in 0..100 {

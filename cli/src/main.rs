@@ -3,8 +3,8 @@
 //! Lifecycle commands work on a home directory: `init` (one validator), `testnet` (N homes
 //! sharing a genesis), `start`, `keys show`. Query commands talk HTTP to a node's RPC
 //! (`--rpc URL`, or `BFTNODE_RPC`): `status`, `block`, `tx …`, `validators`, `peers`,
-//! `evidence [list]`, `evidence show ID`, `faults`, `health`, and the load generator `load`.
-//! Queries print aligned tables, or the node's JSON with `--output json`.
+//! `evidence [list]`, `evidence show ID`, `faults`, `health`, `penalties`, and the load
+//! generator `load`. Queries print aligned tables, or the node's JSON with `--output json`.
 //! `evidence verify FILE --genesis PATH` checks a proof offline, with no node.
 //!
 //! Exit codes: 0 success; 1 an RPC or IO failure (node unreachable, timeout, bad file);
@@ -109,6 +109,15 @@ enum Command {
     Faults(RpcOpts),
     /// The node's health; exits 3 if the node reports itself unhealthy.
     Health(RpcOpts),
+    /// Committed accountability: each validator's standing (good, quarantined, isolated,
+    /// rehabilitated) and the penalty entries the application recorded; one validator's
+    /// entries with VALIDATOR.
+    Penalties {
+        /// Validator index; every validator's summary if omitted.
+        validator: Option<u16>,
+        #[command(flatten)]
+        rpc: RpcOpts,
+    },
     /// Validator keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -398,6 +407,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Faults(rpc) => evidence::faults(&rpc.client()?, rpc.output).await,
         Command::Health(rpc) => query::health(&rpc.client()?, rpc.output).await,
+        Command::Penalties { validator, rpc } => {
+            query::penalties(&rpc.client()?, validator, rpc.output).await
+        }
         Command::Keys(KeysCommand::Show { home, output }) => lifecycle::keys_show(&home, output),
         Command::Load(args) => {
             let timeout = Duration::from_secs_f64(args.timeout);

@@ -1,5 +1,5 @@
 //! Queries and transactions over a node's RPC: `status`, `block`, `tx …`, `validators`,
-//! `peers`, `evidence`, `health`.
+//! `peers`, `evidence`, `health`, `penalties`.
 
 use crate::{
     client::{Client, NodeAnswered},
@@ -270,4 +270,75 @@ pub async fn health(client: &Client, format: Format) -> anyhow::Result<()> {
         message: format!("unhealthy: {}", output::cell(v.get("health").unwrap_or(&v))),
     }
     .into())
+}
+
+/// Columns of the `penalties` summary table.
+const PENALTY_SUMMARY: &[&str] = &[
+    "validator",
+    "standing",
+    "since_height",
+    "convicted",
+    "strikes",
+    "downtime_records",
+    "evidence_committed",
+    "total_penalties",
+];
+
+/// Columns of the entry table of `penalties VALIDATOR`.
+const PENALTY_ENTRIES: &[&str] = &[
+    "height",
+    "block_view",
+    "kind",
+    "standing",
+    "evidence_id",
+    "evidence_view",
+    "window_start",
+    "window_end",
+    "signed",
+    "eligible",
+    "proposed",
+    "missed_slots",
+];
+
+/// `bftnode penalties [VALIDATOR]`: the committed standing and penalty entries of every
+/// validator (`GET /penalties`), or of one with its entries (`GET /penalties/{validator}`).
+pub async fn penalties(
+    client: &Client,
+    validator: Option<u16>,
+    format: Format,
+) -> anyhow::Result<()> {
+    let v: Value = match validator {
+        None => client.get(&["penalties"]).await?,
+        Some(i) => client.get(&["penalties", &i.to_string()]).await?,
+    };
+    match format {
+        Format::Json => emit(&output::json(&v)),
+        Format::Table => {
+            // Entries are printed as their own table, never as a JSON cell.
+            let strip = |mut x: Value| {
+                let entries = x.as_object_mut().and_then(|m| m.remove("entries"));
+                (x, entries.unwrap_or(Value::Null))
+            };
+            let text = match v {
+                Value::Array(items) => output::rows(
+                    &Value::Array(items.into_iter().map(|x| strip(x).0).collect()),
+                    PENALTY_SUMMARY,
+                    "no accountability state yet (nothing committed)",
+                ),
+                one => {
+                    let (summary, entries) = strip(one);
+                    let mut text = output::fields(&summary, PENALTY_SUMMARY);
+                    text.push('\n');
+                    text.push_str(&output::rows(
+                        &entries,
+                        PENALTY_ENTRIES,
+                        "no penalty entries",
+                    ));
+                    text
+                }
+            };
+            emit(&text);
+        }
+    }
+    Ok(())
 }

@@ -4,12 +4,19 @@
 //! The election parameters (`exclusion_lag`, `window`, `failure_threshold_pct`,
 //! `round_robin_every`, `stall_views`) must be identical on every validator of a chain — they are
 //! "fixed on chain" (PROTOCOL.md §6.3, §7 case 23); a node with different values elects different
-//! leaders and loses liveness (never safety). The other parameters are local.
+//! leaders and loses liveness (never safety). So must the accountability parameters
+//! (`downtime_window`, `downtime_threshold_pct`, `isolation_strikes`, `rehabilitation_windows`,
+//! PROTOCOL.md §6.6): a node with different values derives different downtime records and
+//! application penalties (its application state diverges; consensus is unaffected). The other
+//! parameters are local.
 
 use serde::{Deserialize, Serialize};
 
 /// Hard upper bound on the reputation window `W`, in committed blocks (PROTOCOL.md §6.3).
 pub const MAX_WINDOW: u64 = 1000;
+
+/// Hard upper bound on the downtime window `W_d`, in committed blocks.
+pub const MAX_DOWNTIME_WINDOW: u64 = 1_000_000;
 
 /// Hard upper bound on `history_slack`, in committed blocks.
 pub const MAX_HISTORY_SLACK: u64 = 256;
@@ -81,6 +88,22 @@ pub struct FaultConfig {
     /// `UnderAttack` when at least this many invalid messages arrived within the window.
     /// Default 20.
     pub attack_invalid: u64,
+    /// Accountability (chain-wide, PROTOCOL.md §6.6): committed heights per downtime window
+    /// `W_d`; each window `(k·W_d, (k+1)·W_d]` is judged when its last block commits. Default
+    /// 300; clamped to `1..=`[`MAX_DOWNTIME_WINDOW`].
+    pub downtime_window: u64,
+    /// Accountability (chain-wide): `θ_d` in percent. A validator that signed the justify QCs
+    /// of fewer than `θ_d`% of the window's blocks it did not propose gets a downtime record
+    /// (strictly below: exactly `θ_d`% passes). Default 20; 0 disables downtime records;
+    /// values above 100 act as 100.
+    pub downtime_threshold_pct: u64,
+    /// Accountability (chain-wide): strikes (downtime records, committed E4 evidence) without
+    /// rehabilitation in between that isolate a validator. Default 3; 0 acts as 1.
+    pub isolation_strikes: u64,
+    /// Accountability (chain-wide): consecutive clean downtime windows after which a
+    /// quarantined validator, or one isolated for downtime, is rehabilitated. Default 2; 0 acts
+    /// as 1. Safety convictions are never rehabilitated.
+    pub rehabilitation_windows: u64,
 }
 
 impl Default for FaultConfig {
@@ -104,6 +127,10 @@ impl Default for FaultConfig {
             attack_window_ms: 10_000,
             attack_evidence: 1,
             attack_invalid: 20,
+            downtime_window: 300,
+            downtime_threshold_pct: 20,
+            isolation_strikes: 3,
+            rehabilitation_windows: 2,
         }
     }
 }
@@ -116,6 +143,11 @@ impl FaultConfig {
             .window
             .unwrap_or_else(|| (n as u64).saturating_mul(10).max(MIN_DEFAULT_WINDOW));
         w.clamp(1, MAX_WINDOW)
+    }
+
+    /// The effective downtime window `W_d`, clamped to `1..=`[`MAX_DOWNTIME_WINDOW`].
+    pub fn downtime_window(&self) -> u64 {
+        self.downtime_window.clamp(1, MAX_DOWNTIME_WINDOW)
     }
 
     /// The effective `history_slack`, clamped to `1..=256`.

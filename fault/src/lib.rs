@@ -34,9 +34,12 @@
 //! built on commit from a sliding window (`O(n + |block|)` per commit plus an `O(n log n)`
 //! sort), so `leader` costs one BLAKE3 call and a binary search.
 //!
-//! Replay at start: feed `on_commit` at least [`FaultTolerance::replay_depth`] committed blocks
-//! (in height order) so every cut the node will use sees its full window; a node with less
-//! history may disagree on leaders (liveness only, like any lagging node).
+//! Replay at start: restore the conviction record ([`FaultTolerance::restore_convictions`]) and
+//! the stored evidence ([`FaultTolerance::restore_committed_evidence`] for items a block
+//! committed, [`FaultTolerance::restore_evidence`] for pending ones), then feed `on_commit` at
+//! least [`FaultTolerance::replay_depth`] committed blocks (in height order) so every cut the
+//! node will use sees its full window; a node with less history may disagree on leaders
+//! (liveness only, like any lagging node).
 //!
 //! ## Evidence pool (PROTOCOL.md §6.2, module `pool`)
 //!
@@ -55,6 +58,15 @@
 //! influence the election. `is_proven_byzantine(v)` is true once verified safety evidence
 //! (E1, E2, E3, invalid proposal — not E4) against `v` was accepted, pending or committed.
 //!
+//! ## Accountability (PROTOCOL.md §6.6, module [`accounting`])
+//!
+//! [`Accountant`] turns committed blocks into each block's misbehaviour list — the evidence it
+//! commits plus the downtime records derived at its height from QC signer bitmaps — and a
+//! committed [`Standing`] per validator (quarantined → isolated → rehabilitated). Deterministic
+//! from committed history; the node runs it at commit, hands the list to the application (the
+//! slashing hook) and persists its state in the same synced batch. It does not feed the leader
+//! function (the election has its own committed inputs, above).
+//!
 //! ## Health (module `health`)
 //!
 //! `UnderAttack` > `Partitioned` > `Recovering` > `Normal`; see [`FaultConfig`] for thresholds.
@@ -64,14 +76,19 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod accounting;
 mod config;
 mod election;
 mod health;
 mod pool;
 mod reputation;
 
+pub use accounting::{
+    Accountant, AccountingError, AccountingState, DowntimeRecord, Misbehaviour, Offence, Standing,
+};
 pub use config::{
-    FaultConfig, MAX_HISTORY_SLACK, MAX_REPLAY_DEPTH, MAX_WINDOW, MIN_DEFAULT_WINDOW,
+    FaultConfig, MAX_DOWNTIME_WINDOW, MAX_HISTORY_SLACK, MAX_REPLAY_DEPTH, MAX_WINDOW,
+    MIN_DEFAULT_WINDOW,
 };
 pub use election::{ACTIVE_WEIGHT, IDLE_WEIGHT};
 pub use health::MAX_SIGNALS;
@@ -158,6 +175,21 @@ impl FaultTolerance {
         self.pool.state(&evidence.key()).is_none()
             && evidence.verify(validators).is_ok()
             && self.pool.add_pending(evidence)
+    }
+
+    /// Put evidence that a block committed at `height` before a restart back into the pool as
+    /// committed (after verifying it), so it is neither proposed nor committed again, and
+    /// reads as committed exactly as before the restart, however old the block (the replay
+    /// marks only items of the last `replay_depth` blocks). Returns whether it was kept.
+    pub fn restore_committed_evidence(
+        &mut self,
+        evidence: &Evidence,
+        height: Height,
+        validators: &ValidatorSet,
+    ) -> bool {
+        self.pool.state(&evidence.key()) != Some(true)
+            && evidence.verify(validators).is_ok()
+            && self.pool.add_committed(evidence, height)
     }
 
     /// Evidence items currently held (pending and committed), at most `max_evidence`.

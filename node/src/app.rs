@@ -11,10 +11,22 @@
 //! into the same atomic, synced storage batch as the commit record. Invalid payloads, invalid
 //! transactions and replays of committed transactions are skipped deterministically and
 //! counted, so every honest node reaches the same state.
+//!
+//! ## The slashing hook (PROTOCOL.md §6.6)
+//!
+//! At commit the application also receives each block's misbehaviour list
+//! ([`fault::Misbehaviour`]: the evidence the block commits and the downtime records derived at
+//! its height, like ABCI's `FinalizeBlock.misbehavior`). [`apply_misbehaviour`] records one
+//! penalty entry per offender under [`penalty_key`] (a [`PenaltyRecord`]: what, when, the
+//! standing it caused), the accountant's state under [`ACCOUNTING_KEY`], and the height that
+//! first committed each evidence item ([`committed_evidence_key`]), in the same synced batch as
+//! the commit. Both live under [`RESERVED_PREFIX`], which client transactions may not
+//! write ([`TxError::ReservedKey`]), so no client can forge or erase a penalty.
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use consensus::{Block, BlockId, Digest, Height};
-use std::collections::HashSet;
+use consensus::{Block, BlockId, Digest, Height, ValidatorIndex};
+use fault::Misbehaviour;
+use std::collections::{HashMap, HashSet};
 use thiserror::Error;
 
 /// Maximum key length in bytes.
@@ -29,6 +41,93 @@ pub const MAX_TX_BYTES: usize = MAX_KEY_BYTES + MAX_VALUE_BYTES + 64;
 pub const PAYLOAD_DECODE_LIMIT: usize = consensus::codec::MAX_MESSAGE_BYTES;
 /// Bytes a [`Payload::Transactions`] adds around its transactions (tag + u32 count).
 pub const PAYLOAD_OVERHEAD: usize = 1 + 4;
+
+/// Application keys starting with these bytes belong to the node (penalties, accounting state);
+/// a transaction touching one is invalid ([`TxError::ReservedKey`]).
+pub const RESERVED_PREFIX: &[u8] = b"\0bftnode/";
+/// Key of the accountant's state ([`fault::Accountant::encode_state`]).
+pub const ACCOUNTING_KEY: &[u8] = b"\0bftnode/accounting";
+/// The key recording the height of the block that first committed evidence `id`:
+/// `RESERVED_PREFIX ‖ "evidence/" ‖ id` → borsh `Height`. Read at start so evidence committed
+/// long ago is restored as committed, not pending ([`crate::restore_policy`]).
+pub fn committed_evidence_key(id: &Digest) -> Vec<u8> {
+    let mut k = RESERVED_PREFIX.to_vec();
+    k.extend_from_slice(b"evidence/");
+    k.extend_from_slice(&id.0);
+    k
+}
+
+/// Penalty entries kept per validator (the most recent; [`PenaltyRecord::total`] counts all).
+pub const MAX_PENALTY_ENTRIES: usize = 64;
+/// Decoding bound of a stored [`PenaltyRecord`] (64 entries of well under 1 KiB each).
+pub const MAX_PENALTY_RECORD_BYTES: usize = 1 << 20;
+
+/// The key of validator `v`'s [`PenaltyRecord`]: `RESERVED_PREFIX ‖ "penalty/" ‖ u16 BE`.
+pub fn penalty_key(v: ValidatorIndex) -> Vec<u8> {
+    let mut k = RESERVED_PREFIX.to_vec();
+    k.extend_from_slice(b"penalty/");
+    k.extend_from_slice(&v.0.to_be_bytes());
+    k
+}
+
+/// The penalties the application recorded against one validator (the jail record).
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct PenaltyRecord {
+    /// The validator.
+    pub validator: ValidatorIndex,
+    /// Penalty entries ever recorded.
+    pub total: u64,
+    /// The most recent [`MAX_PENALTY_ENTRIES`] entries, oldest first: each is the misbehaviour
+    /// (evidence id or downtime figures, height and view of the block) and the standing it put
+    /// the validator in.
+    pub entries: Vec<Misbehaviour>,
+}
+
+impl PenaltyRecord {
+    /// Decode a stored record. Errors: [`TxError::Malformed`] (a corrupt store).
+    pub fn decode(bytes: &[u8]) -> Result<Self, TxError> {
+        consensus::decode(bytes, MAX_PENALTY_RECORD_BYTES)
+            .map_err(|e| TxError::Malformed(e.to_string()))
+    }
+}
+
+/// The slashing hook: the writes recording `list` (the misbehaviour lists of the blocks of one
+/// commit, in height order) — one entry appended to each offender's [`PenaltyRecord`], read
+/// through `load` the first time an offender appears. Deterministic.
+/// Errors: whatever `load` returns.
+pub fn apply_misbehaviour<E>(
+    list: &[Misbehaviour],
+    mut load: impl FnMut(ValidatorIndex) -> Result<Option<PenaltyRecord>, E>,
+) -> Result<Vec<AppWrite>, E> {
+    let mut records: HashMap<ValidatorIndex, PenaltyRecord> = HashMap::new();
+    let mut order = Vec::new();
+    for m in list {
+        let v = m.offender;
+        let r = match records.entry(v) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                order.push(v);
+                e.insert(load(v)?.unwrap_or(PenaltyRecord {
+                    validator: v,
+                    total: 0,
+                    entries: Vec::new(),
+                }))
+            }
+        };
+        r.total = r.total.saturating_add(1);
+        r.entries.push(m.clone());
+        let excess = r.entries.len().saturating_sub(MAX_PENALTY_ENTRIES);
+        r.entries.drain(..excess);
+    }
+    Ok(order
+        .into_iter()
+        .filter_map(|v| records.remove(&v))
+        .map(|r| AppWrite::Put {
+            key: penalty_key(r.validator),
+            value: consensus::encode(&r),
+        })
+        .collect())
+}
 
 /// A transaction's hash: `BLAKE3(borsh(tx))`.
 pub type TxHash = Digest;
@@ -81,6 +180,12 @@ pub enum TxError {
         /// Limit.
         max: usize,
     },
+    /// The key lies in the node's reserved namespace ([`RESERVED_PREFIX`]).
+    #[error(
+        "keys starting with {:?} are reserved for the node",
+        String::from_utf8_lossy(RESERVED_PREFIX)
+    )]
+    ReservedKey,
     /// Not a canonical encoding.
     #[error("malformed transaction: {0}")]
     Malformed(String),
@@ -138,6 +243,9 @@ impl Transaction {
         let key = self.key();
         if key.is_empty() {
             return Err(TxError::EmptyKey);
+        }
+        if key.starts_with(RESERVED_PREFIX) {
+            return Err(TxError::ReservedKey);
         }
         if key.len() > MAX_KEY_BYTES {
             return Err(TxError::KeyTooLong {
@@ -293,4 +401,73 @@ pub fn apply_block(
         out.applied.push(hash);
     }
     out
+}
+
+/// The RPC body of validator `v`: its committed account (`acc`, as of `accounted` — the last
+/// height the accountant took in) and its penalty record, if any.
+pub fn penalties_json(
+    v: u16,
+    acc: &fault::accounting::Account,
+    accounted: Option<Height>,
+    record: Option<PenaltyRecord>,
+) -> crate::rpc_types::PenaltiesResponse {
+    use crate::rpc_types::{PenaltiesResponse, PenaltyEntryResponse};
+    use fault::Offence;
+    let (total, entries) = record.map_or((0, Vec::new()), |r| (r.total, r.entries));
+    PenaltiesResponse {
+        validator: v,
+        standing: acc.standing.as_str().to_string(),
+        since_height: acc.since.0,
+        convicted: acc.convicted,
+        strikes: acc.strikes,
+        downtime_records: acc.downtime_records,
+        evidence_committed: acc.evidence_committed,
+        total_penalties: total,
+        accounted_height: accounted.map_or(0, |h| h.0),
+        entries: entries
+            .into_iter()
+            .map(|m| {
+                let mut e = PenaltyEntryResponse {
+                    height: m.height.0,
+                    block_view: m.block_view.0,
+                    kind: String::new(),
+                    standing: m.standing.as_str().to_string(),
+                    evidence_id: None,
+                    evidence_view: None,
+                    safety: None,
+                    window_start: None,
+                    window_end: None,
+                    signed: None,
+                    eligible: None,
+                    proposed: None,
+                    missed_slots: None,
+                    threshold_pct: None,
+                };
+                match m.offence {
+                    Offence::Evidence {
+                        id,
+                        kind,
+                        view,
+                        safety,
+                    } => {
+                        e.kind = kind;
+                        e.evidence_id = Some(id.to_hex());
+                        e.evidence_view = Some(view.0);
+                        e.safety = Some(safety);
+                    }
+                    Offence::Downtime(d) => {
+                        e.kind = "downtime".to_string();
+                        e.window_start = Some(d.window_start.0);
+                        e.window_end = Some(d.window_end.0);
+                        e.signed = Some(d.tally.signed);
+                        e.eligible = Some(d.tally.eligible);
+                        e.proposed = Some(d.tally.proposed);
+                        e.missed_slots = Some(d.tally.missed_slots);
+                        e.threshold_pct = Some(d.threshold_pct);
+                    }
+                }
+                e
+            })
+            .collect(),
+    }
 }

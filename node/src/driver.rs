@@ -41,7 +41,7 @@ use consensus::{
     Action, Block, BlockId, BlockResponse, ConsensusMessage, Core, Domain, Event, Evidence,
     FaultPolicy, Health, InvalidReason, Millis, Timer, ValidatorIndex,
 };
-use fault::FaultTolerance;
+use fault::{Accountant, FaultTolerance, Offence};
 use network::{Misbehaviour, NetworkEvent, NetworkHandle, PeerId, Topic};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -214,6 +214,9 @@ pub struct Driver {
     halted: bool,
     /// Answers block-sync requests off this task.
     sync_server: SyncServer,
+    /// Accountability from committed blocks (PROTOCOL.md §6.6); its state is written with every
+    /// commit, so it always matches the committed tip.
+    accountant: Accountant,
     /// Since when each validator is isolated, suspected or down (for `GET /faults`).
     fault_watch: FaultWatch,
 }
@@ -229,6 +232,7 @@ impl Driver {
         info: DriverInfo,
     ) -> Self {
         let domain = core.validators().domain().clone();
+        let accountant = Accountant::new(core.validators().len(), &fault::FaultConfig::default());
         let sync_server = SyncServer::new(store.clone(), net.clone(), metrics.clone());
         Driver {
             core,
@@ -249,8 +253,16 @@ impl Driver {
             gossip_bytes: 0,
             halted: false,
             sync_server,
+            accountant,
             fault_watch: FaultWatch::default(),
         }
+    }
+
+    /// Use `accountant` (restored from the store at the committed tip, [`crate::restore_accountant`])
+    /// instead of a fresh one with the default parameters.
+    pub fn with_accountant(mut self, accountant: Accountant) -> Self {
+        self.accountant = accountant;
+        self
     }
 
     fn now(&self) -> Millis {
@@ -435,8 +447,10 @@ impl Driver {
         Ok(())
     }
 
-    /// Apply committed blocks: application writes, tx index, commit records and any missing
-    /// block bodies in ONE synced batch; then mempool cleanup, metrics and a log line.
+    /// Apply committed blocks: application writes, tx index, commit records, any missing
+    /// block bodies, and the slashing hook (each block's misbehaviour list recorded as penalty
+    /// entries, plus the accountant's state) in ONE synced batch; then mempool cleanup, metrics
+    /// and a log line.
     fn on_commit(&mut self, blocks: Vec<Block>, ids: Vec<BlockId>) -> Result<()> {
         let limit = app::PAYLOAD_DECODE_LIMIT;
         let mut batch = WriteBatch::synced();
@@ -444,7 +458,10 @@ impl Driver {
         let mut applied_all = Vec::new();
         let mut skipped = 0u64;
         let mut tip = None;
+        let mut misbehaviour: Vec<fault::Misbehaviour> = Vec::new();
+        let mut evidence_marked: HashSet<Vec<u8>> = HashSet::new();
         let store = &*self.store;
+        let accountant = &mut self.accountant;
         blocking(|| -> Result<()> {
             for (block, id) in blocks.iter().zip(&ids) {
                 tip = Some((block.height, block.view, *id));
@@ -482,7 +499,16 @@ impl Driver {
                 }
                 for ev in &block.evidence {
                     batch.push(Op::PutEvidence(ev.clone()));
+                    let key = app::committed_evidence_key(&ev.id());
+                    if !evidence_marked.contains(&key) && store.app_get(&key)?.is_none() {
+                        batch.push(Op::AppPut {
+                            key: key.clone(),
+                            value: consensus::encode(&block.height),
+                        });
+                        evidence_marked.insert(key);
+                    }
                 }
+                misbehaviour.extend(accountant.on_commit(block, *id));
                 batch.push(Op::Commit {
                     height: block.height,
                     id: *id,
@@ -490,8 +516,28 @@ impl Driver {
                 applied_now.extend(res.applied.iter().copied());
                 applied_all.extend(res.applied);
             }
+            let penalties = app::apply_misbehaviour(&misbehaviour, |v| -> Result<_> {
+                match store.app_get(&app::penalty_key(v))? {
+                    None => Ok(None),
+                    Some(b) => Ok(Some(
+                        app::PenaltyRecord::decode(&b).context("a stored penalty record")?,
+                    )),
+                }
+            })?;
+            for w in penalties {
+                batch.push(to_store_op(w));
+            }
             Ok(())
         })?;
+        if tip.is_some() {
+            batch.push(Op::AppPut {
+                key: app::ACCOUNTING_KEY.to_vec(),
+                value: self.accountant.encode_state(),
+            });
+        }
+        for m in &misbehaviour {
+            log_misbehaviour(m);
+        }
         if let Some(op) = crate::conviction_op(self.core.policy(), &blocks) {
             batch.push(op);
         }
@@ -1092,6 +1138,29 @@ fn submit_one(
         }
     };
     mempool.insert(tx, committed, now)
+}
+
+/// One `warn` line per entry of a committed misbehaviour list.
+fn log_misbehaviour(m: &fault::Misbehaviour) {
+    match &m.offence {
+        Offence::Evidence { id, kind, .. } => warn!(
+            offender = m.offender.0,
+            height = m.height.0,
+            evidence = %id,
+            kind = kind.as_str(),
+            standing = m.standing.as_str(),
+            "penalty recorded: committed evidence"
+        ),
+        Offence::Downtime(d) => warn!(
+            offender = m.offender.0,
+            height = m.height.0,
+            signed = d.tally.signed,
+            eligible = d.tally.eligible,
+            window_start = d.window_start.0,
+            standing = m.standing.as_str(),
+            "penalty recorded: downtime"
+        ),
+    }
 }
 
 fn to_store_op(w: AppWrite) -> Op {

@@ -18,7 +18,7 @@
 //! Both are declared by [`knob_section!`]: one line per knob gives the field, its allowed range
 //! and unit, and its doc; the default, the copy into [`fault::FaultConfig`] and the range check
 //! with an error that names the key, the unit, the range and the default all follow from it.
-//! **Adding a chain-wide knob** (say `downtime_window`) is one line in the
+//! **Adding a chain-wide knob** (as `downtime_window` was) is one line in the
 //! [`ChainFaultParams`] list below, once the field exists in [`fault::FaultConfig`].
 
 use anyhow::{Result, bail};
@@ -153,6 +153,15 @@ knob_section! {
     stall_views: u64 = 1..=1_000_000_000, "views";
     /// Committed blocks kept beyond the window.
     history_slack: u64 = 1..=fault::MAX_HISTORY_SLACK, "committed blocks";
+    /// `W_d`, committed heights per downtime window (accountability, PROTOCOL.md §6.6).
+    downtime_window: u64 = 1..=fault::MAX_DOWNTIME_WINDOW, "committed blocks";
+    /// `θ_d`, percent: a downtime record when a validator signed fewer than this share of the
+    /// justify QCs of the window's blocks it did not propose; 0 disables downtime records.
+    downtime_threshold_pct: u64 = 0..=100, "percent";
+    /// Strikes (downtime records, committed E4) without rehabilitation that isolate.
+    isolation_strikes: u64 = 1..=1_000_000, "strikes";
+    /// Consecutive clean downtime windows that rehabilitate a quarantined validator.
+    rehabilitation_windows: u64 = 1..=1_000_000, "downtime windows";
 }
 
 knob_section! {
@@ -262,6 +271,10 @@ mod tests {
             round_robin_every: 0,
             stall_views: 300,
             history_slack: 100,
+            downtime_window: 50,
+            downtime_threshold_pct: 10,
+            isolation_strikes: 5,
+            rehabilitation_windows: 4,
         };
         let local = FaultSection {
             cached_cuts: 8,
@@ -285,6 +298,10 @@ mod tests {
             round_robin_every: 0,
             stall_views: 300,
             history_slack: 100,
+            downtime_window: 50,
+            downtime_threshold_pct: 10,
+            isolation_strikes: 5,
+            rehabilitation_windows: 4,
             cached_cuts: 8,
             max_evidence: 10,
             max_evidence_per_offender: 2,

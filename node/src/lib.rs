@@ -23,8 +23,10 @@
 //! * **Persist before send**: actions run in order; consecutive `PersistSafety` / `PersistBlock`
 //!   actions become one synced RocksDB batch written before any later send, broadcast or fetch.
 //! * A **commit** is one synced batch: application writes, the transaction index, evidence the
-//!   blocks carry and the commit records — the application state is therefore always exactly
-//!   the state at the committed tip, and nothing needs replaying at restart.
+//!   blocks carry (with the height that committed it), the slashing hook's penalty entries and
+//!   the accountant's state (PROTOCOL.md §6.6, [`app`]), the conviction record when it changed,
+//!   and the commit records — the application state is therefore always exactly the state at
+//!   the committed tip, and nothing needs replaying at restart.
 //! * The **RPC** server reads committed data from the store directly (on tokio's blocking
 //!   pool) and asks the driver for live state. The store is shared as `Arc<RocksStore>` with no
 //!   lock: the driver is its only writer and readers never wait for a write (see
@@ -57,7 +59,7 @@ use config::{Loaded, LogFormat};
 use consensus::core::Recovered;
 use consensus::{Block, Core, SafetyData, ValidatorSet};
 use driver::{Driver, DriverInfo, SharedStore};
-use fault::FaultTolerance;
+use fault::{Accountant, FaultConfig, FaultTolerance};
 use mempool::{Mempool, MempoolConfig};
 use metrics::Metrics;
 use network::{NetworkConfig, ValidatorPeer};
@@ -191,8 +193,9 @@ const MAX_RESTORED_EVIDENCE: usize = 100_000;
 
 /// Give the fault policy what it needs beyond the committed blocks the core replays (issue 7
 /// finding 3): the conviction record, which the leader function depends on for all time, and
-/// the stored evidence (pending items go back into the pool and are proposed again). Call
-/// before the core is built. Returns the number of evidence items kept.
+/// the stored evidence — items a block committed go back as committed at that block's height
+/// (recorded under [`app::committed_evidence_key`] at commit), the others as pending, to be
+/// proposed again. Call before the core is built. Returns the number of evidence items kept.
 /// Errors: the store's ([`storage::StoreError`]).
 pub fn restore_policy(
     store: &impl Store,
@@ -200,11 +203,19 @@ pub fn restore_policy(
     policy: &mut FaultTolerance,
 ) -> Result<usize> {
     policy.restore_convictions(&store.convictions()?);
-    let kept = store
-        .evidence(MAX_RESTORED_EVIDENCE)?
-        .iter()
-        .filter(|ev| policy.restore_evidence(ev, validators))
-        .count();
+    let mut kept = 0;
+    for ev in store.evidence(MAX_RESTORED_EVIDENCE)? {
+        let committed_at = store
+            .app_get(&app::committed_evidence_key(&ev.id()))?
+            .map(|b| consensus::decode::<consensus::Height>(&b, 8))
+            .transpose()
+            .context("the commit height of stored evidence does not decode")?;
+        let restored = match committed_at {
+            Some(h) => policy.restore_committed_evidence(&ev, h, validators),
+            None => policy.restore_evidence(&ev, validators),
+        };
+        kept += usize::from(restored);
+    }
     Ok(kept)
 }
 
@@ -216,6 +227,29 @@ pub fn conviction_op(policy: &FaultTolerance, blocks: &[Block]) -> Option<Op> {
         .iter()
         .any(|b| b.evidence.iter().any(|e| e.kind().is_safety()))
         .then(|| Op::PutConvictions(policy.convictions().to_vec()))
+}
+
+/// The accountant at the committed tip (PROTOCOL.md §6.6): its state as written by the last
+/// commit, or, for a store that holds committed blocks but no state (written before the
+/// accountant existed), rebuilt by feeding every committed block from height 1 in order.
+/// Errors: the store's; a stored state that does not decode or is for another set size.
+pub fn restore_accountant(store: &impl Store, n: usize, cfg: &FaultConfig) -> Result<Accountant> {
+    if let Some(bytes) = store.app_get(app::ACCOUNTING_KEY)? {
+        return Accountant::restore(n, cfg, &bytes)
+            .context("restoring the accountability state from the database");
+    }
+    let mut a = Accountant::new(n, cfg);
+    let tip = store.committed_tip()?.map_or(0, |(h, _)| h.0);
+    for h in 1..=tip {
+        let id = store
+            .committed_id(consensus::Height(h))?
+            .with_context(|| format!("no committed block id at height {h}"))?;
+        let block = store
+            .block(&id)?
+            .with_context(|| format!("committed block {id} at height {h} is missing"))?;
+        a.on_commit(&block, id);
+    }
+    Ok(a)
 }
 
 /// Open the store and recover the core's state (see the crate docs, "Recovery").
@@ -313,6 +347,7 @@ pub async fn spawn_loaded(loaded: Loaded) -> Result<NodeHandle> {
     let fault_config = loaded.genesis.fault_config(&cfg.fault);
     let mut policy = FaultTolerance::new(&vs, fault_config.clone());
     restore_policy(&store, &vs, &mut policy)?;
+    let accountant = restore_accountant(&store, vs.len(), &fault_config)?;
     let (safety, recovered) = recover(&mut store, &loaded, policy.replay_depth())?;
     let committed_height = recovered.committed.last().map_or(0, |b| b.height.0);
     metrics.committed_height.set(committed_height as i64);
@@ -389,7 +424,8 @@ pub async fn spawn_loaded(loaded: Loaded) -> Result<NodeHandle> {
         committed_height,
         "node started"
     );
-    let driver = Driver::new(core, store.clone(), net, mempool, metrics, info);
+    let driver =
+        Driver::new(core, store.clone(), net, mempool, metrics, info).with_accountant(accountant);
     let span = tracing::info_span!("node", validator = index.0);
     let driver = tokio::spawn(
         async move {

@@ -91,6 +91,8 @@ pub fn router(state: Arc<RpcState>, guard: &RpcGuard) -> Router {
         .route("/evidence", get(evidence))
         .route("/evidence/{id}", get(evidence_proof))
         .route("/faults", get(faults))
+        .route("/penalties", get(penalties_all))
+        .route("/penalties/{validator}", get(penalties_one))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such route") })
@@ -450,4 +452,56 @@ async fn txs_post(
         StatusCode::OK
     };
     Ok((code, axum::Json(body)).into_response())
+}
+
+/// Read the accountability state and the penalty records of `which` (every validator if `None`)
+/// from the store: empty before the first commit.
+async fn read_penalties(
+    st: &RpcState,
+    which: Option<u16>,
+) -> Result<Vec<PenaltiesResponse>, ApiError> {
+    let read = read_store(st, move |store| {
+        let Some(bytes) = store.app_get(app::ACCOUNTING_KEY)? else {
+            return Ok(None);
+        };
+        let state = fault::AccountingState::decode(&bytes);
+        let n = state.as_ref().map_or(0, |s| s.accounts.len());
+        let mut records = Vec::new();
+        for i in (0..n).filter(|&i| which.is_none_or(|w| usize::from(w) == i)) {
+            let v = consensus::ValidatorIndex(i as u16);
+            records.push((v, store.app_get(&app::penalty_key(v))?));
+        }
+        Ok(Some((state, records)))
+    })
+    .await?;
+    let Some((state, records)) = read else {
+        return Ok(Vec::new());
+    };
+    let state = state.map_err(ApiError::internal)?;
+    let mut out = Vec::with_capacity(records.len());
+    for (v, bytes) in records {
+        let record = bytes
+            .map(|b| app::PenaltyRecord::decode(&b))
+            .transpose()
+            .map_err(ApiError::internal)?;
+        let acc = &state.accounts[v.as_usize()];
+        out.push(app::penalties_json(v.0, acc, state.last_height, record));
+    }
+    Ok(out)
+}
+
+async fn penalties_all(State(st): St) -> ApiResult<Vec<PenaltiesResponse>> {
+    Ok(axum::Json(read_penalties(&st, None).await?))
+}
+
+async fn penalties_one(State(st): St, Path(v): Path<String>) -> ApiResult<PenaltiesResponse> {
+    let v: u16 = v
+        .parse()
+        .map_err(|_| ApiError::bad(format!("validator must be an index (0..65535), got {v:?}")))?;
+    read_penalties(&st, Some(v))
+        .await?
+        .into_iter()
+        .next()
+        .map(axum::Json)
+        .ok_or_else(|| ApiError::not_found(format!("no validator {v} in the accounting state")))
 }

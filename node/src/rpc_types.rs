@@ -360,3 +360,63 @@ pub struct ErrorResponse {
     /// What went wrong.
     pub error: String,
 }
+
+/// `GET /penalties` (one per validator, by index) and `GET /penalties/{validator}`: the
+/// committed accountability standing (PROTOCOL.md §6.6) and the penalty entries the KV
+/// application recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PenaltiesResponse {
+    /// Validator index.
+    pub validator: u16,
+    /// `good`, `quarantined`, `isolated` or `rehabilitated`.
+    pub standing: String,
+    /// Height of the block that set `standing` (0: genesis).
+    pub since_height: u64,
+    /// Whether committed safety evidence convicted it (isolated for good).
+    pub convicted: bool,
+    /// Strikes since the last rehabilitation.
+    pub strikes: u64,
+    /// Downtime records over the chain.
+    pub downtime_records: u64,
+    /// Evidence items committed against it over the chain.
+    pub evidence_committed: u64,
+    /// Penalty entries ever recorded (`entries` holds the most recent 64).
+    pub total_penalties: u64,
+    /// Height of the last committed block the accounting took in.
+    pub accounted_height: u64,
+    /// Recent penalty entries, oldest first.
+    pub entries: Vec<PenaltyEntryResponse>,
+}
+
+/// One penalty entry. Evidence fields are set for evidence, window fields for downtime.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PenaltyEntryResponse {
+    /// Height of the committed block that carries or derives it.
+    pub height: u64,
+    /// View of that block.
+    pub block_view: u64,
+    /// `downtime`, or the evidence kind (`double_vote`, …).
+    pub kind: String,
+    /// Standing after this entry.
+    pub standing: String,
+    /// Evidence id (hex).
+    pub evidence_id: Option<String>,
+    /// View of the offence.
+    pub evidence_view: Option<u64>,
+    /// Whether the evidence proves a safety violation.
+    pub safety: Option<bool>,
+    /// First height of the downtime window.
+    pub window_start: Option<u64>,
+    /// Last height of the downtime window.
+    pub window_end: Option<u64>,
+    /// Justify QCs it signed in the window (of blocks it did not propose).
+    pub signed: Option<u64>,
+    /// Blocks of the window it did not propose (height ≥ 2).
+    pub eligible: Option<u64>,
+    /// Blocks it proposed in the window.
+    pub proposed: Option<u64>,
+    /// Its failed leader slots in the window.
+    pub missed_slots: Option<u64>,
+    /// The participation threshold, in percent.
+    pub threshold_pct: Option<u64>,
+}

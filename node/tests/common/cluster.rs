@@ -20,8 +20,22 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(n: usize) -> Cluster {
+        Cluster::start_with(n, None).await
+    }
+
+    /// Like [`Cluster::start`], with the chain-wide fault parameters `params` in every home's
+    /// genesis (`None`: the defaults).
+    pub async fn start_with(n: usize, params: Option<node::config::ChainFaultParams>) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let homes = testnet(dir.path(), n);
+        if let Some(p) = params {
+            for h in &homes {
+                let path = h.join(node::config::GENESIS_FILE);
+                let mut g = node::Genesis::load(&path).unwrap();
+                g.fault = p.clone();
+                g.save(&path).unwrap();
+            }
+        }
         let mut nodes = Vec::new();
         let mut vindex = Vec::new();
         for h in &homes {

@@ -14,7 +14,10 @@ use rand_chacha::ChaCha8Rng;
 /// The Byzantine behaviours the simulator knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ByzKind {
-    /// When leader, signs two different blocks for its view and sends each to half the nodes.
+    /// When leader, signs two different blocks for its view and sends each to half the nodes;
+    /// one node of the first half (the bridge) receives the second block too, as a real
+    /// equivocator's re-sends or reconnections would let happen, so the equivocation is seen
+    /// (a perfect split is invisible to every honest node: nothing relays proposals).
     EquivocatingLeader,
     /// Signs a second vote for a fabricated block id next to every real vote.
     DoubleVoter,
@@ -433,14 +436,20 @@ impl Byzantine {
                 };
                 let others: Vec<ValidatorIndex> = ctx.vs.indices().filter(|i| *i != me).collect();
                 let half = others.len() / 2;
-                others
+                let mut out: Vec<Routed> = others
                     .iter()
                     .enumerate()
                     .map(|(k, to)| {
                         let m = if k < half { p.clone() } else { p2.clone() };
                         Routed::To(*to, ConsensusMessage::Proposal(m))
                     })
-                    .collect()
+                    .collect();
+                // The bridge: the first of the others hears the second block too (a perfect
+                // split is invisible without relays: 0 evidence items over 30 seeds).
+                if let Some(bridge) = others.first().filter(|_| half > 0) {
+                    out.push(Routed::To(*bridge, ConsensusMessage::Proposal(p2)));
+                }
+                out
             }
             (ByzKind::DoubleVoter, ConsensusMessage::Vote(vote)) if vote.voter == me => {
                 // Equivocate on the first votes, then on one vote in DOUBLE_VOTE_EVERY: each

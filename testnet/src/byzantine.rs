@@ -65,7 +65,8 @@ pub enum ByzKind {
     CraftedStaleBlockFlood,
     /// E4 (issue 9): silent as leader (so every view it leads ends in timeouts), and for each
     /// view it times out in signs two timeouts with different high QCs — its own, and the
-    /// highest lower QC it saw (genesis at worst) — each sent to half of the others.
+    /// highest lower QC it saw (genesis at worst) — each sent to half of the others, the
+    /// second one to the first of the others too (the bridge, as for the equivocating leader).
     ConflictingTimeouts,
     /// Timing attack (issue 9): when leader, holds its proposal (and its own vote on it) and
     /// releases them `hold_ms` after the core asked for the payload, i.e. just inside the
@@ -619,14 +620,19 @@ impl Byzantine {
         };
         let others: Vec<ValidatorIndex> = ctx.vs.indices().filter(|i| *i != ctx.me).collect();
         let half = others.len().div_ceil(2);
-        others
+        let mut out: Vec<Routed> = others
             .iter()
             .enumerate()
             .map(|(k, to)| {
                 let m = if k < half { t.clone() } else { t2.clone() };
                 Routed::To(*to, ConsensusMessage::Timeout(m))
             })
-            .collect()
+            .collect();
+        // The bridge hears both, as for the equivocating leader (nothing relays timeouts).
+        if let Some(bridge) = others.first() {
+            out.push(Routed::To(*bridge, ConsensusMessage::Timeout(t2)));
+        }
+        out
     }
 
     /// The lock to report: the highest QC seen from others, if below `own`.

@@ -150,9 +150,7 @@ impl Mode {
             "gossip-flood" => return Ok(Mode::GossipFlood),
             "lock-hider" => ByzKind::LockHider {
                 victim: first,
-                release_ms: params
-                    .release_ms
-                    .unwrap_or(params.timeout_base_ms * 3 / 5),
+                release_ms: params.release_ms.unwrap_or(params.timeout_base_ms * 3 / 5),
             },
             "late-leader" => {
                 if params.late_margin_ms >= params.timeout_base_ms {
@@ -299,7 +297,11 @@ impl Adversary {
         0xad5e_0000 ^ u64::from(me.0)
     }
 
-    fn with_ctx<T>(&mut self, now: Millis, f: impl FnOnce(&mut Byzantine, &mut ByzCtx<'_>) -> T) -> Option<T> {
+    fn with_ctx<T>(
+        &mut self,
+        now: Millis,
+        f: impl FnOnce(&mut Byzantine, &mut ByzCtx<'_>) -> T,
+    ) -> Option<T> {
         let byz = self.byz.as_mut()?;
         let mut ctx = ByzCtx {
             now,
@@ -323,9 +325,11 @@ impl node::Interceptor for Adversary {
             return actions;
         }
         let mut actions = Some(actions);
-        self.with_ctx(now, |b, ctx| b.outbound(ctx, actions.take().unwrap_or_default()))
-            .or(actions)
-            .unwrap_or_default()
+        self.with_ctx(now, |b, ctx| {
+            b.outbound(ctx, actions.take().unwrap_or_default())
+        })
+        .or(actions)
+        .unwrap_or_default()
     }
 
     fn tick_ms(&self) -> Option<u64> {

@@ -87,7 +87,14 @@ impl Net {
                     let key = PrivateKey::from_seed(loaded.key.seed());
                     let seed = Adversary::default_seed(loaded.index);
                     let vs = loaded.validators.clone();
-                    Some(Box::new(Adversary::new(m, &params, key, vs, loaded.index, seed)))
+                    Some(Box::new(Adversary::new(
+                        m,
+                        &params,
+                        key,
+                        vs,
+                        loaded.index,
+                        seed,
+                    )))
                 }
                 _ => {
                     honest.push(i);
@@ -224,7 +231,11 @@ async fn run_mode(mode: Option<&'static str>, expect: Expect) -> Figures {
             led = adv_blocks(&c, honest[0], &mut scanned).await >= k;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(led, "{name}: fewer than {k} blocks of the adversary committed in {EFFECT_SECS}s ({})", scanned.1);
+        assert!(
+            led,
+            "{name}: fewer than {k} blocks of the adversary committed in {EFFECT_SECS}s ({})",
+            scanned.1
+        );
         effect_s = Some(t0.elapsed().as_secs_f64());
     } else if expect != Expect::Commits {
         let seen = wait_until(EFFECT_SECS, || async {
@@ -239,9 +250,15 @@ async fn run_mode(mode: Option<&'static str>, expect: Expect) -> Figures {
         let mut detail = String::new();
         for &a in &honest {
             let evs: Vec<EvidenceResponse> = get_json(&c, a, "/evidence").await.unwrap_or_default();
-            detail += &format!("\n  {a}: {:?}\n    evidence {evs:?}", adv_entry(&c, a).await);
+            detail += &format!(
+                "\n  {a}: {:?}\n    evidence {evs:?}",
+                adv_entry(&c, a).await
+            );
         }
-        assert!(seen, "{name}: {expect:?} not seen on every honest node within {EFFECT_SECS}s:{detail}");
+        assert!(
+            seen,
+            "{name}: {expect:?} not seen on every honest node within {EFFECT_SECS}s:{detail}"
+        );
         effect_s = Some(t0.elapsed().as_secs_f64());
     } else {
         tokio::time::sleep(Duration::from_secs(MIN_ATTACK_SECS)).await;
@@ -262,8 +279,13 @@ async fn run_mode(mode: Option<&'static str>, expect: Expect) -> Figures {
     for h in 0..=h1 {
         let reference = block(&c, honest[0], h).await.expect("honest block");
         for &a in &honest[1..] {
-            let b = block(&c, a, h).await.unwrap_or_else(|| panic!("{name}: {a} lacks {h}"));
-            assert_eq!(b.id, reference.id, "{name}: honest chains differ at height {h}");
+            let b = block(&c, a, h)
+                .await
+                .unwrap_or_else(|| panic!("{name}: {a} lacks {h}"));
+            assert_eq!(
+                b.id, reference.id,
+                "{name}: honest chains differ at height {h}"
+            );
         }
         if h > h0 {
             txs += reference.tx_count;
@@ -289,8 +311,13 @@ async fn run_mode(mode: Option<&'static str>, expect: Expect) -> Figures {
     for &i in &net.honest {
         let store = RocksStore::open(&net.db_paths[i], RocksOptions::default()).unwrap();
         for ev in store.evidence(10_000).unwrap() {
-            assert_eq!(ev.offender(), ValidatorIndex(ADV), "{name}: evidence against an honest node: {ev:?}");
-            fault::verify(&ev, &net.vs).unwrap_or_else(|e| panic!("{name}: evidence does not verify: {e}"));
+            assert_eq!(
+                ev.offender(),
+                ValidatorIndex(ADV),
+                "{name}: evidence against an honest node: {ev:?}"
+            );
+            fault::verify(&ev, &net.vs)
+                .unwrap_or_else(|e| panic!("{name}: evidence does not verify: {e}"));
             *kinds.entry((i, ev.kind().as_str())).or_insert(0usize) += 1;
         }
         records.insert(i, store.convictions().unwrap());
@@ -309,7 +336,10 @@ async fn run_mode(mode: Option<&'static str>, expect: Expect) -> Figures {
         }
         let convicted = first.get(usize::from(ADV)).copied().flatten();
         if convict {
-            assert!(convicted.is_some(), "{name}: no stored conviction: {first:?}");
+            assert!(
+                convicted.is_some(),
+                "{name}: no stored conviction: {first:?}"
+            );
         }
     }
     let figures = Figures {
@@ -322,7 +352,9 @@ async fn run_mode(mode: Option<&'static str>, expect: Expect) -> Figures {
     let adv = entries.first().cloned().flatten();
     println!(
         "adversary {name}: effect ({expect:?}) on every honest node after {}, {} commits in {elapsed:.1}s ({:.1} tx/s, mean view {:.0} ms, {} blocks by the adversary); adversary as seen by an honest node: state {:?}, weight {:?}, proposed {:?}, failed {:?}, voted {:?}, invalid {:?}, evidence {:?}, convicted {:?}; stored evidence {kinds:?}",
-        figures.effect_s.map_or("-".to_string(), |s| format!("{s:.2}s")),
+        figures
+            .effect_s
+            .map_or("-".to_string(), |s| format!("{s:.2}s")),
         figures.commits,
         figures.tps,
         figures.mean_view_ms,
@@ -380,7 +412,10 @@ modes! {
 #[test]
 fn every_mode_parses_and_unknown_is_refused() {
     let seeds: Vec<[u8; 32]> = (0..4u8).map(|i| [i + 1; 32]).collect();
-    let keys: Vec<_> = seeds.iter().map(|s| PrivateKey::from_seed(*s).public()).collect();
+    let keys: Vec<_> = seeds
+        .iter()
+        .map(|s| PrivateKey::from_seed(*s).public())
+        .collect();
     let infos = keys
         .iter()
         .map(|k| consensus::ValidatorInfo {
@@ -391,7 +426,10 @@ fn every_mode_parses_and_unknown_is_refused() {
     let vs = ValidatorSet::new("it-chain", consensus::Epoch(0), infos).unwrap();
     let params = Params::new(400);
     for m in testnet::adversary::MODES {
-        assert!(Mode::parse(m, ValidatorIndex(0), &vs, &params).is_ok(), "{m}");
+        assert!(
+            Mode::parse(m, ValidatorIndex(0), &vs, &params).is_ok(),
+            "{m}"
+        );
     }
     assert!(Mode::parse("nope", ValidatorIndex(0), &vs, &params).is_err());
     let mut p = params.clone();

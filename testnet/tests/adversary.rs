@@ -12,6 +12,8 @@
 //! - `conflicting-timeouts`: conflicting-timeout evidence (E4: no conviction for it alone);
 //! - `silent`: the adversary no longer `Active` on every honest node (excluded as leader);
 //! - `bad-signatures`, `invalid-justify`: its invalid messages counted on every honest node;
+//! - `gossip-flood`: invalid gossiped transactions and undecodable gossip counted (`/metrics`);
+//! - `late-leader`: five of its (late) blocks committed — it stays in the leader schedule;
 //! - the rest: the chain keeps committing (figures printed).
 //!
 //! Each test prints one `adversary MODE:` line of figures. Tests run two at a time (the default
@@ -53,6 +55,9 @@ enum Expect {
     Excluded,
     /// Invalid messages from the adversary counted.
     Rejected,
+    /// Junk transaction gossip refused: invalid transactions and undecodable messages counted
+    /// in `/metrics`.
+    GossipRefused,
     /// At least this many committed blocks proposed by the adversary (its proposals are
     /// accepted: it stays in the leader schedule).
     Leads(usize),
@@ -157,8 +162,25 @@ async fn effect_seen(c: &reqwest::Client, a: SocketAddr, expect: Expect) -> bool
         Expect::Rejected => adv_entry(c, a)
             .await
             .is_some_and(|v| v.invalid_messages > 0),
+        Expect::GossipRefused => {
+            labelled_metric(c, a, "bftnode_gossip_txs_total{outcome=\"invalid\"}").await > 0.0
+                && labelled_metric(c, a, "bftnode_invalid_messages_total").await > 0.0
+        }
         Expect::Leads(_) | Expect::Commits => true,
     }
+}
+
+/// The sample of `series` (a metric name with its labels, as `/metrics` prints it); 0 if absent.
+async fn labelled_metric(c: &reqwest::Client, a: SocketAddr, series: &str) -> f64 {
+    let Ok(r) = c.get(url(a, "/metrics")).send().await else {
+        return 0.0;
+    };
+    let text = r.text().await.unwrap_or_default();
+    let prefix = format!("{series} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// Committed blocks proposed by the adversary above height `from` on node `a`; `scanned`
@@ -397,7 +419,7 @@ modes! {
     bad_signatures => Some("bad-signatures"), Expect::Rejected;
     stale_replay => Some("stale-replay"), Expect::Commits;
     flood => Some("flood"), Expect::Commits;
-    gossip_flood => Some("gossip-flood"), Expect::Commits;
+    gossip_flood => Some("gossip-flood"), Expect::GossipRefused;
     lock_hider => Some("lock-hider"), Expect::Commits;
     late_leader => Some("late-leader"), Expect::Leads(5);
     selective_sender => Some("selective-sender"), Expect::Commits;

@@ -72,8 +72,14 @@ fn vote(vs: &ValidatorSet, key: &PrivateKey, view: u64) -> Vote {
     Vote::sign(data, ME, key, vs)
 }
 
+/// Where a message goes: `Some(validator)` for a send, `None` for a broadcast.
+type Route = (Option<u16>, ConsensusMessage);
+
+/// One step: description, time (ms), actions in, routes expected out.
+type Step = (&'static str, u64, Vec<Action>, Vec<Route>);
+
 /// (recipient or None for a broadcast, message) of each message action.
-fn routes(actions: &[Action]) -> Vec<(Option<u16>, ConsensusMessage)> {
+fn routes(actions: &[Action]) -> Vec<Route> {
     actions
         .iter()
         .filter_map(|a| match a {
@@ -147,7 +153,7 @@ fn late_leader_releases_its_proposal_and_vote_hold_ms_after_the_payload_request(
     assert_eq!(out.len(), 1, "the payload request passes through");
     let prop = ConsensusMessage::Proposal(p.clone());
     let own_vote = ConsensusMessage::Vote(v.clone());
-    let steps: Vec<(&str, u64, Vec<Action>, Vec<(Option<u16>, ConsensusMessage)>)> = vec![
+    let steps: Vec<Step> = vec![
         (
             "proposal held",
             1_020,

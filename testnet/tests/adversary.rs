@@ -10,8 +10,9 @@
 //! - `equivocate`, `double-vote`: double-proposal / double-vote evidence committed on every
 //!   honest node, the adversary convicted (`/validators`, and the stored conviction record);
 //! - `conflicting-timeouts`: conflicting-timeout evidence (E4: no conviction for it alone);
-//! - `silent`: the adversary no longer `Active` on every honest node (excluded as leader);
-//! - `bad-signatures`, `invalid-justify`: its invalid messages counted on every honest node;
+//! - `silent`: the adversary `Isolated` with election weight 0 on every honest node;
+//! - `bad-signatures`, `invalid-justify`: its invalid messages counted on every honest node,
+//!   and its peer reported there (`/peers`: negative score or banned);
 //! - `gossip-flood`: invalid gossiped transactions and undecodable gossip counted (`/metrics`);
 //! - `late-leader`: five of its (late) blocks committed — it stays in the leader schedule;
 //! - the rest: the chain keeps committing (figures printed).
@@ -51,9 +52,9 @@ const COMMITS_AFTER: u64 = 5;
 enum Expect {
     /// Evidence of `kind` against the adversary, committed; `convict`: the adversary convicted.
     Evidence { kind: &'static str, convict: bool },
-    /// The adversary is no longer `Active`.
+    /// The adversary is excluded from the leader schedule (`Isolated`, election weight 0).
     Excluded,
-    /// Invalid messages from the adversary counted.
+    /// Invalid messages from the adversary counted and its peer reported.
     Rejected,
     /// Junk transaction gossip refused: invalid transactions and undecodable messages counted
     /// in `/metrics`.
@@ -158,10 +159,16 @@ async fn effect_seen(c: &reqwest::Client, a: SocketAddr, expect: Expect) -> bool
                 .any(|e| e.kind == kind && e.offender == ADV && e.committed);
             has && (!convict || adv_entry(c, a).await.is_some_and(|v| v.convicted))
         }
-        Expect::Excluded => adv_entry(c, a).await.is_some_and(|v| v.state != "Active"),
-        Expect::Rejected => adv_entry(c, a)
+        Expect::Excluded => adv_entry(c, a)
             .await
-            .is_some_and(|v| v.invalid_messages > 0),
+            .is_some_and(|v| v.state == "Isolated" && v.weight == 0),
+        Expect::Rejected => {
+            let peer = common::cluster::peer_entry(c, a, ADV).await;
+            adv_entry(c, a)
+                .await
+                .is_some_and(|v| v.invalid_messages > 0)
+                && peer.is_some_and(|p| p.score < 0 || p.banned)
+        }
         Expect::GossipRefused => {
             labelled_metric(c, a, "bftnode_gossip_txs_total{outcome=\"invalid\"}").await > 0.0
                 && labelled_metric(c, a, "bftnode_invalid_messages_total").await > 0.0

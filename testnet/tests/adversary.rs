@@ -88,7 +88,10 @@ impl Net {
             vs = Some(loaded.validators.clone());
             let interceptor: Option<Box<dyn Interceptor>> = match mode {
                 Some(name) if loaded.index == ValidatorIndex(ADV) => {
-                    let params = Params::new(loaded.config.consensus.timeout_base_ms);
+                    let mut params = Params::new(loaded.config.consensus.timeout_base_ms);
+                    // The late leader holds 250 ms of the 400 ms view timeout (default: 320
+                    // ms): still ten happy views long, with room for a loaded CI machine.
+                    params.late_margin_ms = 150;
                     let m = Mode::parse(name, loaded.index, &loaded.validators, &params).unwrap();
                     let key = PrivateKey::from_seed(loaded.key.seed());
                     let seed = Adversary::default_seed(loaded.index);

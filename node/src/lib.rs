@@ -3,7 +3,10 @@
 //! Wires the sans-IO consensus [`consensus::Core`] to the world: RocksDB ([`storage`]),
 //! libp2p/QUIC ([`network`]), the mempool, the key-value application, an HTTP RPC server and
 //! Prometheus metrics. The `bftnode` binary (crate `cli`) calls [`run`]; integration tests call
-//! [`spawn`] to start several nodes in one process.
+//! [`spawn`] to start several nodes in one process. Adversarial test validators
+//! (`bftnode-adversary`, crate `testnet`) start through [`spawn_loaded_with`] /
+//! [`run_loaded_with`] with an [`Interceptor`] between the driver and the core; production
+//! passes none.
 //!
 //! ## Tasks and channels
 //!

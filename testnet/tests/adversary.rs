@@ -42,13 +42,12 @@ use testnet::adversary::{Adversary, Mode, Params};
 /// grace (a late leader's first slot would fail there for that reason alone).
 const ADV: u16 = 3;
 
-/// The adversary's index for `mode`. The silent leader is validator 0: the election breaks a
-/// tie in its exclusion order (last slot failed, equal failure ratio) by the lower index, so an
-/// honest validator of lower index whose one slot failed (view 1 at start-up often does: its
-/// peers are not connected yet) and that therefore proposed nothing since (ratio 1/1) is
-/// excluded instead of a silent validator 3 (ratio k/k) for a whole reputation window, while
-/// the silent one keeps its slots and times out in each (seen once under load: 103 failed
-/// slots, weight 100). Reported to the lead; the fault policy is not this test's to change.
+/// The adversary's index for `mode`: [`ADV`], but validator 0 for the silent leader. With the
+/// silent leader on validator 3, one run of eight (while the node test suite ran beside it)
+/// never saw it excluded within 45 s: every honest node showed it `Suspected`, weight 100,
+/// leading, with 103 failed slots and no proposal in the reputation window. Not understood yet
+/// (a replay of the election with a failed first view and random honest failures excludes it
+/// after at most 7 misses); reported to the lead. On validator 0 it passed every run so far.
 fn adversary_index(mode: Option<&str>) -> u16 {
     match mode {
         Some("silent") => 0,

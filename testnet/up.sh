@@ -7,7 +7,12 @@
 # Node i listens on UDP 127.0.0.1:$((BASE_P2P_PORT+i)) (QUIC) and serves RPC on
 # http://127.0.0.1:$((BASE_RPC_PORT+i)). Environment: BASE_P2P_PORT (26600), BASE_RPC_PORT
 # (26700), CHAIN_ID (bftnode-local), START_TIMEOUT seconds to wait for the first commit (120).
-# See testnet/README.md.
+#
+# Adversaries: ADVERSARY="3:equivocate,2:silent" starts the validators with those validator
+# indices (as in `bftnode validators`, not the node<i> home numbers) as
+# `bftnode-adversary --home DIR --mode MODE` instead of `bftnode start --home DIR`;
+# ADVERSARY_ARGS (e.g. "--late-margin-ms 100") is appended to every adversary's command line.
+# Modes: target/release/bftnode-adversary --list-modes. See testnet/README.md.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,6 +26,9 @@ START_TIMEOUT="${START_TIMEOUT:-120}"
 DATA="testnet/data"
 NODES_FILE="$DATA/nodes.txt"
 BIN="target/release/bftnode"
+ADV_BIN="target/release/bftnode-adversary"
+ADVERSARY="${ADVERSARY:-}"
+ADVERSARY_ARGS="${ADVERSARY_ARGS:-}"
 
 die() { echo "up.sh: $*" >&2; exit 1; }
 
@@ -35,6 +43,20 @@ pid_alive() {
   info="$(ps -p "$1" -o stat=,args= 2>/dev/null)" || return 1
   [[ "$info" != Z* && "$info" == *bftnode* ]]
 }
+
+# --- parse ADVERSARY ("INDEX:MODE,INDEX:MODE") ---------------------------------------------------
+declare -A ADV_MODE=()
+if [[ -n "$ADVERSARY" ]]; then
+  IFS=',' read -r -a adv_entries <<< "$ADVERSARY"
+  for entry in "${adv_entries[@]}"; do
+    [[ "$entry" =~ ^[[:space:]]*([0-9]+):([a-z0-9-]+)[[:space:]]*$ ]] \
+      || die "ADVERSARY entry '$entry' is not INDEX:MODE (e.g. ADVERSARY=\"3:equivocate,2:silent\")"
+    idx="${BASH_REMATCH[1]}"
+    (( idx < N )) || die "ADVERSARY: validator index $idx is not below N=$N"
+    [[ -z "${ADV_MODE[$idx]:-}" ]] || die "ADVERSARY: validator $idx given twice"
+    ADV_MODE[$idx]="${BASH_REMATCH[2]}"
+  done
+fi
 
 # --- refuse to start over a running testnet ---------------------------------------------------
 if [[ -f "$NODES_FILE" ]]; then
@@ -58,6 +80,16 @@ bash .ci/deps.sh
 echo "==> building bftnode: cargo build --release -p cli"
 cargo build --release -p cli
 [[ -x "$BIN" ]] || die "$BIN was not built"
+if (( ${#ADV_MODE[@]} > 0 )); then
+  echo "==> building bftnode-adversary: cargo build --release -p testnet --bin bftnode-adversary"
+  cargo build --release -p testnet --bin bftnode-adversary
+  [[ -x "$ADV_BIN" ]] || die "$ADV_BIN was not built"
+  known="$("$ADV_BIN" --list-modes)"
+  for idx in "${!ADV_MODE[@]}"; do
+    grep -qx -- "${ADV_MODE[$idx]}" <<< "$known" \
+      || die "ADVERSARY: unknown mode '${ADV_MODE[$idx]}'; modes: $(tr '\n' ' ' <<< "$known")"
+  done
+fi
 
 # --- generate homes -----------------------------------------------------------------------------
 if [[ -d "$DATA" ]]; then
@@ -74,14 +106,26 @@ rpc_url() { echo "http://127.0.0.1:$((BASE_RPC_PORT + $1))"; }
 echo "==> starting $N nodes"
 : > "$NODES_FILE"
 PIDS=()
+HONEST=()
 for ((i = 0; i < N; i++)); do
   home="$DATA/node$i"
   [[ -d "$home" ]] || die "expected home $home was not generated"
-  NO_COLOR=1 nohup "$BIN" start --home "$home" > "$home/node.log" 2>&1 &
+  vidx="$("$BIN" keys show --home "$home" --output json \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["validator_index"])')" \
+    || die "cannot read the validator index of $home"
+  mode="${ADV_MODE[$vidx]:-}"
+  if [[ -n "$mode" ]]; then
+    # shellcheck disable=SC2086 # ADVERSARY_ARGS is a list of flags
+    NO_COLOR=1 nohup "$ADV_BIN" --home "$home" --mode "$mode" $ADVERSARY_ARGS \
+      > "$home/node.log" 2>&1 &
+  else
+    NO_COLOR=1 nohup "$BIN" start --home "$home" > "$home/node.log" 2>&1 &
+  fi
   pid=$!
   PIDS+=("$pid")
-  echo "node$i pid=$pid rpc=$(rpc_url "$i") home=$ROOT/$home" >> "$NODES_FILE"
-  echo "    node$i  pid $pid  rpc $(rpc_url "$i")  log $home/node.log"
+  [[ -n "$mode" ]] || HONEST+=("$i")
+  echo "node$i pid=$pid rpc=$(rpc_url "$i") home=$ROOT/$home validator=$vidx mode=${mode:-honest}" >> "$NODES_FILE"
+  echo "    node$i  validator $vidx  pid $pid  rpc $(rpc_url "$i")  log $home/node.log${mode:+  ADVERSARY $mode}"
 done
 
 # fail_node I: report that node I died, show its log, stop the others, exit nonzero.
@@ -144,12 +188,15 @@ check_alive
 echo "==> all $N nodes are committing"
 
 # --- smoke test: write through node0, read through another node ---------------------------------
-reader=$(( N > 1 ? 1 : 0 ))
-echo "==> smoke test: 3 puts via node0, read back via node$reader"
+# Through honest nodes only (an adversary's RPC works, but its gossip may be refused).
+(( ${#HONEST[@]} > 0 )) || HONEST=(0)
+writer="${HONEST[0]}"
+reader="${HONEST[$(( ${#HONEST[@]} > 1 ? 1 : 0 ))]}"
+echo "==> smoke test: 3 puts via node$writer, read back via node$reader"
 for k in 1 2 3; do
   key="smoke-$k"
   value="hello-$k-$$"
-  "$BIN" tx put "$key" "$value" --rpc "$(rpc_url 0)" --wait --wait-timeout 60 --output json \
+  "$BIN" tx put "$key" "$value" --rpc "$(rpc_url "$writer")" --wait --wait-timeout 60 --output json \
     > "$DATA/smoke-$k.json" || { check_alive; die "tx put $key was not committed (see above)"; }
   height="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("height"))' \
     "$DATA/smoke-$k.json")"
@@ -170,7 +217,7 @@ rm -f "$DATA"/smoke-*.json
 cat <<EOF
 ==> testnet of $N validators is up (chain $CHAIN_ID); nodes are listed in $NODES_FILE
 Query it:
-    $BIN status --rpc $(rpc_url 0)
+    $BIN status --rpc $(rpc_url "$writer")
     $BIN block --rpc $(rpc_url 1)
     $BIN validators --rpc $(rpc_url 0)
     $BIN tx put mykey myvalue --wait --rpc $(rpc_url 0)

@@ -31,6 +31,7 @@
 use crate::app::{self, AppWrite, Payload, Transaction, TxHash};
 use crate::config::Genesis;
 use crate::faults::{self, FaultWatch};
+use crate::interceptor::Interceptor;
 use crate::mempool::{Mempool, MempoolError, Source};
 use crate::metrics::{Metrics, gossip_outcome};
 use crate::proof::EvidenceProof;
@@ -219,6 +220,8 @@ pub struct Driver {
     accountant: Accountant,
     /// Since when each validator is isolated, suspected or down (for `GET /faults`).
     fault_watch: FaultWatch,
+    /// Adversarial test nodes only ([`Interceptor`]); `None` in production.
+    interceptor: Option<Box<dyn Interceptor>>,
 }
 
 impl Driver {
@@ -255,6 +258,7 @@ impl Driver {
             sync_server,
             accountant,
             fault_watch: FaultWatch::default(),
+            interceptor: None,
         }
     }
 
@@ -262,6 +266,13 @@ impl Driver {
     /// instead of a fresh one with the default parameters.
     pub fn with_accountant(mut self, accountant: Accountant) -> Self {
         self.accountant = accountant;
+        self
+    }
+
+    /// Route the core's inputs and outputs through `interceptor` (adversarial test nodes only,
+    /// see [`crate::interceptor`]).
+    pub fn with_interceptor(mut self, interceptor: Option<Box<dyn Interceptor>>) -> Self {
+        self.interceptor = interceptor;
         self
     }
 
@@ -279,6 +290,10 @@ impl Driver {
         self.step(Event::Start)?;
         let mut gossip_tick = tokio::time::interval(Duration::from_millis(20));
         let mut metrics_tick = tokio::time::interval(Duration::from_millis(500));
+        let adversary_ms = self.interceptor.as_ref().and_then(|i| i.tick_ms());
+        let mut adversary_tick =
+            tokio::time::interval(Duration::from_millis(adversary_ms.unwrap_or(1000).max(1)));
+        adversary_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let result = loop {
             let deadline = self
                 .timers
@@ -310,6 +325,7 @@ impl Driver {
                     None => break Ok(()),
                 },
                 _ = gossip_tick.tick() => { self.flush_gossip(); Ok(()) }
+                _ = adversary_tick.tick(), if adversary_ms.is_some() => self.intercept_tick(),
                 _ = metrics_tick.tick() => {
                     self.update_metrics();
                     self.expire_fetches()
@@ -330,10 +346,32 @@ impl Driver {
     /// single-validator chain) never starves RPC commands, timers or the network.
     fn step(&mut self, event: Event) -> Result<()> {
         let now = self.now();
-        let actions = self.core.handle(now, event);
+        let actions = match self.interceptor.as_mut() {
+            None => self.core.handle(now, event),
+            Some(i) => {
+                let extra = i.inbound(now, &event);
+                let mut actions = i.outbound(now, self.core.handle(now, event));
+                actions.extend(extra);
+                actions
+            }
+        };
         self.execute(actions)?;
         self.metrics.view.set(self.core.current_view().0 as i64);
         Ok(())
+    }
+
+    /// The interceptor's periodic actions and raw transaction gossip.
+    fn intercept_tick(&mut self) -> Result<()> {
+        let now = self.now();
+        let Some(i) = self.interceptor.as_mut() else {
+            return Ok(());
+        };
+        let actions = i.tick(now);
+        let gossip = i.tx_gossip(now);
+        for bytes in gossip {
+            self.net.publish(Topic::Transactions, bytes);
+        }
+        self.execute(actions)
     }
 
     /// Answer the pending payload request now with what the mempool holds.

@@ -3,7 +3,10 @@
 //! Wires the sans-IO consensus [`consensus::Core`] to the world: RocksDB ([`storage`]),
 //! libp2p/QUIC ([`network`]), the mempool, the key-value application, an HTTP RPC server and
 //! Prometheus metrics. The `bftnode` binary (crate `cli`) calls [`run`]; integration tests call
-//! [`spawn`] to start several nodes in one process.
+//! [`spawn`] to start several nodes in one process. Adversarial test validators
+//! (`bftnode-adversary`, crate `testnet`) start through [`spawn_loaded_with`] /
+//! [`run_loaded_with`] with an [`Interceptor`] between the driver and the core; production
+//! passes none.
 //!
 //! ## Tasks and channels
 //!
@@ -44,6 +47,7 @@ pub mod config;
 pub mod driver;
 pub mod fault_params;
 pub mod faults;
+pub mod interceptor;
 pub mod mempool;
 pub mod metrics;
 pub mod proof;
@@ -53,6 +57,7 @@ pub mod rpc_types;
 pub mod sync_server;
 
 pub use config::{ConfigOverrides, Genesis, NodeConfig, generate_testnet, init_home};
+pub use interceptor::Interceptor;
 
 use anyhow::{Context, Result, bail};
 use config::{Loaded, LogFormat};
@@ -130,8 +135,17 @@ impl NodeHandle {
 /// SIGTERM.
 pub async fn run(home: &Path, overrides: ConfigOverrides) -> Result<()> {
     let loaded = config::load_home(home, &overrides)?;
+    run_loaded_with(loaded, None).await
+}
+
+/// Set up logging, start the node from `loaded` with `interceptor` ([`spawn_loaded_with`]) and
+/// run it until ctrl-c or SIGTERM. [`run`] is this with no interceptor.
+pub async fn run_loaded_with(
+    loaded: Loaded,
+    interceptor: Option<Box<dyn Interceptor>>,
+) -> Result<()> {
     init_logging(loaded.config.log_format, &loaded.config.log_level);
-    let mut node = spawn_loaded(loaded).await?;
+    let mut node = spawn_loaded_with(loaded, interceptor).await?;
     tokio::select! {
         r = node.wait() => {
             return r.context("node stopped");
@@ -334,6 +348,15 @@ fn recover(
 
 /// Start a node from already-loaded configuration in the current runtime.
 pub async fn spawn_loaded(loaded: Loaded) -> Result<NodeHandle> {
+    spawn_loaded_with(loaded, None).await
+}
+
+/// [`spawn_loaded`] with an [`Interceptor`] between the driver and the core: for adversarial
+/// test nodes (`bftnode-adversary`) only; `None` is exactly [`spawn_loaded`].
+pub async fn spawn_loaded_with(
+    loaded: Loaded,
+    interceptor: Option<Box<dyn Interceptor>>,
+) -> Result<NodeHandle> {
     let cfg = &loaded.config;
     let vs = loaded.validators.clone();
     let index = loaded.index;
@@ -424,8 +447,9 @@ pub async fn spawn_loaded(loaded: Loaded) -> Result<NodeHandle> {
         committed_height,
         "node started"
     );
-    let driver =
-        Driver::new(core, store.clone(), net, mempool, metrics, info).with_accountant(accountant);
+    let driver = Driver::new(core, store.clone(), net, mempool, metrics, info)
+        .with_accountant(accountant)
+        .with_interceptor(interceptor);
     let span = tracing::info_span!("node", validator = index.0);
     let driver = tokio::spawn(
         async move {

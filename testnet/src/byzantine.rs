@@ -14,7 +14,10 @@ use rand_chacha::ChaCha8Rng;
 /// The Byzantine behaviours the simulator knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ByzKind {
-    /// When leader, signs two different blocks for its view and sends each to half the nodes.
+    /// When leader, signs two different blocks for its view and sends each to half the nodes;
+    /// one node of the first half (the bridge) receives the second block too, as a real
+    /// equivocator's re-sends or reconnections would let happen, so the equivocation is seen
+    /// (a perfect split is invisible to every honest node: nothing relays proposals).
     EquivocatingLeader,
     /// Signs a second vote for a fabricated block id next to every real vote.
     DoubleVoter,
@@ -60,6 +63,25 @@ pub enum ByzKind {
     CraftedParkEvict,
     /// Issue 7 finding 7: distinct non-leader blocks of the previous view on every proposal.
     CraftedStaleBlockFlood,
+    /// E4 (issue 9): silent as leader (so every view it leads ends in timeouts), and for each
+    /// view it times out in signs two timeouts with different high QCs — its own, and the
+    /// highest lower QC it saw (genesis at worst) — each sent to half of the others, the
+    /// second one to the first of the others too (the bridge, as for the equivocating leader).
+    ConflictingTimeouts,
+    /// Timing attack (issue 9): when leader, holds its proposal (and its own vote on it) and
+    /// releases them `hold_ms` after the core asked for the payload, i.e. just inside the
+    /// others' view timeout when `hold_ms` is a little under τ_base.
+    LateLeader {
+        /// Delay from the payload request of its view to the proposal's release (ms).
+        hold_ms: u64,
+    },
+    /// Selective connectivity (issue 9): sends its own proposals and votes only to the
+    /// validators in `targets` (bit `i` = validator `i`; indices ≥ 64 are never targets).
+    /// Everything else (timeouts, statuses, relays) goes out as the core says.
+    SelectiveSender {
+        /// Bit set of the validators that receive its proposals and votes.
+        targets: u64,
+    },
 }
 
 impl ByzKind {
@@ -81,6 +103,9 @@ impl ByzKind {
             ByzKind::CraftedTcFlood => "crafted_tc_flood",
             ByzKind::CraftedParkEvict => "crafted_park_evict",
             ByzKind::CraftedStaleBlockFlood => "crafted_stale_block_flood",
+            ByzKind::ConflictingTimeouts => "conflicting_timeouts",
+            ByzKind::LateLeader { .. } => "late_proposer",
+            ByzKind::SelectiveSender { .. } => "selective_sender",
         }
     }
 
@@ -107,6 +132,18 @@ impl ByzKind {
             ByzKind::CraftedTcFlood,
             ByzKind::CraftedParkEvict,
             ByzKind::CraftedStaleBlockFlood,
+        ]
+    }
+
+    /// The kinds added by issue 9 for real testnets, with the parameters the simulator's
+    /// standard [`crate::scenario::timing`] uses (τ_base = 250 ms: the late leader releases
+    /// 100 ms before it; the selective sender talks to validator 0 only, re-targeted by the
+    /// scenario to an honest node).
+    pub fn issue9() -> [ByzKind; 3] {
+        [
+            ByzKind::ConflictingTimeouts,
+            ByzKind::LateLeader { hold_ms: 150 },
+            ByzKind::SelectiveSender { targets: 1 },
         ]
     }
 
@@ -178,7 +215,21 @@ pub struct Byzantine {
     held_vote: Option<(Vote, Millis)>,
     timed_out: std::collections::BTreeSet<View>,
     crafted: Crafted,
+    /// QCs seen from others, by view (the last [`RECENT_QCS`]): the conflicting timeout's
+    /// second high QC.
+    recent_qcs: std::collections::BTreeMap<View, QuorumCert>,
+    /// Late leader: the view whose payload was requested and when (ms).
+    requested: Option<(View, Millis)>,
+    /// Late leader: its held proposal, its own votes of that view, and the release time (ms).
+    held: Option<(Proposal, Vec<Vote>, Millis)>,
+    /// Late leader: the last view whose proposal was released.
+    released: Option<View>,
 }
+
+/// QCs a [`ByzKind::ConflictingTimeouts`] wrapper remembers.
+pub const RECENT_QCS: usize = 8;
+/// How often a [`ByzKind::LateLeader`] checks whether to release its held proposal (ms).
+pub const LATE_LEADER_TICK_MS: u64 = 5;
 
 fn corrupt(sig: &mut Signature) {
     sig.0[5] ^= 0x55;
@@ -217,6 +268,10 @@ impl Byzantine {
             held_vote: None,
             timed_out: std::collections::BTreeSet::new(),
             crafted: Crafted::default(),
+            recent_qcs: std::collections::BTreeMap::new(),
+            requested: None,
+            held: None,
+            released: None,
         }
     }
 
@@ -225,6 +280,7 @@ impl Byzantine {
         match self.kind {
             ByzKind::StaleReplayer => Some(REPLAY_TICK_MS),
             ByzKind::LockHider { .. } => Some(LOCK_HIDER_TICK_MS),
+            ByzKind::LateLeader { .. } => Some(LATE_LEADER_TICK_MS),
             ByzKind::Flooder => Some(self.flood.period_ms),
             ByzKind::CraftedFutureProposals
             | ByzKind::CraftedTcFlood
@@ -242,6 +298,19 @@ impl Byzantine {
             return self.crafted.inbound(self.kind, ctx, *from, msg);
         }
         match self.kind {
+            ByzKind::ConflictingTimeouts => {
+                let qc = match msg {
+                    ConsensusMessage::Proposal(p) => &p.block.justify,
+                    ConsensusMessage::Timeout(t) => &t.high_qc,
+                    ConsensusMessage::Status(s) => &s.high_qc,
+                    _ => return Vec::new(),
+                };
+                self.recent_qcs.insert(qc.view(), qc.clone());
+                while self.recent_qcs.len() > RECENT_QCS {
+                    self.recent_qcs.pop_first();
+                }
+                Vec::new()
+            }
             ByzKind::StaleReplayer => {
                 if *from != ctx.me && self.recorded.len() < 400 {
                     self.recorded.push(msg.clone());
@@ -323,7 +392,14 @@ impl Byzantine {
                         }
                     }
                 }
-                other => out.push(other),
+                other => {
+                    if let (ByzKind::LateLeader { .. }, Action::RequestPayload { view, .. }) =
+                        (self.kind, &other)
+                    {
+                        self.requested = Some((*view, ctx.now));
+                    }
+                    out.push(other)
+                }
             }
         }
         out
@@ -361,14 +437,20 @@ impl Byzantine {
                 };
                 let others: Vec<ValidatorIndex> = ctx.vs.indices().filter(|i| *i != me).collect();
                 let half = others.len() / 2;
-                others
+                let mut out: Vec<Routed> = others
                     .iter()
                     .enumerate()
                     .map(|(k, to)| {
                         let m = if k < half { p.clone() } else { p2.clone() };
                         Routed::To(*to, ConsensusMessage::Proposal(m))
                     })
-                    .collect()
+                    .collect();
+                // The bridge: the first of the others hears the second block too (a perfect
+                // split is invisible without relays: 0 evidence items over 30 seeds).
+                if let Some(bridge) = others.first().filter(|_| half > 0) {
+                    out.push(Routed::To(*bridge, ConsensusMessage::Proposal(p2)));
+                }
+                out
             }
             (ByzKind::DoubleVoter, ConsensusMessage::Vote(vote)) if vote.voter == me => {
                 // Equivocate on the first votes, then on one vote in DOUBLE_VOTE_EVERY: each
@@ -414,6 +496,53 @@ impl Byzantine {
             {
                 tamper_qc(&mut p.block.justify, ctx.rng);
                 vec![Routed::Same(ConsensusMessage::Proposal(p))]
+            }
+            (ByzKind::ConflictingTimeouts, ConsensusMessage::Proposal(p))
+                if p.block.proposer == me =>
+            {
+                Vec::new()
+            }
+            (ByzKind::ConflictingTimeouts, ConsensusMessage::Timeout(t)) if t.sender == me => {
+                self.conflicting_timeouts(ctx, t)
+            }
+            (ByzKind::LateLeader { hold_ms }, ConsensusMessage::Proposal(p))
+                if p.block.proposer == me =>
+            {
+                let view = p.block.view;
+                if self.released == Some(view) {
+                    return vec![Routed::Same(ConsensusMessage::Proposal(p))];
+                }
+                if self.held.as_ref().is_some_and(|h| h.0.block.view == view) {
+                    return Vec::new(); // a re-send of the proposal still held
+                }
+                let start = match self.requested {
+                    Some((v, at)) if v == view => at,
+                    _ => ctx.now,
+                };
+                self.held = Some((p, Vec::new(), start.saturating_add(hold_ms)));
+                Vec::new()
+            }
+            (ByzKind::LateLeader { .. }, ConsensusMessage::Vote(v))
+                if v.voter == me
+                    && self
+                        .held
+                        .as_ref()
+                        .is_some_and(|h| h.0.block.view == v.data.view) =>
+            {
+                if let Some(h) = self.held.as_mut() {
+                    h.1.push(v);
+                }
+                Vec::new()
+            }
+            (ByzKind::SelectiveSender { targets }, m)
+                if matches!(&m, ConsensusMessage::Proposal(p) if p.block.proposer == me)
+                    || matches!(&m, ConsensusMessage::Vote(v) if v.voter == me) =>
+            {
+                ctx.vs
+                    .indices()
+                    .filter(|i| *i != me && i.0 < 64 && targets & (1u64 << i.0) != 0)
+                    .map(|i| Routed::To(i, m.clone()))
+                    .collect()
             }
             (ByzKind::LockHider { victim, .. }, m) => match m {
                 ConsensusMessage::Proposal(p) if p.block.proposer == me => {
@@ -465,6 +594,47 @@ impl Byzantine {
         }
     }
 
+    /// [`ByzKind::ConflictingTimeouts`]: the core's timeout `t` to the first half of the
+    /// others, a second timeout of the same view with a lower high QC to the rest.
+    fn conflicting_timeouts(&mut self, ctx: &mut ByzCtx<'_>, t: Timeout) -> Vec<Routed> {
+        let domain = ctx.vs.domain();
+        let lower = self
+            .recent_qcs
+            .range(..t.high_qc.view())
+            .next_back()
+            .map(|(_, qc)| qc.clone())
+            .or_else(|| {
+                (t.high_qc.view() > View(0))
+                    .then(|| QuorumCert::genesis(Block::genesis(domain).id(domain)))
+            });
+        let Some(qc) = lower else {
+            return vec![Routed::Same(ConsensusMessage::Timeout(t))];
+        };
+        let body = timeout_body(t.view, qc.view());
+        let t2 = Timeout {
+            view: t.view,
+            high_qc: qc,
+            sender: ctx.me,
+            sig: ctx.key.sign(domain, SigKind::Timeout, &body),
+            high_tc: t.high_tc.clone(),
+        };
+        let others: Vec<ValidatorIndex> = ctx.vs.indices().filter(|i| *i != ctx.me).collect();
+        let half = others.len().div_ceil(2);
+        let mut out: Vec<Routed> = others
+            .iter()
+            .enumerate()
+            .map(|(k, to)| {
+                let m = if k < half { t.clone() } else { t2.clone() };
+                Routed::To(*to, ConsensusMessage::Timeout(m))
+            })
+            .collect();
+        // The bridge hears both, as for the equivocating leader (nothing relays timeouts).
+        if let Some(bridge) = others.first() {
+            out.push(Routed::To(*bridge, ConsensusMessage::Timeout(t2)));
+        }
+        out
+    }
+
     /// The lock to report: the highest QC seen from others, if below `own`.
     fn stale_qc(&self, own: &QuorumCert, view: View) -> QuorumCert {
         match &self.public_qc {
@@ -479,6 +649,20 @@ impl Byzantine {
             return self.crafted.tick(self.kind, ctx);
         }
         match self.kind {
+            ByzKind::LateLeader { .. } => {
+                let now = ctx.now;
+                let Some((p, votes, _)) = self.held.take_if(|h| now >= h.2) else {
+                    return Vec::new();
+                };
+                self.released = Some(p.block.view);
+                let mut out = vec![Action::Broadcast(ConsensusMessage::Proposal(p))];
+                out.extend(
+                    votes
+                        .into_iter()
+                        .map(|v| Action::Broadcast(ConsensusMessage::Vote(v))),
+                );
+                out
+            }
             ByzKind::LockHider { victim, release_ms } => {
                 let now = ctx.now;
                 self.held_vote

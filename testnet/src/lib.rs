@@ -19,8 +19,10 @@
 //!   slot, signature checks per message, evidence in blocks, locks on existing blocks).
 //! - [`scenario`]: the scenario catalogue shared by the test suite and the benches.
 //! - [`twins`]: exhaustive Twins enumeration.
+//! - [`adversary`]: the same Byzantine behaviours inside a real node (`bftnode-adversary`).
 #![deny(missing_docs)]
 
+pub mod adversary;
 pub mod byzantine;
 pub mod crafted;
 pub mod disk;

@@ -62,7 +62,11 @@ pub fn names() -> Vec<String> {
         "late_leader".into(),
         "crash_after_timeout".into(),
     ];
-    for k in ByzKind::all().into_iter().chain(ByzKind::crafted()) {
+    for k in ByzKind::all()
+        .into_iter()
+        .chain(ByzKind::crafted())
+        .chain(ByzKind::issue9())
+    {
         v.push(k.name().to_string());
     }
     v
@@ -248,9 +252,21 @@ pub fn run_with(name: &str, seed: u64, mutations: Mutations) -> Result<Report, F
         other => {
             let kind = ByzKind::all()
                 .into_iter()
+                .chain(ByzKind::issue9())
                 .find(|k| k.name() == other)
                 .unwrap_or_else(|| panic!("unknown scenario {other}"));
             cfg.byzantine = byz_set(seed, n, kind);
+            if let ByzKind::SelectiveSender { .. } = kind {
+                // Each selective sender talks to the first honest validator only.
+                let byz: Vec<ValidatorIndex> = cfg.byzantine.iter().map(|(i, _)| *i).collect();
+                let target = (0..n as u16)
+                    .map(ValidatorIndex)
+                    .find(|i| !byz.contains(i))
+                    .map_or(0, |i| 1u64 << i.0);
+                for (_, k) in &mut cfg.byzantine {
+                    *k = ByzKind::SelectiveSender { targets: target };
+                }
+            }
         }
     }
     let end = if cfg.byzantine.is_empty() {

@@ -213,6 +213,38 @@ scenarios! {
     byz_flooder => "flooder",
 }
 
+/// Seeds per issue-9 adversary scenario for [`DEFAULT_SEEDS`] (`SIM_SEEDS` scales it, at least
+/// one): the behaviours are also run on real sockets (testnet/tests/adversary.rs), so a few
+/// seeds per n keep the added simulator time small.
+const ISSUE9_SEEDS: u64 = 12;
+
+fn issue9_sweep(name: &str) {
+    let base = env_u64("SIM_SEED_BASE", 0);
+    let count = env_u64("SIM_SEEDS", DEFAULT_SEEDS)
+        .saturating_mul(ISSUE9_SEEDS)
+        .div_ceil(DEFAULT_SEEDS)
+        .max(1);
+    sweep_over(name, base..base + count);
+}
+
+macro_rules! issue9_scenarios {
+    ($($test:ident => $name:expr),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                issue9_sweep($name);
+            }
+        )*
+    };
+}
+
+// Issue 9: the adversaries added for real testnets (bftnode-adversary), f of them per run.
+issue9_scenarios! {
+    byz_conflicting_timeouts => "conflicting_timeouts",
+    byz_late_proposer => "late_proposer",
+    byz_selective_sender => "selective_sender",
+}
+
 macro_rules! crafted_scenarios {
     ($($(#[$attr:meta])* $test:ident),* $(,)?) => {
         $(

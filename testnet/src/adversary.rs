@@ -262,6 +262,20 @@ pub struct Adversary {
     vs: ValidatorSet,
     me: ValidatorIndex,
     rng: ChaCha8Rng,
+    /// Whether the first misbehaving message was reported ([`Adversary::report_first`]).
+    reported: bool,
+}
+
+/// The messages `actions` put on the wire: `(recipient or None for all, encoded message)`.
+fn wire(actions: &[Action]) -> Vec<(Option<u16>, Vec<u8>)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { to, msg } => Some((Some(to.0), msg.encode())),
+            Action::Broadcast(msg) => Some((None, msg.encode())),
+            _ => None,
+        })
+        .collect()
 }
 
 impl Adversary {
@@ -289,6 +303,29 @@ impl Adversary {
             vs,
             me,
             rng: ChaCha8Rng::seed_from_u64(seed),
+            reported: false,
+        }
+    }
+
+    /// Print, once, the wall-clock time of the first message that differs from what the
+    /// honest core would have sent (an added, altered or withheld message): the start of the
+    /// attack for `testnet/drill.sh`'s detection time. Format:
+    /// `bftnode-adversary: first misbehaving message unix_ms=<ms since the epoch>`.
+    fn report_first(&mut self) {
+        if self.reported {
+            return;
+        }
+        self.reported = true;
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        eprintln!("bftnode-adversary: first misbehaving message unix_ms={unix_ms}");
+    }
+
+    /// Report the first time `extra` (actions the honest core did not ask for) sends anything.
+    fn note_extra(&mut self, extra: &[Action]) {
+        if !self.reported && !wire(extra).is_empty() {
+            self.report_first();
         }
     }
 
@@ -316,20 +353,29 @@ impl Adversary {
 
 impl node::Interceptor for Adversary {
     fn inbound(&mut self, now: Millis, event: &Event) -> Vec<Action> {
-        self.with_ctx(now, |b, ctx| b.inbound(ctx, event))
-            .unwrap_or_default()
+        let extra = self
+            .with_ctx(now, |b, ctx| b.inbound(ctx, event))
+            .unwrap_or_default();
+        self.note_extra(&extra);
+        extra
     }
 
     fn outbound(&mut self, now: Millis, actions: Vec<Action>) -> Vec<Action> {
         if self.byz.is_none() {
             return actions;
         }
+        let honest = (!self.reported).then(|| wire(&actions));
         let mut actions = Some(actions);
-        self.with_ctx(now, |b, ctx| {
-            b.outbound(ctx, actions.take().unwrap_or_default())
-        })
-        .or(actions)
-        .unwrap_or_default()
+        let out = self
+            .with_ctx(now, |b, ctx| {
+                b.outbound(ctx, actions.take().unwrap_or_default())
+            })
+            .or(actions)
+            .unwrap_or_default();
+        if honest.is_some_and(|h| h != wire(&out)) {
+            self.report_first();
+        }
+        out
     }
 
     fn tick_ms(&self) -> Option<u64> {
@@ -341,12 +387,18 @@ impl node::Interceptor for Adversary {
     }
 
     fn tick(&mut self, now: Millis) -> Vec<Action> {
-        self.with_ctx(now, |b, ctx| b.tick(ctx)).unwrap_or_default()
+        let extra = self.with_ctx(now, |b, ctx| b.tick(ctx)).unwrap_or_default();
+        self.note_extra(&extra);
+        extra
     }
 
     fn tx_gossip(&mut self, _now: Millis) -> Vec<Vec<u8>> {
         match self.gossip.as_mut() {
-            Some(g) => vec![g.next_message(&mut self.rng)],
+            Some(g) => {
+                let m = vec![g.next_message(&mut self.rng)];
+                self.report_first();
+                m
+            }
             None => Vec::new(),
         }
     }

@@ -11,6 +11,8 @@
 //! - `equivocate`, `double-vote`: double-proposal / double-vote evidence committed on every
 //!   honest node, the adversary convicted (`/validators`, and the stored conviction record);
 //! - `conflicting-timeouts`: conflicting-timeout evidence (E4: no conviction for it alone);
+//! - for every evidence mode, the committed misbehaviour delivered to the KV application: a
+//!   penalty entry of that kind in `/penalties/{adversary}` on every honest node;
 //! - `silent`: the adversary `Isolated` with election weight 0 on every honest node;
 //! - `bad-signatures`, `invalid-justify`: its invalid messages counted on every honest node,
 //!   and its peer reported there (`/peers`: negative score or banned);
@@ -166,6 +168,14 @@ async fn adv_entry(c: &reqwest::Client, a: SocketAddr, adv: u16) -> Option<Valid
     vs.into_iter().find(|v| v.index == adv)
 }
 
+/// Whether the KV application at `a` recorded a penalty of `kind` against `adv` (the slashing
+/// hook: committed misbehaviour delivered to the application, PROTOCOL.md §6.6).
+async fn penalised(c: &reqwest::Client, a: SocketAddr, adv: u16, kind: &str) -> bool {
+    let p: Option<node::rpc_types::PenaltiesResponse> =
+        get_json(c, a, &format!("/penalties/{adv}")).await;
+    p.is_some_and(|p| p.entries.iter().any(|e| e.kind == kind))
+}
+
 /// Whether `expect`'s effect is visible on node `a`.
 async fn effect_seen(c: &reqwest::Client, a: SocketAddr, expect: Expect, adv: u16) -> bool {
     match expect {
@@ -175,6 +185,7 @@ async fn effect_seen(c: &reqwest::Client, a: SocketAddr, expect: Expect, adv: u1
                 .iter()
                 .any(|e| e.kind == kind && e.offender == adv && e.committed);
             has && (!convict || adv_entry(c, a, adv).await.is_some_and(|v| v.convicted))
+                && penalised(c, a, adv, kind).await
         }
         Expect::Excluded => adv_entry(c, a, adv)
             .await

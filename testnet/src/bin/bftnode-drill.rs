@@ -25,6 +25,8 @@
 //! from its own home as `bftnode-adversary --mode MODE` (its database and safety record kept).
 //! A figure that does not apply, or was not reached within the phase, is `null`.
 //!
+//! `BFTNODE_DRILL_KEEP=1` keeps each run's homes and logs (the path is printed).
+//!
 //! Binaries are taken from the directory of this executable (`target/release`); run through
 //! `testnet/drill.sh`, which builds them.
 
@@ -578,7 +580,11 @@ fn run_once(o: &Opts, bin_dir: &Path, run: usize) -> Res<Value> {
     for nd in nodes.iter_mut() {
         nd.kill();
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var_os("BFTNODE_DRILL_KEEP").is_some() {
+        eprintln!("kept {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     let mut out = json!({
         "mode": o.mode,
         "detection_s": secs(detection),

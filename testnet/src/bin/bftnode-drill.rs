@@ -503,9 +503,7 @@ fn run_once(o: &Opts, bin_dir: &Path, run: usize) -> Res<Value> {
             && honest
                 .iter()
                 .zip(&h_fault)
-                .all(|(i, h0)| {
-                    height(&nodes[*i].rpc).is_some_and(|h| h >= h0 + RECOVERY_HEIGHTS)
-                })
+                .all(|(i, h0)| height(&nodes[*i].rpc).is_some_and(|h| h >= h0 + RECOVERY_HEIGHTS))
         {
             recovered = Some(now);
         }

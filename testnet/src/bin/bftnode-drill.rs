@@ -14,7 +14,7 @@
 //! | `isolation_s` | fault → the offender has election weight 0 (leads no view) on every honest node |
 //! | `recovery_s` | fault → every honest node committed [`RECOVERY_HEIGHTS`] heights above its height at the fault (the pipeline alone finishes ~2) |
 //! | `verify_ms` | `fault::verify` of the first evidence item (decoded from `GET /evidence/{id}`), median of 100 |
-//! | `tps_before/during/after` | committed transactions per second at one honest node, per phase |
+//! | `tps_before/during/after` | committed transactions per second, per phase: at node 0 before, at the first honest majority node after the fault |
 //! | `chains_agree` | every honest node holds the same block at every sampled height |
 //! | `merge_s` | partitions: heal → every minority node at the majority's height at heal |
 //! | `evidence` | the evidence list of one honest node: `kind:offender:view` |
@@ -484,6 +484,9 @@ fn run_once(o: &Opts, bin_dir: &Path, run: usize) -> Res<Value> {
         .filter(|i| Some(*i) != offender && !minority.contains(i))
         .collect();
     let off_index = offender.map(|i| nodes[i].index);
+    // From the fault on, figures come from the first honest node of the majority (node 0 may
+    // be the crashed leader or in the minority).
+    let watch = honest.first().map_or(watch, |i| nodes[*i].rpc);
     let h_fault: Vec<u64> = honest
         .iter()
         .map(|i| height(&nodes[*i].rpc).unwrap_or(0))

@@ -422,10 +422,6 @@ impl Sim {
                 c.view_window = cfg.view_window;
                 if role == Role::Honest {
                     c.mutations = cfg.mutations;
-                    // The node's default double-sign check at start (§4.10), so every
-                    // scenario's starts and restarts run through it.
-                    c.double_sign_check_views = 8;
-                    c.double_sign_check_ms = cfg.timing.timeout_base_ms;
                 }
                 if role == Role::Twin {
                     // Twins exist to equivocate: the key-in-use-elsewhere rule (§4.9) would

@@ -680,16 +680,17 @@ fn real_nodes_faults_evidence_show_and_verify() {
         homes
             .iter()
             .map(|h| {
+                let log = std::fs::File::create(h.join("node.log")).unwrap();
                 Command::new(env!("CARGO_BIN_EXE_bftnode"))
                     .args([
                         "start",
                         "--home",
                         h.to_str().unwrap(),
                         "--log-level",
-                        "warn",
+                        "info",
                     ])
                     .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
+                    .stderr(log)
                     .spawn()
                     .expect("start bftnode")
             })
@@ -716,10 +717,21 @@ fn real_nodes_faults_evidence_show_and_verify() {
         {
             break f;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no conviction within 60 s"
-        );
+        if std::time::Instant::now() >= deadline {
+            for (i, h) in homes.iter().enumerate() {
+                let rpc = format!("http://127.0.0.1:{}", tcp[i]);
+                let status = bftnode(&["status", "--rpc", &rpc, "--output", "json"]);
+                let log = std::fs::read_to_string(h.join("node.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!(
+                    "--- node {i}: status {} {}\n--- last log lines (newest first):\n{}",
+                    stdout(&status),
+                    stderr(&status),
+                    tail.join("\n")
+                );
+            }
+            panic!("no conviction within 60 s (node states and logs above)");
+        }
         thread::sleep(std::time::Duration::from_millis(200));
     };
     eprintln!(

@@ -67,6 +67,11 @@ pub struct Timeout {
     pub sig: Signature,
     /// The sender's highest TC (unsigned, verified on its own).
     pub high_tc: Option<TimeoutCert>,
+    /// The proof of the sender's latest commit (§4.7), when it is not `high_qc` (unsigned,
+    /// verified on its own, and only if it commits above the receiver's tip). It lets a node
+    /// that missed the QC of a commit learn it, so that its leader schedule, a function of
+    /// committed history, agrees with the others' again (PROTOCOL.md §6.3 rule 7).
+    pub commit_qc: Option<QuorumCert>,
 }
 
 impl Timeout {

@@ -242,6 +242,7 @@ impl SafetyModule {
             sender: self.me,
             sig,
             high_tc: self.data.high_tc.clone(),
+            commit_qc: None,
         };
         self.data.last_timeout_view = view;
         self.data.last_timeout = Some(t.clone());

@@ -293,15 +293,22 @@ fn vote_s() -> impl Strategy<Value = Vote> {
     (vote_data_s(), idx_s(), sig_s()).prop_map(|(data, voter, sig)| Vote { data, voter, sig })
 }
 fn timeout_s() -> impl Strategy<Value = Timeout> {
-    (view_s(), qc_s(), idx_s(), sig_s(), prop::option::of(tc_s())).prop_map(
-        |(view, high_qc, sender, sig, high_tc)| Timeout {
+    (
+        view_s(),
+        qc_s(),
+        idx_s(),
+        sig_s(),
+        prop::option::of(tc_s()),
+        prop::option::of(qc_s()),
+    )
+        .prop_map(|(view, high_qc, sender, sig, high_tc, commit_qc)| Timeout {
             view,
             high_qc,
             sender,
             sig,
             high_tc,
-        },
-    )
+            commit_qc,
+        })
 }
 fn status_s() -> impl Strategy<Value = Status> {
     (view_s(), qc_s(), idx_s(), sig_s(), prop::option::of(tc_s())).prop_map(

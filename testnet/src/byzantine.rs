@@ -348,6 +348,7 @@ impl Byzantine {
                             sender: ctx.me,
                             sig,
                             high_tc: None,
+                            commit_qc: None,
                         })));
                     }
                 }
@@ -573,6 +574,7 @@ impl Byzantine {
                         sender: me,
                         sig,
                         high_tc: None,
+                        commit_qc: None,
                     }))]
                 }
                 ConsensusMessage::Status(s) if s.sender == me => {
@@ -617,6 +619,7 @@ impl Byzantine {
             sender: ctx.me,
             sig: ctx.key.sign(domain, SigKind::Timeout, &body),
             high_tc: t.high_tc.clone(),
+            commit_qc: None,
         };
         let others: Vec<ValidatorIndex> = ctx.vs.indices().filter(|i| *i != ctx.me).collect();
         let half = others.len().div_ceil(2);
@@ -707,6 +710,7 @@ impl Byzantine {
                             sender: ctx.me,
                             sig: ctx.key.sign(domain, SigKind::Timeout, &body),
                             high_tc: None,
+                            commit_qc: None,
                         })
                     } else {
                         let body = status_body(view, &genesis);

@@ -33,6 +33,7 @@ pub mod replica;
 pub mod resources;
 pub mod scenario;
 pub mod sim;
+pub mod sim_log;
 pub mod twins;
 pub mod twins_enum;
 

@@ -136,6 +136,11 @@ pub struct SimConfig {
     /// Every validator starts in this view, as if it had voted in it (a fresh chain reached at
     /// a high view; 0: genesis). Lets scenarios reach view-dependent encodings quickly.
     pub start_view: u64,
+    /// Whether honest cores run the node's double-sign check at start (PROTOCOL.md §4.10:
+    /// `double_sign_check_views` 8, `double_sign_check_ms` = τ_base), on every start and
+    /// restart. Default on; off only where a scenario measures a steady-state rate against a
+    /// reference ([`crate::liveness`]).
+    pub double_sign_check: bool,
 }
 
 impl SimConfig {
@@ -158,6 +163,7 @@ impl SimConfig {
             sig_work_oracle: false,
             view_window: Config::new(ValidatorIndex(0)).view_window,
             start_view: 0,
+            double_sign_check: true,
         }
     }
 }
@@ -347,6 +353,9 @@ pub struct Sim {
     queue: BinaryHeap<Entry>,
     seq: u64,
     trace: blake3::Hasher,
+    /// `SIM_LOG` set: every event of an honest instance and its actions go to stderr
+    /// ([`crate::sim_log`]).
+    log: bool,
     /// Events handled by cores.
     pub events: u64,
     /// First proposal per view by an honest instance.
@@ -422,6 +431,10 @@ impl Sim {
                 c.view_window = cfg.view_window;
                 if role == Role::Honest {
                     c.mutations = cfg.mutations;
+                    if cfg.double_sign_check {
+                        c.double_sign_check_views = 8;
+                        c.double_sign_check_ms = cfg.timing.timeout_base_ms;
+                    }
                 }
                 if role == Role::Twin {
                     // Twins exist to equivocate: the key-in-use-elsewhere rule (§4.9) would
@@ -485,6 +498,7 @@ impl Sim {
             queue: BinaryHeap::new(),
             seq: 0,
             trace: blake3::Hasher::new(),
+            log: std::env::var_os("SIM_LOG").is_some(),
             events: 0,
             proposals: BTreeMap::new(),
             failure: None,
@@ -680,7 +694,22 @@ impl Sim {
         };
         let before = (self.instances[inst].lock_view, self.instances[inst].view);
         let core = self.instances[inst].core.as_mut().expect("checked above");
+        let logged = (self.log && role == Role::Honest).then(|| crate::sim_log::event(&ev));
         let mut actions = core.handle(now, ev);
+        if let Some(ev) = logged {
+            let acts: Vec<String> = actions.iter().filter_map(crate::sim_log::action).collect();
+            let st = core.status(now);
+            eprintln!(
+                "{now:>6} [{inst}] {ev} => {} | view {} leader {} lock {} height {} held {} suspended {}",
+                acts.join("; "),
+                st.view.0,
+                st.leader.0,
+                st.lock_view.0,
+                st.committed_height.0,
+                st.signing_held,
+                st.signing_suspended_until.0
+            );
+        }
         if let Some(mut b) = self.instances[inst].byz.take()
             && let Some(key) = self.instances[inst].byz_key.as_ref()
         {

@@ -219,6 +219,7 @@ fn selective_sender_sends_its_proposals_and_votes_to_its_targets_only() {
         sender: ME,
         sig: key.sign(domain, SigKind::Timeout, &timeout_body(View(5), View(0))),
         high_tc: None,
+        commit_qc: None,
     });
     assert_eq!(
         routes(&h.outbound(0, vec![Action::Broadcast(t.clone())])),
@@ -239,6 +240,7 @@ fn conflicting_timeouts_split_two_signed_bodies_and_the_bridge_gets_both() {
         sender: ME,
         sig: key.sign(&domain, SigKind::Timeout, &timeout_body(View(6), View(4))),
         high_tc: None,
+        commit_qc: None,
     };
     let out = routes(&h.outbound(0, vec![Action::Broadcast(ConsensusMessage::Timeout(t))]));
     let mut seen: std::collections::BTreeMap<u16, Vec<View>> = Default::default();

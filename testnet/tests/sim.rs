@@ -6,7 +6,8 @@
 //! - Replay one run: `SIM_SEED=1234 SIM_SCENARIO=equivocating_leader [SIM_MUTATION=relax_lock]
 //!   cargo test --release -p testnet --test sim -- --exact replay --nocapture`; for a liveness-rate
 //!   scenario (`SIM_SCENARIO=dead_crash`, …) it prints the rate, the healthy reference rate and
-//!   the longest commit gap.
+//!   the longest commit gap. With `SIM_LOG=1` the replay prints every event of every honest
+//!   instance and what it did, one line each (`testnet::sim_log`).
 
 use consensus::Mutations;
 use std::time::Instant;

@@ -128,6 +128,7 @@ impl<P: FaultPolicy> Core<P> {
                     self.policy.on_commit(b, *id);
                 }
                 self.counters.blocks_committed += blocks.len() as u64;
+                self.commit_proof = Some(proof.clone());
                 if self
                     .pending_commit
                     .as_ref()

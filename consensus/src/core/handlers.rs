@@ -299,6 +299,11 @@ impl<P: FaultPolicy> Core<P> {
                 .timeouts
                 .would_keep_high_qc(t.view, t.sender, t.high_qc.view());
         let qc_ok = self.harvest(&t.high_qc, qc_needed, t.high_tc.as_ref(), false, trusted)?;
+        if let Some(c) = &t.commit_qc {
+            // Checked only if it commits above our tip (`qc_matters`), so a replayed or stale
+            // proof costs no signature check.
+            self.harvest(c, false, None, false, trusted)?;
+        }
         if !collects || t.view < self.current_view {
             return Ok(());
         }
@@ -364,6 +369,17 @@ impl<P: FaultPolicy> Core<P> {
         self.record_evidence(ev);
     }
 
+    /// `t` with the proof of our latest commit attached, unless its high QC is that proof
+    /// already (§6.3 rule 7). The signed body does not cover it.
+    pub(super) fn with_commit_proof(&self, mut t: Timeout) -> Timeout {
+        t.commit_qc = self
+            .commit_proof
+            .as_ref()
+            .filter(|c| c.view() != t.high_qc.view())
+            .cloned();
+        t
+    }
+
     /// Sign and broadcast our timeout for `view` (§4.2 "Local timeout").
     pub(super) fn local_timeout(&mut self, view: View) {
         if let Ok(t) = self.safety.sign_timeout(view, &self.vs) {
@@ -376,6 +392,7 @@ impl<P: FaultPolicy> Core<P> {
             );
             self.counters.timeouts_sent += 1;
             self.persist_safety();
+            let t = self.with_commit_proof(t);
             self.broadcast(ConsensusMessage::Timeout(t));
             let at = self.now + self.cfg.resend_ms;
             self.set_timer(super::Timer::Resend(view), at);

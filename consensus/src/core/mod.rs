@@ -118,6 +118,9 @@ pub struct Core<P> {
     parked: Option<(ValidatorIndex, crate::messages::Proposal)>,
     /// The highest commit proof whose ancestry is not yet local.
     pending_commit: Option<QuorumCert>,
+    /// The proof of our latest commit (§4.7), attached to our timeouts (§6.3 rule 7). `None`
+    /// after a start until the first commit.
+    commit_proof: Option<QuorumCert>,
     sync: chain::SyncState,
     connected: BTreeSet<ValidatorIndex>,
     /// Per validator index: when a message from it last arrived (ms; the start time at first).
@@ -213,6 +216,7 @@ impl<P: FaultPolicy> Core<P> {
             detector: Detector::default(),
             parked: None,
             pending_commit: None,
+            commit_proof: None,
             connected: BTreeSet::new(),
             last_heard: Vec::new(),
             connectivity_known: false,

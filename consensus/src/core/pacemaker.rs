@@ -19,6 +19,7 @@ impl<P: FaultPolicy> Core<P> {
         self.set_timer(Timer::View(v), at);
         let data = self.safety.data().clone();
         if let Some(t) = data.last_timeout.filter(|t| t.view == v) {
+            let t = self.with_commit_proof(t);
             self.out
                 .push(Action::Broadcast(ConsensusMessage::Timeout(t)));
             let at = self.now + self.cfg.resend_ms;
@@ -63,7 +64,8 @@ impl<P: FaultPolicy> Core<P> {
     }
 
     /// §4.10: the check passed. Release signing and catch up on what the hold skipped: the
-    /// local timeout of a view whose timer already fired, and our proposal if we lead.
+    /// local timeout of a view whose timer already fired if another validator timed out in it
+    /// too (otherwise the view's timer restarts), and our proposal if we lead.
     pub(super) fn end_sign_check(&mut self, passed: sign_check::Passed) {
         let Some(check) = self.sign_check.take() else {
             return;
@@ -85,7 +87,17 @@ impl<P: FaultPolicy> Core<P> {
         );
         let v = self.current_view;
         if self.now >= self.view_deadline {
-            self.local_timeout(v);
+            if self.timeouts.reported(v).any(|s| s != self.cfg.me) {
+                // Others gave up on v and may need our timeout for TC(v).
+                self.local_timeout(v);
+            } else {
+                // Nobody gave up on v (a network that started together holds every signature
+                // for the same time): v gets a full view timer from now, so its leader's slot is
+                // not lost to the hold and recorded as failed (§6.3).
+                let at = self.now + self.view_timeout(v);
+                self.view_deadline = at;
+                self.set_timer(Timer::View(v), at);
+            }
         }
         if self.leader(v) == self.cfg.me {
             self.try_propose();
@@ -94,7 +106,9 @@ impl<P: FaultPolicy> Core<P> {
 
     pub(super) fn on_timer(&mut self, t: Timer) {
         match t {
-            Timer::View(v) if v == self.current_view => {
+            // A timer armed before the deadline moved later (end of the double-sign check)
+            // is stale.
+            Timer::View(v) if v == self.current_view && self.now >= self.view_deadline => {
                 self.local_timeout(v);
             }
             Timer::Resend(v) if v == self.current_view => {
@@ -105,6 +119,7 @@ impl<P: FaultPolicy> Core<P> {
                     .clone()
                     .filter(|t| t.view == v)
                 {
+                    let t = self.with_commit_proof(t);
                     self.out
                         .push(Action::Broadcast(ConsensusMessage::Timeout(t)));
                     if self.entry != Entry::Qc {
@@ -303,6 +318,7 @@ impl<P: FaultPolicy> Core<P> {
     pub(super) fn try_propose(&mut self) {
         let v = self.current_view;
         if self.leader(v) != self.cfg.me
+            || self.safety.is_held()
             || self.safety.data().last_proposed_view >= v
             || self.entry == Entry::Join
             || self.leader_state.payload_requested

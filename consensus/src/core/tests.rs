@@ -636,9 +636,24 @@ fn the_double_sign_check_keeps_holding_while_our_key_signs_elsewhere() {
     );
 }
 
+/// A signed timeout of validator `who` for `view` reporting the genesis QC.
+fn genesis_timeout(vs: &ValidatorSet, ks: &[PrivateKey], who: u16, view: u64) -> ConsensusMessage {
+    let gid = Block::genesis(vs.domain()).id(vs.domain());
+    let body = crate::cert::timeout_body(View(view), View(0));
+    ConsensusMessage::Timeout(crate::messages::Timeout {
+        view: View(view),
+        high_qc: QuorumCert::genesis(gid),
+        sender: ValidatorIndex(who),
+        sig: ks[who as usize].sign(vs.domain(), crate::crypto::SigKind::Timeout, &body),
+        high_tc: None,
+        commit_qc: None,
+    })
+}
+
 /// §4.10: when no certificate arrives for `double_sign_check_ms` the chain waits for us (no
-/// other instance of our key is signing in it): the check passes and the timeout skipped
-/// while held is signed.
+/// other instance of our key is signing in it) and the check passes. Nobody timed out in the
+/// view whose timer fired during the hold (a network that started together), so the view gets
+/// a fresh timer instead of a timeout at once; the stale timer does nothing.
 #[test]
 fn the_double_sign_check_passes_when_the_chain_waits_for_us() {
     let (vs, _) = keys(4);
@@ -658,12 +673,133 @@ fn the_double_sign_check_passes_when_the_chain_waits_for_us() {
     assert_eq!(c.counters.timeouts_sent, 0);
     c.handle(4_999, Event::Timer(Timer::SignCheck));
     assert!(c.status(4_999).signing_held);
-    c.handle(5_000, Event::Timer(Timer::SignCheck));
+    let a = c.handle(5_000, Event::Timer(Timer::SignCheck));
     assert!(!c.status(5_000).signing_held);
-    assert_eq!(
-        c.counters.timeouts_sent, 1,
-        "the skipped timeout is signed on release"
+    assert_eq!(c.counters.timeouts_sent, 0, "nobody gave up on view 1");
+    assert!(
+        a.iter().any(|a| matches!(
+            a,
+            Action::SetTimer {
+                timer: Timer::View(View(1)),
+                at: 6_000
+            }
+        )),
+        "{a:?}"
     );
+    c.handle(5_500, Event::Timer(Timer::View(View(1))));
+    assert_eq!(c.counters.timeouts_sent, 0, "a stale timer does nothing");
+    c.handle(6_000, Event::Timer(Timer::View(View(1))));
+    assert_eq!(c.counters.timeouts_sent, 1, "the fresh timer times out");
+}
+
+/// §4.10: if another validator timed out in the view whose timer fired during the hold, the
+/// skipped timeout is signed as soon as the check passes (the TC may need it).
+#[test]
+fn the_double_sign_check_signs_the_skipped_timeout_when_others_timed_out() {
+    let (vs, ks) = keys(4);
+    let mut c = checked_core(&vs);
+    c.handle(0, Event::Start);
+    c.handle(1_000, Event::Timer(Timer::View(View(1))));
+    c.handle(
+        1_100,
+        Event::Message {
+            from: ValidatorIndex(2),
+            msg: genesis_timeout(&vs, &ks, 2, 1),
+        },
+    );
+    assert_eq!(c.counters.timeouts_sent, 0, "held");
+    c.handle(5_000, Event::Timer(Timer::SignCheck));
+    assert_eq!(c.counters.timeouts_sent, 1, "signed on release");
+}
+
+/// §4.10: a leader held by the check requests no payload (it could not sign the proposal, and
+/// the request would be spent); on release it requests one and proposes.
+#[test]
+fn a_held_leader_proposes_when_the_check_passes() {
+    let (vs, ks) = keys(4);
+    // Validator 1 leads view 1 under round robin.
+    let mut c = core_with(&vs, PrivateKey::from_seed(ks[1].seed()), 1, |cfg| {
+        cfg.double_sign_check_views = 4;
+        cfg.double_sign_check_ms = 5_000;
+    });
+    let a = c.handle(0, Event::Start);
+    assert!(
+        !a.iter().any(|x| matches!(x, Action::RequestPayload { .. })),
+        "{a:?}"
+    );
+    c.handle(1_000, Event::Timer(Timer::ProposeWait(View(1))));
+    let a = c.handle(5_000, Event::Timer(Timer::SignCheck));
+    assert!(
+        a.iter()
+            .any(|x| matches!(x, Action::RequestPayload { view: View(1), .. })),
+        "{a:?}"
+    );
+    let a = c.handle(
+        5_001,
+        Event::PayloadReady {
+            view: View(1),
+            payload: vec![1],
+        },
+    );
+    assert!(
+        a.iter().any(|x| matches!(
+            x,
+            Action::Broadcast(ConsensusMessage::Proposal(p)) if p.block.view == View(1)
+        )),
+        "{a:?}"
+    );
+}
+
+/// §6.3 rule 7: a node that missed the QC which committed a block learns the commit from the
+/// `commit_qc` of a timeout (no other certificate it will see carries it), so its committed
+/// tip, and the leader schedule computed from it, rejoins the others'.
+#[test]
+fn a_commit_proof_in_a_timeout_commits_what_we_missed() {
+    let (vs, ks) = keys(4);
+    let rr = RoundRobin::new(&vs);
+    let leader = |v: u64| rr.leader(View(v)).0;
+    let me = (0..4u16)
+        .find(|i| *i != leader(1) && *i != leader(2))
+        .unwrap();
+    let mut c = core(&vs, PrivateKey::from_seed(ks[me as usize].seed()), me);
+    c.handle(0, Event::Start);
+    let gid = Block::genesis(vs.domain()).id(vs.domain());
+    let others: Vec<u16> = (0..4).filter(|i| *i != me).collect();
+    let b1 = block_on(1, leader(1), QuorumCert::genesis(gid), 1, 1);
+    let qc1 = qc_on(&vs, &ks, &b1, &others);
+    let b2 = block_on(2, leader(2), qc1.clone(), 2, 2);
+    let qc2 = qc_on(&vs, &ks, &b2, &others);
+    assert!(qc2.is_commit_proof(), "views 1, 2: QC(2) commits b1");
+    for (t, b) in [(1, b1.clone()), (2, b2)] {
+        let from = ValidatorIndex(b.proposer.0);
+        let msg = signed_proposal(&vs, &ks[from.as_usize()], b);
+        c.handle(t, Event::Message { from, msg });
+    }
+    assert_eq!(c.status(3).committed_height.0, 0, "QC(2) never reached us");
+    // Validator `w` times out in view 2 reporting its lock QC(1), with the proof QC(2).
+    let w = others[0];
+    let body = crate::cert::timeout_body(View(2), View(1));
+    let t = crate::messages::Timeout {
+        view: View(2),
+        high_qc: qc1,
+        sender: ValidatorIndex(w),
+        sig: ks[w as usize].sign(vs.domain(), crate::crypto::SigKind::Timeout, &body),
+        high_tc: None,
+        commit_qc: Some(qc2),
+    };
+    let a = c.handle(
+        4,
+        Event::Message {
+            from: ValidatorIndex(w),
+            msg: ConsensusMessage::Timeout(t),
+        },
+    );
+    assert!(
+        a.iter()
+            .any(|x| matches!(x, Action::Commit { ids, .. } if ids == &vec![b1.id(vs.domain())])),
+        "{a:?}"
+    );
+    assert_eq!(c.status(4).committed_height.0, 1);
 }
 
 /// Issue 7 finding 2: some TCs' bytes parse as a QC. With one verified-certificate cache keyed

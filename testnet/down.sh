@@ -8,7 +8,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-DATA="testnet/data"
+DATA="${TESTNET_DATA:-testnet/data}"
 NODES_FILE="$DATA/nodes.txt"
 GRACE="${GRACE:-5}"
 CLEAN=0

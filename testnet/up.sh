@@ -6,7 +6,8 @@
 #
 # Node i listens on UDP 127.0.0.1:$((BASE_P2P_PORT+i)) (QUIC) and serves RPC on
 # http://127.0.0.1:$((BASE_RPC_PORT+i)). Environment: BASE_P2P_PORT (26600), BASE_RPC_PORT
-# (26700), CHAIN_ID (bftnode-local), START_TIMEOUT seconds to wait for the first commit (120).
+# (26700), CHAIN_ID (bftnode-local), START_TIMEOUT seconds to wait for the first commit (120),
+# TESTNET_DATA (testnet/data: homes, nodes.txt; testnet/down.sh takes the same variable).
 #
 # Adversaries: ADVERSARY="3:equivocate,2:silent" starts the validators with those validator
 # indices (as in `bftnode validators`, not the node<i> home numbers) as
@@ -23,7 +24,7 @@ BASE_P2P_PORT="${BASE_P2P_PORT:-26600}"
 BASE_RPC_PORT="${BASE_RPC_PORT:-26700}"
 CHAIN_ID="${CHAIN_ID:-bftnode-local}"
 START_TIMEOUT="${START_TIMEOUT:-120}"
-DATA="testnet/data"
+DATA="${TESTNET_DATA:-testnet/data}"
 NODES_FILE="$DATA/nodes.txt"
 BIN="target/release/bftnode"
 ADV_BIN="target/release/bftnode-adversary"

@@ -99,6 +99,40 @@ impl Client {
         self.decode(url, response, &[]).await.map(|(_, v)| v)
     }
 
+    /// `GET` a long-lived stream (server-sent events): the 2xx response, its body still
+    /// unread. The client's request timeout covers only the response headers; the body may
+    /// last as long as the caller reads it.
+    pub async fn stream(&self, segments: &[&str]) -> anyhow::Result<reqwest::Response> {
+        let url = self.url(segments);
+        let response = tokio::time::timeout(self.timeout, async {
+            self.http
+                .get(url.clone())
+                .timeout(Duration::from_secs(365 * 24 * 3600))
+                .send()
+                .await
+        })
+        .await
+        .map_err(|_| {
+            anyhow!(
+                "node at {} did not answer within {:?}",
+                self.base.as_str().trim_end_matches('/'),
+                self.timeout
+            )
+        })?
+        .map_err(|e| self.transport_error(&e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.bytes().await.unwrap_or_default();
+            return Err(NodeAnswered {
+                url: url.to_string(),
+                status,
+                message: error_message(&body),
+            }
+            .into());
+        }
+        Ok(response)
+    }
+
     async fn decode<T: DeserializeOwned>(
         &self,
         url: Url,

@@ -1,26 +1,32 @@
 //! `bftnode load`: an open-loop load generator.
 //!
 //! ```text
-//!  ticker (10 ms) ──► batches of due txs ──► POST /txs, round-robin over --rpc nodes
-//!                                            (≤ --concurrency requests in flight)
-//!                                            records hash → submit instant
-//!  watcher ──► GET /status on one node; for each new committed height GET /blocks/{h}
-//!              records hash → instant the height was first seen committed
+//!  ticker (2 ms) ──► batches of due txs ──► POST /txs, round-robin over --rpc nodes
+//!                                           (≤ --concurrency requests in flight)
+//!                                           records hash → intended send instant
+//!  watcher ──► GET /events on the first node (server-sent events, subscribed before the
+//!              first submission): hash → instant its block's commit event arrived
 //! ```
 //!
 //! Transactions are unique puts (`load-<run>-<seq>`, a value of `--size` bytes). Submission is
-//! open loop: the number of transactions due is `rate × elapsed`, so a slow request delays
-//! later batches but does not lower the total. After `--duration` the generator stops
-//! submitting and drains: it waits up to `--drain` seconds for every accepted transaction to
-//! commit. Latency is submit (request sent) → commit observed by the watcher, so it includes up
-//! to one watcher poll (`POLL`) of observation delay.
+//! open loop: transaction `seq` is due at `start + seq / rate`, so a slow request delays later
+//! batches but does not lower the total. After `--duration` the generator stops submitting and
+//! drains: it waits up to `--drain` seconds for every accepted transaction to commit.
+//!
+//! Latency is measured from each transaction's **intended** send instant (not from when its
+//! request left, which a saturated node or a busy concurrency limit delays: the correction
+//! HdrHistogram calls coordinated omission), to the arrival of the commit event that carries
+//! it. Throughput is taken over the middle half of the submission period (steady state: the
+//! pipeline is full, no drain), next to the whole-run figure.
 
 use crate::{
     client::Client,
     output::{self, Format},
 };
 use anyhow::{Context as _, bail};
-use node::rpc_types::{BatchRequest, BatchResponse, BlockResponse, StatusResponse, TxRequest};
+use eventsource_stream::Eventsource as _;
+use futures::StreamExt as _;
+use node::rpc_types::{BatchRequest, BatchResponse, CommitEvent, StatusResponse, TxRequest};
 use serde::Serialize;
 use std::{
     collections::HashMap,
@@ -30,8 +36,8 @@ use std::{
 use tokio::{sync::Semaphore, task::JoinSet};
 
 /// How often the submitter wakes to send the transactions that are due.
-const TICK: Duration = Duration::from_millis(10);
-/// How often the watcher asks for the committed height.
+const TICK: Duration = Duration::from_millis(2);
+/// How often the drain loop checks for completion.
 const POLL: Duration = Duration::from_millis(20);
 
 /// What to generate.
@@ -62,22 +68,32 @@ pub struct LoadReport {
     pub submitted: u64,
     /// Accepted transactions seen in a committed block.
     pub committed: u64,
-    /// `committed / (last commit seen − first submit)`, per second.
+    /// Steady state: our transactions committed during the middle half of the submission
+    /// period, per second of it (the whole run's span when it is under 2 s).
     pub committed_tps: f64,
-    /// Median submit → commit latency, ms.
+    /// `committed / (last commit seen − first intended send)`, per second: includes pipeline
+    /// fill and drain.
+    pub committed_tps_overall: f64,
+    /// Median intended-send → commit-event latency, ms.
     pub latency_ms_p50: f64,
-    /// 99th percentile submit → commit latency, ms.
+    /// 99th percentile intended-send → commit-event latency, ms.
     pub latency_ms_p99: f64,
+    /// 99th percentile of how late requests left against their first transaction's intended
+    /// instant, ms (the generator's or the node's backlog; part of the latencies above).
+    pub send_lag_ms_p99: f64,
     /// Transactions the node refused (mempool full, …) or whose request failed.
     pub rejected: u64,
+    /// Committed blocks the event stream skipped because this client fell behind (their
+    /// transactions count as not committed).
+    pub missed_blocks: u64,
 }
 
 /// State shared by the submitter, its requests and the watcher.
 #[derive(Default)]
 struct Shared {
-    /// Accepted transaction → when its request was sent.
+    /// Accepted transaction → its intended send instant.
     submitted_at: HashMap<String, Instant>,
-    /// Committed transaction → when its height was first seen committed.
+    /// Committed transaction → when its commit event arrived.
     committed_at: HashMap<String, Instant>,
     /// Accepted transactions also seen committed (either order of arrival).
     committed: u64,
@@ -85,6 +101,10 @@ struct Shared {
     sent: u64,
     /// Transactions refused or lost with a failed request.
     rejected: u64,
+    /// Per request: how late it left against its first transaction's intended instant (ms).
+    send_lags_ms: Vec<f64>,
+    /// Blocks the event stream skipped (`lagged` events).
+    missed_blocks: u64,
     /// First request failure, for the final warning.
     first_failure: Option<String>,
     /// When the last of our transactions was seen committed.
@@ -92,12 +112,12 @@ struct Shared {
 }
 
 impl Shared {
-    fn accepted(&mut self, hash: String, at: Instant) {
+    fn accepted(&mut self, hash: String, intended: Instant) {
         if let Some(&seen) = self.committed_at.get(&hash) {
             self.committed += 1;
             self.last_commit = Some(self.last_commit.map_or(seen, |l| l.max(seen)));
         }
-        self.submitted_at.insert(hash, at);
+        self.submitted_at.insert(hash, intended);
     }
 
     fn committed(&mut self, hash: String, at: Instant) {
@@ -121,20 +141,21 @@ pub async fn run(cfg: LoadConfig) -> anyhow::Result<()> {
         bail!("--rate must be a positive number of transactions per second");
     }
     let watched = cfg.nodes.first().context("no --rpc node given")?.clone();
-    // Every node must answer before we start; the first one's height is where watching starts.
-    let mut start_height = 0;
-    for (i, node) in cfg.nodes.iter().enumerate() {
-        let s: StatusResponse = node.get(&["status"]).await?;
-        if i == 0 {
-            start_height = s.committed_height;
-        }
+    // Every node must answer before we start.
+    for node in &cfg.nodes {
+        let _: StatusResponse = node.get(&["status"]).await?;
     }
     let shared = Arc::new(Mutex::new(Shared::default()));
-    let watcher = tokio::spawn(watch(watched, start_height, shared.clone()));
+    // Subscribed before the first submission, so no commit of ours can be missed.
+    let events = watched
+        .stream(&["events"])
+        .await
+        .context("subscribing to the commit stream (GET /events)")?;
+    let watcher = tokio::spawn(watch(events, shared.clone()));
 
     let started = Instant::now();
     let total_due = (cfg.rate * cfg.duration.as_secs_f64()).round() as u64;
-    submit_all(&cfg, total_due, &shared).await;
+    submit_all(&cfg, total_due, started, &shared).await;
     let submit_elapsed = started.elapsed();
 
     // Drain: wait until every accepted transaction is committed, or the drain period ends.
@@ -163,7 +184,7 @@ pub async fn run(cfg: LoadConfig) -> anyhow::Result<()> {
     }
 
     let s = lock(&shared);
-    let report = report(&s, started);
+    let report = report(&s, started, cfg.duration);
     if let Some(failure) = &s.first_failure {
         eprintln!(
             "warning: some submissions failed; first failure: {}",
@@ -189,8 +210,14 @@ pub async fn run(cfg: LoadConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Submit `total` transactions at `cfg.rate`, waiting for every request to finish.
-async fn submit_all(cfg: &LoadConfig, total: u64, shared: &Arc<Mutex<Shared>>) {
+/// The instant transaction `seq` is due: `started + seq / rate`.
+fn intended(started: Instant, seq: u64, rate: f64) -> Instant {
+    started + Duration::from_secs_f64(seq as f64 / rate)
+}
+
+/// Submit `total` transactions at `cfg.rate` from `started`, waiting for every request to
+/// finish.
+async fn submit_all(cfg: &LoadConfig, total: u64, started: Instant, shared: &Arc<Mutex<Shared>>) {
     let run_id = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
@@ -199,7 +226,6 @@ async fn submit_all(cfg: &LoadConfig, total: u64, shared: &Arc<Mutex<Shared>>) {
     let mut requests = JoinSet::new();
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let started = Instant::now();
     let mut made: u64 = 0;
     let mut next_node = 0usize;
     let mut last_progress = Instant::now();
@@ -215,6 +241,9 @@ async fn submit_all(cfg: &LoadConfig, total: u64, shared: &Arc<Mutex<Shared>>) {
                     nonce: seq,
                 })
                 .collect();
+            let due_at: Vec<Instant> = (made..made + n)
+                .map(|seq| intended(started, seq, cfg.rate))
+                .collect();
             made += n;
             let node = cfg.nodes[next_node % cfg.nodes.len()].clone();
             next_node += 1;
@@ -223,7 +252,7 @@ async fn submit_all(cfg: &LoadConfig, total: u64, shared: &Arc<Mutex<Shared>>) {
             };
             let shared = shared.clone();
             requests.spawn(async move {
-                send_batch(&node, txs, &shared).await;
+                send_batch(&node, txs, &due_at, &shared).await;
                 drop(permit);
             });
         }
@@ -243,19 +272,38 @@ async fn submit_all(cfg: &LoadConfig, total: u64, shared: &Arc<Mutex<Shared>>) {
     while requests.join_next().await.is_some() {}
 }
 
-/// One `POST /txs`; records accepted hashes and counts rejections.
-async fn send_batch(node: &Client, txs: Vec<TxRequest>, shared: &Mutex<Shared>) {
-    let sent_at = Instant::now();
+/// One `POST /txs` of `txs`, due at `due_at` (one instant each); records the accepted hashes
+/// with their intended instants and counts rejections.
+async fn send_batch(
+    node: &Client,
+    txs: Vec<TxRequest>,
+    due_at: &[Instant],
+    shared: &Mutex<Shared>,
+) {
     let n = txs.len() as u64;
-    lock(shared).sent += n;
+    {
+        let mut s = lock(shared);
+        s.sent += n;
+        if let Some(first) = due_at.first() {
+            let lag = Instant::now().saturating_duration_since(*first);
+            s.send_lags_ms.push(lag.as_secs_f64() * 1000.0);
+        }
+    }
     let answer: anyhow::Result<BatchResponse> = node.post(&["txs"], &BatchRequest { txs }).await;
     let mut s = lock(shared);
     match answer {
         Ok(b) => {
             let refused = n.saturating_sub(b.hashes.len() as u64);
             s.rejected += refused.max(b.errors.len() as u64);
-            for hash in b.hashes {
-                s.accepted(hash, sent_at);
+            // `hashes` lists the accepted transactions in request order: the positions not
+            // named in `errors`.
+            let rejected: std::collections::HashSet<usize> =
+                b.errors.iter().map(|e| e.index).collect();
+            let accepted_at = (0..due_at.len())
+                .filter(|i| !rejected.contains(i))
+                .map(|i| due_at[i]);
+            for (hash, at) in b.hashes.into_iter().zip(accepted_at) {
+                s.accepted(hash, at);
             }
         }
         Err(e) => {
@@ -267,49 +315,38 @@ async fn send_batch(node: &Client, txs: Vec<TxRequest>, shared: &Mutex<Shared>) 
     }
 }
 
-/// Follow the committed height of `node` from `from`, recording when each block's transactions
-/// were first seen committed. Returns only on a persistent error.
-async fn watch(node: Client, from: u64, shared: Arc<Mutex<Shared>>) -> anyhow::Result<()> {
-    let mut seen = from;
-    let mut failures = 0u32;
-    loop {
-        tokio::time::sleep(POLL).await;
-        let tip = match node.get::<StatusResponse>(&["status"]).await {
-            Ok(s) => s.committed_height,
-            Err(e) => {
-                failures += 1;
-                if failures >= 50 {
-                    return Err(e);
+/// Read the commit stream `events` (`GET /events`), recording when each block's transactions
+/// arrived. Returns only when the stream ends or breaks.
+async fn watch(events: reqwest::Response, shared: Arc<Mutex<Shared>>) -> anyhow::Result<()> {
+    let mut stream = events.bytes_stream().eventsource();
+    while let Some(item) = stream.next().await {
+        let event = item.context("reading the commit stream")?;
+        let at = Instant::now();
+        match event.event.as_str() {
+            "commit" => {
+                let block: CommitEvent = serde_json::from_str(&event.data)
+                    .context("a commit event that is not a block")?;
+                let mut s = lock(&shared);
+                for hash in block.txs {
+                    s.committed(hash, at);
                 }
-                continue;
             }
-        };
-        failures = 0;
-        let observed = Instant::now();
-        while seen < tip {
-            let height = (seen + 1).to_string();
-            let block: BlockResponse = match node.get(&["blocks", &height]).await {
-                Ok(block) => block,
-                Err(e) => {
-                    failures += 1;
-                    if failures >= 50 {
-                        return Err(e);
-                    }
-                    break;
-                }
-            };
-            failures = 0;
-            let mut s = lock(&shared);
-            for hash in block.tx_hashes {
-                s.committed(hash, observed);
+            "lagged" => {
+                let skipped = serde_json::from_str::<serde_json::Value>(&event.data)
+                    .ok()
+                    .and_then(|v| v["skipped"].as_u64())
+                    .unwrap_or(0);
+                eprintln!("warning: the commit stream skipped {skipped} blocks (client too slow)");
+                lock(&shared).missed_blocks += skipped;
             }
-            seen = block.height.max(seen + 1);
+            _ => {}
         }
     }
+    bail!("the node closed the commit stream")
 }
 
-/// The report from the shared state; `started` is when submission began.
-fn report(s: &Shared, started: Instant) -> LoadReport {
+/// The report from the shared state; submission began at `started` and lasted `duration`.
+fn report(s: &Shared, started: Instant, duration: Duration) -> LoadReport {
     let mut latencies: Vec<f64> = s
         .submitted_at
         .iter()
@@ -319,21 +356,40 @@ fn report(s: &Shared, started: Instant) -> LoadReport {
         })
         .collect();
     latencies.sort_by(f64::total_cmp);
+    let mut lags = s.send_lags_ms.clone();
+    lags.sort_by(f64::total_cmp);
     let first_submit = s.submitted_at.values().min().copied().unwrap_or(started);
     let span = s.last_commit.map_or(0.0, |l| {
         l.saturating_duration_since(first_submit).as_secs_f64()
     });
+    let overall = if span > 0.0 {
+        s.committed as f64 / span
+    } else {
+        0.0
+    };
+    // The middle half of the submission period.
+    let steady = if duration >= Duration::from_secs(2) {
+        let (from, to) = (started + duration / 4, started + duration * 3 / 4);
+        let in_window = s
+            .submitted_at
+            .keys()
+            .filter_map(|h| s.committed_at.get(h))
+            .filter(|at| **at >= from && **at < to)
+            .count();
+        in_window as f64 / (to - from).as_secs_f64()
+    } else {
+        overall
+    };
     LoadReport {
         submitted: s.sent,
         committed: s.committed,
-        committed_tps: if span > 0.0 {
-            round2(s.committed as f64 / span)
-        } else {
-            0.0
-        },
+        committed_tps: round2(steady),
+        committed_tps_overall: round2(overall),
         latency_ms_p50: round2(percentile(&latencies, 50.0)),
         latency_ms_p99: round2(percentile(&latencies, 99.0)),
+        send_lag_ms_p99: round2(percentile(&lags, 99.0)),
         rejected: s.rejected,
+        missed_blocks: s.missed_blocks,
     }
 }
 
@@ -363,9 +419,12 @@ fn print_report(report: &LoadReport, format: Format) {
                 "submitted",
                 "committed",
                 "committed_tps",
+                "committed_tps_overall",
                 "latency_ms_p50",
                 "latency_ms_p99",
+                "send_lag_ms_p99",
                 "rejected",
+                "missed_blocks",
             ],
         )),
     }
@@ -399,11 +458,12 @@ mod tests {
         s.sent = 3;
         s.rejected = 1;
         assert_eq!(s.committed, 2);
-        let r = report(&s, t0);
+        let r = report(&s, t0, Duration::from_secs(1));
         assert_eq!(r.committed, 2);
         assert_eq!(r.latency_ms_p50, 10.0);
         assert_eq!(r.latency_ms_p99, 20.0);
-        assert_eq!(r.committed_tps, 100.0);
+        assert_eq!(r.committed_tps, 100.0, "under 2 s: the whole run");
+        assert_eq!(r.committed_tps_overall, 100.0);
         let json = serde_json::to_value(&r).unwrap();
         let mut keys: Vec<_> = json.as_object().unwrap().keys().cloned().collect();
         keys.sort();
@@ -412,11 +472,42 @@ mod tests {
             [
                 "committed",
                 "committed_tps",
+                "committed_tps_overall",
                 "latency_ms_p50",
                 "latency_ms_p99",
+                "missed_blocks",
                 "rejected",
+                "send_lag_ms_p99",
                 "submitted"
             ]
         );
+    }
+
+    /// Steady-state throughput counts only commits inside the middle half of the submission
+    /// period; latency runs from the intended instant, however late the request left.
+    #[test]
+    fn steady_state_and_intended_start() {
+        let t0 = Instant::now();
+        let mut s = Shared::default();
+        // 4 s run at 10 tx/s: tx i due at i × 100 ms, committed 50 ms after it was due,
+        // except that the first 10 sit in a backlog and commit at 1.5 s.
+        for i in 0..40u64 {
+            let due = intended(t0, i, 10.0);
+            let at = if i < 10 {
+                t0 + Duration::from_millis(1500)
+            } else {
+                due + Duration::from_millis(50)
+            };
+            s.accepted(format!("t{i}"), due);
+            s.committed(format!("t{i}"), at);
+        }
+        let r = report(&s, t0, Duration::from_secs(4));
+        // Window [1 s, 3 s): the backlog's 10 at 1.5 s and txs 10..=29 (committed 1.05–2.95 s).
+        assert_eq!(r.committed_tps, 15.0);
+        assert_eq!(
+            r.latency_ms_p99, 1500.0,
+            "tx 0: due at 0, committed at 1.5 s"
+        );
+        assert_eq!(r.latency_ms_p50, 50.0);
     }
 }

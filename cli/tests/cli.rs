@@ -383,115 +383,6 @@ fn tx_put_waits_for_commit() {
     );
 }
 
-/// A mock chain: every `POST /txs` is committed as its own block the next time `/status` is
-/// read; every fifth transaction is rejected as if the mempool were full.
-#[test]
-fn load_reports_committed_throughput() {
-    #[derive(Default)]
-    struct Chain {
-        pending: Vec<String>,
-        blocks: Vec<Vec<String>>,
-        seq: u64,
-    }
-    let chain = Arc::new(Mutex::new(Chain::default()));
-    let handler = move |method: &str, path: &str, body: &Value| {
-        let mut c = chain.lock().unwrap();
-        match (method, path) {
-            ("POST", "/txs") => {
-                let (mut hashes, mut errors) = (Vec::new(), Vec::new());
-                for (i, tx) in body["txs"].as_array().unwrap().iter().enumerate() {
-                    assert_eq!(tx["op"], "put");
-                    assert_eq!(tx["value"].as_str().unwrap().len(), 32);
-                    c.seq += 1;
-                    if c.seq % 5 == 0 {
-                        errors.push(json!({"index": i, "error": "mempool full"}));
-                    } else {
-                        hashes.push(format!("h{}", c.seq));
-                    }
-                }
-                c.pending.extend(hashes.iter().cloned());
-                (
-                    200,
-                    json!({"accepted": hashes.len(), "hashes": hashes, "errors": errors}),
-                )
-            }
-            ("GET", "/status") => {
-                if !c.pending.is_empty() {
-                    let block = std::mem::take(&mut c.pending);
-                    c.blocks.push(block);
-                }
-                (200, status_body(c.blocks.len() as u64))
-            }
-            ("GET", p) if p.starts_with("/blocks/") => {
-                let h: usize = p["/blocks/".len()..].parse().unwrap();
-                let txs = c.blocks[h - 1].clone();
-                (
-                    200,
-                    json!({"height": h, "id": "x", "view": h, "parent": "y", "proposer": 0,
-                           "justify_view": h, "tx_count": txs.len(), "tx_hashes": txs,
-                           "evidence_count": 0, "payload_bytes": 0}),
-                )
-            }
-            _ => (404, json!({"error": "no route"})),
-        }
-    };
-    let (a, _) = mock(Arc::new(handler));
-    let dead = format!("http://127.0.0.1:{}", closed_port());
-    // Every node must answer before load starts.
-    let o = bftnode(&[
-        "load",
-        "--rpc",
-        &format!("{a},{dead}"),
-        "--rate",
-        "100",
-        "--size",
-        "32",
-        "--duration",
-        "1",
-    ]);
-    assert_one_line_error(&o, 1);
-
-    let o = bftnode(&[
-        "load",
-        "--rpc",
-        &format!("{a},{a}"),
-        "--rate",
-        "400",
-        "--size",
-        "32",
-        "--duration",
-        "1",
-        "--batch",
-        "7",
-        "--drain",
-        "5",
-        "--output",
-        "json",
-    ]);
-    let v = json_stdout(&o);
-    let keys: HashSet<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(
-        keys,
-        HashSet::from([
-            "submitted",
-            "committed",
-            "committed_tps",
-            "latency_ms_p50",
-            "latency_ms_p99",
-            "rejected"
-        ])
-    );
-    assert_eq!(v["submitted"], 400, "{v}");
-    assert_eq!(v["rejected"], 80, "{v}");
-    assert_eq!(v["committed"], 320, "{v}");
-    assert!(v["committed_tps"].as_f64().unwrap() > 100.0, "{v}");
-    let (p50, p99) = (
-        v["latency_ms_p50"].as_f64().unwrap(),
-        v["latency_ms_p99"].as_f64().unwrap(),
-    );
-    assert!(0.0 < p50 && p50 <= p99 && p99 < 2000.0, "{v}");
-}
-
 /// Whether `text` is safe for a terminal: no control character but line breaks, no bidi
 /// override or isolate.
 fn terminal_safe(text: &str) -> bool {
@@ -527,6 +418,8 @@ fn stored_strings_cannot_drive_the_terminal() {
                 (200, s)
             }
             ("POST", "/txs") => (503, json!({"error": NASTY})),
+            // Not an event stream: the load generator stops watching, with a warning.
+            ("GET", "/events") => (200, json!(NASTY)),
             _ => (404, json!({"error": NASTY})),
         }
     }));
@@ -602,6 +495,141 @@ impl Drop for Processes {
     }
 }
 
+/// Homes of a 4-validator chain `chain_id` under `dir`, on free loopback ports; returns the
+/// homes and their RPC ports.
+fn real_homes(dir: &Path, chain_id: &str) -> (Vec<std::path::PathBuf>, Vec<u16>) {
+    let udp: Vec<u16> = (0..4)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect::<Vec<_>>()
+        .iter()
+        .map(|s| s.local_addr().unwrap().port())
+        .collect();
+    let tcp: Vec<u16> = (0..4)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect::<Vec<_>>()
+        .iter()
+        .map(|s| s.local_addr().unwrap().port())
+        .collect();
+    let homes =
+        node::config::generate_testnet_with(dir, 4, chain_id, |i| Some((udp[i], tcp[i]))).unwrap();
+    (homes, tcp)
+}
+
+/// `bftnode start` on every home, its log in `<home>/node.log`.
+fn start_nodes(homes: &[std::path::PathBuf]) -> Processes {
+    Processes(
+        homes
+            .iter()
+            .map(|h| {
+                let log = std::fs::File::create(h.join("node.log")).unwrap();
+                Command::new(env!("CARGO_BIN_EXE_bftnode"))
+                    .args([
+                        "start",
+                        "--home",
+                        h.to_str().unwrap(),
+                        "--log-level",
+                        "info",
+                    ])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .expect("start bftnode")
+            })
+            .collect(),
+    )
+}
+
+/// `bftnode load` against four real validators, watching commits through `GET /events`: every
+/// accepted transaction is seen committed, none is both, the stream missed no block, and the
+/// steady-state figures are there. A node that does not answer stops it before any load.
+#[test]
+fn load_reports_committed_throughput() {
+    let dir = tempfile::tempdir().unwrap();
+    let (homes, tcp) = real_homes(dir.path(), "load-chain");
+    let _nodes = start_nodes(&homes);
+    let rpcs: Vec<String> = tcp
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !rpcs
+        .iter()
+        .all(|r| bftnode(&["status", "--rpc", r]).status.success())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nodes not up within 30 s"
+        );
+        thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let dead = format!("http://127.0.0.1:{}", closed_port());
+    let o = bftnode(&[
+        "load",
+        "--rpc",
+        &format!("{},{dead}", rpcs[0]),
+        "--rate",
+        "100",
+        "--size",
+        "32",
+        "--duration",
+        "1",
+    ]);
+    assert_one_line_error(&o, 1);
+
+    let o = bftnode(&[
+        "load",
+        "--rpc",
+        &rpcs.join(","),
+        "--rate",
+        "500",
+        "--size",
+        "32",
+        "--duration",
+        "3",
+        "--batch",
+        "7",
+        "--drain",
+        "20",
+        "--output",
+        "json",
+    ]);
+    let v = json_stdout(&o);
+    eprintln!("{v}");
+    let keys: HashSet<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        HashSet::from([
+            "submitted",
+            "committed",
+            "committed_tps",
+            "committed_tps_overall",
+            "latency_ms_p50",
+            "latency_ms_p99",
+            "send_lag_ms_p99",
+            "rejected",
+            "missed_blocks",
+        ])
+    );
+    assert_eq!(v["submitted"], 1500, "{v}");
+    assert_eq!(v["missed_blocks"], 0, "{v}");
+    let (committed, rejected) = (
+        v["committed"].as_u64().unwrap(),
+        v["rejected"].as_u64().unwrap(),
+    );
+    assert_eq!(
+        committed + rejected,
+        1500,
+        "every transaction committed or refused: {v}"
+    );
+    assert!(committed > 1000, "{v}");
+    assert!(v["committed_tps"].as_f64().unwrap() > 100.0, "{v}");
+    let (p50, p99) = (
+        v["latency_ms_p50"].as_f64().unwrap(),
+        v["latency_ms_p99"].as_f64().unwrap(),
+    );
+    assert!(0.0 < p50 && p50 <= p99, "{v}");
+}
+
 /// Evidence against the validator of `home`: two votes of `view` for different blocks, signed
 /// with its key under the chain's signing domain.
 fn double_vote_of(home: &Path, view: u64) -> (consensus::Evidence, u16) {
@@ -638,21 +666,7 @@ fn double_vote_of(home: &Path, view: u64) -> (consensus::Evidence, u16) {
 #[test]
 fn real_nodes_faults_evidence_show_and_verify() {
     let dir = tempfile::tempdir().unwrap();
-    let udp: Vec<u16> = (0..4)
-        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
-        .collect::<Vec<_>>()
-        .iter()
-        .map(|s| s.local_addr().unwrap().port())
-        .collect();
-    let tcp: Vec<u16> = (0..4)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect::<Vec<_>>()
-        .iter()
-        .map(|s| s.local_addr().unwrap().port())
-        .collect();
-    let homes =
-        node::config::generate_testnet_with(dir.path(), 4, "cli-chain", |i| Some((udp[i], tcp[i])))
-            .unwrap();
+    let (homes, tcp) = real_homes(dir.path(), "cli-chain");
     // A chain-wide parameter, in every copy of the genesis.
     let genesis_path = homes[0].join("genesis.json");
     let mut genesis = node::config::Genesis::load(&genesis_path).unwrap();
@@ -676,26 +690,7 @@ fn real_nodes_faults_evidence_show_and_verify() {
     }
 
     let started = std::time::Instant::now();
-    let _nodes = Processes(
-        homes
-            .iter()
-            .map(|h| {
-                let log = std::fs::File::create(h.join("node.log")).unwrap();
-                Command::new(env!("CARGO_BIN_EXE_bftnode"))
-                    .args([
-                        "start",
-                        "--home",
-                        h.to_str().unwrap(),
-                        "--log-level",
-                        "info",
-                    ])
-                    .stdout(std::process::Stdio::null())
-                    .stderr(log)
-                    .spawn()
-                    .expect("start bftnode")
-            })
-            .collect(),
-    );
+    let _nodes = start_nodes(&homes);
     let rpc = format!("http://127.0.0.1:{}", tcp[1]);
     let faults = || {
         let o = bftnode(&["faults", "--rpc", &rpc, "--output", "json"]);

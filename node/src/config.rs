@@ -870,7 +870,8 @@ pub fn listen_matches(listen: SocketAddr, advertised: SocketAddr) -> bool {
             || listen.ip().to_canonical() == advertised.ip().to_canonical())
 }
 
-fn now_unix_ms() -> u64 {
+/// Wall-clock time, Unix ms (0 if the clock is before 1970).
+pub(crate) fn now_unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -30,16 +30,19 @@
 
 use crate::app::{self, AppWrite, Payload, Transaction, TxHash};
 use crate::config::Genesis;
+use crate::events::CommitEvents;
 use crate::faults::{self, FaultWatch};
 use crate::interceptor::Interceptor;
 use crate::mempool::{Mempool, MempoolError, Source};
 use crate::metrics::{Metrics, gossip_outcome};
 use crate::proof::EvidenceProof;
-use crate::rpc_types::{EvidenceResponse, FaultsResponse, StatusResponse, ValidatorResponse};
+use crate::rpc_types::{
+    CommitEvent, EvidenceResponse, FaultsResponse, StatusResponse, ValidatorResponse,
+};
 use crate::sync_server::{MAX_SYNC_RESPONSE_BYTES, SyncServer};
 use anyhow::{Context, Result, anyhow};
 use consensus::{
-    Action, Block, BlockId, BlockResponse, ConsensusMessage, Core, Domain, Event, Evidence,
+    Action, Block, BlockId, BlockResponse, ConsensusMessage, Core, Digest, Domain, Event, Evidence,
     FaultPolicy, Health, InvalidReason, Millis, Timer, ValidatorIndex,
 };
 use fault::{Accountant, FaultTolerance, Offence};
@@ -222,6 +225,8 @@ pub struct Driver {
     fault_watch: FaultWatch,
     /// Adversarial test nodes only ([`Interceptor`]); `None` in production.
     interceptor: Option<Box<dyn Interceptor>>,
+    /// The commit stream of `GET /events`.
+    events: CommitEvents,
 }
 
 impl Driver {
@@ -259,6 +264,7 @@ impl Driver {
             accountant,
             fault_watch: FaultWatch::default(),
             interceptor: None,
+            events: CommitEvents::default(),
         }
     }
 
@@ -273,6 +279,12 @@ impl Driver {
     /// see [`crate::interceptor`]).
     pub fn with_interceptor(mut self, interceptor: Option<Box<dyn Interceptor>>) -> Self {
         self.interceptor = interceptor;
+        self
+    }
+
+    /// Publish every commit on `events` (the RPC server's `GET /events`).
+    pub fn with_events(mut self, events: CommitEvents) -> Self {
+        self.events = events;
         self
     }
 
@@ -498,6 +510,9 @@ impl Driver {
         let mut tip = None;
         let mut misbehaviour: Vec<fault::Misbehaviour> = Vec::new();
         let mut evidence_marked: HashSet<Vec<u8>> = HashSet::new();
+        // Per block, what `GET /events` publishes once the commit is on disk.
+        let mut published: Vec<CommitEvent> = Vec::new();
+        let wanted = self.events.wanted();
         let store = &*self.store;
         let accountant = &mut self.accountant;
         blocking(|| -> Result<()> {
@@ -551,6 +566,15 @@ impl Driver {
                     height: block.height,
                     id: *id,
                 });
+                if wanted {
+                    published.push(CommitEvent {
+                        height: block.height.0,
+                        view: block.view.0,
+                        id: id.to_hex(),
+                        committed_unix_ms: 0,
+                        txs: res.applied.iter().map(Digest::to_hex).collect(),
+                    });
+                }
                 applied_now.extend(res.applied.iter().copied());
                 applied_all.extend(res.applied);
             }
@@ -580,6 +604,11 @@ impl Driver {
             batch.push(op);
         }
         self.write(batch).context("writing a commit")?;
+        let unix_ms = crate::config::now_unix_ms();
+        for mut event in published {
+            event.committed_unix_ms = unix_ms;
+            self.events.publish(event);
+        }
         let Some((height, view, id)) = tip else {
             return Ok(());
         };

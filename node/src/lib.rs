@@ -45,6 +45,7 @@
 pub mod app;
 pub mod config;
 pub mod driver;
+pub mod events;
 pub mod fault_params;
 pub mod faults;
 pub mod interceptor;
@@ -418,11 +419,14 @@ pub async fn spawn_loaded_with(
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
+    let events = events::CommitEvents::default();
     let state = Arc::new(rpc::RpcState {
         store: store.clone(),
         cmd: cmd_tx,
         net: net.clone(),
         metrics: metrics.clone(),
+        events: events.clone(),
+        shutdown: shutdown_rx.clone(),
     });
     let guard = rpc_guard::RpcGuard::new(&cfg.rpc, rpc_addr);
     let app = rpc::router(state, &guard);
@@ -449,7 +453,8 @@ pub async fn spawn_loaded_with(
     );
     let driver = Driver::new(core, store.clone(), net, mempool, metrics, info)
         .with_accountant(accountant)
-        .with_interceptor(interceptor);
+        .with_interceptor(interceptor)
+        .with_events(events);
     let span = tracing::info_span!("node", validator = index.0);
     let driver = tokio::spawn(
         async move {

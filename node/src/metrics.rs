@@ -84,6 +84,9 @@ pub struct Metrics {
     pub signing_held: Gauge,
     /// Gossiped transactions by outcome ([`gossip_outcome`]).
     pub gossip_txs: Family<KindLabels, Counter>,
+    /// Transactions submitted over RPC by outcome: `accepted`, `mempool_full` (HTTP 429),
+    /// `duplicate` (409), `invalid` (400).
+    pub submitted_txs: Family<KindLabels, Counter>,
     /// Pending transactions evicted from the mempool to make room for another source's.
     pub mempool_evicted: Counter,
     /// Store reads that failed while serving someone else (`path` = `sync`, `gossip`, `submit`,
@@ -126,6 +129,7 @@ impl Metrics {
             own_signatures_elsewhere: Counter::default(),
             signing_held: Gauge::default(),
             gossip_txs: Family::default(),
+            submitted_txs: Family::default(),
             mempool_evicted: Counter::default(),
             store_read_errors: Family::default(),
             sync_fetches_expired: Counter::default(),
@@ -223,6 +227,12 @@ impl Metrics {
             m.gossip_txs.clone(),
         );
         r.register(
+            "bftnode_submitted_txs",
+            "Transactions submitted over RPC by outcome (accepted, mempool_full, duplicate, \
+             invalid)",
+            m.submitted_txs.clone(),
+        );
+        r.register(
             "bftnode_mempool_evicted",
             "Pending transactions evicted for another source's",
             m.mempool_evicted.clone(),
@@ -278,6 +288,13 @@ impl Metrics {
     pub fn count_gossip_txs(&self, outcome: &str, n: u64) {
         if n > 0 {
             labelled(&self.gossip_txs, "outcome", outcome).inc_by(n);
+        }
+    }
+
+    /// Count `n` RPC-submitted transactions with `outcome` (see [`Metrics::submitted_txs`]).
+    pub fn count_submitted_txs(&self, outcome: &str, n: u64) {
+        if n > 0 {
+            labelled(&self.submitted_txs, "outcome", outcome).inc_by(n);
         }
     }
 

@@ -6,14 +6,16 @@
 //! everything
 //! about live state (status, validators, evidence, health, submissions) is a [`Command`] to
 //! the driver task with a oneshot reply. Every error is a JSON [`ErrorResponse`]: 400 for bad
-//! input, 404 for unknown items, 405 for a wrong method, 413 for bodies over [`MAX_BODY_BYTES`],
-//! 503 when the mempool is full or the node is stopping. The server's own defences
+//! input, 404 for unknown items, 405 for a wrong method, 409 for a duplicate transaction, 413
+//! for bodies over [`MAX_BODY_BYTES`], 429 (`mempool full: …`) when the mempool is at its limit
+//! (counted in `bftnode_submitted_txs{outcome="mempool_full"}`), 503 when the node is stopping. The server's own defences
 //! ([`crate::rpc_guard`]) add 403 (a `Host` that is not allowed), 408 (request timeout), 415
 //! (a submission that is not `application/json`) and 503 (too many requests in flight). No
 //! CORS headers are ever sent.
 
 use crate::app;
 use crate::driver::{Command, SharedStore};
+use crate::events::CommitEvents;
 use crate::mempool::MempoolError;
 use crate::metrics::Metrics;
 use crate::rpc_guard::{self, RpcGuard};
@@ -23,6 +25,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use consensus::{Block, BlockId, Digest, Health};
@@ -44,6 +47,11 @@ pub struct RpcState {
     pub net: NetworkHandle,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
+    /// The commit stream (`GET /events`).
+    pub events: CommitEvents,
+    /// Turns `true` when the node stops: every open `GET /events` stream then ends, so the
+    /// server's graceful shutdown is not held up by them.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 type St = State<Arc<RpcState>>;
@@ -95,12 +103,51 @@ pub fn router(state: Arc<RpcState>, guard: &RpcGuard) -> Router {
         .route("/penalties/{validator}", get(penalties_one))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/events", get(events))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError(StatusCode::METHOD_NOT_ALLOWED, "method not allowed".into())
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     guard.protect(routes).with_state(state)
+}
+
+/// `GET /events`: server-sent events, one `commit` event per committed block
+/// ([`CommitEvent`] as JSON) from the moment of subscribing, a `lagged` event
+/// (`{"skipped": n}`) when this client fell more than [`crate::events::EVENTS_CAPACITY`] blocks
+/// behind, and a keep-alive comment every 15 s. The stream ends when the node stops.
+async fn events(
+    State(st): St,
+) -> Sse<impl futures::Stream<Item = Result<SseEvent, std::convert::Infallible>>> {
+    use tokio::sync::broadcast::error::RecvError;
+    let state = (st.events.subscribe(), st.shutdown.clone());
+    let stream = futures::stream::unfold(state, |(mut rx, mut shutdown)| async move {
+        loop {
+            if *shutdown.borrow() {
+                return None;
+            }
+            let event = tokio::select! {
+                r = rx.recv() => match r {
+                    Ok(c) => match SseEvent::default().event("commit").json_data(&*c) {
+                        Ok(e) => e,
+                        Err(_) => continue,
+                    },
+                    Err(RecvError::Lagged(n)) => SseEvent::default()
+                        .event("lagged")
+                        .data(format!("{{\"skipped\":{n}}}")),
+                    Err(RecvError::Closed) => return None,
+                },
+                changed = shutdown.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                    continue;
+                }
+            };
+            return Some((Ok(event), (rx, shutdown)));
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
 async fn ask<T>(
@@ -362,15 +409,27 @@ fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
     serde_json::from_slice(bytes).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))
 }
 
+/// The HTTP status of a refused submission: a full mempool is back-pressure (429, retry
+/// later), a duplicate a conflict (409), anything else bad input (400).
 fn mempool_status(e: &MempoolError) -> StatusCode {
     match e {
-        MempoolError::Full { .. } | MempoolError::OverQuota { .. } => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        MempoolError::Full { .. } | MempoolError::OverQuota { .. } => StatusCode::TOO_MANY_REQUESTS,
         MempoolError::AlreadyPending { .. } | MempoolError::AlreadyCommitted { .. } => {
             StatusCode::CONFLICT
         }
         MempoolError::Invalid(_) => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// The `outcome` label of `bftnode_submitted_txs` for a submission's result.
+fn submit_outcome(r: &Result<consensus::Digest, MempoolError>) -> &'static str {
+    match r {
+        Ok(_) => "accepted",
+        Err(MempoolError::Full { .. } | MempoolError::OverQuota { .. }) => "mempool_full",
+        Err(MempoolError::AlreadyPending { .. } | MempoolError::AlreadyCommitted { .. }) => {
+            "duplicate"
+        }
+        Err(MempoolError::Invalid(_)) => "invalid",
     }
 }
 
@@ -383,6 +442,9 @@ async fn tx_post(State(st): St, body: Result<Bytes, BytesRejection>) -> ApiResul
         reply,
     })
     .await?;
+    if let Some(r) = results.last() {
+        st.metrics.count_submitted_txs(submit_outcome(r), 1);
+    }
     match results.pop() {
         Some(Ok(hash)) => Ok(axum::Json(SubmitResponse {
             hash: hash.to_hex(),
@@ -423,7 +485,10 @@ async fn txs_post(
     };
     let mut hashes = Vec::new();
     let mut all_full = !results.is_empty();
+    st.metrics
+        .count_submitted_txs("invalid", errors.len() as u64);
     for (index, r) in positions.into_iter().zip(results) {
+        st.metrics.count_submitted_txs(submit_outcome(&r), 1);
         match r {
             Ok(h) => {
                 all_full = false;
@@ -447,7 +512,7 @@ async fn txs_post(
         errors,
     };
     let code = if all_full {
-        StatusCode::SERVICE_UNAVAILABLE
+        StatusCode::TOO_MANY_REQUESTS
     } else {
         StatusCode::OK
     };

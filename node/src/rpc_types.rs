@@ -420,3 +420,19 @@ pub struct PenaltyEntryResponse {
     /// The participation threshold, in percent.
     pub threshold_pct: Option<u64>,
 }
+
+/// One committed block on the commit stream (`GET /events`, SSE event `commit`; the event
+/// `lagged` carries `{"skipped": n}` when a slow client missed `n` blocks).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitEvent {
+    /// Height.
+    pub height: u64,
+    /// View it was proposed in.
+    pub view: u64,
+    /// Block id (hex).
+    pub id: String,
+    /// When this node's commit of it reached the disk (Unix time, ms).
+    pub committed_unix_ms: u64,
+    /// Hashes (hex) of the transactions it applied, in payload order (skipped ones left out).
+    pub txs: Vec<String>,
+}

@@ -540,3 +540,156 @@ async fn connections_are_capped_and_idle_ones_closed() {
     assert!(status(&c, addr).await.is_some());
     node.stop().await.unwrap();
 }
+
+/// Read server-sent events from `resp` until `want` accepts one (`(event, data)`), or the
+/// stream ends (`None`), or `limit` passes (panic).
+async fn next_event(
+    resp: &mut reqwest::Response,
+    buf: &mut String,
+    limit: Duration,
+    want: impl Fn(&str, &str) -> bool,
+) -> Option<(String, String)> {
+    let deadline = Instant::now() + limit;
+    loop {
+        while let Some(end) = buf.find("\n\n") {
+            let frame: String = buf.drain(..end + 2).collect();
+            let (mut event, mut data) = (String::new(), String::new());
+            for line in frame.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    event = v.trim().to_string();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim());
+                }
+            }
+            if want(&event, &data) {
+                return Some((event, data));
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no wanted event within {limit:?}");
+        match tokio::time::timeout(left, resp.chunk()).await {
+            Ok(Ok(Some(bytes))) => buf.push_str(&String::from_utf8_lossy(&bytes)),
+            Ok(Ok(None)) | Ok(Err(_)) => return None,
+            Err(_) => panic!("no wanted event within {limit:?}"),
+        }
+    }
+}
+
+/// `GET /events` (issue 10): a subscriber receives the block that commits a transaction it
+/// submitted after subscribing, with the same id and transaction hash as `GET /blocks/{h}`;
+/// the stream ends when the node stops, so it does not hold up the shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_commit_stream_carries_committed_blocks_and_ends_on_stop() {
+    let (_dir, node, addr) = spawn_with_rpc(&[]).await;
+    let c = reqwest::Client::new();
+    let mut events = c.get(url(addr, "/events")).send().await.unwrap();
+    assert_eq!(events.status(), StatusCode::OK);
+    assert!(
+        events.headers()[CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let r = post_json(&c, addr, "/tx", r#"{"op":"put","key":"ev","value":"1"}"#)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let hash = r.json::<SubmitResponse>().await.unwrap().hash;
+    let mut buf = String::new();
+    let (_, data) = next_event(&mut events, &mut buf, Duration::from_secs(30), |e, d| {
+        e == "commit" && d.contains(&hash)
+    })
+    .await
+    .expect("the stream ended before the commit");
+    let ev: CommitEvent = serde_json::from_str(&data).unwrap();
+    assert!(ev.committed_unix_ms > 0);
+    let block: BlockResponse = c
+        .get(url(addr, &format!("/blocks/{}", ev.height)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((block.id, block.view), (ev.id, ev.view));
+    assert!(block.tx_hashes.contains(&hash) && ev.txs.contains(&hash));
+
+    let stopped = Instant::now();
+    tokio::time::timeout(Duration::from_secs(20), node.stop())
+        .await
+        .expect("the node stops with a subscriber connected")
+        .unwrap();
+    let end = next_event(&mut events, &mut buf, Duration::from_secs(10), |_, _| false).await;
+    assert!(end.is_none());
+    eprintln!("stopped with a subscriber in {:?}", stopped.elapsed());
+}
+
+/// A full mempool is back-pressure: `POST /tx` answers 429 `mempool full: …`, a batch names
+/// each refused transaction, and `bftnode_submitted_txs` counts both outcomes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_mempool_answers_429_and_is_counted() {
+    let dir = single_home();
+    let path = dir.path().join(node::config::CONFIG_FILE);
+    let mut doc: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+    let mut mempool = toml::Table::new();
+    mempool.insert("max_txs".into(), 2.into());
+    doc.insert("mempool".into(), toml::Value::Table(mempool));
+    std::fs::write(&path, doc.to_string()).unwrap();
+    // One request of 40 fills the pool of 2 within one driver step; single submissions then
+    // meet it full as often as commits empty it.
+    let node = node::spawn(dir.path(), fast()).await.unwrap();
+    let addr = node.rpc_addr();
+    let c = reqwest::Client::new();
+    let txs: Vec<String> = (0..40)
+        .map(|i| format!(r#"{{"op":"put","key":"k{i}","value":"v"}}"#))
+        .collect();
+    let r = post_json(
+        &c,
+        addr,
+        "/txs",
+        format!(r#"{{"txs":[{}]}}"#, txs.join(",")),
+    )
+    .await
+    .unwrap();
+    let batch: BatchResponse = r.json().await.unwrap();
+    assert!(batch.accepted <= 2 + 20, "{batch:?}");
+    let full = batch
+        .errors
+        .iter()
+        .filter(|e| e.error.starts_with("mempool full"))
+        .count();
+    assert!(full > 0, "{batch:?}");
+    let mut refused = None;
+    for i in 0..50 {
+        let body = format!(r#"{{"op":"put","key":"single{i}","value":"v"}}"#);
+        let r = post_json(&c, addr, "/tx", body).await.unwrap();
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some(r.json::<ErrorResponse>().await.unwrap().error);
+            break;
+        }
+    }
+    let refused = refused.expect("a full mempool answers 429");
+    assert!(refused.starts_with("mempool full"), "{refused}");
+    let metrics = c
+        .get(url(addr, "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |outcome: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    r#"bftnode_submitted_txs_total{{outcome="{outcome}"}}"#
+                ))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(count("mempool_full") as usize > full, "{metrics}");
+    assert!(count("accepted") >= batch.accepted as u64, "{metrics}");
+    node.stop().await.unwrap();
+}

@@ -2,7 +2,7 @@
 # Throughput/latency rate ladder on fresh local testnets of real bftnode processes.
 #
 #   testnet/bench.sh [--rates 1000,10000,25000,50000] [--duration 20] [--runs 3]
-#                    [--validators 4] [--size 512] [--out DIR]
+#                    [--validators 4] [--size 512] [--out DIR] [--keep]
 #
 # Each run starts a fresh testnet (testnet/up.sh with its own data directory and ports 27600/27700,
 # so a testnet/up.sh network on the default ports is not touched), then offers each rate in turn
@@ -11,7 +11,9 @@
 # intended-send → commit p50/p99, refused) and, per node, CPU % over the rate's run and RSS after.
 # Written to DIR (default testnet/data/bench/<UTC time>): results.jsonl (one line per run and
 # rate), summary.json and table.md (medians over the runs), plot.png (committed tx/s and p50/p99
-# against offered rate; python3 with matplotlib, installed with pip if missing).
+# against offered rate; python3 with matplotlib, installed with pip if missing). The testnet's
+# data (gigabytes after a ladder: every committed transaction is stored) is deleted at the end
+# unless --keep.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,6 +25,7 @@ RUNS=3
 N=4
 SIZE=512
 OUT="testnet/data/bench/$(date -u +%Y%m%dT%H%M%SZ)"
+KEEP=0
 while (( $# > 0 )); do
   case "$1" in
     --rates) RATES="$2"; shift 2 ;;
@@ -31,7 +34,8 @@ while (( $# > 0 )); do
     --validators) N="$2"; shift 2 ;;
     --size) SIZE="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --keep) KEEP=1; shift ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -58,7 +62,10 @@ mempool_txs() {
   "$BIN" status --rpc "http://127.0.0.1:$((BASE_RPC_PORT + $1))" --output json --timeout 2 2>/dev/null \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["mempool_txs"])' 2>/dev/null || echo 0
 }
-cleanup() { testnet/down.sh >/dev/null 2>&1 || true; }
+cleanup() {
+  if (( KEEP )); then testnet/down.sh >/dev/null 2>&1 || true
+  else testnet/down.sh --clean >/dev/null 2>&1 || true; fi
+}
 trap cleanup EXIT
 
 for ((run = 1; run <= RUNS; run++)); do

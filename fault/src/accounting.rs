@@ -52,7 +52,7 @@
 //! ## Restart exactness
 //!
 //! The state is a few integers per validator plus the evidence keys recently penalised; the
-//! node persists [`Accountant::encode_state`] in the synced batch of every commit and restores it
+//! node persists [`Accountant::encode_state`] in the atomic batch of every commit and restores it
 //! with [`Accountant::restore`] before the first new commit, so it equals the state of a node
 //! that never stopped. Blocks at or below [`AccountingState::last_height`] are ignored, so a
 //! replay is harmless.

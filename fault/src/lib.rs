@@ -64,7 +64,7 @@
 //! commits plus the downtime records derived at its height from QC signer bitmaps — and a
 //! committed [`Standing`] per validator (quarantined → isolated → rehabilitated). Deterministic
 //! from committed history; the node runs it at commit, hands the list to the application (the
-//! slashing hook) and persists its state in the same synced batch. It does not feed the leader
+//! slashing hook) and persists its state in the same atomic batch. It does not feed the leader
 //! function (the election has its own committed inputs, above).
 //!
 //! ## Health (module `health`)

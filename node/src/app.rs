@@ -19,7 +19,7 @@
 //! its height, like ABCI's `FinalizeBlock.misbehavior`). [`apply_misbehaviour`] records one
 //! penalty entry per offender under [`penalty_key`] (a [`PenaltyRecord`]: what, when, the
 //! standing it caused), the accountant's state under [`ACCOUNTING_KEY`], and the height that
-//! first committed each evidence item ([`committed_evidence_key`]), in the same synced batch as
+//! first committed each evidence item ([`committed_evidence_key`]), in the same atomic batch as
 //! the commit. Both live under [`RESERVED_PREFIX`], which client transactions may not
 //! write ([`TxError::ReservedKey`]), so no client can forge or erase a penalty.
 

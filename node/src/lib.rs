@@ -21,11 +21,12 @@
 //! ```
 //!
 //! * One **driver** task owns the core and `select!`s over network events, timer deadlines
-//!   (a `BTreeMap<(ms, seq), Timer>`), RPC commands, a 20 ms gossip-flush tick, a metrics tick
+//!   (a `BTreeMap<(ms, seq), Timer>`), RPC commands, a 5 ms gossip-flush tick, a metrics tick
 //!   and shutdown. Time is monotonic milliseconds since the driver started.
 //! * **Persist before send**: actions run in order; consecutive `PersistSafety` / `PersistBlock`
 //!   actions become one synced RocksDB batch written before any later send, broadcast or fetch.
-//! * A **commit** is one synced batch: application writes, the transaction index, evidence the
+//! * A **commit** is one atomic batch (not synced by itself: "Durability" below): application
+//!   writes, the transaction index, evidence the
 //!   blocks carry (with the height that committed it), the slashing hook's penalty entries and
 //!   the accountant's state (PROTOCOL.md §6.6, [`app`]), the conviction record when it changed,
 //!   and the commit records — the application state is therefore always exactly the state at
@@ -34,6 +35,21 @@
 //!   pool) and asks the driver for live state. The store is shared as `Arc<RocksStore>` with no
 //!   lock: the driver is its only writer and readers never wait for a write (see
 //!   [`driver`], "The store and blocking calls").
+//!
+//! ## Durability
+//! Safety data and the blocks a vote or timeout depends on are written with a synced write
+//! before the message leaves (PROTOCOL.md §3 rule 4). A commit batch is written without an
+//! fsync of its own, which took one of the two fsyncs per view off every node (`testnet/bench.sh`
+//! figures in the issue 10 note). It is durable all the same:
+//! * a process crash (kill -9, panic, OOM) loses nothing: the write is in the kernel's page
+//!   cache before `write` returns;
+//! * RocksDB's write-ahead log is one sequential file, so the next synced write (the next vote,
+//!   timeout or proposal; at most one view later) makes every earlier write durable with it;
+//! * a power loss can lose only the commits since the last synced write. RocksDB recovers a
+//!   prefix of the writes (`PointInTime` WAL recovery, set in `storage`), so the committed tip,
+//!   application state, transaction index, accountant and conviction records still match each
+//!   other; the lost commits are re-made from certificates and block sync exactly as a node
+//!   that stopped at that tip would, and their blocks, if we voted for them, are still stored.
 //!
 //! ## Recovery
 //! At start the store is opened and bound to the chain id. A fresh store is initialised with
@@ -236,7 +252,7 @@ pub fn restore_policy(
 
 /// The write that keeps the conviction record current, for a commit batch of `blocks` that the
 /// core's `policy` has already taken in: the whole record, if any block carries safety evidence
-/// (issue 7 finding 3). Written in the same synced batch as the commit.
+/// (issue 7 finding 3). Written in the same atomic batch as the commit.
 pub fn conviction_op(policy: &FaultTolerance, blocks: &[Block]) -> Option<Op> {
     blocks
         .iter()

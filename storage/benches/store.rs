@@ -1,5 +1,7 @@
-//! RocksDB store benchmarks: a synced safety write (the per-view persist-before-send cost) and
-//! a commit batch of 100 × 4 KiB blocks.
+//! RocksDB store benchmarks: a synced safety write (the per-view persist-before-send cost), a
+//! commit batch of 100 × 4 KiB blocks, and transaction-index point reads with 1,000,000
+//! indexed transactions (the per-transaction replay check of mempool admission and commit:
+//! nearly every lookup is for a hash that is absent).
 
 use consensus::{
     Bitmap, Block, BlockId, Digest, Domain, Epoch, Height, QuorumCert, SafetyData, ValidatorIndex,
@@ -7,7 +9,7 @@ use consensus::{
 };
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
-use storage::{RocksOptions, RocksStore, Store, WriteBatch};
+use storage::{RocksOptions, RocksStore, Store, TxLocation, WriteBatch};
 
 fn block(d: &Domain, pid: BlockId, height: u64, payload: usize) -> (BlockId, Block) {
     let b = Block {
@@ -68,6 +70,48 @@ fn benches(c: &mut Criterion) {
             |batch| s.write(batch).expect("write"),
             BatchSize::PerIteration,
         )
+    });
+    g.finish();
+
+    tx_index_lookups(c, &mut s);
+}
+
+/// Transaction hash number `i` (distinct hashes; present ones are `i < INDEXED`).
+fn tx_hash(i: u64) -> Digest {
+    Digest(*blake3::hash(&i.to_le_bytes()).as_bytes())
+}
+
+/// Transactions in the index before the lookups are measured.
+const INDEXED: u64 = 1_000_000;
+
+fn tx_index_lookups(c: &mut Criterion, s: &mut RocksStore) {
+    let loc = TxLocation {
+        height: Height(1),
+        block_id: Digest::ZERO,
+        index: 0,
+    };
+    for chunk in 0..INDEXED / 10_000 {
+        let mut batch = WriteBatch::new();
+        for i in chunk * 10_000..(chunk + 1) * 10_000 {
+            batch = batch.index_tx(tx_hash(i), loc);
+        }
+        s.write(batch).expect("index");
+    }
+    let mut g = c.benchmark_group("tx_index_lookup");
+    g.throughput(Throughput::Elements(1));
+    let mut absent = INDEXED;
+    g.bench_function("absent", |b| {
+        b.iter(|| {
+            absent += 1;
+            black_box(s.tx_location(&tx_hash(absent)).expect("read"))
+        })
+    });
+    let mut present = 0u64;
+    g.bench_function("present", |b| {
+        b.iter(|| {
+            present = (present + 7_919) % INDEXED;
+            black_box(s.tx_location(&tx_hash(present)).expect("read"))
+        })
     });
     g.finish();
 }

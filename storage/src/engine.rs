@@ -59,6 +59,12 @@ pub enum Cf {
 }
 
 impl Cf {
+    /// Whether the column family is read mostly by exact key (so bloom filters pay off),
+    /// rather than scanned in key order (`committed`, `pending`) or tiny (`safety`, `meta`).
+    pub fn point_lookups(self) -> bool {
+        matches!(self, Cf::Blocks | Cf::Evidence | Cf::App | Cf::TxIndex)
+    }
+
     /// Every column family, in a fixed order.
     pub const ALL: [Cf; 8] = [
         Cf::Blocks,

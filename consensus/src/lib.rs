@@ -38,6 +38,6 @@ pub use policy::{
     FaultPolicy, Health, HealthInputs, InvalidReason, Millis, RoundRobin, ValidatorState,
     ValidatorStatus,
 };
-pub use safety::{SafetyData, SafetyModule};
+pub use safety::{ProposalRecord, SafetyData, SafetyModule};
 pub use types::{BlockId, Digest, Epoch, Height, ValidatorIndex, View};
 pub use validators::{ValidatorInfo, ValidatorSet, ValidatorSetError, VotingPower};

@@ -7,9 +7,9 @@ use consensus::codec::MAX_MESSAGE_BYTES;
 use consensus::messages::proposal_body;
 use consensus::{
     Bitmap, Block, BlockId, BlockRequest, BlockResponse, CertError, ConsensusMessage, DecodeError,
-    Digest, Epoch, Evidence, EvidenceError, Height, LaterMessage, PrivateKey, Proposal, QuorumCert,
-    SafetyData, SigKind, Signature, SignedVote, Status, Timeout, TimeoutCert, ValidatorIndex,
-    ValidatorInfo, ValidatorSet, View, Vote, VoteData, decode, encode,
+    Digest, Epoch, Evidence, EvidenceError, Height, LaterMessage, PrivateKey, Proposal,
+    ProposalRecord, QuorumCert, SafetyData, SigKind, Signature, SignedVote, Status, Timeout,
+    TimeoutCert, ValidatorIndex, ValidatorInfo, ValidatorSet, View, Vote, VoteData, decode, encode,
 };
 use proptest::prelude::*;
 use proptest::test_runner::Config as PtConfig;
@@ -343,7 +343,9 @@ fn safety_s() -> impl Strategy<Value = SafetyData> {
         (
             prop::option::of(vote_s()),
             prop::option::of(timeout_s()),
-            prop::option::of(proposal_s()),
+            prop::option::of(
+                (proposal_s(), digest_s()).prop_map(|(p, id)| ProposalRecord::of(&p, id)),
+            ),
             prop::option::of(tc_s()),
         ),
     )

@@ -61,7 +61,7 @@ use consensus::{
 
 /// Version of the on-disk layout. Bump on any incompatible change to keys or values; a store
 /// written by another version refuses to open ([`StoreError::SchemaMismatch`]).
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Hard cap on the number of blocks in one [`Store::serve_blocks`] response, whatever the
 /// request asks for.

@@ -28,7 +28,12 @@ impl<P: FaultPolicy> Core<P> {
         if let Some(vote) = data.last_vote.filter(|x| x.data.view == v) {
             self.broadcast(ConsensusMessage::Vote(vote));
         }
-        if let Some(p) = data.last_proposal.filter(|p| p.block.view == v) {
+        let recorded = data.last_proposal.filter(|p| p.view == v);
+        // The block is in the tree: persisted with the record, and above the committed root
+        // (a committed proposal of view v would put the lock, hence the view, above v).
+        if let Some(p) =
+            recorded.and_then(|r| Some(r.clone().with_block(self.tree.get(&r.block_id)?.clone())?))
+        {
             self.broadcast(ConsensusMessage::Proposal(p));
         }
         self.send_status(v);

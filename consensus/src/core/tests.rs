@@ -463,6 +463,56 @@ fn restart_never_double_votes() {
     }
 }
 
+/// §3 rule 1, §4.8 step 3: the safety record keeps the proposal without its block, and a
+/// restarted leader re-sends the identical proposal, its block taken from the stored blocks.
+#[test]
+fn a_restarted_leader_resends_its_identical_proposal_from_the_stored_block() {
+    let (vs, ks) = keys(4);
+    // Validator 1 leads view 1 under round robin.
+    let mut c = core(&vs, PrivateKey::from_seed(ks[1].seed()), 1);
+    c.handle(0, Event::Start);
+    c.handle(1_000, Event::Timer(Timer::ProposeWait(View(1))));
+    let a = c.handle(
+        1_001,
+        Event::PayloadReady {
+            view: View(1),
+            payload: vec![7; 100_000],
+        },
+    );
+    let proposals = |a: &[Action]| -> Vec<crate::Proposal> {
+        a.iter()
+            .filter_map(|x| match x {
+                Action::Broadcast(ConsensusMessage::Proposal(p)) => Some(p.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let sent = proposals(&a).pop().expect("the leader proposes");
+    let data = c.safety_data().clone();
+    let record = data.last_proposal.clone().expect("the proposal is recorded");
+    assert_eq!(record.block_id, sent.block.id(vs.domain()));
+    assert!(
+        crate::encode(&data).len() < 4_096,
+        "the record carries no block: {} bytes",
+        crate::encode(&data).len()
+    );
+    let mut restarted = Core::new(
+        Config::new(ValidatorIndex(1)),
+        vs.clone(),
+        PrivateKey::from_seed(ks[1].seed()),
+        RoundRobin::new(&vs),
+        data,
+        Recovered {
+            committed: vec![Block::genesis(vs.domain())],
+            uncommitted: vec![sent.block.clone()],
+        },
+    )
+    .unwrap();
+    assert_eq!(restarted.current_view(), View(1));
+    let a = restarted.handle(0, Event::Start);
+    assert_eq!(proposals(&a), vec![sent], "{a:?}");
+}
+
 /// A QC of view `p + 1` (parent view `p`) signed by validators `0..q`, and a TC of view `p + 2`
 /// signed by the same validators, carrying it as its high QC.
 fn qc_and_tc(vs: &ValidatorSet, ks: &[PrivateKey], p: u64) -> (QuorumCert, TimeoutCert) {

@@ -489,7 +489,10 @@ fn a_restarted_leader_resends_its_identical_proposal_from_the_stored_block() {
     };
     let sent = proposals(&a).pop().expect("the leader proposes");
     let data = c.safety_data().clone();
-    let record = data.last_proposal.clone().expect("the proposal is recorded");
+    let record = data
+        .last_proposal
+        .clone()
+        .expect("the proposal is recorded");
     assert_eq!(record.block_id, sent.block.id(vs.domain()));
     assert!(
         crate::encode(&data).len() < 4_096,

@@ -82,12 +82,14 @@ impl Default for ConsensusSection {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MempoolSection {
-    /// Maximum number of pending transactions (from every source). Default 20,000: about 2–3 s
+    /// Maximum number of pending transactions (from every source). Default 8,000: under 1 s
     /// of the 4-validator testnet's peak commit rate (≈ 8,500 tx/s of 512 B on 2 cores), so
     /// past the peak the excess is refused at once (HTTP 429) instead of queueing for tens of
     /// seconds. Measured with `testnet/bench.sh` (issue 10): at 25,000 tx/s offered, 200,000
     /// committed 1,320 tx/s (p50 26 s, RSS 726 MB), 20,000 commits 8,481 tx/s (p50 8 s,
-    /// 467 MB).
+    /// 467 MB). With every source held to its share (`mempool` module docs), 8,000 at
+    /// 20,000 offered: 9,788 tx/s, p50 0.77 s, p99 1.46 s (20,000: 10,355 tx/s, p50 1.9 s,
+    /// p99 2.7 s); no refusal at 10,000 offered.
     pub max_txs: usize,
     /// Maximum total encoded size of pending transactions, in bytes.
     pub max_bytes: usize,
@@ -96,7 +98,7 @@ pub struct MempoolSection {
 impl Default for MempoolSection {
     fn default() -> Self {
         MempoolSection {
-            max_txs: 20_000,
+            max_txs: 8_000,
             max_bytes: 128 * 1024 * 1024,
         }
     }

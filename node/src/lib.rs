@@ -451,6 +451,7 @@ pub async fn spawn_loaded_with(
     let mempool = Mempool::new(MempoolConfig {
         max_txs: cfg.mempool.max_txs,
         max_bytes: cfg.mempool.max_bytes,
+        min_shares: loaded.genesis.validators.len(),
     });
     let info = DriverInfo {
         chain_id: cfg.chain_id.clone(),

@@ -6,7 +6,11 @@ use node::mempool::{Mempool, MempoolConfig, MempoolError, Source};
 use std::time::Instant;
 
 fn pool(max_txs: usize, max_bytes: usize) -> Mempool {
-    Mempool::new(MempoolConfig { max_txs, max_bytes })
+    Mempool::new(MempoolConfig {
+        max_txs,
+        max_bytes,
+        min_shares: 1,
+    })
 }
 
 fn tx(i: u64) -> Transaction {
@@ -173,7 +177,7 @@ fn tx_len(key: &str) -> usize {
 }
 
 #[test]
-fn local_submissions_get_in_when_gossip_filled_the_pool() {
+fn local_submissions_get_their_share_when_gossip_filled_the_pool() {
     let mut m = pool(100, 1 << 20);
     let now = Instant::now();
     // Three peers fill the pool: 50, then 33, then the third takes the 17 left and evicts the
@@ -187,18 +191,24 @@ fn local_submissions_get_in_when_gossip_filled_the_pool() {
     // Newest first: peer 1's oldest 42 are still there, its newest 8 are gone.
     assert!(m.contains(&Transaction::put("a41", "v", 0).hash()));
     assert!(!m.contains(&Transaction::put("a42", "v", 0).hash()));
-    // The pool is full of gossip; every local submission still gets in.
-    for i in 0..60 {
+    // The pool is full of gossip; local clients get their share (100 / 4 = 25), evicting the
+    // peers over theirs, and then a clear "full".
+    for i in 0..25 {
         m.insert(tx(i), false, now).unwrap();
     }
+    assert!(matches!(
+        m.insert(tx(25), false, now),
+        Err(MempoolError::Full {
+            txs: 25,
+            max_txs: 25,
+            ..
+        })
+    ));
     assert_eq!(m.len(), 100);
-    assert_eq!(m.held_by(&Source::Local).0, 60);
-    // Each eviction hit the most loaded peer, so they end level.
+    assert_eq!(m.held_by(&Source::Local).0, 25);
+    // Every source ends at its share.
     let held: Vec<usize> = (1..=3).map(|p| m.held_by(&peer(p)).0).collect();
-    assert!(
-        held.iter().max().unwrap() - held.iter().min().unwrap() <= 1,
-        "{held:?}"
-    );
+    assert_eq!(held, vec![25, 25, 25]);
     // Full of local transactions only: local ones are never evicted.
     let mut m = pool(3, 1 << 20);
     for i in 0..3 {
@@ -216,6 +226,38 @@ fn local_submissions_get_in_when_gossip_filled_the_pool() {
     assert_eq!(m.evicted(), 0);
 }
 
+/// With `min_shares` = the number of validators, the clients of one node cannot take the
+/// shares of the validators whose gossip has not arrived yet, so under overload every pool
+/// keeps room for every validator's transactions and every leader proposes them all (issue
+/// 10: the overload latency).
+#[test]
+fn min_shares_reserve_room_for_validators_not_gossiping_yet() {
+    let mut m = Mempool::new(MempoolConfig {
+        max_txs: 100,
+        max_bytes: 1 << 20,
+        min_shares: 4,
+    });
+    let now = Instant::now();
+    let local = (0..1000)
+        .filter(|i| m.insert(tx(*i), false, now).is_ok())
+        .count();
+    assert_eq!(local, 25);
+    assert!(matches!(
+        m.insert(tx(1000), false, now),
+        Err(MempoolError::Full { max_txs: 25, .. })
+    ));
+    // Each validator's gossip then gets its own share, with nothing evicted.
+    for p in 1..=3 {
+        assert_eq!(flood(&mut m, peer(p), &format!("p{p}"), 1000).0, 25);
+    }
+    assert_eq!(m.len(), 100);
+    assert_eq!(m.evicted(), 0);
+    // A fifth source shrinks every share to 20: it evicts the peers back to theirs (local
+    // transactions are never evicted, so it gets the 15 they free).
+    assert_eq!(flood(&mut m, peer(4), "e", 1000).0, 15);
+    assert_eq!(m.evicted(), 15);
+}
+
 #[test]
 fn eviction_never_drops_in_flight_transactions() {
     let mut m = pool(10, 1 << 20);
@@ -224,9 +266,11 @@ fn eviction_never_drops_in_flight_transactions() {
     let hashes: Vec<_> = (0..5)
         .map(|i| Transaction::put(format!("a{i}"), "v", 0).hash())
         .collect();
-    // A block carries all five; local clients fill the rest.
+    // A block carries all five; a second peer and local clients fill the rest (quotas are
+    // now 10 / 3 = 3, so peer 1 is over its quota, but all its transactions are in flight).
     m.mark_in_flight(Digest([1; 32]), Height(1), hashes.clone());
-    for i in 0..5 {
+    assert_eq!(flood(&mut m, peer(2), "b", 10).0, 3);
+    for i in 0..2 {
         m.insert(tx(i), false, now).unwrap();
     }
     assert!(matches!(

@@ -29,6 +29,7 @@ fn pool() -> Mempool {
     Mempool::new(MempoolConfig {
         max_txs: 200_000,
         max_bytes: 64 << 20,
+        min_shares: 1,
     })
 }
 
@@ -146,6 +147,7 @@ fn a_gossip_flood_cannot_starve_local_clients() {
     let mut m = Mempool::new(MempoolConfig {
         max_txs: 20_000,
         max_bytes: 64 << 20,
+        min_shares: 1,
     });
     let attacker = peer(9);
     let mut nonce = 0u64;

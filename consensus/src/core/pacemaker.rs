@@ -32,7 +32,7 @@ impl<P: FaultPolicy> Core<P> {
         // The block is in the tree: persisted with the record, and above the committed root
         // (a committed proposal of view v would put the lock, hence the view, above v).
         if let Some(p) =
-            recorded.and_then(|r| Some(r.clone().with_block(self.tree.get(&r.block_id)?.clone())?))
+            recorded.and_then(|r| r.clone().with_block(self.tree.get(&r.block_id)?.clone()))
         {
             self.broadcast(ConsensusMessage::Proposal(p));
         }

@@ -2,7 +2,9 @@
 //!
 //! ```text
 //!  ticker (2 ms) ──► batches of due txs ──► POST /txs, round-robin over --rpc nodes
-//!                                           (≤ --concurrency requests in flight)
+//!                                           (≤ --concurrency requests in flight; a node
+//!                                           that does not answer is passed over for 1 s
+//!                                           and the batch goes to the next one)
 //!                                           records hash → intended send instant
 //!  watcher ──► GET /events on the first node (server-sent events, subscribed before the
 //!              first submission): hash → instant its block's commit event arrived
@@ -20,7 +22,7 @@
 //! pipeline is full, no drain), next to the whole-run figure.
 
 use crate::{
-    client::Client,
+    client::{Client, NodeAnswered},
     output::{self, Format},
 };
 use anyhow::{Context as _, bail};
@@ -39,6 +41,9 @@ use tokio::{sync::Semaphore, task::JoinSet};
 const TICK: Duration = Duration::from_millis(2);
 /// How often the drain loop checks for completion.
 const POLL: Duration = Duration::from_millis(20);
+/// How long a node that did not answer is passed over (it is still tried when every
+/// node is).
+const DOWN_FOR: Duration = Duration::from_secs(1);
 
 /// What to generate.
 #[derive(Clone, Debug)]
@@ -83,6 +88,9 @@ pub struct LoadReport {
     pub send_lag_ms_p99: f64,
     /// Transactions the node refused (mempool full, …) or whose request failed.
     pub rejected: u64,
+    /// Requests re-sent to another node because the first did not answer (a crashed node:
+    /// what a client with several endpoints does; a transaction commits at most once).
+    pub failovers: u64,
     /// Committed blocks the event stream skipped because this client fell behind (their
     /// transactions count as not committed).
     pub missed_blocks: u64,
@@ -105,6 +113,8 @@ struct Shared {
     send_lags_ms: Vec<f64>,
     /// Blocks the event stream skipped (`lagged` events).
     missed_blocks: u64,
+    /// Requests re-sent to another node after one did not answer.
+    failovers: u64,
     /// First request failure, for the final warning.
     first_failure: Option<String>,
     /// When the last of our transactions was seen committed.
@@ -129,10 +139,40 @@ impl Shared {
     }
 }
 
-fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
-    shared
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The nodes submitted to: request `k` goes to node `k mod n` first; a node that did not
+/// answer is tried last for [`DOWN_FOR`].
+struct Targets {
+    nodes: Vec<Client>,
+    /// Per node: until when it counts as down.
+    down_until: Mutex<Vec<Option<Instant>>>,
+}
+
+impl Targets {
+    fn new(nodes: Vec<Client>) -> Self {
+        let down_until = Mutex::new(vec![None; nodes.len()]);
+        Targets { nodes, down_until }
+    }
+
+    /// Node indices in the order request `k` tries them: round-robin from `k`, the nodes
+    /// that are down moved to the end.
+    fn order(&self, k: usize) -> Vec<usize> {
+        let n = self.nodes.len();
+        let now = Instant::now();
+        let down = lock(&self.down_until);
+        let (mut up, gone): (Vec<usize>, Vec<usize>) = (0..n)
+            .map(|j| (k + j) % n)
+            .partition(|i| down[*i].is_none_or(|t| t <= now));
+        up.extend(gone);
+        up
+    }
+
+    fn mark_down(&self, i: usize) {
+        lock(&self.down_until)[i] = Some(Instant::now() + DOWN_FOR);
+    }
 }
 
 /// Run the load and print the report.
@@ -227,6 +267,7 @@ async fn submit_all(cfg: &LoadConfig, total: u64, started: Instant, shared: &Arc
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut made: u64 = 0;
+    let targets = Arc::new(Targets::new(cfg.nodes.clone()));
     let mut next_node = 0usize;
     let mut last_progress = Instant::now();
     while made < total {
@@ -245,14 +286,14 @@ async fn submit_all(cfg: &LoadConfig, total: u64, started: Instant, shared: &Arc
                 .map(|seq| intended(started, seq, cfg.rate))
                 .collect();
             made += n;
-            let node = cfg.nodes[next_node % cfg.nodes.len()].clone();
+            let order = targets.order(next_node);
             next_node += 1;
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
             };
-            let shared = shared.clone();
+            let (shared, targets) = (shared.clone(), targets.clone());
             requests.spawn(async move {
-                send_batch(&node, txs, &due_at, &shared).await;
+                send_batch(&targets, &order, txs, &due_at, &shared).await;
                 drop(permit);
             });
         }
@@ -272,10 +313,12 @@ async fn submit_all(cfg: &LoadConfig, total: u64, started: Instant, shared: &Arc
     while requests.join_next().await.is_some() {}
 }
 
-/// One `POST /txs` of `txs`, due at `due_at` (one instant each); records the accepted hashes
-/// with their intended instants and counts rejections.
+/// One `POST /txs` of `txs`, due at `due_at` (one instant each), to the first node of `order`
+/// that answers; records the accepted hashes with their intended instants and
+/// counts rejections.
 async fn send_batch(
-    node: &Client,
+    targets: &Targets,
+    order: &[usize],
     txs: Vec<TxRequest>,
     due_at: &[Instant],
     shared: &Mutex<Shared>,
@@ -289,7 +332,20 @@ async fn send_batch(
             s.send_lags_ms.push(lag.as_secs_f64() * 1000.0);
         }
     }
-    let answer: anyhow::Result<BatchResponse> = node.post(&["txs"], &BatchRequest { txs }).await;
+    let body = BatchRequest { txs };
+    let mut answer: anyhow::Result<BatchResponse> = Err(anyhow::anyhow!("no --rpc node given"));
+    for (tried, &i) in order.iter().enumerate() {
+        if tried > 0 {
+            lock(shared).failovers += 1;
+        }
+        answer = targets.nodes[i].post(&["txs"], &body).await;
+        match &answer {
+            // Not answered (refused, reset, timed out): maybe not delivered. Re-sending is
+            // safe, a transaction commits at most once (its hash is the replay key).
+            Err(e) if !e.is::<NodeAnswered>() => targets.mark_down(i),
+            _ => break,
+        }
+    }
     let mut s = lock(shared);
     match answer {
         Ok(b) => {
@@ -383,6 +439,7 @@ fn report(s: &Shared, started: Instant, duration: Duration) -> LoadReport {
     LoadReport {
         submitted: s.sent,
         committed: s.committed,
+        failovers: s.failovers,
         committed_tps: round2(steady),
         committed_tps_overall: round2(overall),
         latency_ms_p50: round2(percentile(&latencies, 50.0)),
@@ -424,6 +481,7 @@ fn print_report(report: &LoadReport, format: Format) {
                 "latency_ms_p99",
                 "send_lag_ms_p99",
                 "rejected",
+                "failovers",
                 "missed_blocks",
             ],
         )),
@@ -441,6 +499,22 @@ mod tests {
         assert_eq!(percentile(&v, 99.0), 99.0);
         assert_eq!(percentile(&[7.0], 99.0), 7.0);
         assert_eq!(percentile(&[], 50.0), 0.0);
+    }
+
+    #[test]
+    fn a_node_that_refused_a_connection_is_tried_last_for_a_while() {
+        let client = |port: u16| {
+            let url = format!("http://127.0.0.1:{port}").parse().expect("url");
+            Client::new(url, Duration::from_secs(1)).expect("client")
+        };
+        let t = Targets::new(vec![client(1), client(2), client(3)]);
+        assert_eq!(t.order(0), vec![0, 1, 2]);
+        assert_eq!(t.order(4), vec![1, 2, 0]);
+        t.mark_down(1);
+        assert_eq!(t.order(0), vec![0, 2, 1]);
+        assert_eq!(t.order(1), vec![2, 0, 1]);
+        lock(&t.down_until)[1] = Some(Instant::now() - Duration::from_millis(1));
+        assert_eq!(t.order(1), vec![1, 2, 0]);
     }
 
     #[test]

@@ -2,9 +2,10 @@
 # Attack drills on a local testnet of real bftnode processes, with measured figures.
 #
 #   testnet/drill.sh MODE [--runs K] [--output table|json] [--short] [--validators N] [--rate TX_S]
+#                    [--during SECS]
 #   testnet/drill.sh all  [--runs K] [--short]     every mode, one JSON line each
 #
-# MODE: crash-leader | partition 'A|B' (e.g. '0,1|2,3'; needs root for iptables) | any mode of
+# MODE: crash-leader | kill-loop | partition 'A|B' (e.g. '0,1|2,3'; needs root for iptables) | any mode of
 # `target/release/bftnode-adversary --list-modes`. Each run starts its own testnet in a
 # temporary directory on free ports (a running testnet/up.sh network is not touched). Figures
 # and JSON keys: see testnet/README.md ("Attack drills").
@@ -14,7 +15,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 if [[ $# -lt 1 ]]; then
-  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 fi
 

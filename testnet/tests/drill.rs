@@ -23,6 +23,7 @@ fn drill(args: &[&str]) -> Value {
         "mode",
         "detection_s",
         "isolation_s",
+        "next_commit_s",
         "recovery_s",
         "verify_ms",
         "tps_before",
@@ -62,4 +63,15 @@ fn drill_crash_leader_reports_recovery() {
         Value::Null,
         "no evidence for a crash: {v}"
     );
+}
+
+/// Kill -9 one validator after another (restarted 3 s later) through the during phase: the
+/// chain keeps committing, every node comes back to the same chain, and the loop counted its
+/// kills. (Its throughput ratio is a benchmark figure: `testnet/drill.sh kill-loop`.)
+#[test]
+fn drill_kill_loop_keeps_committing_and_every_node_rejoins() {
+    let v = drill(&["kill-loop"]);
+    assert!(v["kills"].as_u64().is_some_and(|k| k >= 2), "{v}");
+    assert!(v["tps_during"].as_f64().is_some_and(|t| t > 0.0), "{v}");
+    assert!(v["tps_ratio"].as_f64().is_some(), "{v}");
 }

@@ -205,11 +205,17 @@ impl<P: FaultPolicy> Core<P> {
     /// Whether nothing arrived from validator `i` for longer than `silent_leader_ms` (never
     /// ourselves; never before `Event::Start`).
     fn silent(&self, i: crate::types::ValidatorIndex) -> bool {
+        self.silent_for(i, self.cfg.silent_leader_ms)
+    }
+
+    /// Whether nothing arrived from validator `i` for longer than `ms` (never ourselves; never
+    /// before `Event::Start`).
+    fn silent_for(&self, i: crate::types::ValidatorIndex, ms: u64) -> bool {
         i != self.cfg.me
             && self
                 .last_heard
                 .get(i.as_usize())
-                .is_some_and(|t| self.now.saturating_sub(*t) > self.cfg.silent_leader_ms)
+                .is_some_and(|t| self.now.saturating_sub(*t) > ms)
     }
 
     /// The driver's view of who is connected changed: if the leader of the current view just
@@ -313,8 +319,16 @@ impl<P: FaultPolicy> Core<P> {
                 self.set_timer(Timer::ProposeWait(v), at);
             }
             self.try_propose();
-        } else if self.policy.is_proven_byzantine(leader) {
-            // Known-isolated leader: time out at once instead of waiting τ(v).
+        } else if self.policy.is_proven_byzantine(leader)
+            || self.silent_for(leader, 2 * self.cfg.silent_leader_ms)
+        {
+            // Known-isolated leader, or one silent for longer than twice `silent_leader_ms`
+            // (crashed; §4.2 rule 4): time out at once instead of waiting. While views keep
+            // failing nothing commits, so the election (which reads committed blocks only)
+            // cannot exclude a crashed validator yet and may draw it for several views in a
+            // row; each of them then costs one round of timeouts, not a grace or a τ. (Once
+            // `silent_leader_ms`, which a live validator reaches in a failed view of τ_base
+            // whose timeout we have not received yet, gets the grace only.)
             self.local_timeout(v);
         }
     }
@@ -365,15 +379,24 @@ impl<P: FaultPolicy> Core<P> {
     /// simulator), else every validator it is connected to — and those hold a quorum of power.
     /// A validator we have no connection to cannot receive the proposal, so its lock cannot
     /// decide the view; waiting for its status would only add the H3 wait to every view after
-    /// a crash.
+    /// a crash. Nor does the leader of the view that just failed (entered by TC) when nothing
+    /// arrived from it for `silent_leader_ms / 2`: it proposed nothing and sent nothing for
+    /// most of its view — crashed, though its connection has not timed out yet (QUIC notices
+    /// only after its idle timeout, 2 s). Only that leader: an honest validator holding a
+    /// higher lock (§7 case 11) may also be quiet through a failed view until its timeout
+    /// arrives, and H3 exists to wait for it. Proposing without a lock is safe either way (the
+    /// voting rule decides safety; H2/H3 only decide whether the proposal gathers a quorum).
     fn all_reachable_locks_known(&self) -> bool {
         let me = self.cfg.me;
         let reported = &self.leader_state.reported;
         let mut power = self.vs.power(me);
+        let failed_leader = (self.entry == Entry::Tc)
+            .then(|| self.leader(self.current_view.prev()))
+            .filter(|l| self.silent_for(*l, self.cfg.silent_leader_ms / 2));
         for i in self.vs.indices().filter(|i| *i != me) {
             if reported.contains(&i) {
                 power = power.saturating_add(self.vs.power(i));
-            } else if !self.unreachable(i) {
+            } else if !self.unreachable(i) && Some(i) != failed_leader {
                 return false;
             }
         }

@@ -2,24 +2,33 @@
 //!
 //! ```text
 //! bftnode-drill MODE [--runs K] [--output table|json] [--short] [--validators N] [--rate TX_S]
+//!               [--during SECS]
 //! ```
 //!
 //! Brings up a local testnet of `N` (default 4) `bftnode start` processes on 127.0.0.1 under
 //! client load (`bftnode load`, 512-byte transactions to every honest node), runs three phases
-//! — before, during, after the fault — and prints, measured on the processes through their RPC:
+//! — before, during, after the fault (10, 20, 10 s; `--short` 4, 10, 4 s; `--during` sets the
+//! second) — and prints, measured on the processes through their RPC:
 //!
 //! | key | meaning |
 //! |---|---|
 //! | `detection_s` | first misbehaving message → evidence against the offender on every honest node |
 //! | `isolation_s` | fault → the offender has election weight 0 (leads no view) on every honest node |
+//! | `next_commit_s` | fault → every honest node committed a height past what the pipeline finishes without a leader (height at the fault + 3) |
 //! | `recovery_s` | fault → every honest node committed [`RECOVERY_HEIGHTS`] heights above its height at the fault (the pipeline alone finishes ~2) |
 //! | `verify_ms` | `fault::verify` of the first evidence item (decoded from `GET /evidence/{id}`), median of 100 |
 //! | `tps_before/during/after` | committed transactions per second, per phase: at node 0 before, at the first honest majority node after the fault |
 //! | `chains_agree` | every honest node holds the same block at every sampled height |
 //! | `merge_s` | partitions: heal → every minority node at the majority's height at heal |
 //! | `evidence` | the evidence list of one honest node: `kind:offender:view` |
+//! | `kills` | kill-loop: how many kill -9 the during phase made |
+//! | `tps_ratio` | kill-loop: `tps_during / tps_before` |
 //!
-//! MODE is `crash-leader` (kill -9 the current leader), `partition A|B` (e.g. `0,1|2,3`; UDP
+//! MODE is `crash-leader` (kill -9 the current leader), `kill-loop` (through the during phase,
+//! every [`KILL_EVERY`] kill -9 a random validator other than node 0 and restart it
+//! [`DOWN_FOR`] later: one node down at a time, as in issue 10, the restarted one given the
+//! rest of the period to rejoin before the next kill; `BFTNODE_DRILL_BACK_TO_BACK=1` restarts
+//! it only at the next kill, so a node still starting up and a dead one overlap), `partition A|B` (e.g. `0,1|2,3`; UDP
 //! between the groups' QUIC ports dropped with iptables on `lo`, healed after the during phase;
 //! needs root), or any `bftnode-adversary --list-modes` mode: the last validator is restarted
 //! from its own home as `bftnode-adversary --mode MODE` (its database and safety record kept).
@@ -41,6 +50,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// than the two a pipelined chain finishes anyway after losing its leader (issue 10 measures
 /// "five new heights committed elsewhere").
 const RECOVERY_HEIGHTS: u64 = 5;
+/// kill-loop: the period between two kills (issue 10: 33 kills in 150 s).
+const KILL_EVERY: Duration = Duration::from_millis(4_500);
+/// kill-loop: how long a killed node stays down.
+const DOWN_FOR: Duration = Duration::from_millis(3_000);
 /// Poll period of the measurements.
 const POLL: Duration = Duration::from_millis(50);
 /// Comment on our iptables rules (plus our pid), so a killed drill's rules can be found.
@@ -56,11 +69,13 @@ struct Opts {
     short: bool,
     n: usize,
     rate: u64,
+    /// Length of the during phase, when given (`--during SECS`).
+    during: Option<Duration>,
 }
 
 fn usage() -> String {
     "usage: bftnode-drill MODE [--runs K] [--output table|json] [--short] [--validators N] \
-     [--rate TX_S]\n  MODE: crash-leader | partition A|B (e.g. '0,1|2,3') | an adversary mode \
+     [--rate TX_S] [--during SECS]\n  MODE: crash-leader | kill-loop | partition A|B (e.g. '0,1|2,3') | an adversary mode \
      (bftnode-adversary --list-modes)"
         .to_string()
 }
@@ -87,6 +102,7 @@ fn parse_args() -> Res<Opts> {
         short: false,
         n: 4,
         rate: 300,
+        during: None,
     };
     let mut positional = Vec::new();
     while let Some(a) = args.next() {
@@ -101,6 +117,10 @@ fn parse_args() -> Res<Opts> {
                     .map_err(|_| "bad --validators")?
             }
             "--rate" => o.rate = value("--rate")?.parse().map_err(|_| "bad --rate")?,
+            "--during" => {
+                let secs: u64 = value("--during")?.parse().map_err(|_| "bad --during")?;
+                o.during = Some(Duration::from_secs(secs));
+            }
             "-h" | "--help" => return Err(usage()),
             _ if a.starts_with("--") => return Err(format!("unknown option {a}\n{}", usage())),
             _ => positional.push(a),
@@ -182,7 +202,12 @@ struct Node {
 
 impl Node {
     fn start(&mut self, bin: &Path, args: &[&str], log: &str) -> Res<()> {
-        let out = std::fs::File::create(self.home.join(log)).map_err(|e| e.to_string())?;
+        // Appended to: a node restarted by kill-loop keeps its earlier lives' logs.
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.home.join(log))
+            .map_err(|e| e.to_string())?;
         let err = out.try_clone().map_err(|e| e.to_string())?;
         let child = Command::new(bin)
             .args(args)
@@ -364,6 +389,7 @@ fn run_once(o: &Opts, bin_dir: &Path, run: usize) -> Res<Value> {
             Duration::from_secs(10),
         )
     };
+    let during = o.during.unwrap_or(during);
     let n = o.n;
     let bftnode = bin_dir.join("bftnode");
     let dir = std::env::temp_dir().join(format!("bftnode-drill-{}-{run}", std::process::id()));
@@ -421,7 +447,8 @@ fn run_once(o: &Opts, bin_dir: &Path, run: usize) -> Res<Value> {
     }
 
     // Who is faulty, and which nodes are honest (measured).
-    let adversary = o.partition.is_none() && o.mode != "crash-leader";
+    let kill_loop = o.mode == "kill-loop";
+    let adversary = o.partition.is_none() && o.mode != "crash-leader" && !kill_loop;
     let load_secs = (before + during + after).as_secs() + 5;
     let load_targets: Vec<String> = nodes
         .iter()
@@ -468,6 +495,9 @@ fn run_once(o: &Opts, bin_dir: &Path, run: usize) -> Res<Value> {
         fault_at = Instant::now();
         nodes[i].kill();
         offender = Some(i);
+    } else if kill_loop {
+        fault_unix_ms = unix_ms();
+        fault_at = Instant::now();
     } else {
         let i = n - 1;
         nodes[i].kill();
@@ -480,8 +510,10 @@ fn run_once(o: &Opts, bin_dir: &Path, run: usize) -> Res<Value> {
         )?;
         offender = Some(i);
     }
+    // kill-loop: every node but node 0 goes down in turn, so only node 0 is measured.
     let honest: Vec<usize> = (0..n)
         .filter(|i| Some(*i) != offender && !minority.contains(i))
+        .filter(|i| !kill_loop || *i == 0)
         .collect();
     let off_index = offender.map(|i| nodes[i].index);
     // From the fault on, figures come from the first honest node of the majority (node 0 may
@@ -495,13 +527,46 @@ fn run_once(o: &Opts, bin_dir: &Path, run: usize) -> Res<Value> {
     let mut detected = None;
     let mut isolated = None;
     let mut recovered = None;
+    let mut next_commit = None;
     let mut minority_halted = true;
+    let mut kills = 0u64;
+    let mut down: Option<usize> = None;
+    let down_for = if std::env::var_os("BFTNODE_DRILL_BACK_TO_BACK").is_some() {
+        KILL_EVERY
+    } else {
+        DOWN_FOR
+    };
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ unix_ms() ^ run as u64);
     let minority_h0: Vec<u64> = minority
         .iter()
         .map(|i| height(&nodes[*i].rpc).unwrap_or(0))
         .collect();
     while fault_at.elapsed() < during {
         let now = fault_at.elapsed();
+        if kill_loop
+            && kills > 0
+            && now >= KILL_EVERY * (kills as u32 - 1) + down_for
+            && let Some(j) = down.take()
+        {
+            nodes[j].start(&bftnode, &["start"], "node.log")?;
+        }
+        if kill_loop && now >= KILL_EVERY * kills as u32 {
+            if let Some(j) = down.take() {
+                nodes[j].start(&bftnode, &["start"], "node.log")?;
+            }
+            let j = 1 + (rng.next() % (n as u64 - 1)) as usize;
+            nodes[j].kill();
+            down = Some(j);
+            kills += 1;
+        }
+        if next_commit.is_none()
+            && honest
+                .iter()
+                .zip(&h_fault)
+                .all(|(i, h0)| height(&nodes[*i].rpc).is_some_and(|h| h >= h0 + 3))
+        {
+            next_commit = Some(now);
+        }
         if recovered.is_none()
             && honest
                 .iter()
@@ -529,6 +594,9 @@ fn run_once(o: &Opts, bin_dir: &Path, run: usize) -> Res<Value> {
         std::thread::sleep(POLL);
     }
     let txs1 = metric(&watch, "bftnode_committed_txs_total");
+    if let Some(j) = down.take() {
+        nodes[j].start(&bftnode, &["start"], "node.log")?;
+    }
     let tps_during = txs0
         .zip(txs1)
         .map(|(a, b)| (b - a) / fault_at.elapsed().as_secs_f64());
@@ -590,6 +658,7 @@ fn run_once(o: &Opts, bin_dir: &Path, run: usize) -> Res<Value> {
         "mode": o.mode,
         "detection_s": secs(detection),
         "isolation_s": secs(isolated),
+        "next_commit_s": secs(next_commit),
         "recovery_s": secs(recovered),
         "verify_ms": verify.map(|v| (v * 1000.0).round() / 1000.0),
         "tps_before": tps_before.map(f64::round),
@@ -600,11 +669,32 @@ fn run_once(o: &Opts, bin_dir: &Path, run: usize) -> Res<Value> {
             "{}:{}:{}", e["kind"].as_str().unwrap_or("?"), e["offender"], e["view"]
         )).collect::<Vec<_>>(),
     });
+    if kill_loop {
+        out["kills"] = json!(kills);
+        out["tps_ratio"] = json!(
+            tps_before
+                .zip(tps_during)
+                .filter(|(b, _)| *b > 0.0)
+                .map(|(b, d)| (d / b * 100.0).round() / 100.0)
+        );
+    }
     if o.partition.is_some() {
         out["merge_s"] = secs(merge);
         out["minority_halted"] = json!(minority_halted);
     }
     Ok(out)
+}
+
+/// xorshift64: which node kill-loop kills next (seeded from the clock and the run).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
 }
 
 /// The median of the numbers at `key` over `runs` (nulls skipped).
@@ -648,11 +738,13 @@ fn main() {
     for key in [
         "detection_s",
         "isolation_s",
+        "next_commit_s",
         "recovery_s",
         "verify_ms",
         "tps_before",
         "tps_during",
         "tps_after",
+        "tps_ratio",
         "merge_s",
     ] {
         if summary.get(key).is_some() {

@@ -547,6 +547,7 @@ mod tests {
                 "committed",
                 "committed_tps",
                 "committed_tps_overall",
+                "failovers",
                 "latency_ms_p50",
                 "latency_ms_p99",
                 "missed_blocks",

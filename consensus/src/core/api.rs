@@ -31,10 +31,12 @@ pub struct Config {
     /// timeout is always safe, so a node does not wait τ(v) for a leader it cannot reach.
     pub unreachable_leader_grace_ms: u64,
     /// A leader from which nothing arrived for this long (ms) is treated as unreachable too
-    /// (its view gets the grace above). Every live validator broadcasts a vote or a timeout in
-    /// every view, so silence longer than a base timeout means a crash or a partition, seen
-    /// before the transport's idle timeout notices. Local only (timeouts are always safe).
-    /// The node sets it to `τ_base`.
+    /// (its view gets the grace above); after twice this long its view is timed out at once,
+    /// and after half of it, as `leader(v−1)` of a view entered by TC, its status is not
+    /// waited for (H2). Every live validator broadcasts a vote or a timeout in every view, so
+    /// silence longer than a base timeout means a crash or a partition, seen before the
+    /// transport's idle timeout notices. Local only (timeouts are always safe). The node sets
+    /// it to `τ_base` (PROTOCOL.md §4.2 rule 4, §4.4).
     pub silent_leader_ms: u64,
     /// τ_resend: period of re-sending our timeout while stuck in a view (ms).
     pub resend_ms: u64,

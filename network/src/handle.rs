@@ -92,7 +92,8 @@ impl NetworkHandle {
         self.cmd(Command::Respond { request_id, bytes });
     }
 
-    /// Publishes a gossip message (at most `max_gossip_bytes`) on `topic`.
+    /// Publishes a message of at most `max_gossip_bytes`: evidence is gossiped (gossipsub,
+    /// relayed), transactions are pushed once to each connected validator ([`Topic`]).
     pub fn publish(&self, topic: Topic, bytes: Vec<u8>) {
         self.cmd(Command::Publish { topic, bytes });
     }

@@ -19,7 +19,8 @@
 //! |---|---|---|
 //! | `/bftnode/consensus/1` | request-response, one frame per stream, empty ack | `max_frame_bytes` |
 //! | `/bftnode/sync/1` | block-sync request-response | requests `max_frame_bytes`, responses `sync_max_response_bytes` |
-//! | gossipsub `bftnode/tx/1`, `bftnode/evidence/1` | transactions, evidence | `max_gossip_bytes`, strict signed validation, validated before relay, per-author budget |
+//! | `/bftnode/txs/1` | transaction batches, pushed once by their author to each validator, no relay (`service/txs.rs`) | `max_gossip_bytes`, frame token bucket, per-author budget, 64 batches / 16 MiB in flight per peer |
+//! | gossipsub `bftnode/evidence/1` | evidence | `max_gossip_bytes`, strict signed validation, validated before relay, per-author budget |
 //! | identify `/bftnode/1.0.0`, ping | interop with stock libp2p tools, RTT | — |
 //!
 //! ## Identity and membership
@@ -28,7 +29,8 @@
 //! deterministically and the service keeps a `PeerId → index` map.
 //!
 //! ## The edge: strangers and validators (issue 8)
-//! * **Protocols by membership.** Consensus, sync and gossipsub run on validator connections
+//! * **Protocols by membership.** Consensus, sync, transaction push and gossipsub run on
+//!   validator connections
 //!   only: a connection of any other peer (a *stranger*) is not offered them at all, so its
 //!   streams are refused during protocol negotiation, before a byte of a frame is read. Strangers
 //!   get identify and ping.
@@ -41,7 +43,10 @@
 //!   signature checked by gossipsub's strict mode) a genesis validator, author within its byte
 //!   budget (`gossip_bytes_per_sec`, `gossip_burst_bytes`). Message ids are content hashes, so a
 //!   payload republished with a new sequence number is a duplicate. The subscription filter
-//!   admits our two topics only.
+//!   admits our evidence topic only.
+//! * **Transaction push.** A batch is delivered only within its sender's frame token bucket and
+//!   its byte budget (the same budget as gossip); it is never relayed, so a duplicate costs
+//!   only its sender's budget and the node's mempool drops the repeated transactions.
 //! * **Queues.** Gossip waits in its own byte-bounded queue below consensus traffic, and
 //!   connectivity changes and sync responses are never dropped.
 //! * **Flaps.** A validator connection that closes within `stable_connection_ms` of opening (a
@@ -97,8 +102,9 @@ pub const CONSENSUS_PROTOCOL: &str = "/bftnode/consensus/1";
 pub const SYNC_PROTOCOL: &str = "/bftnode/sync/1";
 /// Protocol version announced by identify.
 pub const IDENTIFY_PROTOCOL: &str = "/bftnode/1.0.0";
-/// Gossipsub topic for transactions.
-pub const TX_TOPIC: &str = "bftnode/tx/1";
+/// Protocol name of transaction batches, pushed by their author to every validator once
+/// (request-response, one batch per stream, empty ack; no relay).
+pub const TX_PROTOCOL: &str = "/bftnode/txs/1";
 /// Gossipsub topic for evidence.
 pub const EVIDENCE_TOPIC: &str = "bftnode/evidence/1";
 
@@ -277,20 +283,21 @@ impl NetworkConfig {
     }
 }
 
-/// A gossipsub topic.
+/// What a published message is, and so how it travels ([`NetworkHandle::publish`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Topic {
-    /// Client transactions ([`TX_TOPIC`]).
+    /// Client transactions: pushed by their author once to every connected validator over
+    /// [`TX_PROTOCOL`], never relayed (validators are fully meshed).
     Transactions,
     /// Misbehaviour evidence ([`EVIDENCE_TOPIC`]).
     Evidence,
 }
 
 impl Topic {
-    /// The gossipsub topic string.
+    /// The gossipsub topic string or, for transactions, the protocol name.
     pub fn name(self) -> &'static str {
         match self {
-            Topic::Transactions => TX_TOPIC,
+            Topic::Transactions => TX_PROTOCOL,
             Topic::Evidence => EVIDENCE_TOPIC,
         }
     }
@@ -356,11 +363,12 @@ pub enum NetworkEvent {
         /// Response payload, or why there is none (timeout, disconnect, too large, ...).
         result: Result<Vec<u8>, String>,
     },
-    /// A gossip message.
+    /// A gossip message (evidence) or a pushed transaction batch.
     Gossip {
         /// Topic it was published on.
         topic: Topic,
-        /// Author (signer) of the message.
+        /// Author of the message: its gossipsub signer (evidence) or the validator that pushed
+        /// it (transactions, proven by the QUIC/TLS handshake).
         from: PeerId,
         /// Message payload.
         bytes: Vec<u8>,
@@ -431,11 +439,12 @@ pub struct NetworkMetrics {
     pub send_failures: u64,
     /// Events dropped because the event channel was full.
     pub events_dropped: u64,
-    /// Gossip messages received.
+    /// Gossip messages and transaction batches received.
     pub gossip_in: u64,
-    /// Gossip messages published by us.
+    /// Gossip messages and transaction batches published by us (a batch once, however many
+    /// validators it went to).
     pub gossip_out: u64,
-    /// Gossip publishes that failed (no peers, too large, ...).
+    /// Publishes that failed (no peers, too large, ...).
     pub gossip_publish_failed: u64,
     /// Bans issued.
     pub bans: u64,
@@ -447,7 +456,8 @@ pub struct NetworkMetrics {
     /// Connections to validators that closed before they had lived long enough to count as
     /// stable (see `NetworkConfig::stable_connection_ms`).
     pub connection_flaps: u64,
-    /// Gossip messages rejected before relay (source not a validator, per-source rate, size).
+    /// Gossip messages and transaction batches rejected before delivery (source not a
+    /// validator, per-source byte budget).
     pub gossip_rejected: u64,
     /// Inbound sync requests dropped because `MAX_PENDING_SYNC` were already unanswered.
     pub pending_sync_dropped: u64,

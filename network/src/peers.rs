@@ -76,6 +76,10 @@ pub(crate) struct PeerState {
     pub inflight: usize,
     /// Payload bytes of those frames.
     pub inflight_bytes: usize,
+    /// Transaction batches sent and not yet acknowledged or failed (`service::txs`).
+    pub tx_inflight: usize,
+    /// Payload bytes of those batches.
+    pub tx_inflight_bytes: usize,
     pub rtt: Option<Duration>,
     pub bucket: TokenBucket,
     /// Set while the peer is refused; cleared (and the peer unblocked) when it passes.
@@ -137,6 +141,8 @@ impl PeerState {
             dropped: 0,
             inflight: 0,
             inflight_bytes: 0,
+            tx_inflight: 0,
+            tx_inflight_bytes: 0,
             rtt: None,
             bucket: TokenBucket::new(cfg.rate_limit_msgs_per_sec, cfg.rate_limit_burst, now),
             banned_until: None,

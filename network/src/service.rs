@@ -19,6 +19,8 @@ use libp2p::{
 use tokio::sync::mpsc;
 use tracing::{debug, info, trace, warn};
 
+mod txs;
+
 use crate::admission::Admission;
 use crate::codec::{ConsensusCodec, Frame, SyncCodec, SyncReply, is_frame_too_large};
 use crate::events::{self, Class, EventReceiver, EventSender};
@@ -27,7 +29,7 @@ use crate::handle::{Command, NetworkHandle};
 use crate::peers::{PeerState, TokenBucket, quic_multiaddr, socket_of};
 use crate::{
     CONSENSUS_PROTOCOL, IDENTIFY_PROTOCOL, Misbehaviour, NetworkConfig, NetworkError, NetworkEvent,
-    NetworkMetrics, SYNC_PROTOCOL, Topic, peer_id_of,
+    NetworkMetrics, SYNC_PROTOCOL, TX_PROTOCOL, Topic, peer_id_of,
 };
 
 /// Housekeeping period, in ms.
@@ -43,7 +45,7 @@ const MAX_PENDING_INCOMING: u32 = 256;
 /// Least interval between two warnings of one kind (refusals, one peer's flaps).
 const LOG_EVERY: Duration = Duration::from_secs(30);
 
-/// Gossipsub restricted to our two topics.
+/// Gossipsub restricted to our evidence topic.
 type Gossip =
     gossipsub::Behaviour<gossipsub::IdentityTransform, gossipsub::WhitelistSubscriptionFilter>;
 
@@ -58,6 +60,7 @@ struct Behaviour {
     admission: Admission,
     consensus: ValidatorsOnly<request_response::Behaviour<ConsensusCodec>>,
     sync: ValidatorsOnly<request_response::Behaviour<SyncCodec>>,
+    txs: ValidatorsOnly<request_response::Behaviour<ConsensusCodec>>,
     gossip: ValidatorsOnly<Gossip>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
@@ -76,6 +79,9 @@ struct Service {
     /// Our unacknowledged consensus frames: libp2p id → (target index, payload bytes). At most
     /// `max_inflight_per_peer` per validator.
     outbound_frames: HashMap<OutboundRequestId, (u16, usize)>,
+    /// Our unacknowledged transaction batches: libp2p id → (target index, payload bytes). At
+    /// most `txs::MAX_INFLIGHT` per validator.
+    outbound_txs: HashMap<OutboundRequestId, (u16, usize)>,
     /// Our outbound sync requests: libp2p id → (handle id, target index).
     outbound_sync: HashMap<OutboundRequestId, (u64, u16)>,
     /// Inbound sync requests awaiting `respond`: handle id → channel. At most
@@ -83,9 +89,8 @@ struct Service {
     inbound_sync: HashMap<u64, ResponseChannel<SyncReply>>,
     inbound_sync_ids: HashMap<InboundRequestId, u64>,
     next_inbound_id: u64,
-    tx_topic: gossipsub::IdentTopic,
     evidence_topic: gossipsub::IdentTopic,
-    /// Per-author gossip byte budgets, one per validator (the only accepted authors).
+    /// Per-author gossip and transaction-push byte budgets, one per validator (the only accepted authors).
     gossip_budget: HashMap<u16, TokenBucket>,
     last_decay: Instant,
     /// Connection refusals already reported in a log line.
@@ -114,8 +119,7 @@ fn build_gossip(cfg: &NetworkConfig, keypair: &Keypair) -> Result<Gossip, Networ
         .heartbeat_interval(Duration::from_millis(500))
         .build()
         .map_err(|e| err(e.to_string()))?;
-    let topics = [Topic::Transactions, Topic::Evidence]
-        .map(|t| gossipsub::IdentTopic::new(t.name()).hash())
+    let topics = [gossipsub::IdentTopic::new(Topic::Evidence.name()).hash()]
         .into_iter()
         .collect();
     gossipsub::Behaviour::new_with_subscription_filter(
@@ -171,7 +175,19 @@ fn build_behaviour(
                     max_response_bytes: cfg.sync_max_response_bytes,
                 },
                 [(StreamProtocol::new(SYNC_PROTOCOL), ProtocolSupport::Full)],
-                rr_cfg.with_request_timeout(Duration::from_millis(cfg.sync_timeout_ms)),
+                rr_cfg
+                    .clone()
+                    .with_request_timeout(Duration::from_millis(cfg.sync_timeout_ms)),
+            ),
+            validators.clone(),
+        ),
+        txs: ValidatorsOnly::new(
+            request_response::Behaviour::with_codec(
+                ConsensusCodec {
+                    max_frame_bytes: cfg.max_gossip_bytes,
+                },
+                [(StreamProtocol::new(TX_PROTOCOL), ProtocolSupport::Full)],
+                rr_cfg.clone(),
             ),
             validators.clone(),
         ),
@@ -239,18 +255,15 @@ pub(crate) fn spawn(
     for p in peers.values() {
         swarm.add_peer_address(p.peer_id, p.multiaddr.clone());
     }
-    let tx_topic = gossipsub::IdentTopic::new(Topic::Transactions.name());
     let evidence_topic = gossipsub::IdentTopic::new(Topic::Evidence.name());
-    for t in [&tx_topic, &evidence_topic] {
-        swarm
-            .behaviour_mut()
-            .gossip
-            .inner()
-            .subscribe(t)
-            .map_err(|e| NetworkError::Behaviour {
-                reason: e.to_string(),
-            })?;
-    }
+    swarm
+        .behaviour_mut()
+        .gossip
+        .inner()
+        .subscribe(&evidence_topic)
+        .map_err(|e| NetworkError::Behaviour {
+            reason: e.to_string(),
+        })?;
     let (events, events_rx) = events::channel(cfg.event_queue_bytes, cfg.gossip_queue_bytes);
     let gossip_budget = by_peer
         .values()
@@ -273,11 +286,11 @@ pub(crate) fn spawn(
         commands,
         metrics: NetworkMetrics::default(),
         outbound_frames: HashMap::new(),
+        outbound_txs: HashMap::new(),
         outbound_sync: HashMap::new(),
         inbound_sync: HashMap::new(),
         inbound_sync_ids: HashMap::new(),
         next_inbound_id: 1,
-        tx_topic,
         evidence_topic,
         gossip_budget,
         last_decay: now,
@@ -482,10 +495,10 @@ impl Service {
             );
             return;
         }
-        let t = match topic {
-            Topic::Transactions => self.tx_topic.clone(),
-            Topic::Evidence => self.evidence_topic.clone(),
-        };
+        if topic == Topic::Transactions {
+            return self.push_txs(bytes);
+        }
+        let t = self.evidence_topic.clone();
         match self.swarm.behaviour_mut().gossip.inner().publish(t, bytes) {
             Ok(_) => self.metrics.gossip_out += 1,
             Err(e) => {
@@ -559,6 +572,7 @@ impl Service {
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Consensus(e)) => self.on_consensus(e),
             SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.on_sync(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Txs(e)) => self.on_txs(e),
             SwarmEvent::Behaviour(BehaviourEvent::Gossip(e)) => self.on_gossip(e),
             SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => {
                 if let (Ok(rtt), Some(i)) = (e.result, self.by_peer.get(&e.peer))
@@ -718,6 +732,7 @@ impl Service {
         } else {
             info!(index, %peer, ?cause, "validator disconnected");
         }
+        self.forget_txs_to(index);
         self.emit(NetworkEvent::PeerDisconnected { index });
     }
 
@@ -942,13 +957,10 @@ impl Service {
         m: &gossipsub::Message,
     ) -> Result<(Topic, PeerId), gossipsub::MessageAcceptance> {
         use gossipsub::MessageAcceptance::{Ignore, Reject};
-        let topic = if m.topic == self.tx_topic.hash() {
-            Topic::Transactions
-        } else if m.topic == self.evidence_topic.hash() {
-            Topic::Evidence
-        } else {
+        if m.topic != self.evidence_topic.hash() {
             return Err(Reject);
-        };
+        }
+        let topic = Topic::Evidence;
         let author = m.source.ok_or(Reject)?;
         let index = *self.by_peer.get(&author).ok_or(Reject)?;
         let budget = self.gossip_budget.get_mut(&index).ok_or(Reject)?;

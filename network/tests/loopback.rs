@@ -312,7 +312,8 @@ async fn strangers_are_offered_no_validator_protocol() {
     }
     intruder.publish(Topic::Transactions, b"spam".to_vec());
     let req = intruder.request(0, b"sync please".to_vec());
-    let m = metrics_until(&intruder, "refused frames", |m| m.send_failures == 5).await;
+    // Five consensus frames and one transaction batch, every stream refused.
+    let m = metrics_until(&intruder, "refused frames", |m| m.send_failures == 6).await;
     assert_eq!(m.frames_out, 5, "{m:?}");
     let e = expect(&mut intruder_rx, "sync refusal", |e| {
         matches!(e, NetworkEvent::SyncResponse { .. })
@@ -452,11 +453,12 @@ async fn gossip_is_deduplicated_by_content_and_budgeted_per_author() {
         }
     }
     let m0 = nodes[1].0.metrics().await;
-    // The same payload three times: one delivery.
+    // The same gossiped payload three times: one delivery.
     for _ in 0..3 {
-        nodes[0].0.publish(Topic::Transactions, vec![7; 1000]);
+        nodes[0].0.publish(Topic::Evidence, vec![7; 1000]);
     }
-    // 300 KiB each: the author's 1 MiB burst at node 1 admits three (the warm-up took a little).
+    // 300 KiB each, pushed directly: the author's 1 MiB burst at node 1 admits three (the
+    // warm-up took a little), the same budget as gossip.
     for k in 0..8u8 {
         nodes[0].0.publish(Topic::Transactions, vec![k; 300 * 1024]);
     }

@@ -90,8 +90,8 @@ pub const FETCH_EXPIRY: Duration = Duration::from_secs(30);
 const GOSSIP_FLUSH_BYTES: usize = 256 * 1024;
 /// Flush whatever gossip is buffered this often: a submitted transaction waits at most this
 /// long before the leader can see it (half of it on average, the largest term of the
-/// submit→commit latency at low load when it was 20 ms). At most 200 gossip messages a second
-/// per node, each signed once by gossipsub.
+/// submit→commit latency at low load when it was 20 ms). At most 200 batches a second per
+/// node, each pushed once to every validator (`network`, `/bftnode/txs/1`).
 const GOSSIP_FLUSH_INTERVAL: Duration = Duration::from_millis(5);
 /// Maximum evidence items listed over RPC.
 const MAX_EVIDENCE_LISTED: usize = 1000;

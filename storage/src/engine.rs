@@ -104,6 +104,15 @@ pub enum RawOp {
     Delete(Cf, Vec<u8>),
 }
 
+impl RawOp {
+    /// Column family and key: the order in which a batch is handed to the engine.
+    pub(crate) fn target(&self) -> (usize, &[u8]) {
+        match self {
+            RawOp::Put(cf, k, _) | RawOp::Delete(cf, k) => (cf.index(), k),
+        }
+    }
+}
+
 /// Visitor for [`Engine::scan`]: return `Ok(false)` to stop.
 pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool, StoreError> + 'a;
 

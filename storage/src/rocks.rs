@@ -271,7 +271,15 @@ impl Engine for RocksStore {
 
 impl RocksStore {
     /// Apply raw ops in one RocksDB write batch (atomic), synced if `sync`.
-    fn apply_raw(&self, ops: Vec<RawOp>, sync: bool) -> Result<(), StoreError> {
+    ///
+    /// The ops are first sorted by (column family, key), stably, so two ops on one key keep
+    /// their order and the batch means what it meant. Sorted, each memtable insert starts from
+    /// the skip-list position of the one before it (RocksDB keeps that splice for sequential
+    /// inserts) instead of searching from the top: a commit's transaction index and
+    /// application writes have random keys (hashes), and their inserts were the largest item
+    /// of a node's profile under load (17 % of its CPU at 14,000 tx/s).
+    fn apply_raw(&self, mut ops: Vec<RawOp>, sync: bool) -> Result<(), StoreError> {
+        ops.sort_by(|a, b| a.target().cmp(&b.target()));
         let mut wb = rocksdb::WriteBatch::default();
         for op in ops {
             match op {

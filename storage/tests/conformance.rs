@@ -279,6 +279,21 @@ fn app_put_delete(s: &mut impl Raw) {
     .unwrap();
     assert_eq!(s.app_get(b"a").unwrap(), None);
     assert_eq!(s.app_get(b"b").unwrap(), Some(b"2".to_vec()));
+    // Still in order when the keys are not (the RocksDB engine sorts a batch by key, stably).
+    let mut batch = WriteBatch::new();
+    for i in (0..50u8).rev() {
+        batch = batch.app_put(vec![i], vec![1]).app_delete(vec![i ^ 1]);
+    }
+    s.write(batch.app_put(vec![7], vec![2])).unwrap();
+    for i in 0..50u8 {
+        // Key i was put (at step i) and deleted (at step i ^ 1): the later of the two wins.
+        let want = match i {
+            7 => Some(vec![2]),
+            _ if i % 2 == 0 => Some(vec![1]),
+            _ => None,
+        };
+        assert_eq!(s.app_get(&[i]).unwrap(), want, "key {i}");
+    }
     // Empty key and empty value are legal.
     s.write(WriteBatch::new().app_put(Vec::new(), Vec::new()))
         .unwrap();

@@ -36,6 +36,7 @@ use crate::interceptor::Interceptor;
 use crate::mempool::{Mempool, MempoolError, Source};
 use crate::metrics::{Metrics, gossip_outcome};
 use crate::proof::EvidenceProof;
+use crate::queue_delay::{self, QueueDelay};
 use crate::rpc_types::{
     CommitEvent, EvidenceResponse, FaultsResponse, StatusResponse, ValidatorResponse,
 };
@@ -232,6 +233,9 @@ pub struct Driver {
     interceptor: Option<Box<dyn Interceptor>>,
     /// The commit stream of `GET /events`.
     events: CommitEvents,
+    /// Refuses local submissions while committed transactions waited too long (module
+    /// [`crate::queue_delay`]); fed by every commit.
+    queue_delay: QueueDelay,
 }
 
 impl Driver {
@@ -270,7 +274,17 @@ impl Driver {
             fault_watch: FaultWatch::default(),
             interceptor: None,
             events: CommitEvents::default(),
+            queue_delay: QueueDelay::new(
+                Duration::from_millis(queue_delay::DEFAULT_TARGET_MS),
+                queue_delay::INTERVAL,
+            ),
         }
+    }
+
+    /// Refuse local submissions by `queue_delay` instead of the default (500 ms target).
+    pub fn with_queue_delay(mut self, queue_delay: QueueDelay) -> Self {
+        self.queue_delay = queue_delay;
+        self
     }
 
     /// Use `accountant` (restored from the store at the committed tip, [`crate::restore_accountant`])
@@ -620,6 +634,7 @@ impl Driver {
         };
         let now = Instant::now();
         for t in self.mempool.on_commit(&ids, height, &applied_all) {
+            self.queue_delay.observe(now, t);
             self.metrics
                 .commit_latency
                 .observe(now.duration_since(t).as_secs_f64());
@@ -784,6 +799,13 @@ impl Driver {
 
     fn submit(&mut self, txs: Vec<Transaction>) -> Vec<Result<TxHash, MempoolError>> {
         let now = Instant::now();
+        if let Some(waited) = self.queue_delay.congested(now) {
+            let refusal = MempoolError::Congested {
+                waited_ms: waited.as_millis() as u64,
+                target_ms: self.queue_delay.target().as_millis() as u64,
+            };
+            return txs.iter().map(|_| Err(refusal.clone())).collect();
+        }
         let evicted = self.mempool.evicted();
         let store = &*self.store;
         let (mempool, metrics) = (&mut self.mempool, &*self.metrics);
@@ -1117,6 +1139,8 @@ fn refusal_label(e: &MempoolError) -> &'static str {
         MempoolError::Invalid(_) => gossip_outcome::INVALID,
         MempoolError::OverQuota { .. } => gossip_outcome::OVER_QUOTA,
         MempoolError::Full { .. } => gossip_outcome::FULL,
+        // Local submissions only; never a gossip outcome.
+        MempoolError::Congested { .. } => gossip_outcome::FULL,
     }
 }
 

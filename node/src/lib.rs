@@ -68,6 +68,7 @@ pub mod interceptor;
 pub mod mempool;
 pub mod metrics;
 pub mod proof;
+pub mod queue_delay;
 pub mod rpc;
 pub mod rpc_guard;
 pub mod rpc_types;
@@ -471,7 +472,11 @@ pub async fn spawn_loaded_with(
     let driver = Driver::new(core, store.clone(), net, mempool, metrics, info)
         .with_accountant(accountant)
         .with_interceptor(interceptor)
-        .with_events(events);
+        .with_events(events)
+        .with_queue_delay(queue_delay::QueueDelay::new(
+            Duration::from_millis(cfg.mempool.max_queue_delay_ms),
+            queue_delay::INTERVAL,
+        ));
     let span = tracing::info_span!("node", validator = index.0);
     let driver = tokio::spawn(
         async move {

@@ -114,6 +114,19 @@ pub enum MempoolError {
         /// Its byte quota.
         max_bytes: usize,
     },
+    /// Local submissions are refused while transactions wait too long to commit
+    /// ([`crate::queue_delay`]): the smallest submission → commit time of the last interval's
+    /// committed transactions exceeded the target.
+    #[error(
+        "mempool congested: committed transactions waited at least {waited_ms} ms (target \
+         {target_ms} ms); retry later"
+    )]
+    Congested {
+        /// Smallest sojourn time of the last interval, in ms.
+        waited_ms: u64,
+        /// `mempool.max_queue_delay_ms`.
+        target_ms: u64,
+    },
     /// The same transaction is already pending.
     #[error("transaction {hash} is already pending")]
     AlreadyPending {

@@ -85,7 +85,7 @@ pub struct Metrics {
     /// Gossiped transactions by outcome ([`gossip_outcome`]).
     pub gossip_txs: Family<KindLabels, Counter>,
     /// Transactions submitted over RPC by outcome: `accepted`, `mempool_full` (HTTP 429),
-    /// `duplicate` (409), `invalid` (400).
+    /// `congested` (HTTP 429, [`crate::queue_delay`]), `duplicate` (409), `invalid` (400).
     pub submitted_txs: Family<KindLabels, Counter>,
     /// Pending transactions evicted from the mempool to make room for another source's.
     pub mempool_evicted: Counter,
@@ -228,8 +228,8 @@ impl Metrics {
         );
         r.register(
             "bftnode_submitted_txs",
-            "Transactions submitted over RPC by outcome (accepted, mempool_full, duplicate, \
-             invalid)",
+            "Transactions submitted over RPC by outcome (accepted, mempool_full, congested, \
+             duplicate, invalid)",
             m.submitted_txs.clone(),
         );
         r.register(

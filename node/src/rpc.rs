@@ -409,11 +409,13 @@ fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
     serde_json::from_slice(bytes).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))
 }
 
-/// The HTTP status of a refused submission: a full mempool is back-pressure (429, retry
-/// later), a duplicate a conflict (409), anything else bad input (400).
+/// The HTTP status of a refused submission: a full or congested mempool is back-pressure
+/// (429, retry later), a duplicate a conflict (409), anything else bad input (400).
 fn mempool_status(e: &MempoolError) -> StatusCode {
     match e {
-        MempoolError::Full { .. } | MempoolError::OverQuota { .. } => StatusCode::TOO_MANY_REQUESTS,
+        MempoolError::Full { .. }
+        | MempoolError::OverQuota { .. }
+        | MempoolError::Congested { .. } => StatusCode::TOO_MANY_REQUESTS,
         MempoolError::AlreadyPending { .. } | MempoolError::AlreadyCommitted { .. } => {
             StatusCode::CONFLICT
         }
@@ -426,6 +428,7 @@ fn submit_outcome(r: &Result<consensus::Digest, MempoolError>) -> &'static str {
     match r {
         Ok(_) => "accepted",
         Err(MempoolError::Full { .. } | MempoolError::OverQuota { .. }) => "mempool_full",
+        Err(MempoolError::Congested { .. }) => "congested",
         Err(MempoolError::AlreadyPending { .. } | MempoolError::AlreadyCommitted { .. }) => {
             "duplicate"
         }
@@ -495,7 +498,10 @@ async fn txs_post(
                 hashes.push(h.to_hex());
             }
             Err(e) => {
-                if !matches!(e, MempoolError::Full { .. }) {
+                if !matches!(
+                    e,
+                    MempoolError::Full { .. } | MempoolError::Congested { .. }
+                ) {
                     all_full = false;
                 }
                 errors.push(BatchError {

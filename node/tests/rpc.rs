@@ -44,16 +44,39 @@ async fn post_with(
     req.send().await.unwrap()
 }
 
-/// Set `[rpc] key = value` in `home`'s config.toml (edited as a TOML table, as an operator
-/// would).
-fn set_rpc_option(home: &Path, key: &str, value: toml::Value) {
+/// Set `[section] key = value` in `home`'s config.toml (edited as a TOML table, as an
+/// operator would).
+fn set_option(home: &Path, section: &str, key: &str, value: toml::Value) {
     let path = home.join(node::config::CONFIG_FILE);
     let mut doc: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
-    let rpc = doc
-        .entry("rpc")
+    let table = doc
+        .entry(section)
         .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    rpc.as_table_mut().unwrap().insert(key.to_string(), value);
+    table.as_table_mut().unwrap().insert(key.to_string(), value);
     std::fs::write(&path, doc.to_string()).unwrap();
+}
+
+/// Set `[rpc] key = value` in `home`'s config.toml.
+fn set_rpc_option(home: &Path, key: &str, value: toml::Value) {
+    set_option(home, "rpc", key, value);
+}
+
+/// `bftnode_submitted_txs_total{outcome}` in the node's `/metrics` text (0 if absent).
+async fn submitted_count(c: &reqwest::Client, addr: SocketAddr, outcome: &str) -> u64 {
+    let metrics = c
+        .get(url(addr, "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!(r#"bftnode_submitted_txs_total{{outcome="{outcome}"}}"#);
+    metrics
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A single-validator home in a fresh temporary directory.
@@ -629,12 +652,7 @@ async fn the_commit_stream_carries_committed_blocks_and_ends_on_stop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_mempool_answers_429_and_is_counted() {
     let dir = single_home();
-    let path = dir.path().join(node::config::CONFIG_FILE);
-    let mut doc: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
-    let mut mempool = toml::Table::new();
-    mempool.insert("max_txs".into(), 2.into());
-    doc.insert("mempool".into(), toml::Value::Table(mempool));
-    std::fs::write(&path, doc.to_string()).unwrap();
+    set_option(dir.path(), "mempool", "max_txs", 2.into());
     // One request of 40 fills the pool of 2 within one driver step; single submissions then
     // meet it full as often as commits empty it.
     let node = node::spawn(dir.path(), fast()).await.unwrap();
@@ -670,26 +688,43 @@ async fn a_full_mempool_answers_429_and_is_counted() {
     }
     let refused = refused.expect("a full mempool answers 429");
     assert!(refused.starts_with("mempool full"), "{refused}");
-    let metrics = c
-        .get(url(addr, "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let count = |outcome: &str| -> u64 {
-        metrics
-            .lines()
-            .find(|l| {
-                l.starts_with(&format!(
-                    r#"bftnode_submitted_txs_total{{outcome="{outcome}"}}"#
-                ))
-            })
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    assert!(count("mempool_full") as usize > full, "{metrics}");
-    assert!(count("accepted") >= batch.accepted as u64, "{metrics}");
+    assert!(submitted_count(&c, addr, "mempool_full").await as usize > full);
+    assert!(submitted_count(&c, addr, "accepted").await >= batch.accepted as u64);
+    node.stop().await.unwrap();
+}
+
+/// Admission by queueing delay (`node::queue_delay`), through the real RPC path: with a 1 ms
+/// target every interval in which a transaction committed is congested, so a client that
+/// keeps submitting meets `429 mempool congested: …`, counted as `congested`; and an interval
+/// without commits lets it in again, so the node never locks its clients out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_congested_mempool_answers_429_then_admits_again() {
+    let dir = single_home();
+    set_option(dir.path(), "mempool", "max_queue_delay_ms", 1.into());
+    let node = node::spawn(dir.path(), fast()).await.unwrap();
+    let addr = node.rpc_addr();
+    let c = reqwest::Client::new();
+    let (mut refused, mut accepted_after) = (None, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut i = 0;
+    while accepted_after == 0 {
+        assert!(Instant::now() < deadline, "refused: {refused:?}");
+        let body = format!(r#"{{"op":"put","key":"c{i}","value":"v"}}"#);
+        i += 1;
+        let r = post_json(&c, addr, "/tx", body).await.unwrap();
+        match r.status() {
+            StatusCode::TOO_MANY_REQUESTS => {
+                refused = Some(r.json::<ErrorResponse>().await.unwrap().error);
+            }
+            StatusCode::OK if refused.is_some() => accepted_after += 1,
+            StatusCode::OK => {}
+            other => panic!("unexpected status {other}"),
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let refused = refused.unwrap();
+    assert!(refused.starts_with("mempool congested"), "{refused}");
+    assert!(refused.contains("target 1 ms"), "{refused}");
+    assert!(submitted_count(&c, addr, "congested").await >= 1);
     node.stop().await.unwrap();
 }

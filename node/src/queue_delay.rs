@@ -1,0 +1,232 @@
+//! Admission by queueing delay: refuse this node's clients while transactions wait too long
+//! (issue 10, overload target: accepted transactions keep p99 < 1 s at twice the peak rate).
+//!
+//! The mempool's count and byte limits bound memory, not waiting time: at twice the peak rate
+//! a pool of 8,000 transactions per node still held about a second of backlog, and accepted
+//! transactions waited p99 1.4–1.5 s (`testnet/bench.sh`, 28,000 offered). Waiting time is what
+//! a client feels, so it is what this module limits, after CoDel (Nichols & Jacobson,
+//! "Controlling Queue Delay", 2012): the signal is the *smallest* sojourn time (submission →
+//! commit, on this node) among the transactions committed in the last interval. A standing
+//! queue makes even the luckiest transaction wait; a burst that drains does not, and neither
+//! does one stuck transaction.
+//!
+//! Rule, per interval of [`INTERVAL`]: an interval is *congested* if transactions committed in
+//! it and the smallest of their sojourn times exceeded the target. Local submissions are
+//! refused at once (HTTP 429, `mempool congested`) for the interval after a congested one if
+//! that one ended a run of [`ENTER_STREAK`] congested intervals, or if submissions were
+//! already refused less than [`MEMORY`] ago. The run keeps a backlog that drains by itself
+//! from refusing anyone: after a crash or a view change at moderate load the first blocks
+//! carry transactions that waited through the outage, but newer ones commit quickly within an
+//! interval or two. A genuine overload keeps the queue standing, is refused after three
+//! intervals, and from then on at every congested interval. An interval in which nothing
+//! committed is not congested: with no evidence of a standing queue the node admits (up to the
+//! mempool's limits), so a stalled or idle chain never locks its clients out. Transactions from
+//! peers are not refused here: their own node already admitted them under the same rule.
+//!
+//! Sans-IO: the caller passes `now`; no clock or timer inside.
+
+use std::time::{Duration, Instant};
+
+/// Default target, in ms (`mempool.max_queue_delay_ms`): with the pipeline's own ~0.1–0.4 s at
+/// the peak, accepted transactions stay under the issue's 1 s p99.
+pub const DEFAULT_TARGET_MS: u64 = 500;
+
+/// Observation interval: CoDel's 100 ms, a few views at the peak rate.
+pub const INTERVAL: Duration = Duration::from_millis(100);
+
+/// Consecutive congested intervals before the first refusal (module docs).
+pub const ENTER_STREAK: u32 = 3;
+
+/// After a refusal, how long a single congested interval is enough to refuse again.
+pub const MEMORY: Duration = Duration::from_secs(1);
+
+/// Queue-delay admission state (module docs).
+#[derive(Clone, Debug)]
+pub struct QueueDelay {
+    /// Smallest sojourn time above which an interval counts as congested. `Duration::ZERO`
+    /// turns admission by delay off.
+    target: Duration,
+    /// Length of one observation interval.
+    interval: Duration,
+    window_start: Option<Instant>,
+    window_min: Option<Duration>,
+    /// Consecutive congested intervals up to the last finished one.
+    streak: u32,
+    /// When the last interval that led to refusals ended.
+    last_refusal: Option<Instant>,
+    /// While refusing: the smallest sojourn of the last finished interval.
+    congested: Option<Duration>,
+}
+
+impl QueueDelay {
+    /// Admission with `target` and `interval` (both > 0 to be active; a zero `target`
+    /// disables it: [`QueueDelay::congested`] then always answers `None`).
+    pub fn new(target: Duration, interval: Duration) -> Self {
+        QueueDelay {
+            target,
+            interval: interval.max(Duration::from_millis(1)),
+            window_start: None,
+            window_min: None,
+            streak: 0,
+            last_refusal: None,
+            congested: None,
+        }
+    }
+
+    /// The target sojourn time (zero when disabled).
+    pub fn target(&self) -> Duration {
+        self.target
+    }
+
+    /// The observation interval.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// A transaction submitted at `submitted` committed at `now`.
+    pub fn observe(&mut self, now: Instant, submitted: Instant) {
+        self.roll(now);
+        let sojourn = now.saturating_duration_since(submitted);
+        self.window_min = Some(self.window_min.map_or(sojourn, |m| m.min(sojourn)));
+    }
+
+    /// `Some(smallest sojourn of the last interval)` if local submissions are refused at `now`.
+    pub fn congested(&mut self, now: Instant) -> Option<Duration> {
+        self.roll(now);
+        self.congested
+    }
+
+    /// Closes the interval if it ended by `now` and decides the next one (module docs). A gap
+    /// of two intervals or more since the window opened means the later ones saw no commit.
+    fn roll(&mut self, now: Instant) {
+        let start = *self.window_start.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed < self.interval {
+            return;
+        }
+        let min = self.window_min.take();
+        let congested = match min {
+            Some(m) if elapsed < 2 * self.interval && !self.target.is_zero() => {
+                (m > self.target).then_some(m)
+            }
+            _ => None,
+        };
+        self.streak = if congested.is_some() {
+            self.streak + 1
+        } else {
+            0
+        };
+        let recent = self
+            .last_refusal
+            .is_some_and(|t| now.saturating_duration_since(t) <= MEMORY);
+        self.congested = congested.filter(|_| self.streak >= ENTER_STREAK || recent);
+        if self.congested.is_some() {
+            self.last_refusal = Some(now);
+        }
+        self.window_start = Some(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// Instants relative to a `t0` ten seconds from now, so `t0 - x` exists for any x < 10 s.
+    struct Clock(Instant);
+    impl Clock {
+        fn new() -> Self {
+            Clock(Instant::now() + 10_000 * MS)
+        }
+        fn at(&self, ms: u64) -> Instant {
+            self.0 + Duration::from_millis(ms)
+        }
+        fn before(&self, ms: u64) -> Instant {
+            self.0 - Duration::from_millis(ms)
+        }
+    }
+
+    /// Closes the interval ending at `end` ms after one commit that waited `waited` ms.
+    fn interval(q: &mut QueueDelay, c: &Clock, end: u64, waited: u64) -> Option<Duration> {
+        q.observe(
+            c.at(end - 50),
+            c.at(end - 50) - Duration::from_millis(waited),
+        );
+        q.congested(c.at(end))
+    }
+
+    #[test]
+    fn a_standing_queue_is_refused_after_three_intervals_then_at_once() {
+        let c = Clock::new();
+        let mut q = QueueDelay::new(500 * MS, 100 * MS);
+        assert_eq!(q.congested(c.at(0)), None);
+        // Interval [0, 100): one transaction waited 600 ms, others 40 and 10 ms: a straggler.
+        q.observe(c.at(10), c.before(590));
+        q.observe(c.at(50), c.at(10));
+        q.observe(c.at(90), c.at(80));
+        assert_eq!(q.congested(c.at(100)), None);
+        // Three congested intervals: refused only once the third has ended.
+        assert_eq!(interval(&mut q, &c, 200, 700), None);
+        assert_eq!(
+            q.congested(c.at(299)),
+            None,
+            "decided at the interval's end"
+        );
+        assert_eq!(interval(&mut q, &c, 300, 700), None);
+        assert_eq!(interval(&mut q, &c, 400, 720), Some(720 * MS));
+        assert_eq!(
+            q.congested(c.at(450)),
+            Some(720 * MS),
+            "for the whole next interval"
+        );
+        // A quick commit clears it; within `MEMORY` one congested interval refuses again.
+        assert_eq!(interval(&mut q, &c, 500, 60), None);
+        assert_eq!(interval(&mut q, &c, 600, 800), Some(800 * MS));
+        // Long after the last refusal it takes three intervals again.
+        assert_eq!(interval(&mut q, &c, 700, 60), None);
+        assert_eq!(q.congested(c.at(2_000)), None);
+        assert_eq!(interval(&mut q, &c, 2_100, 900), None);
+        assert_eq!(interval(&mut q, &c, 2_200, 900), None);
+        assert_eq!(interval(&mut q, &c, 2_300, 900), Some(900 * MS));
+    }
+
+    #[test]
+    fn a_backlog_that_drains_by_itself_is_never_refused() {
+        let c = Clock::new();
+        let mut q = QueueDelay::new(500 * MS, 100 * MS);
+        assert_eq!(q.congested(c.at(0)), None);
+        // A one-second outage: the first two intervals after it commit the transactions that
+        // waited through it, the third commits fresh ones.
+        assert_eq!(interval(&mut q, &c, 100, 1_000), None);
+        assert_eq!(interval(&mut q, &c, 200, 600), None);
+        assert_eq!(interval(&mut q, &c, 300, 80), None);
+        assert_eq!(interval(&mut q, &c, 400, 1_000), None);
+    }
+
+    #[test]
+    fn an_interval_without_commits_admits() {
+        let c = Clock::new();
+        let mut q = QueueDelay::new(500 * MS, 100 * MS);
+        assert_eq!(q.congested(c.at(0)), None);
+        for end in [100, 200, 300] {
+            interval(&mut q, &c, end, 900);
+        }
+        assert_eq!(q.congested(c.at(300)), Some(900 * MS));
+        // A stall: nothing commits in [300, 400), so at 400 the node admits again.
+        assert_eq!(q.congested(c.at(400)), None);
+        // A long silence after a slow commit closes several intervals at once: admit.
+        q.observe(c.at(450), c.before(900));
+        assert_eq!(q.congested(c.at(1_200)), None);
+    }
+
+    #[test]
+    fn a_zero_target_turns_it_off() {
+        let c = Clock::new();
+        let mut q = QueueDelay::new(Duration::ZERO, 100 * MS);
+        assert_eq!(q.congested(c.at(0)), None);
+        for end in [100, 200, 300, 400] {
+            assert_eq!(interval(&mut q, &c, end, 5_000), None);
+        }
+    }
+}

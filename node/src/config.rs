@@ -209,7 +209,7 @@ pub struct NetworkSection {
     pub stranger_idle_ms: u64,
     /// A validator connection shorter than this is a flap, ms (default 10,000).
     pub stable_connection_ms: u64,
-    /// Per-author gossip budget, bytes per second (default 4 MiB/s).
+    /// Per-author gossip and transaction-push budget, bytes per second (default 16 MiB/s).
     pub gossip_bytes_per_sec: u32,
     /// Per-author gossip burst, bytes (default 16 MiB).
     pub gossip_burst_bytes: u32,

@@ -31,6 +31,10 @@
 //!   the accountant's state (PROTOCOL.md §6.6, [`app`]), the conviction record when it changed,
 //!   and the commit records — the application state is therefore always exactly the state at
 //!   the committed tip, and nothing needs replaying at restart.
+//! * **Admission**: a client's transaction enters the mempool within its source's share
+//!   ([`mempool`]) unless the node is congested ([`queue_delay`]: committed transactions kept
+//!   waiting over `mempool.max_queue_delay_ms`), and is pushed once to every validator in a
+//!   batch every 5 ms (`network`, `/bftnode/txs/1`).
 //! * The **RPC** server reads committed data from the store directly (on tokio's blocking
 //!   pool) and asks the driver for live state. The store is shared as `Arc<RocksStore>` with no
 //!   lock: the driver is its only writer and readers never wait for a write (see

@@ -115,19 +115,36 @@ fn with_bloom_filters(o: &mut Options) {
     o.set_memtable_whole_key_filtering(true);
 }
 
-/// Values at least this large (bytes) are kept in blob files rather than in the SST files.
-const MIN_BLOB_BYTES: u64 = 4096;
+/// Block bodies at least this large (bytes) are kept in blob files rather than in SST files.
+const MIN_BLOCK_BLOB_BYTES: u64 = 4096;
 
-/// Key-value separation (RocksDB BlobDB) for the block bodies: a body of up to a few MiB is
-/// written once, to a blob file at memtable flush, and compaction moves only its key and a
-/// reference. Without it every body was rewritten at each level it passed through, which took
-/// about 40 % of a validator's CPU at 15,000 offered tx/s (`perf`, issue 10 note). Committed
-/// bodies are never deleted, so blob garbage collection stays off.
-fn with_blob_values(o: &mut Options, compression: DBCompressionType) {
+/// Application values at least this large (bytes) are kept in blob files.
+const MIN_APP_BLOB_BYTES: u64 = 256;
+
+/// Largest total size of the write-ahead log files, in bytes, before the column families
+/// that still hold the oldest one in a memtable are flushed so it can be deleted.
+const MAX_TOTAL_WAL_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Key-value separation (RocksDB BlobDB): values of at least `min_bytes` are written once, to
+/// a blob file at memtable flush, and compaction moves only their keys and references.
+///
+/// * `blocks`: a body of up to a few MiB. Without it every body was rewritten at each level it
+///   passed through, which took about 40 % of a validator's CPU at 15,000 offered tx/s
+///   (`perf`, issue 10 note). Committed bodies are never deleted, so no garbage collection.
+/// * `app`: the application's values (≈ 450 B each under `bftnode load`). Inline, a minute at
+///   14,000 tx/s put 460 MB of them through one compaction, and compaction took 53 % of a
+///   node's CPU by then (18 % with blob values): throughput fell and latency rose with the
+///   chain's age (issue 10: "slower as the chain grows"). Blob garbage collection is off as
+///   well: with it on, compaction relocated the live values of the oldest quarter of the blob
+///   files, which early in a chain is nearly all of them (43 % of the CPU). The cost is disk:
+///   an overwritten or deleted value stays in its blob file. Every committed block body,
+///   which holds every value ever written, is kept anyway, so this at most doubles the
+///   growth the chain already has; reclaiming both belongs to pruning (issue 11).
+fn with_blob_values(o: &mut Options, compression: DBCompressionType, min_bytes: u64, gc: bool) {
     o.set_enable_blob_files(true);
-    o.set_min_blob_size(MIN_BLOB_BYTES);
+    o.set_min_blob_size(min_bytes);
     o.set_blob_compression_type(compression);
-    o.set_enable_blob_gc(false);
+    o.set_enable_blob_gc(gc);
 }
 
 fn backend(op: &'static str, e: rocksdb::Error) -> StoreError {
@@ -154,6 +171,11 @@ impl RocksStore {
         // comes back as a prefix of the writes, in order. The node relies on it for its
         // unsynced commit batches (`node` crate docs, "Durability").
         db_opts.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
+        // Column families written once a view (safety, commit records) would otherwise keep
+        // every write-ahead log alive until RocksDB's default cap of four times all write
+        // buffers (4 GiB here): a node at 14,000 tx/s kept 1.1 GB of WAL after one minute, and
+        // replayed all of it after a kill -9.
+        db_opts.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
         let cfs = Cf::ALL.iter().map(|cf| {
             let mut o = Options::default();
             if cf.point_lookups() {
@@ -166,8 +188,10 @@ impl RocksStore {
                 DBCompressionType::None
             };
             o.set_compression_type(compression);
-            if *cf == Cf::Blocks {
-                with_blob_values(&mut o, compression);
+            match cf {
+                Cf::Blocks => with_blob_values(&mut o, compression, MIN_BLOCK_BLOB_BYTES, false),
+                Cf::App => with_blob_values(&mut o, compression, MIN_APP_BLOB_BYTES, false),
+                _ => {}
             }
             ColumnFamilyDescriptor::new(cf.name(), o)
         });

@@ -43,10 +43,10 @@ fn drill(args: &[&str]) -> Value {
 /// The during phase is 20 s here, not `--short`'s 10: the adversary is a validator restarted
 /// with its old database, and it equivocates from its first proposal, but until it has caught
 /// up with the chain those proposals are for views outside the honest nodes' window, which
-/// their detectors deliberately do not record (`consensus/src/core/handlers.rs`, issue 7 finding
-/// 4: a validator must
-/// not grow the detector with far-away views). Detection then waits for the catch-up: 0.01–7 s
-/// in 12 local runs, and once over 10 s on a loaded CI machine.
+/// their detectors deliberately do not record (`consensus/src/core/handlers.rs`, issue 7
+/// finding 4: a validator must not grow the detector with far-away views). Detection then
+/// waits for the catch-up: 0.01–7 s in 12 local runs, and once over 10 s on a loaded CI
+/// machine.
 #[test]
 fn drill_equivocating_leader_reports_detection_isolation_and_a_verified_proof() {
     let v = drill(&["equivocate", "--during", "20"]);

@@ -14,12 +14,15 @@ use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, ListenError, NetworkBehaviour, SwarmEvent};
 use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, allow_block_list, connection_limits,
-    gossipsub, identify, identity::Keypair, ping,
+    core::upgrade, gossipsub, identify, identity::Keypair, ping,
 };
 use tokio::sync::mpsc;
 use tracing::{debug, info, trace, warn};
 
 mod txs;
+mod unicast;
+
+use unicast::Unicast;
 
 use crate::admission::Admission;
 use crate::codec::{ConsensusCodec, Frame, SyncCodec, SyncReply, is_frame_too_large};
@@ -245,7 +248,10 @@ pub(crate) fn spawn(
         .map_err(|e| NetworkError::Behaviour {
             reason: e.to_string(),
         })?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(24 * 3600)))
+        .with_swarm_config(|c| {
+            c.with_idle_connection_timeout(Duration::from_secs(24 * 3600))
+                .with_substream_upgrade_protocol_override(upgrade::Version::V1Lazy)
+        })
         .build();
     let listen = quic_multiaddr(cfg.listen);
     swarm.listen_on(listen).map_err(|e| NetworkError::Listen {
@@ -570,9 +576,11 @@ impl Service {
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
-            SwarmEvent::Behaviour(BehaviourEvent::Consensus(e)) => self.on_consensus(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Consensus(e)) => {
+                self.on_unicast(Unicast::Consensus, e)
+            },
             SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.on_sync(e),
-            SwarmEvent::Behaviour(BehaviourEvent::Txs(e)) => self.on_txs(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Txs(e)) => self.on_unicast(Unicast::Txs, e),
             SwarmEvent::Behaviour(BehaviourEvent::Gossip(e)) => self.on_gossip(e),
             SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => {
                 if let (Ok(rtt), Some(i)) = (e.result, self.by_peer.get(&e.peer))
@@ -734,72 +742,6 @@ impl Service {
         }
         self.forget_txs_to(index);
         self.emit(NetworkEvent::PeerDisconnected { index });
-    }
-
-    fn on_consensus(&mut self, e: request_response::Event<Frame, ()>) {
-        match e {
-            request_response::Event::Message {
-                peer,
-                message:
-                    request_response::Message::Request {
-                        request, channel, ..
-                    },
-                ..
-            } => {
-                let request = match request {
-                    Frame::Data(bytes) => bytes,
-                    Frame::Oversized { len, max } => return self.on_oversized(peer, len, max),
-                };
-                let admitted = self.admit(&peer, request.len());
-                // Ack every frame from a validator (even a dropped one) so its stream ends cleanly.
-                if self.by_peer.contains_key(&peer) {
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .consensus
-                        .inner()
-                        .send_response(channel, ());
-                }
-                if let Some(from) = admitted {
-                    self.metrics.frames_in += 1;
-                    self.emit(NetworkEvent::Consensus {
-                        from,
-                        bytes: request,
-                    });
-                }
-            }
-            request_response::Event::Message {
-                message: request_response::Message::Response { request_id, .. },
-                ..
-            } => self.ack(request_id),
-            request_response::Event::OutboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
-            } => {
-                debug!(%peer, %error, "consensus frame not delivered");
-                self.ack(request_id);
-                self.metrics.send_failures += 1;
-                if let Some(p) = self.by_peer.get(&peer).and_then(|i| self.peers.get_mut(i)) {
-                    p.dropped += 1;
-                }
-            }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                trace!(%peer, %error, "inbound consensus stream failed");
-            }
-            request_response::Event::ResponseSent { .. } => {}
-        }
-    }
-
-    /// Our consensus frame `id` was acknowledged or failed: it no longer counts in flight.
-    fn ack(&mut self, id: OutboundRequestId) {
-        if let Some((to, len)) = self.outbound_frames.remove(&id)
-            && let Some(p) = self.peers.get_mut(&to)
-        {
-            p.inflight = p.inflight.saturating_sub(1);
-            p.inflight_bytes = p.inflight_bytes.saturating_sub(len);
-        }
     }
 
     /// Counts and scores an oversized inbound frame (its body was never read; dropping the

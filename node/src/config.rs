@@ -85,14 +85,14 @@ impl Default for ConsensusSection {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MempoolSection {
-    /// Maximum number of pending transactions (from every source). Default 8,000: under 1 s
-    /// of the 4-validator testnet's peak commit rate (≈ 8,500 tx/s of 512 B on 2 cores), so
-    /// past the peak the excess is refused at once (HTTP 429) instead of queueing for tens of
-    /// seconds. Measured with `testnet/bench.sh` (issue 10): at 25,000 tx/s offered, 200,000
-    /// committed 1,320 tx/s (p50 26 s, RSS 726 MB), 20,000 commits 8,481 tx/s (p50 8 s,
-    /// 467 MB). With every source held to its share (`mempool` module docs), 8,000 at
-    /// 20,000 offered: 9,788 tx/s, p50 0.77 s, p99 1.46 s (20,000: 10,355 tx/s, p50 1.9 s,
-    /// p99 2.7 s); no refusal at 10,000 offered.
+    /// Maximum number of pending transactions (from every source). Default 8,000: a memory
+    /// bound and a last resort. What keeps accepted transactions' latency low past the peak
+    /// is the queueing-delay rule (`max_queue_delay_ms`); this cap refuses at once (HTTP 429
+    /// `mempool full`) only what arrives faster than that rule reacts. History (issue 10,
+    /// `testnet/bench.sh`): when the peak was about 8,500 tx/s, 200,000 pending at 25,000
+    /// offered committed 1,320 tx/s at p50 26 s (RSS 726 MB), 8,000 kept p50 under 1 s at
+    /// 20,000 offered. The peak is now about 12,000–15,000 tx/s, so 8,000 is still well
+    /// under 1 s of it.
     pub max_txs: usize,
     /// Maximum total encoded size of pending transactions, in bytes.
     pub max_bytes: usize,

@@ -89,10 +89,12 @@ pub const MAX_FETCHES: usize = 64;
 pub const FETCH_EXPIRY: Duration = Duration::from_secs(30);
 /// Flush gossiped transactions once this many bytes are buffered.
 const GOSSIP_FLUSH_BYTES: usize = 256 * 1024;
-/// Flush whatever gossip is buffered this often: a submitted transaction waits at most this
-/// long before the leader can see it (half of it on average, the largest term of the
-/// submit→commit latency at low load when it was 20 ms). At most 200 batches a second per
-/// node, each pushed once to every validator (`network`, `/bftnode/txs/1`).
+/// Least time between two gossip flushes, and the longest a submitted transaction waits
+/// before it is sent to the other validators. A submission that arrives when the last flush
+/// is at least this old is sent at once with whatever is buffered (Nagle's rule, inverted:
+/// an idle node adds no delay, a busy one batches); the rest waits for the next tick. At
+/// most 200 batches a second per node (plus the 256 KiB size flushes), each pushed once to
+/// every validator (`network`, `/bftnode/txs/1`).
 const GOSSIP_FLUSH_INTERVAL: Duration = Duration::from_millis(5);
 /// Maximum evidence items listed over RPC.
 const MAX_EVIDENCE_LISTED: usize = 1000;
@@ -221,6 +223,8 @@ pub struct Driver {
     pending_payload: Option<(consensus::View, Instant)>,
     gossip_buf: Vec<Transaction>,
     gossip_bytes: usize,
+    /// When `gossip_buf` was last sent (or the driver started).
+    gossip_flushed_at: Instant,
     halted: bool,
     /// Answers block-sync requests off this task.
     sync_server: SyncServer,
@@ -268,6 +272,7 @@ impl Driver {
             pending_payload: None,
             gossip_buf: Vec::new(),
             gossip_bytes: 0,
+            gossip_flushed_at: Instant::now(),
             halted: false,
             sync_server,
             accountant,
@@ -823,7 +828,9 @@ impl Driver {
                 if r.is_ok() {
                     self.gossip_bytes += tx.encoded_len();
                     self.gossip_buf.push(tx);
-                    if self.gossip_bytes >= GOSSIP_FLUSH_BYTES {
+                    if self.gossip_bytes >= GOSSIP_FLUSH_BYTES
+                        || self.gossip_flushed_at.elapsed() >= GOSSIP_FLUSH_INTERVAL
+                    {
                         self.flush_gossip();
                     }
                 }
@@ -873,6 +880,7 @@ impl Driver {
         }
         let txs = std::mem::take(&mut self.gossip_buf);
         self.gossip_bytes = 0;
+        self.gossip_flushed_at = Instant::now();
         self.net
             .publish(Topic::Transactions, consensus::encode(&txs));
     }

@@ -86,19 +86,8 @@ async fn four_nodes_commit_survive_a_crash_and_catch_up() {
     assert!(ok, "restarted node did not catch up to height {target}");
 
     // It caught up through block sync.
-    let m = c
-        .get(url(a3, "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let syncs: f64 = m
-        .lines()
-        .find_map(|l| l.strip_prefix("bftnode_sync_requests_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0);
+    let m = metrics_text(&c, a3).await;
+    let syncs = sample(&m, "bftnode_sync_requests_total");
     assert!(
         syncs >= 1.0,
         "no block-sync request on the restarted node:\n{m}"

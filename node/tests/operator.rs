@@ -200,14 +200,7 @@ async fn faults_evidence_proofs_and_parameters_over_rpc() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
     // Network drop and ban counters are exported.
-    let m = c
-        .get(url(addrs[0], "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = metrics_text(&c, addrs[0]).await;
     for name in [
         "bftnode_net_bans_total",
         "bftnode_net_rate_limited_dropped_total",

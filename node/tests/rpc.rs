@@ -63,20 +63,8 @@ fn set_rpc_option(home: &Path, key: &str, value: toml::Value) {
 
 /// `bftnode_submitted_txs_total{outcome}` in the node's `/metrics` text (0 if absent).
 async fn submitted_count(c: &reqwest::Client, addr: SocketAddr, outcome: &str) -> u64 {
-    let metrics = c
-        .get(url(addr, "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let prefix = format!(r#"bftnode_submitted_txs_total{{outcome="{outcome}"}}"#);
-    metrics
-        .lines()
-        .find(|l| l.starts_with(&prefix))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0)
+    let series = format!(r#"bftnode_submitted_txs_total{{outcome="{outcome}"}}"#);
+    sample(&metrics_text(c, addr).await, &series) as u64
 }
 
 /// A single-validator home in a fresh temporary directory.
@@ -207,14 +195,7 @@ async fn bad_requests_are_rejected_and_node_survives() {
     let s = status(&c, addr).await.expect("status after bad input");
     assert_eq!(s.chain_id, "rpc-chain");
     assert!(!node.is_finished());
-    let m = c
-        .get(url(addr, "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = metrics_text(&c, addr).await;
     assert!(m.contains("bftnode_committed_height"), "{m}");
     assert!(m.contains("bftnode_commits_total"), "{m}");
     let v: Vec<ValidatorResponse> = c

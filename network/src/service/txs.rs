@@ -23,12 +23,10 @@
 use std::time::Instant;
 
 use libp2p::PeerId;
-use libp2p::request_response::{self, OutboundRequestId};
-use tracing::{debug, trace};
+use tracing::trace;
 
 use super::Service;
 use crate::codec::Frame;
-use crate::{NetworkEvent, Topic};
 
 /// Most unacknowledged transaction batches per peer.
 pub(super) const MAX_INFLIGHT: usize = 64;
@@ -80,63 +78,9 @@ impl Service {
         }
     }
 
-    /// An event of the transaction-push behaviour.
-    pub(super) fn on_txs(&mut self, e: request_response::Event<Frame, ()>) {
-        match e {
-            request_response::Event::Message {
-                peer,
-                message:
-                    request_response::Message::Request {
-                        request, channel, ..
-                    },
-                ..
-            } => {
-                let bytes = match request {
-                    Frame::Data(bytes) => bytes,
-                    Frame::Oversized { len, max } => return self.on_oversized(peer, len, max),
-                };
-                let admitted = self.admit_txs(&peer, bytes.len());
-                if self.by_peer.contains_key(&peer) {
-                    let _ = self
-                        .swarm
-                        .behaviour_mut()
-                        .txs
-                        .inner()
-                        .send_response(channel, ());
-                }
-                if admitted {
-                    self.metrics.gossip_in += 1;
-                    self.emit(NetworkEvent::Gossip {
-                        topic: Topic::Transactions,
-                        from: peer,
-                        bytes,
-                    });
-                }
-            }
-            request_response::Event::Message {
-                message: request_response::Message::Response { request_id, .. },
-                ..
-            } => self.ack_txs(request_id),
-            request_response::Event::OutboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
-            } => {
-                debug!(%peer, %error, "tx batch not delivered");
-                self.ack_txs(request_id);
-                self.metrics.send_failures += 1;
-            }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                trace!(%peer, %error, "inbound tx batch stream failed");
-            }
-            request_response::Event::ResponseSent { .. } => {}
-        }
-    }
-
     /// Whether a batch of `len` bytes from `peer` is delivered: the peer's frame token bucket
     /// ([`Service::admit`]) and then its author byte budget must both admit it.
-    fn admit_txs(&mut self, peer: &PeerId, len: usize) -> bool {
+    pub(super) fn admit_txs(&mut self, peer: &PeerId, len: usize) -> bool {
         let Some(index) = self.admit(peer, len) else {
             return false;
         };
@@ -152,16 +96,6 @@ impl Service {
             );
         }
         within
-    }
-
-    /// Our batch `id` was acknowledged or failed: it no longer counts in flight.
-    fn ack_txs(&mut self, id: OutboundRequestId) {
-        if let Some((to, len)) = self.outbound_txs.remove(&id)
-            && let Some(p) = self.peers.get_mut(&to)
-        {
-            p.tx_inflight = p.tx_inflight.saturating_sub(1);
-            p.tx_inflight_bytes = p.tx_inflight_bytes.saturating_sub(len);
-        }
     }
 
     /// Validator `index` lost its last connection: nothing of ours is in flight to it.

@@ -120,15 +120,7 @@ pub async fn wait_all_at(c: &reqwest::Client, cl: &Cluster, idx: &[usize], targe
 
 /// A sample of the node's `/metrics` (0 if absent or unreachable).
 pub async fn metric(c: &reqwest::Client, addr: SocketAddr, name: &str) -> f64 {
-    let Ok(r) = c.get(url(addr, "/metrics")).send().await else {
-        return 0.0;
-    };
-    let text = r.text().await.unwrap_or_default();
-    let prefix = format!("{name} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+    sample(&metrics_text(c, addr).await, name)
 }
 
 pub async fn peer_entry(c: &reqwest::Client, addr: SocketAddr, index: u16) -> Option<PeerResponse> {

@@ -61,6 +61,24 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(
     c.get(url(addr, path)).send().await.ok()?.json().await.ok()
 }
 
+/// The node's `/metrics` text (Prometheus exposition format); empty if unreachable.
+pub async fn metrics_text(c: &reqwest::Client, addr: SocketAddr) -> String {
+    match c.get(url(addr, "/metrics")).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// The value of `series` (a name, or a name with labels such as
+/// `bftnode_submitted_txs_total{outcome="ok"}`) in a `/metrics` text; 0 if absent.
+pub fn sample(text: &str, series: &str) -> f64 {
+    let prefix = format!("{series} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 pub async fn status(c: &reqwest::Client, addr: SocketAddr) -> Option<StatusResponse> {
     get_json(c, addr, "/status").await
 }

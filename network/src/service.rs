@@ -578,7 +578,7 @@ impl Service {
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Consensus(e)) => {
                 self.on_unicast(Unicast::Consensus, e)
-            },
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.on_sync(e),
             SwarmEvent::Behaviour(BehaviourEvent::Txs(e)) => self.on_unicast(Unicast::Txs, e),
             SwarmEvent::Behaviour(BehaviourEvent::Gossip(e)) => self.on_gossip(e),

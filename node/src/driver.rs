@@ -28,7 +28,7 @@
 //! Maps keyed by what peers send are bounded: the mempool by its limits and per-source quotas,
 //! our outstanding sync requests ([`MAX_FETCHES`], expired after [`FETCH_EXPIRY`]).
 
-use crate::app::{self, AppWrite, Payload, Transaction, TxHash};
+use crate::app::{self, AppWrite, DecodedPayload, Payload, Transaction, TxHash};
 use crate::config::Genesis;
 use crate::events::CommitEvents;
 use crate::faults::{self, FaultWatch};
@@ -96,6 +96,9 @@ const GOSSIP_FLUSH_BYTES: usize = 256 * 1024;
 /// most 200 batches a second per node (plus the 256 KiB size flushes), each pushed once to
 /// every validator (`network`, `/bftnode/txs/1`).
 const GOSSIP_FLUSH_INTERVAL: Duration = Duration::from_millis(5);
+/// Most stored, uncommitted blocks whose decoded payload is kept for their commit; a block
+/// stored beyond it is decoded again when it commits.
+const MAX_DECODED_BLOCKS: usize = 64;
 /// Maximum evidence items listed over RPC.
 const MAX_EVIDENCE_LISTED: usize = 1000;
 
@@ -219,6 +222,10 @@ pub struct Driver {
     /// Our block-sync requests awaiting a response.
     fetches: Fetches,
     followups: VecDeque<Event>,
+    /// Payloads of stored, uncommitted blocks, decoded when stored, for their commit
+    /// ([`DecodedPayload`]); at most [`MAX_DECODED_BLOCKS`], dropped once their height is
+    /// committed.
+    decoded: HashMap<BlockId, (consensus::Height, DecodedPayload)>,
     /// A payload request not answered yet: its view and when to answer at the latest.
     pending_payload: Option<(consensus::View, Instant)>,
     gossip_buf: Vec<Transaction>,
@@ -269,6 +276,7 @@ impl Driver {
             connected: BTreeSet::new(),
             fetches: Fetches::default(),
             followups: VecDeque::new(),
+            decoded: HashMap::new(),
             pending_payload: None,
             gossip_buf: Vec::new(),
             gossip_bytes: 0,
@@ -431,8 +439,12 @@ impl Driver {
                 }
                 Action::PersistBlock(b) => {
                     let id = b.id(&self.domain);
-                    let summary = app::summarize(&b.payload, app::PAYLOAD_DECODE_LIMIT);
-                    self.mempool.mark_in_flight(id, b.height, summary.tx_hashes);
+                    let payload = DecodedPayload::decode(&b.payload, app::PAYLOAD_DECODE_LIMIT);
+                    self.mempool
+                        .mark_in_flight(id, b.height, payload.hashes.clone());
+                    if self.decoded.len() < MAX_DECODED_BLOCKS {
+                        self.decoded.insert(id, (b.height, payload));
+                    }
                     batch.push(Op::PutBlock { id, block: *b });
                 }
                 Action::SetTimer { timer, at } => {
@@ -540,6 +552,7 @@ impl Driver {
         let wanted = self.events.wanted();
         let store = &*self.store;
         let accountant = &mut self.accountant;
+        let decoded = &mut self.decoded;
         blocking(|| -> Result<()> {
             for (block, id) in blocks.iter().zip(&ids) {
                 tip = Some((block.height, block.view, *id));
@@ -553,7 +566,11 @@ impl Driver {
                     });
                 }
                 let mut err = None;
-                let res = app::apply_block(block, *id, limit, |h| {
+                let payload = match decoded.remove(id) {
+                    Some((_, payload)) => payload,
+                    None => DecodedPayload::decode(&block.payload, limit),
+                };
+                let res = app::apply_decoded(block, *id, payload, |h| {
                     if applied_now.contains(h) {
                         return true;
                     }
@@ -637,6 +654,7 @@ impl Driver {
         let Some((height, view, id)) = tip else {
             return Ok(());
         };
+        self.decoded.retain(|_, (h, _)| *h > height);
         let now = Instant::now();
         for t in self.mempool.on_commit(&ids, height, &applied_all) {
             self.queue_delay.observe(now, t);

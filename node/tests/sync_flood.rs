@@ -280,15 +280,18 @@ async fn a_slow_reader_flooding_sync_requests_is_refused_while_memory_stays_boun
     let victims = [0usize, 1, 2];
     let victim_addrs: Vec<SocketAddr> = victims.iter().map(|&i| cl.addr(i)).collect();
 
-    // ~18 MiB of transactions, committed everywhere: a 500-block request from the top of it
-    // is answered with ~16 MiB.
+    // ~18 MiB of transactions, committed everywhere: a 500-block request from the block of the
+    // last of them is answered with ~16 MiB (the target is that block, not the chain's top:
+    // empty blocks committed while the test waits would push the big ones out of the window).
     let value = "x".repeat(BIG_VALUE);
+    let mut hashes = Vec::new();
     for b in 0..BIG_BATCHES {
         let prefix = format!("big{b}-");
         let r = try_submit_values(&c, cl.addr(b % 4), &prefix, BIG_BATCH, |_| value.clone())
             .await
             .expect("POST /txs with big values");
         assert_eq!(r.accepted, BIG_BATCH, "big batch {b}: {:?}", r.errors);
+        hashes.extend(r.hashes);
     }
     let last_key = format!("big{}-{}", BIG_BATCHES - 1, BIG_BATCH - 1);
     for &a in &victim_addrs {
@@ -298,13 +301,36 @@ async fn a_slow_reader_flooding_sync_requests_is_refused_while_memory_stays_boun
         .await;
         assert!(ok, "the big transactions were not committed at {a}");
     }
-    let top = {
-        let mut m = u64::MAX;
-        for &a in &victim_addrs {
-            m = m.min(height(&c, a).await);
-        }
-        m
-    };
+    let mut heights = Vec::new();
+    for h in &hashes {
+        let path = format!("/tx/{h}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let committed = loop {
+            let tx: Option<node::rpc_types::TxResponse> =
+                get_json(&c, victim_addrs[0], &path).await;
+            if let Some(h) = tx.and_then(|t| t.height) {
+                break h;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "big transaction {h} not committed"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        heights.push(committed);
+    }
+    let (low, top) = (
+        *heights.iter().min().unwrap(),
+        *heights.iter().max().unwrap(),
+    );
+    assert!(
+        top - low < 500,
+        "the big transactions span heights {low}..={top}, more than one request's 500 blocks"
+    );
+    for &a in &victim_addrs {
+        let ok = wait_until(60, || async { height(&c, a).await >= top }).await;
+        assert!(ok, "{a} did not commit height {top}");
+    }
     let target = block(&c, victim_addrs[0], top).await.expect("top block");
     let target_id = BlockId::from_hex(&target.id).expect("block id");
     let request = consensus::encode(&BlockRequest {

@@ -43,14 +43,11 @@ impl Service {
                     Unicast::Consensus => self
                         .admit(&peer, len)
                         .map(|from| NetworkEvent::Consensus { from, bytes }),
-                    Unicast::Txs => {
-                        self.admit_txs(&peer, len)
-                            .then_some(NetworkEvent::Gossip {
-                                topic: Topic::Transactions,
-                                from: peer,
-                                bytes,
-                            })
-                    }
+                    Unicast::Txs => self.admit_txs(&peer, len).then_some(NetworkEvent::Gossip {
+                        topic: Topic::Transactions,
+                        from: peer,
+                        bytes,
+                    }),
                 };
                 if self.by_peer.contains_key(&peer) {
                     let behaviour = self.swarm.behaviour_mut();

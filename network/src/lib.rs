@@ -23,6 +23,15 @@
 //! | gossipsub `bftnode/evidence/1` | evidence | `max_gossip_bytes`, strict signed validation, validated before relay, per-author budget |
 //! | identify `/bftnode/1.0.0`, ping | interop with stock libp2p tools, RTT | — |
 //!
+//!
+//! Every substream negotiates its protocol lazily (multistream-select `V1Lazy`, set on the
+//! swarm): the dialer proposes its one protocol and sends the frame in the same flight, without
+//! waiting a round trip for the listener's confirmation. A listener that does not offer the
+//! protocol (a stranger's stream, above) still refuses it at negotiation and reads nothing of
+//! the frame. Issue 10, 4 validators on 2 cores: at 1,000 tx/s, p50 submit → commit went from
+//! 20 ms to 17 ms; with the node's immediate gossip flush (same change) the peak went from
+//! about 14,000 to about 18,500 committed tx/s.
+//!
 //! ## Identity and membership
 //! The libp2p identity **is** the validator's ed25519 key, so a QUIC/TLS handshake proves which
 //! validator is on the other end: [`peer_id_of`] maps a genesis public key to its [`PeerId`]

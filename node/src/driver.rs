@@ -10,12 +10,13 @@
 //! The store is shared as [`SharedStore`] = `Arc<RocksStore>` without a lock: the driver is the
 //! only writer ([`RocksStore::write_shared`]); the RPC handlers and the [`SyncServer`] read
 //! concurrently through `&self` and never wait for a write. RocksDB calls block the calling
-//! thread (a synced write ≈ 0.2 ms), so the driver makes them inside [`blocking`]: on a
-//! multi-thread runtime (the `bftnode` binary's, and the node tests') that is
-//! `tokio::task::block_in_place`, which hands this worker's other tasks to another worker for
-//! the duration; on a current-thread runtime (where `block_in_place` would panic) the call
-//! simply runs inline. One `blocking` section covers a whole write, a commit's reads, or one
-//! gossip message or RPC submission, not each read.
+//! thread (a synced write ≈ 0.2–0.8 ms), so the driver makes them inside [`blocking`]: inline
+//! on a runtime with two or more workers (the `bftnode` binary's on a multi-core machine, and
+//! the node tests'), where the other workers steal this worker's queued tasks meanwhile;
+//! `tokio::task::block_in_place`, which hands them to a new thread, on a multi-thread runtime
+//! with a single worker (issue 10 measured the hand-over costing more than the calls); inline
+//! on a current-thread runtime. One `blocking` section covers a whole write, a commit's reads,
+//! or one gossip message or RPC submission, not each read.
 //!
 //! ## Gossip and peer reads (issue 8 finding 2)
 //! A transaction gossip message is handled by [`ingest_gossip`], cheapest check first: decoding
@@ -60,15 +61,24 @@ use tracing::{debug, error, info, warn};
 /// (module docs).
 pub type SharedStore = Arc<RocksStore>;
 
-/// Run `f`, which blocks on the store, from async code: inside `tokio::task::block_in_place` on
-/// a multi-thread runtime, so the worker's other tasks move to another worker meanwhile;
-/// inline on a current-thread runtime or outside any runtime (where `block_in_place` would
-/// panic). Not for a `LocalSet` on a multi-thread runtime, where `block_in_place` panics too:
-/// the driver is `Send` and started with `tokio::spawn`. See the module docs.
+/// Run `f`, which blocks on the store, from async code. Inline (the calling worker blocks for
+/// the call and the runtime's other workers steal its queued tasks) unless the runtime is
+/// multi-thread with a single worker, where `tokio::task::block_in_place` hands the worker's
+/// tasks to a new thread so the network and RPC keep running. Inline because the hand-over
+/// cost more than the calls it wrapped: at 1,000 tx/s on 4 validators (issue 10, three
+/// alternating runs each) p50 submit → commit was 18.2–21.0 ms with `block_in_place` and
+/// 15.5–17.1 ms inline, and throughput at 20,000 offered was unchanged (19.1–19.5k against
+/// 19.6k tx/s). Not for a `LocalSet` on a multi-thread runtime, where `block_in_place`
+/// panics: the driver is `Send` and started with `tokio::spawn`. See the module docs.
 pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        Ok(h)
+            if h.runtime_flavor() == RuntimeFlavor::MultiThread
+                && h.metrics().num_workers() < 2 =>
+        {
+            tokio::task::block_in_place(f)
+        }
         _ => f(),
     }
 }

@@ -85,14 +85,16 @@ impl Default for ConsensusSection {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MempoolSection {
-    /// Maximum number of pending transactions (from every source). Default 8,000: a memory
-    /// bound and a last resort. What keeps accepted transactions' latency low past the peak
-    /// is the queueing-delay rule (`max_queue_delay_ms`); this cap refuses at once (HTTP 429
-    /// `mempool full`) only what arrives faster than that rule reacts. History (issue 10,
-    /// `testnet/bench.sh`): when the peak was about 8,500 tx/s, 200,000 pending at 25,000
-    /// offered committed 1,320 tx/s at p50 26 s (RSS 726 MB), 8,000 kept p50 under 1 s at
-    /// 20,000 offered. The peak is now about 12,000–15,000 tx/s, so 8,000 is still well
-    /// under 1 s of it.
+    /// Maximum number of pending transactions (from every source). Default 5,000: about a
+    /// quarter of a second of the 4-validator testnet's peak (about 18,600 tx/s of 512 B on
+    /// 2 cores), so past the peak the excess is refused at once (HTTP 429 `mempool full`)
+    /// instead of queueing. Past the peak this cap, not the queueing-delay rule
+    /// (`max_queue_delay_ms`), is what binds: at 40,000 offered, p50 was about 340 ms with a
+    /// 500 or a 300 ms delay target alike. Measured on fresh `testnet/up.sh` networks with
+    /// one `bftnode load --rate 40000 --duration 20` each (issue 10, two alternating runs
+    /// each): 8,000 gave
+    /// 21.3k / 22.8k tx/s, p99 648 / 975 ms; 5,000 gave 21.3k / 22.1k tx/s, p99 567 / 616 ms.
+    /// History: at a peak of 8,500 tx/s, 200,000 pending gave p50 26 s at 25,000 offered.
     pub max_txs: usize,
     /// Maximum total encoded size of pending transactions, in bytes.
     pub max_bytes: usize,
@@ -108,7 +110,7 @@ pub struct MempoolSection {
 impl Default for MempoolSection {
     fn default() -> Self {
         MempoolSection {
-            max_txs: 8_000,
+            max_txs: 5_000,
             max_bytes: 128 * 1024 * 1024,
             max_queue_delay_ms: crate::queue_delay::DEFAULT_TARGET_MS,
         }

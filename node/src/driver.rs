@@ -106,9 +106,12 @@ const GOSSIP_FLUSH_BYTES: usize = 256 * 1024;
 /// most 200 batches a second per node (plus the 256 KiB size flushes), each pushed once to
 /// every validator (`network`, `/bftnode/txs/1`).
 const GOSSIP_FLUSH_INTERVAL: Duration = Duration::from_millis(5);
-/// Most stored, uncommitted blocks whose decoded payload is kept for their commit; a block
-/// stored beyond it is decoded again when it commits.
+/// Most stored, uncommitted blocks whose decoded payload is kept for their commit, and most
+/// payload bytes among them (a Byzantine leader's blocks can be as large as a consensus
+/// message); a block stored beyond either is decoded again when it commits.
 const MAX_DECODED_BLOCKS: usize = 64;
+/// See [`MAX_DECODED_BLOCKS`]: 16 MiB of payloads.
+const MAX_DECODED_BYTES: usize = 16 * 1024 * 1024;
 /// Maximum evidence items listed over RPC.
 const MAX_EVIDENCE_LISTED: usize = 1000;
 
@@ -233,9 +236,12 @@ pub struct Driver {
     fetches: Fetches,
     followups: VecDeque<Event>,
     /// Payloads of stored, uncommitted blocks, decoded when stored, for their commit
-    /// ([`DecodedPayload`]); at most [`MAX_DECODED_BLOCKS`], dropped once their height is
+    /// ([`DecodedPayload`]): block id → (height, encoded payload bytes, decoded payload). At
+    /// most [`MAX_DECODED_BLOCKS`] and [`MAX_DECODED_BYTES`], dropped once their height is
     /// committed.
-    decoded: HashMap<BlockId, (consensus::Height, DecodedPayload)>,
+    decoded: HashMap<BlockId, (consensus::Height, usize, DecodedPayload)>,
+    /// Sum of the encoded payload bytes in `decoded`.
+    decoded_bytes: usize,
     /// A payload request not answered yet: its view and when to answer at the latest.
     pending_payload: Option<(consensus::View, Instant)>,
     gossip_buf: Vec<Transaction>,
@@ -287,6 +293,7 @@ impl Driver {
             fetches: Fetches::default(),
             followups: VecDeque::new(),
             decoded: HashMap::new(),
+            decoded_bytes: 0,
             pending_payload: None,
             gossip_buf: Vec::new(),
             gossip_bytes: 0,
@@ -452,8 +459,13 @@ impl Driver {
                     let payload = DecodedPayload::decode(&b.payload, app::PAYLOAD_DECODE_LIMIT);
                     self.mempool
                         .mark_in_flight(id, b.height, payload.hashes.clone());
-                    if self.decoded.len() < MAX_DECODED_BLOCKS {
-                        self.decoded.insert(id, (b.height, payload));
+                    let bytes = b.payload.len();
+                    if self.decoded.len() < MAX_DECODED_BLOCKS
+                        && self.decoded_bytes + bytes <= MAX_DECODED_BYTES
+                        && !self.decoded.contains_key(&id)
+                    {
+                        self.decoded_bytes += bytes;
+                        self.decoded.insert(id, (b.height, bytes, payload));
                     }
                     batch.push(Op::PutBlock { id, block: *b });
                 }
@@ -562,7 +574,7 @@ impl Driver {
         let wanted = self.events.wanted();
         let store = &*self.store;
         let accountant = &mut self.accountant;
-        let decoded = &mut self.decoded;
+        let (decoded, decoded_bytes) = (&mut self.decoded, &mut self.decoded_bytes);
         blocking(|| -> Result<()> {
             for (block, id) in blocks.iter().zip(&ids) {
                 tip = Some((block.height, block.view, *id));
@@ -577,7 +589,10 @@ impl Driver {
                 }
                 let mut err = None;
                 let payload = match decoded.remove(id) {
-                    Some((_, payload)) => payload,
+                    Some((_, bytes, payload)) => {
+                        *decoded_bytes -= bytes;
+                        payload
+                    }
                     None => DecodedPayload::decode(&block.payload, limit),
                 };
                 let res = app::apply_decoded(block, *id, payload, |h| {
@@ -664,7 +679,14 @@ impl Driver {
         let Some((height, view, id)) = tip else {
             return Ok(());
         };
-        self.decoded.retain(|_, (h, _)| *h > height);
+        let decoded_bytes = &mut self.decoded_bytes;
+        self.decoded.retain(|_, (h, bytes, _)| {
+            let keep = *h > height;
+            if !keep {
+                *decoded_bytes -= *bytes;
+            }
+            keep
+        });
         let now = Instant::now();
         for t in self.mempool.on_commit(&ids, height, &applied_all) {
             self.queue_delay.observe(now, t);

@@ -220,9 +220,13 @@ impl Transaction {
         tx.validate()?;
         Ok(tx)
     }
-    /// `BLAKE3(encode(self))`.
+    /// `BLAKE3(encode(self))`, streamed into the hasher (no encoding buffer). A transaction
+    /// decoded from bytes is hashed over those bytes instead ([`decode_hashed`]).
     pub fn hash(&self) -> TxHash {
-        Digest(*blake3::hash(&self.encode()).as_bytes())
+        let mut h = blake3::Hasher::new();
+        self.serialize(&mut h)
+            .expect("writing into a BLAKE3 hasher cannot fail");
+        Digest(*h.finalize().as_bytes())
     }
     /// Encoded size in bytes.
     pub fn encoded_len(&self) -> usize {
@@ -263,6 +267,29 @@ impl Transaction {
         }
         Ok(())
     }
+}
+
+/// Fewest bytes one encoded transaction takes (a delete of a one-byte key: tag 1, key length 4,
+/// key 1, nonce 8). Bounds a capacity taken from an untrusted count.
+pub const MIN_TX_BYTES: usize = 1 + 4 + 1 + 8;
+
+/// Decode `count` transactions from the front of `rest` (advanced past them) and hash each over
+/// the bytes it was decoded from: borsh is canonical (a transaction has exactly one encoding),
+/// so `hashes[i] == txs[i].hash()` without encoding anything again. Transactions are not
+/// validated. Errors: the bytes end early or do not decode (nothing is returned).
+pub fn decode_hashed(
+    rest: &mut &[u8],
+    count: usize,
+) -> std::io::Result<(Vec<Transaction>, Vec<TxHash>)> {
+    let cap = count.min(rest.len() / MIN_TX_BYTES);
+    let (mut txs, mut hashes) = (Vec::with_capacity(cap), Vec::with_capacity(cap));
+    for _ in 0..count {
+        let start = *rest;
+        txs.push(Transaction::deserialize(rest)?);
+        let used = start.len() - rest.len();
+        hashes.push(Digest(*blake3::hash(&start[..used]).as_bytes()));
+    }
+    Ok((txs, hashes))
 }
 
 /// A block payload, version-tagged by its borsh enum tag. The empty byte string (genesis, or a
@@ -321,19 +348,36 @@ pub struct DecodedPayload {
 }
 
 impl DecodedPayload {
-    /// Decode `payload` (at most `limit` bytes) and hash each transaction. Never fails: an
-    /// undecodable payload gives `invalid` and no transactions.
+    /// Decode `payload` (at most `limit` bytes; the same rule as [`Payload::decode`]) and hash
+    /// each transaction over its encoded bytes ([`decode_hashed`]). Never fails: an undecodable
+    /// payload gives `invalid` and no transactions.
     pub fn decode(payload: &[u8], limit: usize) -> Self {
-        match Payload::decode(payload, limit) {
-            Ok(Payload::Transactions(txs)) => DecodedPayload {
-                hashes: txs.iter().map(Transaction::hash).collect(),
+        let invalid = DecodedPayload {
+            invalid: true,
+            ..DecodedPayload::default()
+        };
+        if payload.is_empty() {
+            return DecodedPayload::default();
+        }
+        if payload.len() > limit {
+            return invalid;
+        }
+        // `Payload::Transactions` (tag 0), then borsh's `Vec`: a u32 count and the items.
+        let mut rest = payload;
+        let decoded = u8::deserialize(&mut rest).and_then(|tag| {
+            if tag != 0 {
+                return Err(std::io::ErrorKind::InvalidData.into());
+            }
+            let count = u32::deserialize(&mut rest)? as usize;
+            decode_hashed(&mut rest, count)
+        });
+        match decoded {
+            Ok((txs, hashes)) if rest.is_empty() => DecodedPayload {
                 txs,
+                hashes,
                 invalid: false,
             },
-            Err(_) => DecodedPayload {
-                invalid: true,
-                ..DecodedPayload::default()
-            },
+            _ => invalid,
         }
     }
 }

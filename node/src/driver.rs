@@ -454,8 +454,7 @@ impl Driver {
                 Action::PersistSafety(s) => {
                     batch.push(Op::PutSafety(*s));
                 }
-                Action::PersistBlock(b) => {
-                    let id = b.id(&self.domain);
+                Action::PersistBlock { id, block: b } => {
                     let payload = DecodedPayload::decode(&b.payload, app::PAYLOAD_DECODE_LIMIT);
                     self.mempool
                         .mark_in_flight(id, b.height, payload.hashes.clone());
@@ -550,7 +549,7 @@ impl Driver {
                 error!(reason = %msg, "SAFETY VIOLATION: the core halted and signs nothing more; operator intervention required");
             }
             // Handled in `execute`.
-            Action::PersistSafety(_) | Action::PersistBlock(_) | Action::SetTimer { .. } => {}
+            Action::PersistSafety(_) | Action::PersistBlock { .. } | Action::SetTimer { .. } => {}
         }
         Ok(())
     }
@@ -1144,12 +1143,12 @@ impl Driver {
 
 /// Decode a transaction gossip message (a borsh `Vec<Transaction>` of at most
 /// `MAX_GOSSIP_BYTES`), taking at most `max_txs` transactions: the rest is never decoded.
-/// Returns them and how many more the message claims. Errors: the message is too large or
-/// malformed up to the cap.
+/// Returns them, their hashes (taken over their encoded bytes, [`app::decode_hashed`]) and how
+/// many more the message claims. Errors: the message is too large or malformed up to the cap.
 pub fn decode_gossip_txs(
     bytes: &[u8],
     max_txs: usize,
-) -> Result<(Vec<Transaction>, usize), consensus::codec::DecodeError> {
+) -> Result<(Vec<Transaction>, Vec<TxHash>, usize), consensus::codec::DecodeError> {
     use borsh::BorshDeserialize;
     use consensus::codec::DecodeError;
     if bytes.len() > MAX_GOSSIP_BYTES {
@@ -1162,15 +1161,11 @@ pub fn decode_gossip_txs(
     let mut rest = bytes;
     let claimed = u32::deserialize(&mut rest).map_err(malformed)? as usize;
     let take = claimed.min(max_txs);
-    // Each transaction is at least 14 bytes: never trust the claimed count for the capacity.
-    let mut txs = Vec::with_capacity(take.min(rest.len() / 14));
-    for _ in 0..take {
-        txs.push(Transaction::deserialize(&mut rest).map_err(malformed)?);
-    }
+    let (txs, hashes) = app::decode_hashed(&mut rest, take).map_err(malformed)?;
     if take == claimed && !rest.is_empty() {
         return Err(DecodeError::Malformed("trailing bytes".to_string()));
     }
-    Ok((txs, claimed - take))
+    Ok((txs, hashes, claimed - take))
 }
 
 /// What [`ingest_gossip`] did with one message, by outcome (also counted in
@@ -1217,34 +1212,29 @@ pub fn ingest_gossip(
     now: Instant,
     metrics: &Metrics,
 ) -> Result<GossipReport, consensus::codec::DecodeError> {
-    let (txs, truncated) = decode_gossip_txs(bytes, MAX_GOSSIP_TXS)?;
+    let (txs, hashes, truncated) = decode_gossip_txs(bytes, MAX_GOSSIP_TXS)?;
     let mut report = GossipReport {
         truncated,
         ..GossipReport::default()
     };
     metrics.count_gossip_txs(gossip_outcome::TRUNCATED, truncated as u64);
     let total = txs.len();
-    for (i, tx) in txs.into_iter().enumerate() {
-        let checked = tx.validate().map_err(MempoolError::from).and_then(|()| {
-            let hash = tx.hash();
-            mempool
-                .check(&source, &hash, tx.encoded_len())
-                .map(|()| hash)
-        });
-        let hash = match checked {
-            Ok(h) => h,
-            Err(e) => {
-                report.dropped_in_memory += 1;
-                metrics.count_gossip_txs(refusal_label(&e), 1);
-                continue;
-            }
-        };
+    for (i, (tx, hash)) in txs.into_iter().zip(hashes).enumerate() {
+        let checked = tx
+            .validate()
+            .map_err(MempoolError::from)
+            .and_then(|()| mempool.check(&source, &hash, tx.encoded_len()));
+        if let Err(e) = checked {
+            report.dropped_in_memory += 1;
+            metrics.count_gossip_txs(refusal_label(&e), 1);
+            continue;
+        }
         match store.tx_location(&hash) {
             Ok(Some(_)) => {
                 report.committed += 1;
                 metrics.count_gossip_txs(gossip_outcome::COMMITTED, 1);
             }
-            Ok(None) => match mempool.insert_from(source, tx, false, now) {
+            Ok(None) => match mempool.insert_hashed(source, tx, hash, false, now) {
                 Ok(_) => {
                     report.accepted += 1;
                     metrics.count_gossip_txs(gossip_outcome::ACCEPTED, 1);
@@ -1292,7 +1282,7 @@ fn submit_one(
             false
         }
     };
-    mempool.insert(tx, committed, now)
+    mempool.insert_hashed(Source::Local, tx, hash, committed, now)
 }
 
 /// One `warn` line per entry of a committed misbehaviour list.

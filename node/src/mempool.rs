@@ -253,8 +253,23 @@ impl Mempool {
         committed: bool,
         now: Instant,
     ) -> Result<TxHash, MempoolError> {
-        tx.validate()?;
         let hash = tx.hash();
+        self.insert_hashed(source, tx, hash, committed, now)
+    }
+
+    /// [`Mempool::insert_from`] for a caller that already holds `hash`, which must be
+    /// `tx.hash()` (the driver takes it from the bytes the transaction was decoded from,
+    /// [`crate::app::decode_hashed`]). Same errors.
+    pub fn insert_hashed(
+        &mut self,
+        source: Source,
+        tx: Transaction,
+        hash: TxHash,
+        committed: bool,
+        now: Instant,
+    ) -> Result<TxHash, MempoolError> {
+        debug_assert_eq!(hash, tx.hash());
+        tx.validate()?;
         if committed {
             return Err(MempoolError::AlreadyCommitted { hash });
         }

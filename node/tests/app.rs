@@ -147,3 +147,50 @@ fn undecodable_payload_is_skipped_whole() {
     assert!(r.writes.is_empty());
     assert!(app::summarize(&b.payload, 1 << 20).invalid);
 }
+
+/// `DecodedPayload::decode` hashes each transaction over the bytes it came from instead of
+/// encoding it again: it must agree with `Payload::decode` + `Transaction::hash` on every
+/// input — the payload, every truncation of it, every one-byte corruption, and trailing bytes.
+#[test]
+fn decoding_with_hashes_agrees_with_decode_then_hash() {
+    let txs = vec![
+        Transaction::put("k", "v", 1),
+        Transaction::delete("gone", 7),
+        Transaction::put(vec![1u8; 40], vec![2u8; 300], u64::MAX),
+    ];
+    let enc = Payload::Transactions(txs).encode();
+    let mut inputs = vec![enc.clone(), Vec::new()];
+    inputs.extend((0..enc.len()).map(|n| enc[..n].to_vec()));
+    for i in 0..enc.len() {
+        for flip in [0x01u8, 0x80, 0xff] {
+            let mut b = enc.clone();
+            b[i] ^= flip;
+            inputs.push(b);
+        }
+    }
+    let mut trailing = enc.clone();
+    trailing.push(0);
+    inputs.push(trailing);
+    let mut valid = 0;
+    for bytes in &inputs {
+        let d = app::DecodedPayload::decode(bytes, 1 << 20);
+        match Payload::decode(bytes, 1 << 20) {
+            Ok(p) => {
+                valid += 1;
+                assert!(!d.invalid, "{bytes:?}");
+                assert_eq!(d.txs, p.transactions());
+                let hashes: Vec<_> = p.transactions().iter().map(Transaction::hash).collect();
+                assert_eq!(d.hashes, hashes);
+            }
+            Err(_) => assert!(
+                d.invalid && d.txs.is_empty() && d.hashes.is_empty(),
+                "{bytes:?}"
+            ),
+        }
+    }
+    assert!(valid > 2, "some corruptions still decode (values, nonces)");
+    assert!(
+        app::DecodedPayload::decode(&enc, enc.len() - 1).invalid,
+        "size bound enforced"
+    );
+}

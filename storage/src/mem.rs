@@ -62,6 +62,15 @@ impl Engine for MemStore {
         Ok(())
     }
 
+    fn scan_from(&self, cf: Cf, start: &[u8], visit: &mut Visit<'_>) -> Result<(), StoreError> {
+        for (k, v) in self.cfs[cf.index()].range(start.to_vec()..) {
+            if !visit(k, v)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn apply(&mut self, ops: Vec<RawOp>, _sync: bool) -> Result<(), StoreError> {
         for op in ops {
             match op {

@@ -19,7 +19,7 @@ use crate::engine::{Cf, Engine, RawOp, Visit, check_schema, planned};
 use crate::error::StoreError;
 use rocksdb::{
     BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, DBRecoveryMode,
-    ErrorKind, IteratorMode, Options, WriteOptions,
+    Direction, ErrorKind, IteratorMode, Options, WriteOptions,
 };
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -255,6 +255,22 @@ impl RocksStore {
         self.apply(vec![RawOp::Put(cf, key.to_vec(), value.to_vec())], true)
     }
 
+    /// Visit `cf` from `mode` until `visit` returns false.
+    fn iterate(
+        &self,
+        cf: Cf,
+        mode: IteratorMode<'_>,
+        visit: &mut Visit<'_>,
+    ) -> Result<(), StoreError> {
+        for item in self.db.iterator_cf(self.handle(cf)?, mode) {
+            let (k, v) = item.map_err(|e| backend("iterate", e))?;
+            if !visit(&k, &v)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn handle(&self, cf: Cf) -> Result<&ColumnFamily, StoreError> {
         self.db.cf_handle(cf.name()).ok_or(StoreError::Backend {
             op: "column family",
@@ -273,19 +289,16 @@ impl Engine for RocksStore {
     }
 
     fn scan(&self, cf: Cf, reverse: bool, visit: &mut Visit<'_>) -> Result<(), StoreError> {
-        let h = self.handle(cf)?;
         let mode = if reverse {
             IteratorMode::End
         } else {
             IteratorMode::Start
         };
-        for item in self.db.iterator_cf(h, mode) {
-            let (k, v) = item.map_err(|e| backend("iterate", e))?;
-            if !visit(&k, &v)? {
-                break;
-            }
-        }
-        Ok(())
+        self.iterate(cf, mode, visit)
+    }
+
+    fn scan_from(&self, cf: Cf, start: &[u8], visit: &mut Visit<'_>) -> Result<(), StoreError> {
+        self.iterate(cf, IteratorMode::From(start, Direction::Forward), visit)
     }
 
     fn apply(&mut self, ops: Vec<RawOp>, sync: bool) -> Result<(), StoreError> {

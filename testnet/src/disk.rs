@@ -24,7 +24,6 @@ pub struct Disk {
     pub committed: Vec<BlockId>,
     /// Genesis id.
     pub genesis: BlockId,
-    domain: Domain,
 }
 
 impl Disk {
@@ -39,7 +38,6 @@ impl Disk {
             blocks,
             committed: vec![gid],
             genesis: gid,
-            domain: domain.clone(),
         }
     }
 
@@ -47,9 +45,8 @@ impl Disk {
     pub fn apply(&mut self, action: &Action) {
         match action {
             Action::PersistSafety(s) => self.safety = Some((**s).clone()),
-            Action::PersistBlock(b) => {
-                let id = b.id(&self.domain);
-                self.blocks.entry(id).or_insert_with(|| (**b).clone());
+            Action::PersistBlock { id, block } => {
+                self.blocks.entry(*id).or_insert_with(|| (**block).clone());
             }
             Action::Commit { blocks, ids, .. } => {
                 for (b, id) in blocks.iter().zip(ids) {

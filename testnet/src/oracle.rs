@@ -743,9 +743,17 @@ impl Oracles {
                         format!("honest instance {inst} reported: {s}"),
                     ));
                 }
-                Action::PersistBlock(b) => {
-                    let id = b.id(self.vs.domain());
-                    self.note_block(b, id);
+                Action::PersistBlock { id, block } => {
+                    // Recomputed, not trusted: the core's id must be the block's.
+                    let computed = block.id(self.vs.domain());
+                    if computed != *id {
+                        return Err(v(
+                            "BLOCK_ID_MISMATCH",
+                            at,
+                            format!("PersistBlock id {id} is not the block's id {computed}"),
+                        ));
+                    }
+                    self.note_block(block, computed);
                 }
                 Action::PeerMisbehaved { peer, reason } if !self.byzantine.contains(peer) => {
                     // The driver scores and bans on this: an honest peer reported would be cut

@@ -783,9 +783,9 @@ impl Sim {
                 self.trace.update(b"ps");
                 self.trace.update(&encode(&**s));
             }
-            Action::PersistBlock(b) => {
+            Action::PersistBlock { block, .. } => {
                 self.trace.update(b"pb");
-                self.trace.update(&encode(&**b));
+                self.trace.update(&encode(&**block));
             }
             Action::Send { to, msg } => {
                 self.trace.update(b"send");
@@ -917,7 +917,7 @@ impl Sim {
             }
         }
         match a {
-            Action::PersistSafety(_) | Action::PersistBlock(_) => {
+            Action::PersistSafety(_) | Action::PersistBlock { .. } => {
                 self.instances[inst].disk.apply(&a);
             }
             Action::Commit { .. } => {

@@ -39,6 +39,6 @@ pub fn action(a: &Action) -> Option<String> {
         Action::SafetyViolation(s) => format!("SAFETY VIOLATION {s}"),
         Action::PeerMisbehaved { peer, reason } => format!("misbehaved {} {reason:?}", peer.0),
         Action::PersistSafety(_) => "persist safety".into(),
-        Action::PersistBlock(_) | Action::RequestPayload { .. } => return None,
+        Action::PersistBlock { .. } | Action::RequestPayload { .. } => return None,
     })
 }

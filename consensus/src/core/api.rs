@@ -164,8 +164,14 @@ pub enum Event {
 pub enum Action {
     /// Durably replace the safety record (synced write).
     PersistSafety(Box<SafetyData>),
-    /// Store a block by id (it may still be pruned if it never commits).
-    PersistBlock(Box<Block>),
+    /// Store a block by id (it may still be pruned if it never commits). `id` is
+    /// `block.id(domain)`, computed once by the core (it costs a BLAKE3 pass over the payload).
+    PersistBlock {
+        /// The block's id.
+        id: BlockId,
+        /// The block.
+        block: Box<Block>,
+    },
     /// Send to one validator.
     Send {
         /// Recipient (never ourselves).

@@ -307,7 +307,10 @@ impl<P: FaultPolicy> Core<P> {
         // Insert bottom-up, observing each justify (commits may follow).
         for (b, bid) in blocks.iter().zip(&ids).rev() {
             if self.tree.insert(*bid, b.clone()) {
-                self.out.push(Action::PersistBlock(Box::new(b.clone())));
+                self.out.push(Action::PersistBlock {
+                    id: *bid,
+                    block: Box::new(b.clone()),
+                });
             }
         }
         for b in blocks.iter().rev() {

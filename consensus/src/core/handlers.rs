@@ -215,7 +215,10 @@ impl<P: FaultPolicy> Core<P> {
             // the proposal, §7 case 1): keep it so that nobody has to fetch it.
             let block = p.block;
             if self.tree.insert(id, block.clone()) {
-                self.out.push(super::Action::PersistBlock(Box::new(block)));
+                self.out.push(super::Action::PersistBlock {
+                    id,
+                    block: Box::new(block),
+                });
                 self.resume_after_insert();
             }
             return Ok(());
@@ -225,8 +228,10 @@ impl<P: FaultPolicy> Core<P> {
         }
         let block = p.block;
         if self.tree.insert(id, block.clone()) {
-            self.out
-                .push(super::Action::PersistBlock(Box::new(block.clone())));
+            self.out.push(super::Action::PersistBlock {
+                id,
+                block: Box::new(block.clone()),
+            });
         }
         if let Ok(vote) = self.safety.sign_vote(&block, id, &self.vs) {
             self.counters.votes_sent += 1;

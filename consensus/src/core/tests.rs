@@ -1187,7 +1187,7 @@ fn only_the_leaders_proposal_is_parked_stored_and_retried() {
         },
     );
     assert!(
-        !a.iter().any(|x| matches!(x, Action::PersistBlock(_))),
+        !a.iter().any(|x| matches!(x, Action::PersistBlock { .. })),
         "{a:?}"
     );
     // X arrives as a late proposal of view 1: stored, and the parked proposal is voted for.
@@ -1218,7 +1218,7 @@ fn only_the_leaders_proposal_is_parked_stored_and_retried() {
         },
     );
     assert!(
-        !a.iter().any(|x| matches!(x, Action::PersistBlock(_))),
+        !a.iter().any(|x| matches!(x, Action::PersistBlock { .. })),
         "{a:?}"
     );
     assert!(c.block(&stray_id).is_none());

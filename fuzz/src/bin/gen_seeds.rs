@@ -137,8 +137,8 @@ fn generate() {
                         let payload = Payload::Transactions(txs).encode();
                         queue.push_back((i, Event::PayloadReady { view, payload }));
                     }
-                    Action::PersistBlock(b) => {
-                        blocks.insert(b.id(f.vs.domain()), *b);
+                    Action::PersistBlock { id, block } => {
+                        blocks.insert(id, *block);
                     }
                     Action::Commit { blocks: bs, .. } if i == 0 => committed.extend(bs),
                     Action::FetchBlocks { request, .. } => requests.push(request),

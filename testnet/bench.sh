@@ -3,6 +3,12 @@
 #
 #   testnet/bench.sh [--rates 1000,10000,25000,50000] [--duration 20] [--runs 3]
 #                    [--validators 4] [--size 512] [--out DIR] [--keep]
+#   testnet/bench.sh --soak MINUTES --rates RATE [--validators 4] [--size 512] [--out DIR]
+#
+# --soak: one testnet offered RATE for MINUTES back-to-back one-minute windows (each a
+# `bftnode load --duration 60`); the table and plot are per window, with the disk the testnet
+# uses after each (the chain is never pruned: about 0.7 KB per committed 512-byte transaction
+# per node), to show whether throughput, latency and memory stay flat as the chain grows.
 #
 # Each run starts a fresh testnet (testnet/up.sh with its own data directory and ports 27600/27700,
 # so a testnet/up.sh network on the default ports is not touched), then offers each rate in turn
@@ -26,6 +32,7 @@ N=4
 SIZE=512
 OUT="testnet/data/bench/$(date -u +%Y%m%dT%H%M%SZ)"
 KEEP=0
+SOAK=0
 while (( $# > 0 )); do
   case "$1" in
     --rates) RATES="$2"; shift 2 ;;
@@ -35,11 +42,20 @@ while (( $# > 0 )); do
     --size) SIZE="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --keep) KEEP=1; shift ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --soak) SOAK="$2"; shift 2 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 [[ "$RATES" =~ ^[0-9]+(,[0-9]+)*$ ]] || { echo "bench.sh: --rates must be N[,N…]" >&2; exit 2; }
+if [[ "$SOAK" != 0 ]]; then
+  [[ "$SOAK" =~ ^[0-9]+$ && "$RATES" =~ ^[0-9]+$ ]] \
+    || { echo "bench.sh: --soak MINUTES takes one --rates RATE" >&2; exit 2; }
+  RATES="$(for ((m = 0; m < SOAK; m++)); do printf '%s,' "$RATES"; done)"
+  RATES="${RATES%,}"
+  DURATION=60
+  RUNS=1
+fi
 for v in "$DURATION" "$RUNS" "$N" "$SIZE"; do
   [[ "$v" =~ ^[0-9]+$ ]] && (( v > 0 )) || { echo "bench.sh: numbers must be positive integers" >&2; exit 2; }
 done
@@ -85,13 +101,14 @@ for ((run = 1; run <= RUNS; run++)); do
       cpu+=("$(python3 -c "print(round(($after - ${before[$i]}) / $TICKS / ($t1 - $t0) * 100, 1))")")
       rss+=("$(rss_mb "${PIDS[$i]}")")
     done
-    line="$(REPORT="$report" python3 - "$run" "$rate" "$N" "$SIZE" "$DURATION" "${cpu[*]}" "${rss[*]}" <<'PY'
+    disk="$(du -sm "$TESTNET_DATA" | cut -f1)"
+    line="$(REPORT="$report" python3 - "$run" "$rate" "$N" "$SIZE" "$DURATION" "${cpu[*]}" "${rss[*]}" "$disk" <<'PY'
 import json, os, sys
-run, rate, n, size, duration, cpu, rss = sys.argv[1:8]
+run, rate, n, size, duration, cpu, rss, disk = sys.argv[1:9]
 r = json.loads(os.environ["REPORT"])
 r.update(run=int(run), offered_tps=int(rate), validators=int(n), size=int(size),
          duration_s=int(duration), cpu_pct_per_node=[float(x) for x in cpu.split()],
-         rss_mb_per_node=[int(x) for x in rss.split()])
+         rss_mb_per_node=[int(x) for x in rss.split()], testnet_disk_mb=int(disk))
 print(json.dumps(r))
 PY
 )"
@@ -108,5 +125,9 @@ PY
 done
 
 python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install --quiet matplotlib >&2
-python3 testnet/bench_report.py "$RESULTS" "$OUT"
+if [[ "$SOAK" != 0 ]]; then
+  python3 testnet/bench_report.py --soak "$RESULTS" "$OUT"
+else
+  python3 testnet/bench_report.py "$RESULTS" "$OUT"
+fi
 echo "==> $OUT/table.md, summary.json, plot.png" >&2

@@ -1,20 +1,95 @@
 #!/usr/bin/env python3
-"""Summarise testnet/bench.sh results: medians over runs per offered rate.
+"""Summarise testnet/bench.sh results: medians over runs per offered rate, or (--soak) one row
+per one-minute window of a soak, in the order they ran.
 
-usage: bench_report.py RESULTS.jsonl OUT_DIR  → OUT_DIR/summary.json, table.md, plot.png
+usage: bench_report.py [--soak] RESULTS.jsonl OUT_DIR  → OUT_DIR/summary.json, table.md, plot.png
 """
 import json
 import statistics
 import sys
 from collections import defaultdict
 
-results, out = sys.argv[1], sys.argv[2]
-by_rate = defaultdict(list)
+args = sys.argv[1:]
+soak = args[0] == "--soak"
+if soak:
+    args = args[1:]
+results, out = args
+lines = []
 with open(results) as f:
     for line in f:
-        r = json.loads(line)
-        if not r.get("error"):
-            by_rate[r["offered_tps"]].append(r)
+        lines.append(json.loads(line))
+
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+def soak_report():
+    """One row per window; failed windows are kept (as such) so that minutes stay aligned."""
+    rows = []
+    for minute, r in enumerate(lines, start=1):
+        row = {"minute": minute, "error": bool(r.get("error"))}
+        if not row["error"]:
+            row.update(
+                offered_tps=r["offered_tps"],
+                committed_tps=r["committed_tps"],
+                latency_ms_p50=r["latency_ms_p50"],
+                latency_ms_p99=r["latency_ms_p99"],
+                rejected=r["rejected"],
+                cpu_pct_per_node=statistics.mean(r["cpu_pct_per_node"]),
+                rss_mb_max=max(r["rss_mb_per_node"]),
+                testnet_disk_mb=r.get("testnet_disk_mb"),
+            )
+        rows.append(row)
+    with open(f"{out}/summary.json", "w") as f:
+        json.dump(rows, f, indent=2)
+    with open(f"{out}/table.md", "w") as f:
+        f.write("| minute | offered tx/s | committed tx/s | p50 ms | p99 ms | refused | CPU %/node "
+                "| RSS MB (max) | testnet disk MB |\n|---|---|---|---|---|---|---|---|---|\n")
+        for r in rows:
+            if r["error"]:
+                f.write(f"| {r['minute']} | load run failed | | | | | | | |\n")
+                continue
+            f.write(f"| {r['minute']} | {r['offered_tps']:,} | {r['committed_tps']:,.0f} "
+                    f"| {r['latency_ms_p50']:.1f} | {r['latency_ms_p99']:.1f} | {r['rejected']:,} "
+                    f"| {r['cpu_pct_per_node']:.0f} | {r['rss_mb_max']} | {r['testnet_disk_mb']} |\n")
+    print(open(f"{out}/table.md").read())
+    ok = [r for r in rows if not r["error"]]
+    x = [r["minute"] for r in ok]
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 4.2))
+    a.plot(x, [r["committed_tps"] for r in ok], "o-", label="committed")
+    a.plot(x, [r["offered_tps"] for r in ok], "--", color="grey", label="offered")
+    a.set_ylim(0, 1.15 * max(r["offered_tps"] for r in ok))
+    a.set_ylabel("tx/s (steady state of the window)")
+    b.plot(x, [r["latency_ms_p50"] for r in ok], "o-", label="p50")
+    b.plot(x, [r["latency_ms_p99"] for r in ok], "s-", label="p99")
+    b.set_ylabel("submit → commit latency, ms")
+    c.plot(x, [r["rss_mb_max"] for r in ok], "o-", label="RSS, largest node")
+    c.set_ylim(bottom=0)
+    c.set_ylabel("RSS, MB")
+    disk = [(r["minute"], r["testnet_disk_mb"] / 1024) for r in ok if r["testnet_disk_mb"]]
+    if disk:
+        d = c.twinx()
+        d.plot(*zip(*disk), "s-", color="tab:orange", label="testnet disk")
+        d.set_ylim(bottom=0)
+        d.set_ylabel("testnet disk, GB (orange)")
+    for ax in (a, b, c):
+        ax.set_xlabel("minute of the soak")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle("bftnode soak: 512 B transactions, local testnet")
+    fig.tight_layout()
+    fig.savefig(f"{out}/plot.png", dpi=110)
+
+
+if soak:
+    soak_report()
+    sys.exit(0)
+
+by_rate = defaultdict(list)
+for r in lines:
+    if not r.get("error"):
+        by_rate[r["offered_tps"]].append(r)
 
 rows = []
 for rate in sorted(by_rate):
@@ -42,10 +117,6 @@ with open(f"{out}/table.md", "w") as f:
                 f"| {r['latency_ms_p99']:.1f} | {r['rejected']:,.0f} | {r['send_lag_ms_p99']:.1f} "
                 f"| {r['cpu_pct_per_node']:.0f} | {r['rss_mb_max']} | {r['runs']} |\n")
 print(open(f"{out}/table.md").read())
-
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 
 x = [r["offered_tps"] for r in rows]
 fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))

@@ -45,18 +45,12 @@ impl Engine for MemStore {
     }
 
     fn scan(&self, cf: Cf, reverse: bool, visit: &mut Visit<'_>) -> Result<(), StoreError> {
-        let map = &self.cfs[cf.index()];
-        if reverse {
-            for (k, v) in map.iter().rev() {
-                if !visit(k, v)? {
-                    break;
-                }
-            }
-        } else {
-            for (k, v) in map {
-                if !visit(k, v)? {
-                    break;
-                }
+        if !reverse {
+            return self.scan_from(cf, &[], visit);
+        }
+        for (k, v) in self.cfs[cf.index()].iter().rev() {
+            if !visit(k, v)? {
+                break;
             }
         }
         Ok(())

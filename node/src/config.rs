@@ -99,11 +99,12 @@ pub struct MempoolSection {
     /// Maximum total encoded size of pending transactions, in bytes.
     pub max_bytes: usize,
     /// Queueing-delay target, in ms: once even the quickest of the transactions committed in
-    /// each of three 100 ms intervals in a row waited longer than this since it reached this
-    /// node (a standing queue, not a backlog draining after an outage), this node's RPC
-    /// clients are refused at once (HTTP 429 `mempool congested`), and then after any such
-    /// interval for the next second (module `queue_delay`). 0 turns it off. Default 500: at twice the peak rate it keeps accepted transactions'
-    /// p99 under 1 s (issue 10 note).
+    /// each of three 100 ms intervals with commits in a row waited longer than this since it
+    /// reached this node (a standing queue, not a backlog draining after an outage), this
+    /// node's RPC clients are refused at once (HTTP 429 `mempool congested`), and then after
+    /// any such interval for the next second; a second without commits lifts the refusal
+    /// (module `queue_delay`). 0 turns it off. Default 500: at twice the peak rate it keeps
+    /// accepted transactions' p99 under 1 s (issue 10 note).
     pub max_queue_delay_ms: u64,
 }
 

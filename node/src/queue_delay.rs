@@ -19,9 +19,13 @@
 //! carry transactions that waited through the outage, but newer ones commit quickly within an
 //! interval or two. A genuine overload keeps the queue standing, is refused after three
 //! intervals, and from then on at every congested interval. An interval in which nothing
-//! committed is not congested: with no evidence of a standing queue the node admits (up to the
-//! mempool's limits), so a stalled or idle chain never locks its clients out. Transactions from
-//! peers are not refused here: their own node already admitted them under the same rule.
+//! committed is no evidence either way: it neither extends nor breaks the run, and a refusal
+//! in force stays in force. So a chain whose blocks commit less often than once per interval
+//! (a slow disk, wide-area links, a large validator set) is judged on the intervals that saw
+//! commits, not let off by the ones between them. Once nothing has committed for [`MEMORY`]
+//! the run is forgotten and the node admits (up to the mempool's limits), so a stalled or idle
+//! chain never locks its clients out for longer than that. Transactions from peers are not
+//! refused here: their own node already admitted them under the same rule.
 //!
 //! Sans-IO: the caller passes `now`; no clock or timer inside.
 
@@ -37,7 +41,8 @@ pub const INTERVAL: Duration = Duration::from_millis(100);
 /// Consecutive congested intervals before the first refusal (module docs).
 pub const ENTER_STREAK: u32 = 3;
 
-/// After a refusal, how long a single congested interval is enough to refuse again.
+/// After a refusal, how long a single congested interval is enough to refuse again; and how
+/// long without any commit before the node forgets a run of congested intervals and admits.
 pub const MEMORY: Duration = Duration::from_secs(1);
 
 /// Queue-delay admission state (module docs).
@@ -54,6 +59,8 @@ pub struct QueueDelay {
     streak: u32,
     /// When the last interval that led to refusals ended.
     last_refusal: Option<Instant>,
+    /// When the last observed transaction committed.
+    last_commit: Option<Instant>,
     /// While refusing: the smallest sojourn of the last finished interval.
     congested: Option<Duration>,
 }
@@ -69,6 +76,7 @@ impl QueueDelay {
             window_min: None,
             streak: 0,
             last_refusal: None,
+            last_commit: None,
             congested: None,
         }
     }
@@ -86,6 +94,7 @@ impl QueueDelay {
     /// A transaction submitted at `submitted` committed at `now`.
     pub fn observe(&mut self, now: Instant, submitted: Instant) {
         self.roll(now);
+        self.last_commit = Some(now);
         let sojourn = now.saturating_duration_since(submitted);
         self.window_min = Some(self.window_min.map_or(sojourn, |m| m.min(sojourn)));
     }
@@ -96,21 +105,27 @@ impl QueueDelay {
         self.congested
     }
 
-    /// Closes the interval if it ended by `now` and decides the next one (module docs). A gap
-    /// of two intervals or more since the window opened means the later ones saw no commit.
+    /// Closes the interval if it ended by `now` and decides the next one (module docs). An
+    /// interval without commits leaves the run and any refusal as they were, unless nothing
+    /// has committed for [`MEMORY`]: then both are cleared.
     fn roll(&mut self, now: Instant) {
         let start = *self.window_start.get_or_insert(now);
-        let elapsed = now.saturating_duration_since(start);
-        if elapsed < self.interval {
+        if now.saturating_duration_since(start) < self.interval {
             return;
         }
-        let min = self.window_min.take();
-        let congested = match min {
-            Some(m) if elapsed < 2 * self.interval && !self.target.is_zero() => {
-                (m > self.target).then_some(m)
-            }
-            _ => None,
+        self.window_start = Some(now);
+        if self
+            .last_commit
+            .is_none_or(|t| now.saturating_duration_since(t) > MEMORY)
+        {
+            (self.streak, self.congested, self.window_min) = (0, None, None);
+            return;
+        }
+        // An interval without commits is no evidence: the run and any refusal stand.
+        let Some(min) = self.window_min.take() else {
+            return;
         };
+        let congested = (!self.target.is_zero() && min > self.target).then_some(min);
         self.streak = if congested.is_some() {
             self.streak + 1
         } else {
@@ -123,7 +138,6 @@ impl QueueDelay {
         if self.congested.is_some() {
             self.last_refusal = Some(now);
         }
-        self.window_start = Some(now);
     }
 }
 
@@ -205,7 +219,32 @@ mod tests {
     }
 
     #[test]
-    fn an_interval_without_commits_admits() {
+    fn intervals_without_commits_neither_break_a_run_nor_lift_a_refusal() {
+        let c = Clock::new();
+        let mut q = QueueDelay::new(500 * MS, 100 * MS);
+        assert_eq!(q.congested(c.at(0)), None);
+        // A slow chain under a standing queue: one commit every other interval.
+        assert_eq!(interval(&mut q, &c, 100, 900), None);
+        assert_eq!(q.congested(c.at(200)), None);
+        assert_eq!(interval(&mut q, &c, 300, 900), None);
+        assert_eq!(q.congested(c.at(400)), None);
+        assert_eq!(
+            interval(&mut q, &c, 500, 900),
+            Some(900 * MS),
+            "third congested"
+        );
+        assert_eq!(
+            q.congested(c.at(600)),
+            Some(900 * MS),
+            "an empty interval lifts nothing"
+        );
+        assert_eq!(interval(&mut q, &c, 700, 950), Some(950 * MS));
+        // One quick commit lifts it.
+        assert_eq!(interval(&mut q, &c, 800, 40), None);
+    }
+
+    #[test]
+    fn a_stall_longer_than_memory_admits() {
         let c = Clock::new();
         let mut q = QueueDelay::new(500 * MS, 100 * MS);
         assert_eq!(q.congested(c.at(0)), None);
@@ -213,11 +252,16 @@ mod tests {
             interval(&mut q, &c, end, 900);
         }
         assert_eq!(q.congested(c.at(300)), Some(900 * MS));
-        // A stall: nothing commits in [300, 400), so at 400 the node admits again.
-        assert_eq!(q.congested(c.at(400)), None);
-        // A long silence after a slow commit closes several intervals at once: admit.
-        q.observe(c.at(450), c.before(900));
-        assert_eq!(q.congested(c.at(1_200)), None);
+        // Nothing commits after 250: refused while the last commit is under `MEMORY` old...
+        assert_eq!(q.congested(c.at(1_200)), Some(900 * MS));
+        // ... and admitted after, with the run forgotten: one slow interval is not enough.
+        assert_eq!(q.congested(c.at(1_300)), None);
+        assert_eq!(interval(&mut q, &c, 1_400, 900), None);
+        assert_eq!(interval(&mut q, &c, 1_500, 900), None);
+        assert_eq!(interval(&mut q, &c, 1_600, 900), Some(900 * MS));
+        // A slow commit followed by a silence longer than `MEMORY`, judged only after it.
+        q.observe(c.at(1_650), c.before(900));
+        assert_eq!(q.congested(c.at(2_700)), None);
     }
 
     #[test]

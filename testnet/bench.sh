@@ -102,13 +102,15 @@ for ((run = 1; run <= RUNS; run++)); do
       rss+=("$(rss_mb "${PIDS[$i]}")")
     done
     disk="$(du -sm "$TESTNET_DATA" | cut -f1)"
-    line="$(REPORT="$report" python3 - "$run" "$rate" "$N" "$SIZE" "$DURATION" "${cpu[*]}" "${rss[*]}" "$disk" <<'PY'
+    storage="$(python3 testnet/node_stats.py ${rpcs//,/ })"
+    line="$(REPORT="$report" STORAGE="$storage" python3 - "$run" "$rate" "$N" "$SIZE" "$DURATION" "${cpu[*]}" "${rss[*]}" "$disk" <<'PY'
 import json, os, sys
 run, rate, n, size, duration, cpu, rss, disk = sys.argv[1:9]
 r = json.loads(os.environ["REPORT"])
 r.update(run=int(run), offered_tps=int(rate), validators=int(n), size=int(size),
          duration_s=int(duration), cpu_pct_per_node=[float(x) for x in cpu.split()],
-         rss_mb_per_node=[int(x) for x in rss.split()], testnet_disk_mb=int(disk))
+         rss_mb_per_node=[int(x) for x in rss.split()], testnet_disk_mb=int(disk),
+         storage_per_node=json.loads(os.environ["STORAGE"]))
 print(json.dumps(r))
 PY
 )"

@@ -27,8 +27,24 @@ import matplotlib.pyplot as plt
 def soak_report():
     """One row per window; failed windows are kept (as such) so that minutes stay aligned."""
     rows = []
+    prev_writes = {}
     for minute, r in enumerate(lines, start=1):
         row = {"minute": minute, "error": bool(r.get("error"))}
+        storage = [s for s in r.get("storage_per_node") or [] if s]
+        if storage:
+            row.update(
+                l0_files_max=max(s["l0_files"] for s in storage),
+                compaction_debt_mb_max=max(s["pending_compaction_mb"] for s in storage),
+                table_readers_mb_max=max(s["table_readers_mb"] for s in storage),
+                write_stalled_nodes=sum(1 for s in storage
+                                        if s["delayed_write_rate"] or s["write_stopped"]),
+            )
+            # Mean synced-write time over the window, node 0 (cumulative histogram deltas).
+            s0 = storage[0]
+            d_sum = s0["write_seconds_sum"] - prev_writes.get("sum", 0.0)
+            d_n = s0["write_seconds_count"] - prev_writes.get("count", 0)
+            row["write_ms_mean_node0"] = round(1000 * d_sum / d_n, 3) if d_n > 0 else None
+            prev_writes = {"sum": s0["write_seconds_sum"], "count": s0["write_seconds_count"]}
         if not row["error"]:
             row.update(
                 offered_tps=r["offered_tps"],
@@ -45,14 +61,21 @@ def soak_report():
         json.dump(rows, f, indent=2)
     with open(f"{out}/table.md", "w") as f:
         f.write("| minute | offered tx/s | committed tx/s | p50 ms | p99 ms | refused | CPU %/node "
-                "| RSS MB (max) | testnet disk MB |\n|---|---|---|---|---|---|---|---|---|\n")
+                "| RSS MB (max) | testnet disk MB | L0 files (max) | compaction debt MB (max) "
+                "| SST readers MB (max) | stalled nodes | synced write ms (node 0) |\n"
+                + "|---" * 14 + "|\n")
+        dash = lambda v: "–" if v is None else v
         for r in rows:
             if r["error"]:
-                f.write(f"| {r['minute']} | load run failed | | | | | | | |\n")
+                f.write(f"| {r['minute']} | load run failed |" + " |" * 12 + "\n")
                 continue
             f.write(f"| {r['minute']} | {r['offered_tps']:,} | {r['committed_tps']:,.0f} "
                     f"| {r['latency_ms_p50']:.1f} | {r['latency_ms_p99']:.1f} | {r['rejected']:,} "
-                    f"| {r['cpu_pct_per_node']:.0f} | {r['rss_mb_max']} | {r['testnet_disk_mb']} |\n")
+                    f"| {r['cpu_pct_per_node']:.0f} | {r['rss_mb_max']} | {r['testnet_disk_mb']} "
+                    f"| {dash(r.get('l0_files_max'))} | {dash(r.get('compaction_debt_mb_max'))} "
+                    f"| {dash(r.get('table_readers_mb_max'))} "
+                    f"| {dash(r.get('write_stalled_nodes'))} "
+                    f"| {dash(r.get('write_ms_mean_node0'))} |\n")
     print(open(f"{out}/table.md").read())
     ok = [r for r in rows if not r["error"]]
     x = [r["minute"] for r in ok]

@@ -76,6 +76,7 @@ pub mod queue_delay;
 pub mod rpc;
 pub mod rpc_guard;
 pub mod rpc_types;
+pub mod storage_metrics;
 pub mod sync_server;
 
 pub use config::{ConfigOverrides, Genesis, NodeConfig, generate_testnet, init_home};

@@ -9,6 +9,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::Mutex;
 
+use crate::storage_metrics::StorageGauges;
+
 /// Labels of `bftnode_evidence_total`.
 pub type KindLabels = Vec<(String, String)>;
 
@@ -98,6 +100,8 @@ pub struct Metrics {
     /// The network service's counters, one `bftnode_net_<name>_total` each, in the order of
     /// [`network::NetworkMetrics::counters`]; updated by [`Metrics::sync_network`].
     net: Vec<Counter>,
+    /// RocksDB's own figures (`bftnode_rocksdb_*` gauges), set at each scrape.
+    pub storage: StorageGauges,
 }
 
 impl Metrics {
@@ -134,6 +138,7 @@ impl Metrics {
             store_read_errors: Family::default(),
             sync_fetches_expired: Counter::default(),
             net: Vec::new(),
+            storage: StorageGauges::default(),
         };
         r.register("bftnode_view", "Current consensus view", m.view.clone());
         r.register(
@@ -248,6 +253,7 @@ impl Metrics {
             m.sync_fetches_expired.clone(),
         );
         let mut m = m;
+        m.storage = StorageGauges::register(&mut r);
         for (name, help, _) in network::NetworkMetrics::default().counters() {
             let c = Counter::default();
             r.register(format!("bftnode_net_{name}"), help, c.clone());

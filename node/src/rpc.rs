@@ -251,6 +251,7 @@ async fn health(State(st): St) -> Result<Response, ApiError> {
 
 async fn metrics(State(st): St) -> Response {
     st.metrics.sync_network(&st.net.metrics().await);
+    st.metrics.storage.sync(&st.store.engine_stats());
     (
         [(
             header::CONTENT_TYPE,

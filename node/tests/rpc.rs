@@ -198,6 +198,15 @@ async fn bad_requests_are_rejected_and_node_survives() {
     let m = metrics_text(&c, addr).await;
     assert!(m.contains("bftnode_committed_height"), "{m}");
     assert!(m.contains("bftnode_commits_total"), "{m}");
+    assert!(
+        m.contains(r#"bftnode_rocksdb_l0_files{cf="txindex"}"#),
+        "{m}"
+    );
+    assert!(
+        sample(&m, r#"bftnode_rocksdb_memtable_bytes{cf="safety"}"#) > 0.0,
+        "{m}"
+    );
+    assert!(m.contains("bftnode_rocksdb_write_stopped 0"), "{m}");
     let v: Vec<ValidatorResponse> = c
         .get(url(addr, "/validators"))
         .send()

@@ -48,12 +48,14 @@ mod engine;
 mod error;
 mod mem;
 mod rocks;
+mod rocks_stats;
 
 pub use batch::{Op, TxLocation, WriteBatch};
 pub use engine::Cf;
 pub use error::StoreError;
 pub use mem::MemStore;
 pub use rocks::{RocksOptions, RocksStore, WriteObserver, WriteStats};
+pub use rocks_stats::{CfStats, EngineStats};
 
 use consensus::{
     Block, BlockId, BlockRequest, BlockResponse, Digest, Evidence, Height, SafetyData,

@@ -271,6 +271,11 @@ impl RocksStore {
         Ok(())
     }
 
+    /// The RocksDB handle, for the crate's read-only views of it ([`crate::EngineStats`]).
+    pub(crate) fn db(&self) -> &DB {
+        &self.db
+    }
+
     fn handle(&self, cf: Cf) -> Result<&ColumnFamily, StoreError> {
         self.db.cf_handle(cf.name()).ok_or(StoreError::Backend {
             op: "column family",

@@ -613,6 +613,47 @@ fn rocks_large_app_values_survive_flush_overwrite_and_reopen() {
     assert!(blobs > 0, "no blob file: values stayed inline");
 }
 
+/// `engine_stats` reports what the store holds: every column family in `Cf::ALL` order; the
+/// application's writes in its memtable, then (a reopen replays and flushes the write-ahead
+/// log) in a level-0 SST file; and an idle store neither slowed nor stopped.
+#[test]
+fn rocks_engine_stats_report_what_the_store_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    const N: u32 = 5_000;
+    let app = |s: &RocksStore| {
+        let stats = s.engine_stats();
+        assert_eq!(stats.cfs.iter().map(|c| c.cf).collect::<Vec<_>>(), Cf::ALL);
+        assert!(
+            !stats.write_stopped && stats.delayed_write_rate == 0,
+            "{stats:?}"
+        );
+        *stats.cfs.iter().find(|c| c.cf == Cf::App).unwrap()
+    };
+    {
+        let mut s = RocksStore::open(dir.path(), RocksOptions::default()).unwrap();
+        assert_eq!(app(&s).estimated_keys, 0);
+        let mut b = WriteBatch::synced();
+        for i in 0..N {
+            b = b.app_put(i.to_be_bytes().to_vec(), vec![7; 16]);
+        }
+        s.write(b).unwrap();
+        let a = app(&s);
+        assert_eq!(
+            (a.estimated_keys, a.l0_files, a.sst_bytes),
+            (N as u64, 0, 0),
+            "{a:?}"
+        );
+        assert!(a.memtable_bytes > (N * 20) as u64, "{a:?}");
+    }
+    let s = RocksStore::open(dir.path(), RocksOptions::default()).unwrap();
+    let a = app(&s);
+    assert_eq!((a.estimated_keys, a.l0_files), (N as u64, 1), "{a:?}");
+    assert!(
+        a.sst_bytes > (N * 20) as u64 && a.table_readers_bytes > 0,
+        "{a:?}"
+    );
+}
+
 #[test]
 fn rocks_schema_mismatch() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,9 +10,12 @@ use storage::EngineStats;
 /// Labels of the per-column-family gauges: `cf` = the column family's name.
 type CfLabels = Vec<(String, String)>;
 
+/// One per-column-family gauge: metric name (after `bftnode_rocksdb_`), help, and the figure
+/// it reports.
+type CfGauge = (&'static str, &'static str, fn(&storage::CfStats) -> u64);
+
 /// The per-column-family gauges, in one place so registering and setting them cannot drift.
-/// Each entry: metric name (after `bftnode_rocksdb_`), help, and the figure it reports.
-const CF_GAUGES: [(&str, &str, fn(&storage::CfStats) -> u64); 7] = [
+const CF_GAUGES: [CfGauge; 7] = [
     (
         "l0_files",
         "SST files in level 0 (RocksDB slows writes at 20, stops them at 36)",

@@ -39,12 +39,13 @@ def soak_report():
                 write_stalled_nodes=sum(1 for s in storage
                                         if s["delayed_write_rate"] or s["write_stopped"]),
             )
-            # Mean synced-write time over the window, node 0 (cumulative histogram deltas).
+            # Mean write times over the window, node 0 (cumulative histogram deltas).
             s0 = storage[0]
-            d_sum = s0["write_seconds_sum"] - prev_writes.get("sum", 0.0)
-            d_n = s0["write_seconds_count"] - prev_writes.get("count", 0)
-            row["write_ms_mean_node0"] = round(1000 * d_sum / d_n, 3) if d_n > 0 else None
-            prev_writes = {"sum": s0["write_seconds_sum"], "count": s0["write_seconds_count"]}
+            for kind in ("synced", "unsynced"):
+                total, n = (s0.get(f"{kind}_write_seconds_{k}", 0) for k in ("sum", "count"))
+                d_sum, d_n = total - prev_writes.get((kind, "sum"), 0), n - prev_writes.get((kind, "n"), 0)
+                row[f"{kind}_write_ms_node0"] = round(1000 * d_sum / d_n, 3) if d_n > 0 else None
+                prev_writes[(kind, "sum")], prev_writes[(kind, "n")] = total, n
         if not row["error"]:
             row.update(
                 offered_tps=r["offered_tps"],
@@ -62,12 +63,12 @@ def soak_report():
     with open(f"{out}/table.md", "w") as f:
         f.write("| minute | offered tx/s | committed tx/s | p50 ms | p99 ms | refused | CPU %/node "
                 "| RSS MB (max) | testnet disk MB | L0 files (max) | compaction debt MB (max) "
-                "| SST readers MB (max) | stalled nodes | synced write ms (node 0) |\n"
-                + "|---" * 14 + "|\n")
+                "| SST readers MB (max) | stalled nodes | synced write ms (node 0) "
+                "| commit write ms (node 0) |\n" + "|---" * 15 + "|\n")
         dash = lambda v: "–" if v is None else v
         for r in rows:
             if r["error"]:
-                f.write(f"| {r['minute']} | load run failed |" + " |" * 12 + "\n")
+                f.write(f"| {r['minute']} | load run failed |" + " |" * 13 + "\n")
                 continue
             f.write(f"| {r['minute']} | {r['offered_tps']:,} | {r['committed_tps']:,.0f} "
                     f"| {r['latency_ms_p50']:.1f} | {r['latency_ms_p99']:.1f} | {r['rejected']:,} "
@@ -75,7 +76,8 @@ def soak_report():
                     f"| {dash(r.get('l0_files_max'))} | {dash(r.get('compaction_debt_mb_max'))} "
                     f"| {dash(r.get('table_readers_mb_max'))} "
                     f"| {dash(r.get('write_stalled_nodes'))} "
-                    f"| {dash(r.get('write_ms_mean_node0'))} |\n")
+                    f"| {dash(r.get('synced_write_ms_node0'))} "
+                    f"| {dash(r.get('unsynced_write_ms_node0'))} |\n")
     print(open(f"{out}/table.md").read())
     ok = [r for r in rows if not r["error"]]
     x = [r["minute"] for r in ok]

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Print, as one JSON list (one object per node, in argument order), each node's RocksDB figures
 from its `GET /metrics`: level-0 files and compaction debt (sums over column families), memory
-outside the block cache, disk, write stalls, and the cumulative synced-write histogram (sum in
-seconds, count) so that a caller can take per-window means. A node that does not answer
+outside the block cache, disk, write stalls, and the cumulative write-time histograms, synced
+(persist batches) and unsynced (commit batches), as sum in seconds and count, so that a caller
+can take per-window means. A node that does not answer
 gives null.
 
 usage: node_stats.py RPC_URL [RPC_URL ...]
@@ -32,6 +33,9 @@ def scrape(url):
             pass
         if name == "l0_files" and 'cf="txindex"' in series:
             sums["l0_files_txindex"] = float(value)
+        if name.startswith("write_seconds_") and "sync=" in series:
+            kind = "synced" if 'sync="true"' in series else "unsynced"
+            sums[f"{kind}_{name}"] = float(value)
     get = lambda k: sums.get(k, 0.0)
     return {
         "l0_files": int(get("l0_files")),
@@ -43,8 +47,10 @@ def scrape(url):
         "blob_mb": round(get("blob_bytes") / MB, 1),
         "delayed_write_rate": int(get("delayed_write_rate_bytes")),
         "write_stopped": int(get("write_stopped")),
-        "write_seconds_sum": get("write_seconds_sum"),
-        "write_seconds_count": int(get("write_seconds_count")),
+        "synced_write_seconds_sum": get("synced_write_seconds_sum"),
+        "synced_write_seconds_count": int(get("synced_write_seconds_count")),
+        "unsynced_write_seconds_sum": get("unsynced_write_seconds_sum"),
+        "unsynced_write_seconds_count": int(get("unsynced_write_seconds_count")),
     }
 
 

@@ -491,11 +491,9 @@ impl Driver {
     }
 
     fn write(&self, batch: WriteBatch) -> Result<()> {
-        let t = Instant::now();
+        let (t, sync) = (Instant::now(), batch.sync);
         blocking(|| self.store.write_shared(batch))?;
-        self.metrics
-            .rocksdb_write
-            .observe(t.elapsed().as_secs_f64());
+        self.metrics.observe_write(sync, t.elapsed().as_secs_f64());
         Ok(())
     }
 

@@ -723,6 +723,11 @@ async fn a_congested_mempool_answers_429_then_admits_again() {
     assert!(refused.starts_with("mempool congested"), "{refused}");
     assert!(refused.contains("target 1 ms"), "{refused}");
     assert!(submitted_count(&c, addr, "congested").await >= 1);
+    let m = metrics_text(&c, addr).await;
+    for sync in ["true", "false"] {
+        let series = format!(r#"bftnode_rocksdb_write_seconds_count{{sync="{sync}"}}"#);
+        assert!(sample(&m, &series) > 0.0, "{series}: {m}");
+    }
     for n in nodes {
         n.stop().await.unwrap();
     }

@@ -1,7 +1,8 @@
 //! `bftnode`: run a HotStuff-2 validator and talk to one.
 //!
-//! Lifecycle commands work on a home directory: `init` (one validator), `testnet` (N homes
-//! sharing a genesis), `start`, `keys show`. Query commands talk HTTP to a node's RPC
+//! Lifecycle commands work on a home directory: `init` (one validator's key and config),
+//! `genesis build` and `config set-peers` (the key ceremony), `testnet` (N local homes sharing
+//! a genesis), `start`, `keys show`. Query commands talk HTTP to a node's RPC
 //! (`--rpc URL`, or `BFTNODE_RPC`): `status`, `block`, `tx …`, `validators`, `peers`,
 //! `evidence [list]`, `evidence show ID`, `faults`, `health`, `penalties`, and the load
 //! generator `load`. Queries print aligned tables, or the node's JSON with `--output json`.
@@ -50,21 +51,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create a single-validator home (key, config.toml, genesis.json).
-    Init {
-        /// Home directory to create.
-        #[arg(long)]
-        home: PathBuf,
-        /// Chain id.
-        #[arg(long, default_value = DEFAULT_CHAIN_ID)]
-        chain_id: String,
-        /// UDP port of the QUIC listener (127.0.0.1).
-        #[arg(long, default_value_t = 26600)]
-        p2p_port: u16,
-        /// TCP port of the RPC server (127.0.0.1).
-        #[arg(long, default_value_t = 26700)]
-        rpc_port: u16,
-    },
+    /// Create a validator's home on this host: a fresh key (mode 0600, never printed),
+    /// config.toml and the public validator.json for the genesis ceremony.
+    Init(InitArgs),
+    /// The key ceremony's second step: build the chain's genesis.json from the validators'
+    /// validator.json files.
+    #[command(subcommand)]
+    Genesis(GenesisCommand),
+    /// Edit a home's config.toml.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Create the homes of an N-validator local network sharing one genesis.
     Testnet {
         /// Number of validators.
@@ -82,6 +78,9 @@ enum Command {
         /// Chain id.
         #[arg(long, default_value = DEFAULT_CHAIN_ID)]
         chain_id: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        output: Format,
     },
     /// Run a validator until interrupted (SIGINT/SIGTERM).
     Start(StartArgs),
@@ -123,6 +122,70 @@ enum Command {
     Keys(KeysCommand),
     /// Generate transaction load and report committed throughput and latency.
     Load(LoadArgs),
+}
+
+/// Options of `init`.
+#[derive(Debug, Args)]
+struct InitArgs {
+    /// Home directory to create.
+    #[arg(long)]
+    home: PathBuf,
+    /// Chain id the validator means to join.
+    #[arg(long, default_value = DEFAULT_CHAIN_ID)]
+    chain_id: String,
+    /// UDP address of the QUIC listener, e.g. 0.0.0.0:26600 to listen on every interface.
+    #[arg(long, default_value = "127.0.0.1:26600")]
+    p2p_listen: SocketAddr,
+    /// IP:port at which the other validators reach the QUIC listener (required when
+    /// --p2p-listen is 0.0.0.0 or [::]).
+    #[arg(long)]
+    p2p_external: Option<SocketAddr>,
+    /// TCP address of the RPC server.
+    #[arg(long, default_value = "127.0.0.1:26700")]
+    rpc_listen: SocketAddr,
+    /// Voting power asked for in the genesis.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    power: u64,
+    /// A name for humans, recorded in validator.json and the genesis.
+    #[arg(long)]
+    name: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    output: Format,
+}
+
+#[derive(Debug, Subcommand)]
+enum GenesisCommand {
+    /// Join validator.json files into a genesis.json, and print the persistent_peers list
+    /// every validator's config needs.
+    Build {
+        /// The validators' validator.json files.
+        #[arg(required = true)]
+        validators: Vec<PathBuf>,
+        /// Chain id (default: the one the files name, which must agree).
+        #[arg(long)]
+        chain_id: Option<String>,
+        /// Where to write the genesis.
+        #[arg(long, default_value = "genesis.json")]
+        out: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Set persistent_peers in HOME's config.toml from the validators' validator.json files
+    /// (its own is left out).
+    SetPeers {
+        /// Home directory.
+        #[arg(long)]
+        home: PathBuf,
+        /// The validators' validator.json files.
+        #[arg(required = true)]
+        validators: Vec<PathBuf>,
+    },
 }
 
 /// Options of `start`.
@@ -354,24 +417,40 @@ pub fn emit(text: &str) {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Init {
-            home,
+        Command::Init(a) => {
+            let opts = node::config::InitOptions {
+                chain_id: a.chain_id,
+                p2p_listen: a.p2p_listen,
+                p2p_external: a.p2p_external,
+                rpc_listen: a.rpc_listen,
+                power: a.power,
+                name: a.name,
+            };
+            lifecycle::init(&a.home, &opts, a.output)
+        }
+        Command::Genesis(GenesisCommand::Build {
+            validators,
             chain_id,
-            p2p_port,
-            rpc_port,
-        } => lifecycle::init(&home, &chain_id, p2p_port, rpc_port),
+            out,
+            output,
+        }) => lifecycle::genesis_build(&validators, chain_id.as_deref(), &out, output),
+        Command::Config(ConfigCommand::SetPeers { home, validators }) => {
+            lifecycle::set_peers(&home, &validators)
+        }
         Command::Testnet {
             validators,
             out,
             base_p2p_port,
             base_rpc_port,
             chain_id,
+            output,
         } => lifecycle::testnet(
             &out,
             usize::from(validators),
             base_p2p_port,
             base_rpc_port,
             &chain_id,
+            output,
         ),
         Command::Start(args) => {
             let overrides = ConfigOverrides {

@@ -166,6 +166,23 @@ fn init_then_keys_show() {
     let h = home.to_str().unwrap();
     let o = bftnode(&["init", "--home", h, "--chain-id", "test-chain"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // Before a genesis exists, the key has no index.
+    assert_eq!(keys_show(&home)["validator_index"], Value::Null);
+    let vf = home.join("validator.json");
+    let genesis = home.join("genesis.json");
+    let o = bftnode(&[
+        "genesis",
+        "build",
+        "--out",
+        genesis.to_str().unwrap(),
+        vf.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("persistent_peers = ["),
+        "{}",
+        stdout(&o)
+    );
     let k = keys_show(&home);
     let key_file: Value =
         serde_json::from_slice(&std::fs::read(home.join("key.json")).unwrap()).unwrap();
@@ -179,8 +196,16 @@ fn init_then_keys_show() {
     );
     let table = stdout(&bftnode(&["keys", "show", "--home", h]));
     assert!(table.starts_with("public_key "), "{table}");
-    // A second init of the same home is refused.
+    // A second init of the same home is refused; so is a second genesis over the first.
     assert_one_line_error(&bftnode(&["init", "--home", h]), 1);
+    let again = [
+        "genesis",
+        "build",
+        "--out",
+        genesis.to_str().unwrap(),
+        vf.to_str().unwrap(),
+    ];
+    assert!(assert_one_line_error(&bftnode(&again), 1).contains("already exists"));
 }
 
 #[test]
@@ -498,21 +523,143 @@ impl Drop for Processes {
 /// Homes of a 4-validator chain `chain_id` under `dir`, on free loopback ports; returns the
 /// homes and their RPC ports.
 fn real_homes(dir: &Path, chain_id: &str) -> (Vec<std::path::PathBuf>, Vec<u16>) {
-    let udp: Vec<u16> = (0..4)
-        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
-        .collect::<Vec<_>>()
-        .iter()
-        .map(|s| s.local_addr().unwrap().port())
-        .collect();
-    let tcp: Vec<u16> = (0..4)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect::<Vec<_>>()
-        .iter()
-        .map(|s| s.local_addr().unwrap().port())
-        .collect();
+    let (udp, tcp) = free_ports(4);
     let homes =
         node::config::generate_testnet_with(dir, 4, chain_id, |i| Some((udp[i], tcp[i]))).unwrap();
     (homes, tcp)
+}
+
+/// Free loopback ports: `n` UDP and `n` TCP.
+fn free_ports(n: usize) -> (Vec<u16>, Vec<u16>) {
+    let udp: Vec<_> = (0..n)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let tcp: Vec<_> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    (
+        udp.iter().map(|s| s.local_addr().unwrap().port()).collect(),
+        tcp.iter().map(|s| s.local_addr().unwrap().port()).collect(),
+    )
+}
+
+/// Issue 11 item 1 on real processes, through the CLI only: four validators each `bftnode
+/// init` their own home (no key leaves it), `bftnode genesis build` joins their public
+/// validator files, each home gets the genesis and `bftnode config set-peers`, and the four
+/// `bftnode start` processes commit a transaction. Before `set-peers`, `start` refuses with one
+/// line naming the validators it has no address for.
+#[test]
+fn key_ceremony_on_real_processes_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (udp, tcp) = free_ports(4);
+    let homes: Vec<_> = (0..4)
+        .map(|i| dir.path().join(format!("host{i}")))
+        .collect();
+    let mut keys = Vec::new();
+    for (i, home) in homes.iter().enumerate() {
+        let o = bftnode(&[
+            "init",
+            "--home",
+            home.to_str().unwrap(),
+            "--chain-id",
+            "ceremony",
+            "--p2p-listen",
+            &format!("0.0.0.0:{}", udp[i]),
+            "--p2p-external",
+            &format!("127.0.0.1:{}", udp[i]),
+            "--rpc-listen",
+            &format!("127.0.0.1:{}", tcp[i]),
+            "--name",
+            &format!("v{i}"),
+            "--output",
+            "json",
+        ]);
+        let v = json_stdout(&o);
+        assert_eq!(v["p2p_external"], format!("127.0.0.1:{}", udp[i]), "{v}");
+        keys.push(v["public_key"].as_str().unwrap().to_string());
+    }
+    let files: Vec<String> = homes
+        .iter()
+        .map(|h| h.join("validator.json").display().to_string())
+        .collect();
+    let genesis = dir.path().join("genesis.json");
+    let mut args = vec!["genesis", "build", "--output", "json", "--out"];
+    args.push(genesis.to_str().unwrap());
+    args.extend(files.iter().map(String::as_str));
+    let v = json_stdout(&bftnode(&args));
+    assert_eq!(v["chain_id"], "ceremony");
+    let peers: Vec<&str> = v["persistent_peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    for (k, port) in keys.iter().zip(&udp) {
+        assert!(
+            peers.contains(&format!("{k}@127.0.0.1:{port}").as_str()),
+            "{v}"
+        );
+    }
+    for home in &homes {
+        std::fs::copy(&genesis, home.join("genesis.json")).unwrap();
+    }
+    let h0 = homes[0].to_str().unwrap();
+    let e = assert_one_line_error(&bftnode(&["start", "--home", h0]), 1);
+    assert!(e.contains("no address for validator"), "{e}");
+    for home in &homes {
+        let mut args = vec!["config", "set-peers", "--home", home.to_str().unwrap()];
+        args.extend(files.iter().map(String::as_str));
+        let o = bftnode(&args);
+        assert!(
+            stdout(&o).contains("persistent_peers has 3 entries"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let _nodes = start_nodes(&homes);
+    let rpcs: Vec<String> = tcp
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    wait_up(&rpcs);
+    let rpc = &rpcs[2];
+    let o = bftnode(&[
+        "tx",
+        "put",
+        "ceremony",
+        "done",
+        "--wait",
+        "--wait-timeout",
+        "60",
+        "--rpc",
+        rpc,
+    ]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let rpc3 = &rpcs[3];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let o = bftnode(&["tx", "get", "ceremony", "--rpc", rpc3, "--output", "json"]);
+        if o.status.success() && stdout(&o).contains("done") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", stderr(&o));
+        thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Wait until every node answers `status` (at most 30 s).
+fn wait_up(rpcs: &[String]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !rpcs
+        .iter()
+        .all(|r| bftnode(&["status", "--rpc", r]).status.success())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nodes not up within 30 s"
+        );
+        thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// `bftnode start` on every home, its log in `<home>/node.log`.
@@ -552,17 +699,7 @@ fn load_reports_committed_throughput() {
         .iter()
         .map(|p| format!("http://127.0.0.1:{p}"))
         .collect();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !rpcs
-        .iter()
-        .all(|r| bftnode(&["status", "--rpc", r]).status.success())
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "nodes not up within 30 s"
-        );
-        thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_up(&rpcs);
     let dead = format!("http://127.0.0.1:{}", closed_port());
     let o = bftnode(&[
         "load",

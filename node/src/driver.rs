@@ -151,8 +151,11 @@ pub enum Command {
 pub struct DriverInfo {
     /// Chain id.
     pub chain_id: String,
-    /// The genesis (for validator addresses).
+    /// The genesis (validator names and power, the chain-wide fault parameters).
     pub genesis: Genesis,
+    /// Where this node dials each validator, by validator index (ours: our listen address);
+    /// reported by `GET /validators`.
+    pub p2p_addrs: Vec<std::net::SocketAddr>,
     /// Maximum payload of our own proposals, in bytes.
     pub max_block_bytes: usize,
     /// How long a leader with an empty mempool (and no transactions in uncommitted blocks)
@@ -1099,13 +1102,17 @@ impl Driver {
                     .public_key(i)
                     .copied()
                     .unwrap_or(consensus::PublicKey([0; 32]));
-                let entry = self.info.genesis.entry(vs, i);
                 let s = st.validators.iter().find(|s| s.index == i);
                 ValidatorResponse {
                     index: i.0,
                     public_key: hex::encode(pk.0),
                     power: vs.power(i),
-                    p2p_addr: entry.map(|e| e.p2p_addr.to_string()).unwrap_or_default(),
+                    p2p_addr: self
+                        .info
+                        .p2p_addrs
+                        .get(usize::from(i.0))
+                        .map(|a| a.to_string())
+                        .unwrap_or_default(),
                     peer_id: network::peer_id_of(&pk.0)
                         .map(|p| p.to_string())
                         .unwrap_or_default(),

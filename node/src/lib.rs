@@ -79,7 +79,7 @@ pub mod rpc_types;
 pub mod storage_metrics;
 pub mod sync_server;
 
-pub use config::{ConfigOverrides, Genesis, NodeConfig, generate_testnet, init_home};
+pub use config::{ConfigOverrides, Genesis, NodeConfig, generate_testnet, init_home, init_single};
 pub use interceptor::Interceptor;
 
 use anyhow::{Context, Result, bail};
@@ -90,7 +90,7 @@ use driver::{Driver, DriverInfo, SharedStore};
 use fault::{Accountant, FaultConfig, FaultTolerance};
 use mempool::{Mempool, MempoolConfig};
 use metrics::Metrics;
-use network::{NetworkConfig, ValidatorPeer};
+use network::NetworkConfig;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -414,19 +414,8 @@ pub async fn spawn_loaded_with(
     let core = Core::new(ccfg, vs.clone(), loaded.key, policy, safety, recovered)
         .context("building the consensus core from the recovered state")?;
 
-    let mut peers = Vec::with_capacity(vs.len());
-    for i in vs.indices() {
-        let entry = loaded
-            .genesis
-            .entry(&vs, i)
-            .context("genesis entry missing for a validator")?;
-        peers.push(ValidatorPeer {
-            index: i.0,
-            public_key: entry.public_key.0,
-            addr: entry.p2p_addr,
-        });
-    }
-    let mut net_cfg = NetworkConfig::new(*seed, cfg.p2p_listen, peers);
+    let p2p_addrs = loaded.peers.iter().map(|p| p.addr).collect();
+    let mut net_cfg = NetworkConfig::new(*seed, cfg.p2p_listen, loaded.peers.clone());
     cfg.network.apply_to(&mut net_cfg);
     let (net, net_rx) = network::start(net_cfg)
         .await
@@ -462,6 +451,7 @@ pub async fn spawn_loaded_with(
     let info = DriverInfo {
         chain_id: cfg.chain_id.clone(),
         genesis: loaded.genesis.clone(),
+        p2p_addrs,
         max_block_bytes: cfg.block.max_block_bytes,
         empty_block_delay: Duration::from_millis((cfg.consensus.timeout_base_ms / 4).min(500)),
         fault: fault_config,

@@ -12,7 +12,7 @@ fn err_of(home: &Path) -> String {
 
 fn fresh() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    config::init_home(dir.path(), "test-chain", 0, 0).unwrap();
+    config::init_single(dir.path(), "test-chain", 0, 0).unwrap();
     dir
 }
 
@@ -25,7 +25,7 @@ fn init_home_loads() {
     assert_eq!(l.index.0, 0);
     assert!(l.config.rpc_listen.ip().is_loopback());
     // A second init refuses to overwrite.
-    assert!(config::init_home(dir.path(), "test-chain", 0, 0).is_err());
+    assert!(config::init_single(dir.path(), "test-chain", 0, 0).is_err());
 }
 
 #[cfg(unix)]
@@ -143,7 +143,7 @@ fn key_not_in_genesis_and_chain_mismatch() {
     assert!(e.contains("not a validator"), "{e}");
 
     let c = tempfile::tempdir().unwrap();
-    config::init_home(c.path(), "other-chain", 0, 0).unwrap();
+    config::init_single(c.path(), "other-chain", 0, 0).unwrap();
     std::fs::copy(c.path().join(GENESIS_FILE), a.path().join(GENESIS_FILE)).unwrap();
     let e = err_of(a.path());
     assert!(e.contains("chain_id"), "{e}");
@@ -225,40 +225,84 @@ fn set_config(home: &Path, key: &str, value: &str) {
     std::fs::write(&path, doc.to_string()).unwrap();
 }
 
-/// Issue 8 finding 8: two validators at one p2p address (a copy-paste slip in a hand-edited
-/// genesis) would leave one of them unreachable; the genesis is refused, naming both.
+/// Set `home`'s `persistent_peers` (edited as a TOML table).
+fn set_peers_raw(home: &Path, peers: &[String]) {
+    let path = home.join(CONFIG_FILE);
+    let mut doc: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+    let list = peers.iter().cloned().map(toml::Value::String).collect();
+    doc.insert("persistent_peers".to_string(), toml::Value::Array(list));
+    std::fs::write(&path, doc.to_string()).unwrap();
+}
+
+/// Issue 8 finding 8, now in `persistent_peers`: two validators at one address (a copy-paste
+/// slip) would leave one unreachable, so the list is refused naming both entries; so is one
+/// key listed twice, and a key that is not a validator of the chain.
 #[test]
-fn duplicate_p2p_addresses_are_refused_naming_both() {
+fn bad_peer_lists_are_refused_naming_the_entries() {
     let dir = tempfile::tempdir().unwrap();
     let homes = config::generate_testnet(dir.path(), 3, 26100, 27100, "tn").unwrap();
-    let p = homes[1].join(GENESIS_FILE);
-    let mut g = config::Genesis::load(&p).unwrap();
-    g.validators[2].p2p_addr = g.validators[0].p2p_addr;
-    g.save(&p).unwrap();
+    let l = config::load_home(&homes[1], &ConfigOverrides::default()).unwrap();
+    let entries: Vec<String> = l
+        .config
+        .persistent_peers
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(
+        entries.len(),
+        2,
+        "node1's own entry is left out: {entries:?}"
+    );
+    let (k0, a0) = entries[0].split_once('@').unwrap();
+    let (k2, _) = entries[1].split_once('@').unwrap();
+
+    set_peers_raw(&homes[1], &[entries[0].clone(), format!("{k2}@{a0}")]);
     let e = err_of(&homes[1]);
     assert!(
-        e.contains("invalid genesis file") && e.contains("p2p_addr 127.0.0.1:26100"),
+        e.contains("same address") && e.contains(k0) && e.contains(k2),
         "{e}"
     );
+
+    set_peers_raw(
+        &homes[1],
+        &[entries[0].clone(), format!("{k0}@127.0.0.1:26199")],
+    );
+    let e = err_of(&homes[1]);
+    assert!(e.contains("same public key"), "{e}");
+
+    let stranger = format!("{}@127.0.0.1:26198", "ab".repeat(32));
+    set_peers_raw(
+        &homes[1],
+        &[entries[0].clone(), entries[1].clone(), stranger.clone()],
+    );
+    let e = err_of(&homes[1]);
     assert!(
-        e.contains("validators[0]") && e.contains("validators[2]"),
+        e.contains(&stranger) && e.contains("not a validator"),
         "{e}"
     );
-    for v in [&g.validators[0], &g.validators[2]] {
-        assert!(e.contains(&hex::encode(v.public_key.0)), "{e}");
-    }
-    assert!(config::Genesis::load(&p).is_err());
+
+    set_peers_raw(&homes[1], &[format!("{k0}@127.0.0.1")]);
+    let e = err_of(&homes[1]);
+    assert!(
+        e.contains("persistent_peers") && e.contains("not an IP address and port"),
+        "{e}"
+    );
+
     // Distinct ports on one IP are fine (the generated testnet itself).
     config::load_home(&homes[0], &ConfigOverrides::default()).unwrap();
 }
 
-/// Issue 8 finding 8: the other validators dial our genesis `p2p_addr`; a `p2p_listen` (from
-/// config.toml or `--p2p-listen`) elsewhere would leave us unreachable, so it is refused. An
-/// unspecified IP listens everywhere and matches any IP with the same port.
+/// Issue 8 finding 8: the others dial the address our own `persistent_peers` entry gives; a
+/// `p2p_listen` (from config.toml or `--p2p-listen`) elsewhere would leave us unreachable, so
+/// it is refused. An unspecified IP listens everywhere and matches any IP with the same port.
 #[test]
-fn p2p_listen_must_match_our_genesis_entry() {
+fn p2p_listen_must_match_our_own_peer_entry() {
     let dir = tempfile::tempdir().unwrap();
-    config::init_home(dir.path(), "test-chain", 26200, 0).unwrap();
+    let pk = config::init_single(dir.path(), "test-chain", 26200, 0).unwrap();
+    set_peers_raw(
+        dir.path(),
+        &[format!("{}@127.0.0.1:26200", hex::encode(pk.0))],
+    );
     for (listen, ok) in [
         ("127.0.0.1:26201", false),
         ("0.0.0.0:26201", false),
@@ -288,6 +332,120 @@ fn p2p_listen_must_match_our_genesis_entry() {
     };
     let e = format!("{:#}", config::load_home(dir.path(), &o).unwrap_err());
     assert!(e.contains("p2p_listen") && e.contains("26299"), "{e}");
+}
+
+/// Issue 11 item 1, the key ceremony through the library: four validators each `init` their
+/// own home (listening on every address, announcing an external one); their validator files
+/// make one genesis; a home with the genesis but without the others' addresses refuses to
+/// start, naming every validator it cannot dial; with `set_peers` it loads and dials each
+/// validator at the address its own file announced.
+#[test]
+fn key_ceremony_builds_a_genesis_no_key_left_its_home_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    let mut homes = Vec::new();
+    for i in 0..4u8 {
+        let home = dir.path().join(format!("host{i}"));
+        let mut opts = config::InitOptions::loopback("ceremony", 26600, 26700);
+        opts.p2p_listen = "0.0.0.0:26600".parse().unwrap();
+        opts.p2p_external = Some(format!("10.0.0.{}:26600", i + 1).parse().unwrap());
+        let v = config::init_home(&home, &opts).unwrap();
+        assert!(!home.join(GENESIS_FILE).exists(), "init writes no genesis");
+        let loaded = config::ValidatorFile::load(&home.join(config::VALIDATOR_FILE)).unwrap();
+        assert_eq!(loaded, v);
+        let text = std::fs::read_to_string(home.join(config::VALIDATOR_FILE)).unwrap();
+        let seed = std::fs::read_to_string(home.join(KEY_FILE)).unwrap();
+        let seed: serde_json::Value = serde_json::from_str(&seed).unwrap();
+        assert!(!text.contains(seed["secret_seed"].as_str().unwrap()));
+        files.push((format!("host{i}/validator.json"), v));
+        homes.push(home);
+    }
+    let genesis = config::build_genesis(None, &files, 1).unwrap();
+    assert_eq!(genesis.chain_id, "ceremony");
+    assert_eq!(genesis.validators.len(), 4);
+
+    // What the ceremony refuses, naming the files.
+    let mut other = files.clone();
+    other[2].1.chain_id = "elsewhere".into();
+    let e = config::build_genesis(None, &other, 1)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("host2/validator.json") && e.contains("elsewhere"),
+        "{e}"
+    );
+    let e = config::build_genesis(Some("x"), &files, 1)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("host0/validator.json") && e.contains("\"x\""),
+        "{e}"
+    );
+    let mut twice = files.clone();
+    twice[3] = (twice[3].0.clone(), twice[1].1.clone());
+    let e = config::build_genesis(None, &twice, 1)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("host1/validator.json") && e.contains("host3") && e.contains("public key"),
+        "{e}"
+    );
+    let mut same_addr = files.clone();
+    same_addr[3].1.p2p_addr = same_addr[0].1.p2p_addr;
+    let e = config::build_genesis(None, &same_addr, 1)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("host0/validator.json") && e.contains("10.0.0.1:26600"),
+        "{e}"
+    );
+    assert!(config::build_genesis(None, &[], 1).is_err());
+
+    for h in &homes {
+        genesis.save(&h.join(GENESIS_FILE)).unwrap();
+    }
+    let e = err_of(&homes[0]);
+    assert!(e.contains("no address for validator"), "{e}");
+    for (_, f) in &files[1..] {
+        assert!(e.contains(&hex::encode(f.public_key.0)), "{e}");
+    }
+    assert!(!e.contains(&hex::encode(files[0].1.public_key.0)), "{e}");
+
+    let peers: Vec<_> = files.iter().map(|(_, f)| f.peer()).collect();
+    for (h, (_, own)) in homes.iter().zip(&files) {
+        assert_eq!(config::set_peers(h, &peers).unwrap(), 3);
+        let l = config::load_home(h, &ConfigOverrides::default()).unwrap();
+        assert_eq!(l.key.public(), own.public_key);
+        assert_eq!(l.peers.len(), 4);
+        for p in &l.peers {
+            let f = &files
+                .iter()
+                .find(|(_, f)| f.public_key.0 == p.public_key)
+                .unwrap()
+                .1;
+            let want = if f.public_key == own.public_key {
+                "0.0.0.0:26600".parse().unwrap()
+            } else {
+                f.p2p_addr
+            };
+            assert_eq!(p.addr, want);
+        }
+    }
+}
+
+/// `init` listening on every address without saying where it is reached refuses, and leaves
+/// no key behind.
+#[test]
+fn init_on_an_unspecified_address_needs_the_external_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = config::InitOptions::loopback("c", 26600, 26700);
+    opts.p2p_listen = "0.0.0.0:26600".parse().unwrap();
+    let e = config::init_home(dir.path(), &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--p2p-external"), "{e}");
+    assert!(!dir.path().join(KEY_FILE).exists());
+    assert!(!dir.path().join(CONFIG_FILE).exists());
 }
 
 fn assert_zeroized_on_drop<T: zeroize::ZeroizeOnDrop>() {}

@@ -71,7 +71,7 @@ async fn submitted_count(c: &reqwest::Client, addr: SocketAddr, outcome: &str) -
 fn single_home() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let port = free_udp_ports(1)[0];
-    node::init_home(dir.path(), "rpc-chain", port, 0).unwrap();
+    node::init_single(dir.path(), "rpc-chain", port, 0).unwrap();
     dir
 }
 
@@ -130,7 +130,7 @@ async fn read_response(s: &mut TcpStream) -> (u16, String) {
 async fn bad_requests_are_rejected_and_node_survives() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_udp_ports(1)[0];
-    node::init_home(dir.path(), "rpc-chain", port, 0).unwrap();
+    node::init_single(dir.path(), "rpc-chain", port, 0).unwrap();
     let node = node::spawn(dir.path(), fast()).await.unwrap();
     let addr = node.rpc_addr();
     let c = client();
@@ -286,7 +286,7 @@ async fn bad_requests_are_rejected_and_node_survives() {
 async fn refuses_database_without_safety_record() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_udp_ports(1)[0];
-    node::init_home(dir.path(), "rpc-chain", port, 0).unwrap();
+    node::init_single(dir.path(), "rpc-chain", port, 0).unwrap();
     // Plant a database holding a commit but no safety record.
     {
         use storage::Store as _;

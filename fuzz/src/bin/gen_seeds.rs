@@ -349,8 +349,7 @@ fn generate() {
             .map(|(i, k)| GenesisValidator {
                 public_key: k.public(),
                 power: 1 + i as u64,
-                p2p_addr: format!("127.0.0.1:{}", 26656 + i).parse().unwrap(),
-                rpc_addr: format!("127.0.0.1:{}", 8000 + i).parse().unwrap(),
+                name: Some(format!("v{i}")),
             })
             .collect(),
         fault: Default::default(),

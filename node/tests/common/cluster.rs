@@ -132,18 +132,7 @@ pub async fn peer_entry(c: &reqwest::Client, addr: SocketAddr, index: u16) -> Op
 /// p2p address, read from its home.
 pub fn network_view(home: &Path) -> (Vec<ValidatorPeer>, [u8; 32], SocketAddr) {
     let loaded = node::config::load_home(home, &fast()).unwrap();
-    let vs = &loaded.validators;
-    let peers = vs
-        .indices()
-        .map(|i| {
-            let e = loaded.genesis.entry(vs, i).unwrap();
-            ValidatorPeer {
-                index: i.0,
-                public_key: e.public_key.0,
-                addr: e.p2p_addr,
-            }
-        })
-        .collect();
+    let peers = loaded.peers.clone();
     (peers, loaded.key.seed(), loaded.config.p2p_listen)
 }
 

@@ -543,68 +543,77 @@ fn free_ports(n: usize) -> (Vec<u16>, Vec<u16>) {
     )
 }
 
-/// Issue 11 item 1 on real processes, through the CLI only: four validators each `bftnode
-/// init` their own home (no key leaves it), `bftnode genesis build` joins their public
-/// validator files, each home gets the genesis and `bftnode config set-peers`, and the four
-/// `bftnode start` processes commit a transaction. Before `set-peers`, `start` refuses with one
-/// line naming the validators it has no address for.
-#[test]
-fn key_ceremony_on_real_processes_commits() {
-    let dir = tempfile::tempdir().unwrap();
-    let (udp, tcp) = free_ports(4);
-    let homes: Vec<_> = (0..4)
-        .map(|i| dir.path().join(format!("host{i}")))
+/// The addresses one host gives `bftnode init`.
+struct HostAddrs {
+    p2p_listen: String,
+    p2p_external: String,
+    rpc_listen: String,
+}
+
+/// The key ceremony through the CLI, as separate hosts would run it: each host `bftnode init`s
+/// its own home under `dir` (`run(i, args)` runs the CLI on host `i`), `bftnode genesis build`
+/// joins the public validator files, and each home gets the genesis and `bftnode config
+/// set-peers`. Between the two, host 0's `start` refuses with one line naming the validators
+/// it has no address for. Returns the homes and the public keys (hex).
+fn ceremony(
+    dir: &Path,
+    chain_id: &str,
+    hosts: &[HostAddrs],
+    run: impl Fn(usize, &[&str]) -> Output,
+) -> (Vec<std::path::PathBuf>, Vec<String>) {
+    let homes: Vec<_> = (0..hosts.len())
+        .map(|i| dir.join(format!("host{i}")))
         .collect();
     let mut keys = Vec::new();
-    for (i, home) in homes.iter().enumerate() {
-        let o = bftnode(&[
-            "init",
-            "--home",
-            home.to_str().unwrap(),
-            "--chain-id",
-            "ceremony",
-            "--p2p-listen",
-            &format!("0.0.0.0:{}", udp[i]),
-            "--p2p-external",
-            &format!("127.0.0.1:{}", udp[i]),
-            "--rpc-listen",
-            &format!("127.0.0.1:{}", tcp[i]),
-            "--name",
-            &format!("v{i}"),
-            "--output",
-            "json",
-        ]);
-        let v = json_stdout(&o);
-        assert_eq!(v["p2p_external"], format!("127.0.0.1:{}", udp[i]), "{v}");
+    for (i, (home, h)) in homes.iter().zip(hosts).enumerate() {
+        let name = format!("v{i}");
+        let v = json_stdout(&run(
+            i,
+            &[
+                "init",
+                "--home",
+                home.to_str().unwrap(),
+                "--chain-id",
+                chain_id,
+                "--p2p-listen",
+                &h.p2p_listen,
+                "--p2p-external",
+                &h.p2p_external,
+                "--rpc-listen",
+                &h.rpc_listen,
+                "--name",
+                &name,
+                "--output",
+                "json",
+            ],
+        ));
+        assert_eq!(v["p2p_external"], h.p2p_external.as_str(), "{v}");
         keys.push(v["public_key"].as_str().unwrap().to_string());
     }
     let files: Vec<String> = homes
         .iter()
         .map(|h| h.join("validator.json").display().to_string())
         .collect();
-    let genesis = dir.path().join("genesis.json");
+    let genesis = dir.join("genesis.json");
     let mut args = vec!["genesis", "build", "--output", "json", "--out"];
     args.push(genesis.to_str().unwrap());
     args.extend(files.iter().map(String::as_str));
     let v = json_stdout(&bftnode(&args));
-    assert_eq!(v["chain_id"], "ceremony");
+    assert_eq!(v["chain_id"], chain_id);
     let peers: Vec<&str> = v["persistent_peers"]
         .as_array()
         .unwrap()
         .iter()
         .map(|p| p.as_str().unwrap())
         .collect();
-    for (k, port) in keys.iter().zip(&udp) {
-        assert!(
-            peers.contains(&format!("{k}@127.0.0.1:{port}").as_str()),
-            "{v}"
-        );
+    for (k, h) in keys.iter().zip(hosts) {
+        let entry = format!("{k}@{}", h.p2p_external);
+        assert!(peers.contains(&entry.as_str()), "{v}");
     }
     for home in &homes {
         std::fs::copy(&genesis, home.join("genesis.json")).unwrap();
     }
-    let h0 = homes[0].to_str().unwrap();
-    let e = assert_one_line_error(&bftnode(&["start", "--home", h0]), 1);
+    let e = assert_one_line_error(&run(0, &["start", "--home", homes[0].to_str().unwrap()]), 1);
     assert!(e.contains("no address for validator"), "{e}");
     for home in &homes {
         let mut args = vec!["config", "set-peers", "--home", home.to_str().unwrap()];
@@ -616,13 +625,30 @@ fn key_ceremony_on_real_processes_commits() {
             stderr(&o)
         );
     }
+    (homes, keys)
+}
+
+/// Issue 11 item 1 on real processes, through the CLI only: the key ceremony
+/// ([`ceremony`]) for four validators listening on every address, then the four `bftnode
+/// start` processes commit a transaction submitted to one and read back from another.
+#[test]
+fn key_ceremony_on_real_processes_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (udp, tcp) = free_ports(4);
+    let hosts: Vec<HostAddrs> = (0..4)
+        .map(|i| HostAddrs {
+            p2p_listen: format!("0.0.0.0:{}", udp[i]),
+            p2p_external: format!("127.0.0.1:{}", udp[i]),
+            rpc_listen: format!("127.0.0.1:{}", tcp[i]),
+        })
+        .collect();
+    let (homes, _) = ceremony(dir.path(), "ceremony", &hosts, |_, args| bftnode(args));
     let _nodes = start_nodes(&homes);
     let rpcs: Vec<String> = tcp
         .iter()
         .map(|p| format!("http://127.0.0.1:{p}"))
         .collect();
     wait_up(&rpcs);
-    let rpc = &rpcs[2];
     let o = bftnode(&[
         "tx",
         "put",
@@ -632,19 +658,141 @@ fn key_ceremony_on_real_processes_commits() {
         "--wait-timeout",
         "60",
         "--rpc",
-        rpc,
+        &rpcs[2],
     ]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
-    let rpc3 = &rpcs[3];
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let o = bftnode(&["tx", "get", "ceremony", "--rpc", rpc3, "--output", "json"]);
+        let o = bftnode(&[
+            "tx", "get", "ceremony", "--rpc", &rpcs[3], "--output", "json",
+        ]);
         if o.status.success() && stdout(&o).contains("done") {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "{}", stderr(&o));
         thread::sleep(std::time::Duration::from_millis(200));
     }
+}
+
+/// Whether this process may create network namespaces: root, with `ip` (iproute2).
+fn can_make_namespaces() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    root && Command::new("ip")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Issue 11 item 2: four hosts for real on one machine. Each validator runs in its own network
+/// namespace with its own IP; their keys come from the key ceremony, each `bftnode init` run
+/// inside its host's namespace; every QUIC datagram between them crosses the user-space WAN
+/// relay (`testnet::wan`, in a fifth namespace) with 50 ms one-way delay. The chain commits
+/// every transaction of a `bftnode load` run from inside host 0, and the commit latency shows
+/// the delay: a commit takes at least three one-way delays (HotStuff-2: proposal, votes, the
+/// next proposal with the QC, …), so p50 ≥ 150 ms — 0.5–30 ms on loopback.
+#[test]
+fn four_namespaces_with_50ms_links_commit() {
+    if !can_make_namespaces() {
+        eprintln!("SKIPPED: network namespaces need root and iproute2 (.ci/deps.sh installs it)");
+        return;
+    }
+    use testnet::netns::Namespaces;
+    use testnet::wan::{self, RelayNode, WanConditions};
+    const BIN: &str = env!("CARGO_BIN_EXE_bftnode");
+    let ns = Namespaces::create(&format!("bft{}", std::process::id() % 100_000), 4)
+        .expect("create the namespaces");
+    let dir = tempfile::tempdir().unwrap();
+    let hosts: Vec<HostAddrs> = (0..4)
+        .map(|i| HostAddrs {
+            p2p_listen: "0.0.0.0:26600".into(),
+            p2p_external: format!("{}:26600", Namespaces::relay_ip(i)),
+            rpc_listen: "0.0.0.0:26700".into(),
+        })
+        .collect();
+    let in_host = |i: usize, args: &[&str]| {
+        ns.command(i, BIN)
+            .args(args)
+            .env_remove("BFTNODE_RPC")
+            .output()
+            .expect("run bftnode in a namespace")
+    };
+    let (homes, _) = ceremony(dir.path(), "wan", &hosts, in_host);
+    let nodes: Vec<RelayNode> = (0..4)
+        .map(|i| RelayNode {
+            public: format!("{}:26600", Namespaces::relay_ip(i))
+                .parse()
+                .unwrap(),
+            real: format!("{}:26600", Namespaces::node_ip(i)).parse().unwrap(),
+        })
+        .collect();
+    let cond = WanConditions {
+        delay: std::time::Duration::from_millis(50),
+        jitter: std::time::Duration::ZERO,
+        loss: 0.0,
+    };
+    let relay = wan::spawn(Some(ns.switch()), nodes, cond, 1).expect("start the relay");
+    let _nodes = Processes(
+        homes
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let log = std::fs::File::create(h.join("node.log")).unwrap();
+                ns.command(i, BIN)
+                    .args(["start", "--home", h.to_str().unwrap()])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .expect("start bftnode in a namespace")
+            })
+            .collect(),
+    );
+    let rpcs: Vec<String> = (0..4)
+        .map(|i| format!("http://{}:26700", Namespaces::node_ip(i)))
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !rpcs
+        .iter()
+        .all(|r| in_host(0, &["status", "--rpc", r]).status.success())
+    {
+        assert!(std::time::Instant::now() < deadline, "nodes not up in 60 s");
+        thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let v = json_stdout(&in_host(
+        0,
+        &[
+            "load",
+            "--rpc",
+            &rpcs.join(","),
+            "--rate",
+            "200",
+            "--size",
+            "512",
+            "--duration",
+            "10",
+            "--drain",
+            "30",
+            "--output",
+            "json",
+        ],
+    ));
+    let stats = &relay.stats;
+    eprintln!(
+        "50 ms WAN: {v}\nrelay: forwarded {} unknown {}",
+        stats.forwarded.load(std::sync::atomic::Ordering::Relaxed),
+        stats
+            .dropped_unknown
+            .load(std::sync::atomic::Ordering::Relaxed)
+    );
+    assert_eq!(v["submitted"], 2000, "{v}");
+    assert_eq!(v["rejected"], 0, "{v}");
+    assert_eq!(v["committed"], 2000, "every transaction committed: {v}");
+    let p50 = v["latency_ms_p50"].as_f64().unwrap();
+    assert!(
+        p50 >= 150.0,
+        "p50 {p50} ms: the relay's delay is not on the path: {v}"
+    );
+    assert!(stats.forwarded.load(std::sync::atomic::Ordering::Relaxed) > 1000);
 }
 
 /// Wait until every node answers `status` (at most 30 s).

@@ -20,6 +20,9 @@
 //! - [`scenario`]: the scenario catalogue shared by the test suite and the benches.
 //! - [`twins`]: exhaustive Twins enumeration.
 //! - [`adversary`]: the same Byzantine behaviours inside a real node (`bftnode-adversary`).
+//! - [`netns`] and [`wan`]: real processes on separate hosts on one machine — one network
+//!   namespace per validator, and a UDP relay that adds delay, jitter and loss
+//!   (`bftnode-wan-relay`).
 #![deny(missing_docs)]
 
 pub mod adversary;
@@ -28,6 +31,7 @@ pub mod crafted;
 pub mod disk;
 pub mod liveness;
 pub mod net;
+pub mod netns;
 pub mod oracle;
 pub mod replica;
 pub mod resources;
@@ -36,5 +40,6 @@ pub mod sim;
 pub mod sim_log;
 pub mod twins;
 pub mod twins_enum;
+pub mod wan;
 
 pub use sim::{Failure, Report, Sim, SimConfig};

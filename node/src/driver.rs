@@ -166,6 +166,17 @@ pub struct DriverInfo {
     pub fault: fault::FaultConfig,
 }
 
+/// A stored, uncommitted block's payload, decoded once for its commit.
+struct CachedPayload {
+    height: consensus::Height,
+    /// Encoded payload size, bytes.
+    bytes: usize,
+    payload: DecodedPayload,
+    /// When the block was stored (we proposed it, or its proposal or sync response arrived):
+    /// the start of `bftnode_block_commit_seconds`.
+    stored_at: Instant,
+}
+
 /// Our block-sync requests awaiting a response: network request id → (core request id, when
 /// sent). At most [`MAX_FETCHES`] entries; each is dropped after [`FETCH_EXPIRY`].
 #[derive(Debug, Default)]
@@ -238,11 +249,10 @@ pub struct Driver {
     /// Our block-sync requests awaiting a response.
     fetches: Fetches,
     followups: VecDeque<Event>,
-    /// Payloads of stored, uncommitted blocks, decoded when stored, for their commit
-    /// ([`DecodedPayload`]): block id → (height, encoded payload bytes, decoded payload). At
-    /// most [`MAX_DECODED_BLOCKS`] and [`MAX_DECODED_BYTES`], dropped once their height is
+    /// Payloads of stored, uncommitted blocks, decoded when stored, for their commit. At most
+    /// [`MAX_DECODED_BLOCKS`] and [`MAX_DECODED_BYTES`], dropped once their height is
     /// committed.
-    decoded: HashMap<BlockId, (consensus::Height, usize, DecodedPayload)>,
+    decoded: HashMap<BlockId, CachedPayload>,
     /// Sum of the encoded payload bytes in `decoded`.
     decoded_bytes: usize,
     /// A payload request not answered yet: its view and when to answer at the latest.
@@ -459,15 +469,28 @@ impl Driver {
                 }
                 Action::PersistBlock { id, block: b } => {
                     let payload = DecodedPayload::decode(&b.payload, app::PAYLOAD_DECODE_LIMIT);
-                    self.mempool
-                        .mark_in_flight(id, b.height, payload.hashes.clone());
+                    let now = Instant::now();
+                    for arrived in self
+                        .mempool
+                        .mark_in_flight(id, b.height, payload.hashes.clone())
+                    {
+                        self.queue_delay.observe(now, arrived);
+                    }
                     let bytes = b.payload.len();
                     if self.decoded.len() < MAX_DECODED_BLOCKS
                         && self.decoded_bytes + bytes <= MAX_DECODED_BYTES
                         && !self.decoded.contains_key(&id)
                     {
                         self.decoded_bytes += bytes;
-                        self.decoded.insert(id, (b.height, bytes, payload));
+                        self.decoded.insert(
+                            id,
+                            CachedPayload {
+                                height: b.height,
+                                bytes,
+                                payload,
+                                stored_at: Instant::now(),
+                            },
+                        );
                     }
                     batch.push(Op::PutBlock { id, block: *b });
                 }
@@ -575,6 +598,7 @@ impl Driver {
         let store = &*self.store;
         let accountant = &mut self.accountant;
         let (decoded, decoded_bytes) = (&mut self.decoded, &mut self.decoded_bytes);
+        let mut stored_at: Vec<Instant> = Vec::new();
         blocking(|| -> Result<()> {
             for (block, id) in blocks.iter().zip(&ids) {
                 tip = Some((block.height, block.view, *id));
@@ -589,9 +613,10 @@ impl Driver {
                 }
                 let mut err = None;
                 let payload = match decoded.remove(id) {
-                    Some((_, bytes, payload)) => {
-                        *decoded_bytes -= bytes;
-                        payload
+                    Some(c) => {
+                        *decoded_bytes -= c.bytes;
+                        stored_at.push(c.stored_at);
+                        c.payload
                     }
                     None => DecodedPayload::decode(&block.payload, limit),
                 };
@@ -680,16 +705,20 @@ impl Driver {
             return Ok(());
         };
         let decoded_bytes = &mut self.decoded_bytes;
-        self.decoded.retain(|_, (h, bytes, _)| {
-            let keep = *h > height;
+        self.decoded.retain(|_, c| {
+            let keep = c.height > height;
             if !keep {
-                *decoded_bytes -= *bytes;
+                *decoded_bytes -= c.bytes;
             }
             keep
         });
         let now = Instant::now();
+        for t in stored_at {
+            self.metrics
+                .block_commit_latency
+                .observe(now.duration_since(t).as_secs_f64());
+        }
         for t in self.mempool.on_commit(&ids, height, &applied_all) {
-            self.queue_delay.observe(now, t);
             self.metrics
                 .commit_latency
                 .observe(now.duration_since(t).as_secs_f64());

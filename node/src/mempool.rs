@@ -464,14 +464,31 @@ impl Mempool {
 
     /// Block `id` at `height` (stored, not yet committed) carries `hashes`: keep them out of
     /// proposals and eviction until it commits or can no longer commit. Idempotent per block id.
-    pub fn mark_in_flight(&mut self, id: BlockId, height: Height, hashes: Vec<TxHash>) {
+    /// Returns the arrival times of the pending transactions this block is the first stored
+    /// block to carry (their sojourn ends here: the queueing-delay signal, module
+    /// `queue_delay`); a transaction released by an abandoned fork counts again when a new
+    /// block carries it.
+    pub fn mark_in_flight(
+        &mut self,
+        id: BlockId,
+        height: Height,
+        hashes: Vec<TxHash>,
+    ) -> Vec<Instant> {
+        let mut included = Vec::new();
         if self.blocks.contains_key(&id) {
-            return;
+            return included;
         }
         for h in &hashes {
-            *self.in_flight.entry(*h).or_insert(0) += 1;
+            let n = self.in_flight.entry(*h).or_insert(0);
+            *n += 1;
+            if *n == 1
+                && let Some(e) = self.entries.get(h)
+            {
+                included.push(e.submitted);
+            }
         }
         self.blocks.insert(id, InFlightBlock { height, hashes });
+        included
     }
 
     fn release(&mut self, hashes: &[TxHash]) {

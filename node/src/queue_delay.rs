@@ -5,34 +5,43 @@
 //! a pool of 8,000 transactions per node still held about a second of backlog, and accepted
 //! transactions waited p99 1.4–1.5 s (`testnet/bench.sh`, 28,000 offered). Waiting time is what
 //! a client feels, so it is what this module limits, after CoDel (Nichols & Jacobson,
-//! "Controlling Queue Delay", 2012): the signal is the *smallest* sojourn time (submission →
-//! commit, on this node) among the transactions committed in the last interval. A standing
-//! queue makes even the luckiest transaction wait; a burst that drains does not, and neither
-//! does one stuck transaction.
+//! "Controlling Queue Delay", 2012): the signal is the *smallest* sojourn time in the queue —
+//! from a transaction's arrival in this node's mempool to the first stored block that carries
+//! it (a proposal received or made here) — among the transactions that left the queue in the
+//! last interval. A standing queue makes even the luckiest transaction wait; a burst that
+//! drains does not, and neither does one stuck transaction.
 //!
-//! Rule, per interval of [`INTERVAL`]: an interval is *congested* if transactions committed in
-//! it and the smallest of their sojourn times exceeded the target. Local submissions are
-//! refused at once (HTTP 429, `mempool congested`) for the interval after a congested one if
-//! that one ended a run of [`ENTER_STREAK`] congested intervals, or if submissions were
+//! Why inclusion and not commit: the time from inclusion to commit is the consensus pipeline
+//! (HotStuff-2: about four one-way delays after a proposal's receipt), not a queue, and no
+//! admission control shortens it. Measured with commit as the end (issue 11, four validators
+//! in network namespaces, 50 ms one-way links, `testnet/wan.sh`): at 1,000 tx/s, far below the
+//! chain's capacity, the quickest commit of an interval already took close to the 500 ms
+//! target, and 9 % of submissions were refused with no queue at all.
+//!
+//! Rule, per interval of [`INTERVAL`]: an interval is *congested* if transactions left the
+//! queue in it and the smallest of their sojourn times exceeded the target. Local submissions
+//! are refused at once (HTTP 429, `mempool congested`) for the interval after a congested one
+//! if that one ended a run of [`ENTER_STREAK`] congested intervals, or if submissions were
 //! already refused less than [`MEMORY`] ago. The run keeps a backlog that drains by itself
 //! from refusing anyone: after a crash or a view change at moderate load the first blocks
-//! carry transactions that waited through the outage, but newer ones commit quickly within an
-//! interval or two. A genuine overload keeps the queue standing, is refused after three
-//! intervals, and from then on at every congested interval. An interval in which nothing
-//! committed is no evidence either way: it neither extends nor breaks the run, and a refusal
-//! in force stays in force. So a chain whose blocks commit less often than once per interval
-//! (a slow disk, wide-area links, a large validator set) is judged on the intervals that saw
-//! commits, not let off by the ones between them. Once nothing has committed for [`MEMORY`]
-//! the run is forgotten and the node admits (up to the mempool's limits), so a stalled or idle
-//! chain never locks its clients out for longer than that. Transactions from peers are not
-//! refused here: their own node already admitted them under the same rule.
+//! carry transactions that waited through the outage, but newer ones are included quickly
+//! within an interval or two. A genuine overload keeps the queue standing, is refused after
+//! three intervals, and from then on at every congested interval. An interval in which no
+//! transaction left the queue is no evidence either way: it neither extends nor breaks the
+//! run, and a refusal in force stays in force. So a chain whose blocks come less often than
+//! once per interval (a slow disk, wide-area links, a large validator set) is judged on the
+//! intervals that saw blocks, not let off by the ones between them. Once no transaction has
+//! left the queue for [`MEMORY`] the run is forgotten and the node admits (up to the mempool's
+//! limits), so a stalled or idle chain never locks its clients out for longer than that.
+//! Transactions from peers are not refused here: their own node already admitted them under
+//! the same rule.
 //!
 //! Sans-IO: the caller passes `now`; no clock or timer inside.
 
 use std::time::{Duration, Instant};
 
 /// Default target, in ms (`mempool.max_queue_delay_ms`): with the pipeline's own ~0.1–0.4 s at
-/// the peak, accepted transactions stay under the issue's 1 s p99.
+/// the peak on loopback, accepted transactions stay under the issue's 1 s p99.
 pub const DEFAULT_TARGET_MS: u64 = 500;
 
 /// Observation interval: CoDel's 100 ms, a few views at the peak rate.
@@ -42,7 +51,8 @@ pub const INTERVAL: Duration = Duration::from_millis(100);
 pub const ENTER_STREAK: u32 = 3;
 
 /// After a refusal, how long a single congested interval is enough to refuse again; and how
-/// long without any commit before the node forgets a run of congested intervals and admits.
+/// long without any transaction leaving the queue before the node forgets a run of congested
+/// intervals and admits.
 pub const MEMORY: Duration = Duration::from_secs(1);
 
 /// Queue-delay admission state (module docs).
@@ -59,8 +69,8 @@ pub struct QueueDelay {
     streak: u32,
     /// When the last interval that led to refusals ended.
     last_refusal: Option<Instant>,
-    /// When the last observed transaction committed.
-    last_commit: Option<Instant>,
+    /// When the last observed transaction left the queue.
+    last_left: Option<Instant>,
     /// While refusing: the smallest sojourn of the last finished interval.
     congested: Option<Duration>,
 }
@@ -76,7 +86,7 @@ impl QueueDelay {
             window_min: None,
             streak: 0,
             last_refusal: None,
-            last_commit: None,
+            last_left: None,
             congested: None,
         }
     }
@@ -91,10 +101,11 @@ impl QueueDelay {
         self.interval
     }
 
-    /// A transaction submitted at `submitted` committed at `now`.
+    /// A transaction that arrived at `submitted` left the queue at `now` (the first stored block
+    /// carrying it).
     pub fn observe(&mut self, now: Instant, submitted: Instant) {
         self.roll(now);
-        self.last_commit = Some(now);
+        self.last_left = Some(now);
         let sojourn = now.saturating_duration_since(submitted);
         self.window_min = Some(self.window_min.map_or(sojourn, |m| m.min(sojourn)));
     }
@@ -106,8 +117,8 @@ impl QueueDelay {
     }
 
     /// Closes the interval if it ended by `now` and decides the next one (module docs). An
-    /// interval without commits leaves the run and any refusal as they were, unless nothing
-    /// has committed for [`MEMORY`]: then both are cleared.
+    /// interval in which nothing left the queue leaves the run and any refusal as they were,
+    /// unless nothing has left it for [`MEMORY`]: then both are cleared.
     fn roll(&mut self, now: Instant) {
         let start = *self.window_start.get_or_insert(now);
         if now.saturating_duration_since(start) < self.interval {
@@ -115,13 +126,14 @@ impl QueueDelay {
         }
         self.window_start = Some(now);
         if self
-            .last_commit
+            .last_left
             .is_none_or(|t| now.saturating_duration_since(t) > MEMORY)
         {
             (self.streak, self.congested, self.window_min) = (0, None, None);
             return;
         }
-        // An interval without commits is no evidence: the run and any refusal stand.
+        // An interval in which nothing left the queue is no evidence: the run and any refusal
+        // stand.
         let Some(min) = self.window_min.take() else {
             return;
         };
@@ -161,7 +173,7 @@ mod tests {
         }
     }
 
-    /// Closes the interval ending at `end` ms after one commit that waited `waited` ms.
+    /// Closes the interval ending at `end` ms after one transaction that waited `waited` ms.
     fn interval(q: &mut QueueDelay, c: &Clock, end: u64, waited: u64) -> Option<Duration> {
         q.observe(
             c.at(end - 50),
@@ -194,7 +206,7 @@ mod tests {
             Some(720 * MS),
             "for the whole next interval"
         );
-        // A quick commit clears it; within `MEMORY` one congested interval refuses again.
+        // A quick inclusion clears it; within `MEMORY` one congested interval refuses again.
         assert_eq!(interval(&mut q, &c, 500, 60), None);
         assert_eq!(interval(&mut q, &c, 600, 800), Some(800 * MS));
         // Long after the last refusal it takes three intervals again.
@@ -210,8 +222,8 @@ mod tests {
         let c = Clock::new();
         let mut q = QueueDelay::new(500 * MS, 100 * MS);
         assert_eq!(q.congested(c.at(0)), None);
-        // A one-second outage: the first two intervals after it commit the transactions that
-        // waited through it, the third commits fresh ones.
+        // A one-second outage: the first two intervals after it include the transactions that
+        // waited through it, the third includes fresh ones.
         assert_eq!(interval(&mut q, &c, 100, 1_000), None);
         assert_eq!(interval(&mut q, &c, 200, 600), None);
         assert_eq!(interval(&mut q, &c, 300, 80), None);
@@ -219,11 +231,11 @@ mod tests {
     }
 
     #[test]
-    fn intervals_without_commits_neither_break_a_run_nor_lift_a_refusal() {
+    fn intervals_without_blocks_neither_break_a_run_nor_lift_a_refusal() {
         let c = Clock::new();
         let mut q = QueueDelay::new(500 * MS, 100 * MS);
         assert_eq!(q.congested(c.at(0)), None);
-        // A slow chain under a standing queue: one commit every other interval.
+        // A slow chain under a standing queue: one block every other interval.
         assert_eq!(interval(&mut q, &c, 100, 900), None);
         assert_eq!(q.congested(c.at(200)), None);
         assert_eq!(interval(&mut q, &c, 300, 900), None);
@@ -239,7 +251,7 @@ mod tests {
             "an empty interval lifts nothing"
         );
         assert_eq!(interval(&mut q, &c, 700, 950), Some(950 * MS));
-        // One quick commit lifts it.
+        // One quick inclusion lifts it.
         assert_eq!(interval(&mut q, &c, 800, 40), None);
     }
 
@@ -252,14 +264,15 @@ mod tests {
             interval(&mut q, &c, end, 900);
         }
         assert_eq!(q.congested(c.at(300)), Some(900 * MS));
-        // Nothing commits after 250: refused while the last commit is under `MEMORY` old...
+        // Nothing leaves the queue after 250: refused while the last departure is under
+        // `MEMORY` old...
         assert_eq!(q.congested(c.at(1_200)), Some(900 * MS));
         // ... and admitted after, with the run forgotten: one slow interval is not enough.
         assert_eq!(q.congested(c.at(1_300)), None);
         assert_eq!(interval(&mut q, &c, 1_400, 900), None);
         assert_eq!(interval(&mut q, &c, 1_500, 900), None);
         assert_eq!(interval(&mut q, &c, 1_600, 900), Some(900 * MS));
-        // A slow commit followed by a silence longer than `MEMORY`, judged only after it.
+        // A slow inclusion followed by a silence longer than `MEMORY`, judged only after it.
         q.observe(c.at(1_650), c.before(900));
         assert_eq!(q.congested(c.at(2_700)), None);
     }

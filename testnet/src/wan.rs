@@ -10,9 +10,13 @@
 //! is dropped and counted.
 //!
 //! Conditions ([`WanConditions`]) apply to every datagram once, in each direction: a one-way
-//! delay, a uniform jitter of ± `jitter` around it (so datagrams can be reordered, as with
-//! `netem`'s jitter) and an independent loss probability. The random choices come from a seeded
-//! ChaCha generator per public socket.
+//! delay, a uniform jitter of ± `jitter` around it, and an independent loss probability. Jitter
+//! never reorders the datagrams of one path (a datagram leaves no earlier than the one sent
+//! before it from the same validator to the same validator), as on a real link and unlike
+//! `netem`'s default: with ±10 ms drawn independently per datagram, nearly every burst arrived
+//! shuffled, QUIC took the reordering for loss, and at 1,000 tx/s the chain committed 13
+//! transactions in 20 s. The random choices come from a seeded ChaCha generator per public
+//! socket.
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -38,7 +42,8 @@ pub const MAX_HELD: usize = 1 << 20;
 pub struct WanConditions {
     /// One-way delay added to every datagram.
     pub delay: Duration,
-    /// Each datagram's delay is `delay` ± up to `jitter` (uniform), never below zero.
+    /// Each datagram's delay is `delay` ± up to `jitter` (uniform), never below zero, and
+    /// never earlier than the previous datagram's on the same path (no reordering).
     pub jitter: Duration,
     /// Probability in `[0, 1]` that a datagram is dropped.
     pub loss: f64,
@@ -159,6 +164,8 @@ async fn relay(
         readers.push(tokio::spawn(async move {
             let mut buf = vec![0u8; MAX_DATAGRAM];
             let mut seq = 0u64;
+            // Per sender: when its last datagram to this node leaves the relay.
+            let mut last_at = vec![Instant::now(); reals.len()];
             loop {
                 let Ok((len, src)) = sock.recv_from(&mut buf).await else {
                     continue;
@@ -178,9 +185,12 @@ async fn relay(
                     0
                 };
                 let micros = (cond.delay.as_micros() as i64 + offset).max(0) as u64;
+                // Jitter varies the delay but does not reorder one path's datagrams.
+                let at = (Instant::now() + Duration::from_micros(micros)).max(last_at[from]);
+                last_at[from] = at;
                 seq += 1;
                 let held = Held {
-                    at: Instant::now() + Duration::from_micros(micros),
+                    at,
                     seq: seq * 64 + k as u64,
                     from,
                     to: reals[k],

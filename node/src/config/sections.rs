@@ -71,13 +71,15 @@ pub struct MempoolSection {
     pub max_txs: usize,
     /// Maximum total encoded size of pending transactions, in bytes.
     pub max_bytes: usize,
-    /// Queueing-delay target, in ms: once even the quickest of the transactions committed in
-    /// each of three 100 ms intervals with commits in a row waited longer than this since it
-    /// reached this node (a standing queue, not a backlog draining after an outage), this
-    /// node's RPC clients are refused at once (HTTP 429 `mempool congested`), and then after
-    /// any such interval for the next second; a second without commits lifts the refusal
-    /// (module `queue_delay`). 0 turns it off. Default 500: at twice the peak rate it keeps
-    /// accepted transactions' p99 under 1 s (issue 10 note).
+    /// Queueing-delay target, in ms: once even the quickest of the transactions that left the
+    /// queue (were first carried by a stored block) in each of three 100 ms intervals in a row
+    /// had waited longer than this since it reached this node (a standing queue, not a backlog
+    /// draining after an outage), this node's RPC clients are refused at once (HTTP 429
+    /// `mempool congested`), and then after any such interval for the next second; a second
+    /// without blocks carrying transactions lifts the refusal (module `queue_delay`). The
+    /// consensus pipeline after inclusion does not count, so the target does not grow with
+    /// link delay. 0 turns it off. Default 500: at twice the peak rate it keeps accepted
+    /// transactions' p99 under 1 s (issue 10 note).
     pub max_queue_delay_ms: u64,
 }
 

@@ -43,7 +43,7 @@ const EXIT_NODE_ERROR: u8 = 3;
 const EXIT_INVALID_PROOF: u8 = 4;
 
 #[derive(Debug, Parser)]
-#[command(name = "bftnode", version, about = "HotStuff-2 BFT validator node", long_about = None)]
+#[command(name = "bftnode", version = node::build_info::LONG_VERSION, about = "HotStuff-2 BFT validator node", long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -22,6 +22,7 @@ const STATUS_FIELDS: &[&str] = &[
     "view",
     "leader",
     "committed_height",
+    "last_commit_age_ms",
     "last_commit_id",
     "high_qc_view",
     "high_qc_block",
@@ -30,6 +31,8 @@ const STATUS_FIELDS: &[&str] = &[
     "signing",
     "mempool_txs",
     "mempool_bytes",
+    "version",
+    "git_commit",
 ];
 
 /// Field order of `block` tables (`tx_hashes` is printed below the table).
@@ -227,6 +230,7 @@ impl Listing {
                 "msgs_out",
                 "dropped",
                 "duplicate_key_suspected",
+                "agent",
             ],
             Listing::Evidence => &["id", "kind", "offender", "view", "committed"],
         }
@@ -258,7 +262,10 @@ pub async fn health(client: &Client, format: Format) -> anyhow::Result<()> {
         .await?;
     match format {
         Format::Json => emit(&output::json(&v)),
-        Format::Table => emit(&output::fields(&v, &["health", "ok"])),
+        Format::Table => emit(&output::fields(
+            &v,
+            &["health", "ok", "reason", "halted", "last_commit_age_ms"],
+        )),
     }
     let reported_ok = v.get("ok").and_then(Value::as_bool).unwrap_or(true);
     if code.is_success() && reported_ok {
@@ -267,7 +274,10 @@ pub async fn health(client: &Client, format: Format) -> anyhow::Result<()> {
     Err(NodeAnswered {
         url: client.url(&["health"]).to_string(),
         status: code,
-        message: format!("unhealthy: {}", output::cell(v.get("health").unwrap_or(&v))),
+        message: match v.get("reason").and_then(Value::as_str) {
+            Some(r) if !r.is_empty() => format!("unhealthy: {}", output::cell(&Value::from(r))),
+            _ => format!("unhealthy: {}", output::cell(v.get("health").unwrap_or(&v))),
+        },
     }
     .into())
 }

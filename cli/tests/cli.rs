@@ -55,6 +55,16 @@ fn closed_port() -> u16 {
         .port()
 }
 
+/// `--version` names the crate version and the git commit built (`node/build.rs`).
+#[test]
+fn version_names_the_commit() {
+    let o = bftnode(&["--version"]);
+    let v = stdout(&o);
+    let want = format!("bftnode {} (", env!("CARGO_PKG_VERSION"));
+    assert!(o.status.success() && v.starts_with(&want), "{v}");
+    assert!(v.trim_end().ends_with(')'), "{v}");
+}
+
 #[test]
 fn bad_arguments_exit_2() {
     for args in [

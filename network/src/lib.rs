@@ -111,6 +111,10 @@ pub const CONSENSUS_PROTOCOL: &str = "/bftnode/consensus/1";
 pub const SYNC_PROTOCOL: &str = "/bftnode/sync/1";
 /// Protocol version announced by identify.
 pub const IDENTIFY_PROTOCOL: &str = "/bftnode/1.0.0";
+/// What this node announces as its agent in identify: `bftnode/<crate version>`.
+pub const AGENT_VERSION: &str = concat!("bftnode/", env!("CARGO_PKG_VERSION"));
+/// Longest agent string kept from a peer's identify message, in bytes (the rest is cut).
+pub const MAX_AGENT_LEN: usize = 64;
 /// Protocol name of transaction batches, pushed by their author to every validator once
 /// (request-response, one batch per stream, empty ack; no relay).
 pub const TX_PROTOCOL: &str = "/bftnode/txs/1";
@@ -420,6 +424,9 @@ pub struct PeerStatus {
     pub dropped: u64,
     /// Last ping round-trip time, in ms.
     pub rtt_ms: Option<f64>,
+    /// The agent the peer announced in identify (e.g. `bftnode/0.1.0`), cut to
+    /// [`MAX_AGENT_LEN`] bytes; `None` before its first identify message.
+    pub agent: Option<String>,
     /// Times this validator's key was seen connecting from a second address while connected
     /// from another: two instances running with one key (see `duplicate_key_suspected`).
     pub duplicate_key_suspected: u64,

@@ -81,6 +81,8 @@ pub(crate) struct PeerState {
     /// Payload bytes of those batches.
     pub tx_inflight_bytes: usize,
     pub rtt: Option<Duration>,
+    /// The agent announced in its last identify message (at most `MAX_AGENT_LEN` bytes).
+    pub agent: Option<String>,
     pub bucket: TokenBucket,
     /// Set while the peer is refused; cleared (and the peer unblocked) when it passes.
     pub banned_until: Option<Instant>,
@@ -144,6 +146,7 @@ impl PeerState {
             tx_inflight: 0,
             tx_inflight_bytes: 0,
             rtt: None,
+            agent: None,
             bucket: TokenBucket::new(cfg.rate_limit_msgs_per_sec, cfg.rate_limit_burst, now),
             banned_until: None,
             next_dial: Some(now),
@@ -227,6 +230,7 @@ impl PeerState {
             msgs_out: self.msgs_out,
             dropped: self.dropped,
             rtt_ms: self.rtt.map(|d| d.as_secs_f64() * 1e3),
+            agent: self.agent.clone(),
             duplicate_key_suspected: self.duplicate_key_suspected,
         }
     }

@@ -195,10 +195,10 @@ fn build_behaviour(
             validators.clone(),
         ),
         gossip: ValidatorsOnly::new(gossip, validators.clone()),
-        identify: identify::Behaviour::new(identify::Config::new(
-            IDENTIFY_PROTOCOL.to_string(),
-            keypair.public(),
-        )),
+        identify: identify::Behaviour::new(
+            identify::Config::new(IDENTIFY_PROTOCOL.to_string(), keypair.public())
+                .with_agent_version(crate::AGENT_VERSION.to_string()),
+        ),
         ping: ping::Behaviour::new(
             ping::Config::new().with_interval(Duration::from_millis(cfg.ping_interval_ms.max(1))),
         ),
@@ -595,6 +595,19 @@ impl Service {
                 ..
             })) => {
                 debug!(%peer_id, agent = %info.agent_version, protocol = %info.protocol_version, "identified peer");
+                if let Some(p) = self
+                    .by_peer
+                    .get(&peer_id)
+                    .and_then(|i| self.peers.get_mut(i))
+                {
+                    let mut agent = info.agent_version;
+                    let mut cut = agent.len().min(crate::MAX_AGENT_LEN);
+                    while !agent.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    agent.truncate(cut);
+                    p.agent = Some(agent);
+                }
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,

@@ -125,7 +125,7 @@ pub enum Command {
     /// `GET /evidence`.
     Evidence(oneshot::Sender<Vec<EvidenceResponse>>),
     /// `GET /health`.
-    Health(oneshot::Sender<Health>),
+    Health(oneshot::Sender<HealthReport>),
     /// `POST /tx`, `POST /txs`: add to the mempool and gossip.
     Submit {
         /// Transactions, validated for size already.
@@ -164,6 +164,30 @@ pub struct DriverInfo {
     pub empty_block_delay: Duration,
     /// The fault policy's parameters (reported by `GET /faults`).
     pub fault: fault::FaultConfig,
+}
+
+/// What `GET /health` judges: the core's health, whether the node halted, and how long ago it
+/// last committed (or started, before its first commit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HealthReport {
+    /// The core's health state.
+    pub health: Health,
+    /// The core halted on a safety violation, or the node stopped committing on a store error.
+    pub halted: bool,
+    /// Time since the last commit applied here, or since the driver started if none yet.
+    pub last_commit_age: Duration,
+}
+
+/// How often the driver logs a summary of what it committed (per-commit lines are `debug`).
+pub const COMMIT_SUMMARY_EVERY: Duration = Duration::from_secs(10);
+
+/// Commits since the last summary line.
+#[derive(Debug)]
+struct CommitSummary {
+    since: Instant,
+    blocks: u64,
+    txs: u64,
+    first_height: Option<u64>,
 }
 
 /// A stored, uncommitted block's payload, decoded once for its commit.
@@ -262,6 +286,9 @@ pub struct Driver {
     /// When `gossip_buf` was last sent (or the driver started).
     gossip_flushed_at: Instant,
     halted: bool,
+    /// When the last commit was applied (driver start before the first).
+    last_commit_at: Instant,
+    summary: CommitSummary,
     /// Answers block-sync requests off this task.
     sync_server: SyncServer,
     /// Accountability from committed blocks (PROTOCOL.md §6.6); its state is written with every
@@ -312,6 +339,13 @@ impl Driver {
             gossip_bytes: 0,
             gossip_flushed_at: Instant::now(),
             halted: false,
+            last_commit_at: Instant::now(),
+            summary: CommitSummary {
+                since: Instant::now(),
+                blocks: 0,
+                txs: 0,
+                first_height: None,
+            },
             sync_server,
             accountant,
             fault_watch: FaultWatch::default(),
@@ -570,6 +604,7 @@ impl Driver {
             }
             Action::SafetyViolation(msg) => {
                 self.halted = true;
+                self.metrics.halted.set(1);
                 error!(reason = %msg, "SAFETY VIOLATION: the core halted and signs nothing more; operator intervention required");
             }
             // Handled in `execute`.
@@ -729,7 +764,11 @@ impl Driver {
         self.metrics.committed_txs.inc_by(applied_all.len() as u64);
         self.metrics.mempool_txs.set(self.mempool.len() as i64);
         self.metrics.mempool_bytes.set(self.mempool.bytes() as i64);
-        info!(
+        self.metrics
+            .last_commit_timestamp
+            .set(crate::config::now_unix_ms() as f64 / 1000.0);
+        self.last_commit_at = now;
+        debug!(
             view = view.0,
             height = height.0,
             id = %id,
@@ -738,6 +777,28 @@ impl Driver {
             skipped,
             "committed"
         );
+        let s = &mut self.summary;
+        s.blocks += blocks.len() as u64;
+        s.txs += applied_all.len() as u64;
+        let first = *s.first_height.get_or_insert(blocks[0].height.0);
+        if now.duration_since(s.since) >= COMMIT_SUMMARY_EVERY {
+            let secs = now.duration_since(s.since).as_secs_f64();
+            info!(
+                view = view.0,
+                height = height.0,
+                from_height = first,
+                blocks = s.blocks,
+                txs = s.txs,
+                tx_per_s = (s.txs as f64 / secs).round(),
+                "committed in the last {secs:.0} s"
+            );
+            *s = CommitSummary {
+                since: now,
+                blocks: 0,
+                txs: 0,
+                first_height: None,
+            };
+        }
         Ok(())
     }
 
@@ -1007,7 +1068,12 @@ impl Driver {
                 let _ = reply.send(self.evidence());
             }
             Command::Health(reply) => {
-                let _ = reply.send(self.core.status(self.now()).health);
+                let st = self.core.status(self.now());
+                let _ = reply.send(HealthReport {
+                    health: st.health,
+                    halted: st.halted || self.halted,
+                    last_commit_age: self.last_commit_at.elapsed(),
+                });
             }
             Command::Submit { txs, reply } => {
                 let r = self.submit(txs);
@@ -1103,6 +1169,9 @@ impl Driver {
             mempool_txs: self.mempool.len(),
             mempool_bytes: self.mempool.bytes(),
             peers_connected: self.connected.len(),
+            version: crate::build_info::VERSION.to_string(),
+            git_commit: crate::build_info::GIT_COMMIT.to_string(),
+            last_commit_age_ms: self.last_commit_at.elapsed().as_millis() as u64,
             signing: if st.signing_held {
                 "held: double-sign check at start".to_string()
             } else if st.signing_suspended_until > st.view {

@@ -63,6 +63,7 @@
 #![deny(missing_docs)]
 
 pub mod app;
+pub mod build_info;
 pub mod config;
 pub mod driver;
 pub mod events;
@@ -438,6 +439,7 @@ pub async fn spawn_loaded_with(
         metrics: metrics.clone(),
         events: events.clone(),
         shutdown: shutdown_rx.clone(),
+        health_max_commit_age: Duration::from_millis(cfg.rpc.health_max_commit_age_ms),
     });
     let guard = rpc_guard::RpcGuard::new(&cfg.rpc, rpc_addr);
     let app = rpc::router(state, &guard);

@@ -6,8 +6,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 
 use crate::storage_metrics::StorageGauges;
 
@@ -44,6 +46,10 @@ pub struct Metrics {
     registry: Mutex<Registry>,
     /// Current view.
     pub view: Gauge,
+    /// Unix time (seconds) of the last commit applied here; `time() - this` is its age.
+    pub last_commit_timestamp: Gauge<f64, AtomicU64>,
+    /// 1 once the node halted (safety violation): it signs and commits nothing more.
+    pub halted: Gauge,
     /// Highest committed height.
     pub committed_height: Gauge,
     /// Blocks committed.
@@ -124,6 +130,8 @@ impl Metrics {
             registry: Mutex::new(Registry::default()),
             view: Gauge::default(),
             committed_height: Gauge::default(),
+            last_commit_timestamp: Gauge::default(),
+            halted: Gauge::default(),
             commits: Counter::default(),
             commit_latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             // 1 ms × 1.25^k up to about 36 s: fine enough to tell 4 one-way delays from 5.
@@ -155,6 +163,24 @@ impl Metrics {
             storage: StorageGauges::default(),
         };
         r.register("bftnode_view", "Current consensus view", m.view.clone());
+        r.register(
+            "bftnode_last_commit_timestamp_seconds",
+            "Unix time of the last commit applied by this node",
+            m.last_commit_timestamp.clone(),
+        );
+        r.register(
+            "bftnode_halted",
+            "1 once the node halted on a safety violation",
+            m.halted.clone(),
+        );
+        r.register(
+            "bftnode_build",
+            "Version and git commit of this binary",
+            Info::new(vec![
+                ("version", crate::build_info::VERSION),
+                ("git_commit", crate::build_info::GIT_COMMIT),
+            ]),
+        );
         r.register(
             "bftnode_committed_height",
             "Highest committed height",

@@ -52,6 +52,9 @@ pub struct RpcState {
     /// Turns `true` when the node stops: every open `GET /events` stream then ends, so the
     /// server's graceful shutdown is not held up by them.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// `[rpc] health_max_commit_age_ms`: `GET /health` is unhealthy when the last commit is
+    /// older; zero turns the check off.
+    pub health_max_commit_age: std::time::Duration,
 }
 
 type St = State<Arc<RpcState>>;
@@ -236,15 +239,32 @@ async fn evidence(State(st): St) -> ApiResult<Vec<EvidenceResponse>> {
 
 async fn health(State(st): St) -> Result<Response, ApiError> {
     let h = ask(&st, Command::Health).await?;
-    let ok = h == Health::Normal;
+    let max = st.health_max_commit_age;
+    let reason = if h.halted {
+        "halted: the node signs and commits nothing more (see its log)".to_string()
+    } else if !max.is_zero() && h.last_commit_age > max {
+        format!(
+            "no commit for {:.0} s (limit {:.0} s): `bftnode faults` and `bftnode peers` say who is missing",
+            h.last_commit_age.as_secs_f64(),
+            max.as_secs_f64()
+        )
+    } else if h.health != Health::Normal {
+        format!("health {:?}", h.health)
+    } else {
+        String::new()
+    };
+    let ok = reason.is_empty();
     let code = if ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let body = HealthResponse {
-        health: format!("{h:?}"),
+        health: format!("{:?}", h.health),
         ok,
+        reason,
+        halted: h.halted,
+        last_commit_age_ms: h.last_commit_age.as_millis() as u64,
     };
     Ok((code, axum::Json(body)).into_response())
 }
@@ -278,6 +298,7 @@ async fn peers(State(st): St) -> ApiResult<Vec<PeerResponse>> {
                 msgs_out: p.msgs_out,
                 dropped: p.dropped,
                 rtt_ms: p.rtt_ms,
+                agent: p.agent,
                 duplicate_key_suspected: p.duplicate_key_suspected,
             })
             .collect(),

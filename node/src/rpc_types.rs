@@ -42,6 +42,15 @@ pub struct StatusResponse {
     /// signing elsewhere (§4.9).
     #[serde(default)]
     pub signing: String,
+    /// The node's version (`bftnode/<version>` is what peers see in identify).
+    #[serde(default)]
+    pub version: String,
+    /// The git commit it was built from (12 hex digits), or `unknown`.
+    #[serde(default)]
+    pub git_commit: String,
+    /// Time since this node last committed a block (since it started, before the first), ms.
+    #[serde(default)]
+    pub last_commit_age_ms: u64,
 }
 
 /// `GET /blocks/latest`, `GET /blocks/{height}`.
@@ -182,6 +191,9 @@ pub struct PeerResponse {
     pub dropped: u64,
     /// Last ping RTT (ms).
     pub rtt_ms: Option<f64>,
+    /// What the peer announced as its agent (e.g. `bftnode/0.1.0`), if it identified itself.
+    #[serde(default)]
+    pub agent: Option<String>,
     /// Times this validator's key connected from a second address while connected from
     /// another: two instances with one key, a double-signing risk.
     #[serde(default)]
@@ -275,8 +287,18 @@ pub struct FaultsResponse {
 pub struct HealthResponse {
     /// Health state.
     pub health: String,
-    /// Whether the state is `Normal`.
+    /// Whether the node is healthy: state `Normal`, not halted, and a commit within
+    /// `[rpc] health_max_commit_age_ms`.
     pub ok: bool,
+    /// Why not, in words (empty when `ok`).
+    #[serde(default)]
+    pub reason: String,
+    /// Whether the node halted (safety violation or store error).
+    #[serde(default)]
+    pub halted: bool,
+    /// Time since the last commit (since start, before the first), ms.
+    #[serde(default)]
+    pub last_commit_age_ms: u64,
 }
 
 /// A transaction as submitted in JSON.

@@ -750,3 +750,88 @@ async fn a_congested_mempool_answers_429_then_admits_again() {
         n.stop().await.unwrap();
     }
 }
+
+/// Issue 11 item 7: `GET /health` turns unhealthy, saying why, when the node has not committed
+/// for `[rpc] health_max_commit_age_ms` (here a validator of four started alone: no quorum, no
+/// commit), and healthy again once the others start and blocks commit; `GET /status` carries
+/// the version, the git commit and the age of the last commit; `/metrics` has
+/// `bftnode_build_info`, `bftnode_halted` and `bftnode_last_commit_timestamp_seconds`; peers
+/// identify as `bftnode/<version>` (`GET /peers`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_says_why_and_status_carries_the_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let homes = testnet(dir.path(), 4);
+    set_rpc_option(&homes[0], "health_max_commit_age_ms", 1_500.into());
+    let first = node::spawn(&homes[0], fast()).await.unwrap();
+    let addr = first.rpc_addr();
+    let c = reqwest::Client::new();
+    let s = status(&c, addr).await.unwrap();
+    assert_eq!(s.version, env!("CARGO_PKG_VERSION"));
+    assert!(!s.git_commit.is_empty());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let stalled = loop {
+        let r = c.get(url(addr, "/health")).send().await.unwrap();
+        let code = r.status();
+        let h: HealthResponse = r.json().await.unwrap();
+        if h.reason.starts_with("no commit for") {
+            assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+            break h;
+        }
+        assert!(Instant::now() < deadline, "never unhealthy: {h:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!stalled.ok && !stalled.halted, "{stalled:?}");
+    assert!(stalled.last_commit_age_ms >= 1_500, "{stalled:?}");
+    assert!(stalled.reason.contains("limit 2 s") || stalled.reason.contains("limit 1 s"));
+    let m = metrics_text(&c, addr).await;
+    let build = format!(
+        r#"bftnode_build_info{{version="{}""#,
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(m.contains(&build), "{m}");
+    assert!(m.contains("bftnode_halted 0"), "{m}");
+
+    let mut others = Vec::new();
+    for h in &homes[1..] {
+        others.push(node::spawn(h, fast()).await.unwrap());
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let h: HealthResponse = c
+            .get(url(addr, "/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !h.reason.starts_with("no commit for") && h.last_commit_age_ms < 1_500 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still stalled: {h:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let m = metrics_text(&c, addr).await;
+    assert!(
+        sample(&m, "bftnode_last_commit_timestamp_seconds") > 1.7e9,
+        "{m}"
+    );
+    let agent = format!("bftnode/{}", env!("CARGO_PKG_VERSION"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let peers: Vec<PeerResponse> = get_json(&c, addr, "/peers").await.unwrap();
+        let identified = peers
+            .iter()
+            .filter(|p| p.agent.as_deref() == Some(agent.as_str()))
+            .count();
+        if identified == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{peers:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for n in others {
+        n.stop().await.unwrap();
+    }
+    first.stop().await.unwrap();
+}

@@ -199,6 +199,11 @@ impl NodeConfig {
                 &format!("must be between 1 and {max}"),
             )?;
         }
+        field(
+            "rpc.health_max_commit_age_ms",
+            r.health_max_commit_age_ms <= 86_400_000,
+            "must be at most 86400000 (one day)",
+        )?;
         let mut net = default_network_config();
         self.network.apply_to(&mut net);
         net.validate()

@@ -133,6 +133,11 @@ pub struct RpcSection {
     /// Open connections; further connections wait in the kernel's accept queue until one
     /// closes. Default 256.
     pub max_connections: usize,
+    /// `GET /health` (and `bftnode health`) answers unhealthy when this node has not committed
+    /// a block for longer than this, in ms (since start, before its first commit). An idle
+    /// chain still commits empty blocks, so only a stalled or cut-off node trips it. 0 turns
+    /// the check off. Default 30,000; at most one day.
+    pub health_max_commit_age_ms: u64,
 }
 
 impl Default for RpcSection {
@@ -143,6 +148,7 @@ impl Default for RpcSection {
             header_read_timeout_ms: 30_000,
             max_concurrent_requests: 128,
             max_connections: 256,
+            health_max_commit_age_ms: 30_000,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! `genesis build` and `config set-peers` (the key ceremony), `testnet` (N local homes sharing
 //! a genesis), `start`, `keys show`. Query commands talk HTTP to a node's RPC
 //! (`--rpc URL`, or `BFTNODE_RPC`): `status`, `block`, `tx …`, `validators`, `peers`,
-//! `evidence [list]`, `evidence show ID`, `faults`, `health`, `penalties`, and the load
+//! `evidence [list]`, `evidence show ID`, `faults`, `health`, `why-stalled`, `penalties`, and the load
 //! generator `load`. Queries print aligned tables, or the node's JSON with `--output json`.
 //! `evidence verify FILE --genesis PATH` checks a proof offline, with no node.
 //!
@@ -108,6 +108,10 @@ enum Command {
     Faults(RpcOpts),
     /// The node's health; exits 3 if the node reports itself unhealthy.
     Health(RpcOpts),
+    /// Why the chain is not committing, in plain words: quorum connectivity, who is missing
+    /// from the latest QC and the current view's timeouts, who is silent or in older views,
+    /// the leader, timeout and backoff, a block fetch in flight.
+    WhyStalled(RpcOpts),
     /// Committed accountability: each validator's standing (good, quarantined, isolated,
     /// rehabilitated) and the penalty entries the application recorded; one validator's
     /// entries with VALIDATOR.
@@ -486,6 +490,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Faults(rpc) => evidence::faults(&rpc.client()?, rpc.output).await,
         Command::Health(rpc) => query::health(&rpc.client()?, rpc.output).await,
+        Command::WhyStalled(rpc) => query::why_stalled(&rpc.client()?, rpc.output).await,
         Command::Penalties { validator, rpc } => {
             query::penalties(&rpc.client()?, validator, rpc.output).await
         }

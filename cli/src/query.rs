@@ -282,6 +282,39 @@ pub async fn health(client: &Client, format: Format) -> anyhow::Result<()> {
     .into())
 }
 
+/// `bftnode why-stalled`: the node's findings, one per line, then its view of each validator.
+pub async fn why_stalled(client: &Client, format: Format) -> anyhow::Result<()> {
+    let v: Value = client.get(&["why-stalled"]).await?;
+    match format {
+        Format::Json => emit(&output::json(&v)),
+        Format::Table => {
+            let mut text = String::new();
+            for f in v["findings"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+                text.push_str(&format!("- {}\n", output::cell(f)));
+            }
+            let cols = [
+                "index",
+                "connected",
+                "silent_ms",
+                "in_latest_qc",
+                "timed_out_this_view",
+                "latest_timeout_view",
+            ];
+            let rows: Vec<Vec<String>> = v["validators"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+                .iter()
+                .map(|r| cols.iter().map(|c| output::cell(&r[*c])).collect())
+                .collect();
+            let header: Vec<String> = cols.iter().map(|c| c.to_uppercase()).collect();
+            text.push_str(&output::aligned(&header, &rows));
+            emit(&text);
+        }
+    }
+    Ok(())
+}
+
 /// Columns of the `penalties` summary table.
 const PENALTY_SUMMARY: &[&str] = &[
     "validator",

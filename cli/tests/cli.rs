@@ -684,6 +684,85 @@ fn key_ceremony_on_real_processes_commits() {
     }
 }
 
+/// Issue 11 item 6 on real processes: four validators commit, two are killed (kill -9), and
+/// `bftnode why-stalled` on a survivor says the chain stalled for want of a quorum and names
+/// the two dead validators as not connected and silent; its table lists them.
+#[test]
+fn why_stalled_names_the_missing_validators() {
+    let dir = tempfile::tempdir().unwrap();
+    let (homes, tcp) = real_homes(dir.path(), "stall-chain");
+    let mut nodes = start_nodes(&homes);
+    let rpcs: Vec<String> = tcp
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    wait_up(&rpcs);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let v = loop {
+        let v = json_stdout(&bftnode(&[
+            "why-stalled",
+            "--rpc",
+            &rpcs[0],
+            "--output",
+            "json",
+        ]));
+        if v["committed_height"].as_u64().unwrap() >= 3 {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{v}");
+        thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(v["quorum_power"], 3, "{v}");
+    assert_eq!(v["stalled"], false, "{v}");
+    let dead: Vec<u64> = homes[2..]
+        .iter()
+        .map(|h| keys_show(h)["validator_index"].as_u64().unwrap())
+        .collect();
+    for c in &mut nodes.0[2..] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let v = loop {
+        let v = json_stdout(&bftnode(&[
+            "why-stalled",
+            "--rpc",
+            &rpcs[0],
+            "--output",
+            "json",
+        ]));
+        if v["stalled"] == true && v["connected_power"] == 2 {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{v}");
+        thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let text: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    let text = text.join("\n");
+    assert!(text.contains("no commit for"), "{text}");
+    let mut names = dead.clone();
+    names.sort_unstable();
+    let named = format!("not connected: validators {}, {}", names[0], names[1]);
+    assert!(
+        text.contains("no quorum connected: 2 of 4") && text.contains(&named),
+        "{text}"
+    );
+    for d in &dead {
+        let row = &v["validators"][*d as usize];
+        assert_eq!(row["connected"], false, "{v}");
+        assert!(!row["timed_out_this_view"].as_bool().unwrap(), "{v}");
+    }
+    let table = stdout(&bftnode(&["why-stalled", "--rpc", &rpcs[0]]));
+    eprintln!("{table}");
+    assert!(table.starts_with("- no commit for"), "{table}");
+    assert!(table.contains("TIMED_OUT_THIS_VIEW"), "{table}");
+}
+
 /// Whether this process may create network namespaces: root, with `ip` (iproute2).
 fn can_make_namespaces() -> bool {
     use std::os::unix::fs::MetadataExt;

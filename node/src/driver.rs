@@ -40,6 +40,7 @@ use crate::proof::EvidenceProof;
 use crate::queue_delay::{self, QueueDelay};
 use crate::rpc_types::{
     CommitEvent, EvidenceResponse, FaultsResponse, StatusResponse, ValidatorResponse,
+    WhyStalledResponse,
 };
 use crate::sync_server::{MAX_SYNC_RESPONSE_BYTES, SyncServer};
 use anyhow::{Context, Result, anyhow};
@@ -126,6 +127,8 @@ pub enum Command {
     Evidence(oneshot::Sender<Vec<EvidenceResponse>>),
     /// `GET /health`.
     Health(oneshot::Sender<HealthReport>),
+    /// `GET /why-stalled`.
+    WhyStalled(oneshot::Sender<WhyStalledResponse>),
     /// `POST /tx`, `POST /txs`: add to the mempool and gossip.
     Submit {
         /// Transactions, validated for size already.
@@ -1066,6 +1069,18 @@ impl Driver {
             }
             Command::Evidence(reply) => {
                 let _ = reply.send(self.evidence());
+            }
+            Command::WhyStalled(reply) => {
+                let now = self.now();
+                let st = self.core.status(now);
+                let report = self.core.stall_report(now);
+                let _ = reply.send(crate::why_stalled::diagnose(
+                    &report,
+                    self.core.validators(),
+                    st.committed_height.0,
+                    self.last_commit_at.elapsed(),
+                    st.halted || self.halted,
+                ));
             }
             Command::Health(reply) => {
                 let st = self.core.status(self.now());

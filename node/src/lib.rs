@@ -79,6 +79,7 @@ pub mod rpc_guard;
 pub mod rpc_types;
 pub mod storage_metrics;
 pub mod sync_server;
+pub mod why_stalled;
 
 pub use config::{ConfigOverrides, Genesis, NodeConfig, generate_testnet, init_home, init_single};
 pub use interceptor::Interceptor;

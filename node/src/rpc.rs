@@ -105,6 +105,7 @@ pub fn router(state: Arc<RpcState>, guard: &RpcGuard) -> Router {
         .route("/penalties", get(penalties_all))
         .route("/penalties/{validator}", get(penalties_one))
         .route("/health", get(health))
+        .route("/why-stalled", get(why_stalled))
         .route("/metrics", get(metrics))
         .route("/events", get(events))
         .fallback(|| async { ApiError::not_found("no such route") })
@@ -267,6 +268,10 @@ async fn health(State(st): St) -> Result<Response, ApiError> {
         last_commit_age_ms: h.last_commit_age.as_millis() as u64,
     };
     Ok((code, axum::Json(body)).into_response())
+}
+
+async fn why_stalled(State(st): St) -> ApiResult<WhyStalledResponse> {
+    Ok(axum::Json(ask(&st, Command::WhyStalled).await?))
 }
 
 async fn metrics(State(st): St) -> Response {

@@ -458,3 +458,54 @@ pub struct CommitEvent {
     /// Hashes (hex) of the transactions it applied, in payload order (skipped ones left out).
     pub txs: Vec<String>,
 }
+
+/// `GET /why-stalled`: why the chain is not committing, from this node's point of view
+/// (module `why_stalled`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhyStalledResponse {
+    /// No commit for `why_stalled::STALLED_AFTER` (2 s), or halted.
+    pub stalled: bool,
+    /// What the node sees, in words, most important first.
+    pub findings: Vec<String>,
+    /// Highest committed height.
+    pub committed_height: u64,
+    /// Time since the last commit (since start, before the first), ms.
+    pub last_commit_age_ms: u64,
+    /// Current view.
+    pub view: u64,
+    /// Its leader.
+    pub leader: u16,
+    /// The next view's leader.
+    pub next_leader: u16,
+    /// The current view's timeout, ms.
+    pub view_timeout_ms: u64,
+    /// Its backoff exponent.
+    pub backoff_exponent: u32,
+    /// View of the latest QC (the lock).
+    pub high_qc_view: u64,
+    /// Voting power connected, ourselves included.
+    pub connected_power: u64,
+    /// Quorum power.
+    pub quorum_power: u64,
+    /// Whether a block fetch is in flight.
+    pub syncing: bool,
+    /// One entry per validator, in index order.
+    pub validators: Vec<StallValidator>,
+}
+
+/// One validator in [`WhyStalledResponse`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StallValidator {
+    /// Validator index.
+    pub index: u16,
+    /// Connected (always, for ourselves).
+    pub connected: bool,
+    /// Time since anything arrived from it, ms (0 for ourselves).
+    pub silent_ms: u64,
+    /// Whether it signed the latest QC.
+    pub in_latest_qc: bool,
+    /// Whether it sent a timeout for the current view.
+    pub timed_out_this_view: bool,
+    /// The highest view it sent a timeout for, among those still collected.
+    pub latest_timeout_view: Option<u64>,
+}

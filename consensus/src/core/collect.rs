@@ -99,6 +99,28 @@ impl TimeoutCollector {
         self.tallies = self.tallies.split_off(&floor);
     }
 
+    /// The highest view each validator of `n` sent us a timeout for, among the views still
+    /// collected (`None`: none).
+    pub(crate) fn latest_by_sender(&self, n: usize) -> Vec<Option<View>> {
+        let mut latest = vec![None; n];
+        for (view, tally) in &self.tallies {
+            for sender in tally.entries.keys() {
+                if let Some(slot) = latest.get_mut(sender.as_usize()) {
+                    *slot = Some(*view);
+                }
+            }
+        }
+        latest
+    }
+
+    /// Who sent a timeout for `view` so far, in index order.
+    pub(crate) fn senders(&self, view: View) -> Vec<ValidatorIndex> {
+        self.tallies
+            .get(&view)
+            .map(|t| t.entries.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// Add a verified timeout `(view, sender, high_qc)`. One per sender per view.
     pub(crate) fn add(
         &mut self,

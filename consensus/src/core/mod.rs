@@ -17,6 +17,7 @@ mod mutations;
 mod pacemaker;
 mod resources;
 mod sign_check;
+mod stall;
 mod tree;
 
 pub use api::*;
@@ -24,6 +25,7 @@ pub use api::*;
 pub use mutations::Mutations;
 pub use resources::{ParkedProposal, Resources};
 pub use sign_check::MAX_CHECK_VIEWS;
+pub use stall::StallReport;
 
 use crate::PrivateKey;
 use crate::block::Block;

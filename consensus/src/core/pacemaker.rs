@@ -169,7 +169,7 @@ impl<P: FaultPolicy> Core<P> {
     /// resets it, so a dead leader among live ones costs one base timeout per view it leads.
     /// Up to `f` consecutive failed views (f crashed leaders in a row) still run at `τ_base`;
     /// only a longer run of failures — asynchrony, a partitioned minority — backs off.
-    fn backoff_exponent(&self, v: View) -> u32 {
+    pub(super) fn backoff_exponent(&self, v: View) -> u32 {
         let gap =
             v.0.saturating_sub(self.safety.lock().view().0)
                 .saturating_sub(2 + self.vs.max_excluded() as u64);

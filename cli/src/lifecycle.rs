@@ -177,6 +177,32 @@ pub fn testnet(
     Ok(())
 }
 
+/// `bftnode reset`: wipe the database of the stopped validator in `home` (module
+/// `node::reset`) and say what was kept.
+pub fn reset(home: &Path, drop_safety_record: bool, reason: Option<String>) -> anyhow::Result<()> {
+    use node::reset::{RESET_LOG, ResetMode};
+    let mode = match (drop_safety_record, reason) {
+        (true, Some(reason)) => ResetMode::DropSafetyRecord { reason },
+        _ => ResetMode::KeepSafetyRecord,
+    };
+    let out = node::reset::reset(home, &mode)?;
+    let kept = match &out.kept {
+        Some(s) => format!(
+            "kept the key and the safety record (last voted view {})",
+            s.last_voted_view.0
+        ),
+        None if drop_safety_record => "kept the key; the safety record was DROPPED".to_string(),
+        None => "kept the key (there was no safety record)".to_string(),
+    };
+    crate::emit(&format!(
+        "wiped {}: {kept}; logged in {}\nthe node catches up from genesis through its peers \
+         when started\n",
+        out.db_path.display(),
+        home.join(RESET_LOG).display()
+    ));
+    Ok(())
+}
+
 /// `bftnode start`: run the node in `home` until it is stopped.
 pub async fn start(home: &Path, overrides: ConfigOverrides) -> anyhow::Result<()> {
     node::run(home, overrides).await

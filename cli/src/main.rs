@@ -84,6 +84,20 @@ enum Command {
     },
     /// Run a validator until interrupted (SIGINT/SIGTERM).
     Start(StartArgs),
+    /// Wipe a stopped validator's database (blocks, state, index, evidence), keeping its key
+    /// and, unless told why not, its safety record; the node then catches up from genesis.
+    Reset {
+        /// Home directory of the stopped validator.
+        #[arg(long)]
+        home: PathBuf,
+        /// Drop the safety record too (it stops a restarted validator from signing twice):
+        /// only for a chain restarted from genesis. Needs --reason.
+        #[arg(long, requires = "reason")]
+        drop_safety_record: bool,
+        /// Why the safety record is dropped; written to <home>/reset.log.
+        #[arg(long, requires = "drop_safety_record")]
+        reason: Option<String>,
+    },
     /// The node's consensus and sync status.
     Status(RpcOpts),
     /// A committed block: the latest, or the one at HEIGHT.
@@ -456,6 +470,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             &chain_id,
             output,
         ),
+        Command::Reset {
+            home,
+            drop_safety_record,
+            reason,
+        } => lifecycle::reset(&home, drop_safety_record, reason),
         Command::Start(args) => {
             let overrides = ConfigOverrides {
                 p2p_listen: args.p2p_listen,

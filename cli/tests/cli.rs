@@ -218,6 +218,42 @@ fn init_then_keys_show() {
     assert!(assert_one_line_error(&bftnode(&again), 1).contains("already exists"));
 }
 
+/// `bftnode reset` keeps the key, says what it kept, logs to reset.log; dropping the safety
+/// record needs a reason (exit 2 without one). The reset itself is tested on a running chain
+/// in `node/tests/cluster.rs`.
+#[test]
+fn reset_keeps_the_key_and_wants_a_reason_to_drop_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("v0");
+    let h = home.to_str().unwrap();
+    assert!(bftnode(&["init", "--home", h]).status.success());
+    let key = std::fs::read(home.join("key.json")).unwrap();
+    let o = bftnode(&["reset", "--home", h]);
+    assert!(
+        stdout(&o).contains("kept the key (there was no safety record)"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(home.join("key.json")).unwrap(), key);
+    assert!(
+        std::fs::read_to_string(home.join("reset.log"))
+            .unwrap()
+            .contains("reset")
+    );
+    let o = bftnode(&["reset", "--home", h, "--drop-safety-record"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = bftnode(&[
+        "reset",
+        "--home",
+        h,
+        "--drop-safety-record",
+        "--reason",
+        "  ",
+    ]);
+    assert!(assert_one_line_error(&o, 1).contains("needs a reason"));
+}
+
 #[test]
 fn keys_show_of_a_missing_home_exits_1() {
     let dir = tempfile::tempdir().unwrap();

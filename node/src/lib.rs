@@ -74,6 +74,7 @@ pub mod mempool;
 pub mod metrics;
 pub mod proof;
 pub mod queue_delay;
+pub mod reset;
 pub mod rpc;
 pub mod rpc_guard;
 pub mod rpc_types;
@@ -303,9 +304,18 @@ fn recover(
     let safety = store.load_safety()?;
     let tip = store.committed_tip()?;
     match (safety, tip) {
-        (None, None) => {
-            info!(genesis = %genesis_id, "fresh database: initialising from genesis");
-            let safety = SafetyData::genesis(genesis_id);
+        (safety, None) => {
+            // A fresh database, or one `bftnode reset` left holding only the safety record:
+            // start from genesis, keeping the record (so nothing at or below the views it
+            // signed in is signed again).
+            let kept = safety.is_some();
+            let safety = safety.unwrap_or_else(|| SafetyData::genesis(genesis_id));
+            info!(
+                genesis = %genesis_id,
+                kept_safety_record = kept,
+                last_voted_view = safety.last_voted_view.0,
+                "database without committed blocks: initialising from genesis"
+            );
             store.write(WriteBatch {
                 sync: true,
                 ops: vec![

@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::cluster::*;
 use common::*;
 use node::NodeHandle;
 
@@ -110,4 +111,72 @@ async fn four_nodes_commit_survive_a_crash_and_catch_up() {
     for n in nodes.into_iter().flatten() {
         n.stop().await.unwrap();
     }
+}
+
+/// The safety record in `home`'s database (the node must be stopped).
+fn safety_of(home: &std::path::Path) -> consensus::SafetyData {
+    use storage::Store as _;
+    let l = node::config::load_home(home, &fast()).unwrap();
+    let store = storage::RocksStore::open(&l.db_path, storage::RocksOptions::default()).unwrap();
+    store.load_safety().unwrap().expect("a safety record")
+}
+
+/// Issue 11 item 8: `bftnode reset` (`node::reset::reset`) of a stopped validator wipes its
+/// database but keeps its key and its safety record; restarted, it catches up from genesis
+/// through its peers and agrees with them, with a record never below the one it had. A
+/// running node's database is refused; dropping the record needs a reason, and every reset is
+/// written to `reset.log`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reset_validator_keeps_its_record_and_catches_up() {
+    use node::reset::{RESET_LOG, ResetMode, reset};
+    let c = reqwest::Client::new();
+    let mut cl = Cluster::start(4).await;
+    wait_all_at(&c, &cl, &[0, 1, 2, 3], 5, 60).await;
+    let e = format!(
+        "{:#}",
+        reset(&cl.homes[0], &ResetMode::KeepSafetyRecord).unwrap_err()
+    );
+    assert!(e.contains("is the node running?"), "{e}");
+    cl.stop(3).await;
+    let home = cl.homes[3].clone();
+    let key = std::fs::read(home.join(node::config::KEY_FILE)).unwrap();
+    let before = safety_of(&home);
+    assert!(before.last_voted_view.0 >= 4, "{before:?}");
+    let out = reset(&home, &ResetMode::KeepSafetyRecord).unwrap();
+    assert_eq!(out.kept.as_ref(), Some(&before));
+    assert_eq!(
+        std::fs::read(home.join(node::config::KEY_FILE)).unwrap(),
+        key
+    );
+    assert_eq!(safety_of(&home), before, "only the record is left");
+
+    cl.restart(3).await;
+    let target = max_height(&c, &cl, &[0, 1, 2]).await + 5;
+    wait_all_at(&c, &cl, &[0, 1, 2, 3], target, 60).await;
+    assert_chains_match(&c, &cl, &[0, 3], target).await;
+    cl.stop(3).await;
+    let after = safety_of(&home);
+    assert!(
+        after.last_voted_view >= before.last_voted_view,
+        "{after:?} < {before:?}"
+    );
+
+    let blank = ResetMode::DropSafetyRecord { reason: " ".into() };
+    assert!(reset(&home, &blank).is_err());
+    let drop = ResetMode::DropSafetyRecord {
+        reason: "chain restarted from genesis".into(),
+    };
+    assert_eq!(reset(&home, &drop).unwrap().kept, None);
+    assert!(!out.db_path.exists(), "nothing left to open");
+    let log = std::fs::read_to_string(home.join(RESET_LOG)).unwrap();
+    let keep_line = format!(
+        "reset keeping the safety record (last voted view {})",
+        before.last_voted_view.0
+    );
+    assert!(log.contains(&keep_line), "{log}");
+    assert!(
+        log.contains("reset DROPPING the safety record") && log.contains("restarted from genesis"),
+        "{log}"
+    );
+    cl.shutdown().await;
 }

@@ -4,11 +4,14 @@
 #   iptables      node/tests/liveness.rs drops one validator's UDP on lo: the 3|1 partition
 #                 (which prints "SKIPPED: iptables unavailable" without it) and silent,
 #                 kill -9-like crashes (a clean in-process stop without it)
+#   prometheus    node/tests/prometheus.rs runs a real Prometheus server against four validators
+#                 with deploy/prometheus.yml and every query of deploy/grafana/bftnode-dashboard.json
+#                 (it prints "SKIPPED: no prometheus binary" without it)
 #   iproute2      `ip netns`: cli/tests/cli.rs runs validators in separate network namespaces
 #                 (as root; it prints "SKIPPED: network namespaces …" without it)
 set -euo pipefail
 missing=()
-for pkg in libclang-dev iptables iproute2; do
+for pkg in libclang-dev iptables iproute2 prometheus; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if (( ${#missing[@]} > 0 )); then

@@ -50,6 +50,14 @@ pub struct Metrics {
     pub last_commit_timestamp: Gauge<f64, AtomicU64>,
     /// 1 once the node halted (safety violation): it signs and commits nothing more.
     pub halted: Gauge,
+    /// Per validator (label `validator`) and state (label `state`: `active`, `suspected`,
+    /// `isolated`, `rehabilitated`, `convicted`): 1 for the validator's current state, 0 for the
+    /// others. Set at each scrape ([`Metrics::sync_validators`]).
+    validator_state: Family<KindLabels, Gauge>,
+    /// Per validator: appearances in justify signer sets in the reputation window.
+    validator_voted: Family<KindLabels, Gauge>,
+    /// Per validator: election weight (0 = leads no view).
+    validator_weight: Family<KindLabels, Gauge>,
     /// Highest committed height.
     pub committed_height: Gauge,
     /// Blocks committed.
@@ -132,6 +140,9 @@ impl Metrics {
             committed_height: Gauge::default(),
             last_commit_timestamp: Gauge::default(),
             halted: Gauge::default(),
+            validator_state: Family::default(),
+            validator_voted: Family::default(),
+            validator_weight: Family::default(),
             commits: Counter::default(),
             commit_latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             // 1 ms × 1.25^k up to about 36 s: fine enough to tell 4 one-way delays from 5.
@@ -172,6 +183,21 @@ impl Metrics {
             "bftnode_halted",
             "1 once the node halted on a safety violation",
             m.halted.clone(),
+        );
+        r.register(
+            "bftnode_validator_state",
+            "1 for each validator's current state (active, suspected, isolated, rehabilitated, convicted)",
+            m.validator_state.clone(),
+        );
+        r.register(
+            "bftnode_validator_voted",
+            "Each validator's appearances in justify signer sets in the reputation window",
+            m.validator_voted.clone(),
+        );
+        r.register(
+            "bftnode_validator_weight",
+            "Each validator's election weight (0: leads no view)",
+            m.validator_weight.clone(),
         );
         r.register(
             "bftnode_build",
@@ -305,10 +331,59 @@ impl Metrics {
             r.register(format!("bftnode_net_{name}"), help, c.clone());
             m.net.push(c);
         }
+        // Every evidence kind has a series from the start (at 0), so a dashboard's rate over
+        // it is 0, not "no data", on a chain that never saw evidence.
+        for kind in [
+            consensus::EvidenceKind::DoubleVote,
+            consensus::EvidenceKind::DoubleProposal,
+            consensus::EvidenceKind::LockViolation,
+            consensus::EvidenceKind::ConflictingTimeouts,
+            consensus::EvidenceKind::InvalidProposal,
+        ] {
+            labelled(&m.evidence, "kind", kind.as_str());
+        }
         if let Ok(mut g) = m.registry.lock() {
             *g = r;
         }
         m
+    }
+
+    /// The states [`Metrics::sync_validators`] reports, as label values.
+    pub const VALIDATOR_STATES: [&'static str; 5] = [
+        "active",
+        "suspected",
+        "isolated",
+        "rehabilitated",
+        "convicted",
+    ];
+
+    /// Set the per-validator gauges from `GET /validators`' view of them; a convicted
+    /// validator's state is `convicted`, whatever its election state.
+    pub fn sync_validators(&self, validators: &[crate::rpc_types::ValidatorResponse]) {
+        for v in validators {
+            let id = v.index.to_string();
+            let current = if v.convicted {
+                "convicted".to_string()
+            } else {
+                v.state.to_lowercase()
+            };
+            for state in Self::VALIDATOR_STATES {
+                let labels = vec![
+                    ("validator".to_string(), id.clone()),
+                    ("state".to_string(), state.to_string()),
+                ];
+                self.validator_state
+                    .get_or_create(&labels)
+                    .set(i64::from(current == state));
+            }
+            let labels = vec![("validator".to_string(), id)];
+            self.validator_voted
+                .get_or_create(&labels)
+                .set(v.voted as i64);
+            self.validator_weight
+                .get_or_create(&labels)
+                .set(v.weight as i64);
+        }
     }
 
     /// Mirror the network service's counters (monotone) into `bftnode_net_*_total`.

@@ -277,6 +277,10 @@ async fn why_stalled(State(st): St) -> ApiResult<WhyStalledResponse> {
 async fn metrics(State(st): St) -> Response {
     st.metrics.sync_network(&st.net.metrics().await);
     st.metrics.storage.sync(&st.store.engine_stats());
+    // A driver that does not answer (stopping) leaves the last values.
+    if let Ok(validators) = ask(&st, Command::Validators).await {
+        st.metrics.sync_validators(&validators);
+    }
     (
         [(
             header::CONTENT_TYPE,

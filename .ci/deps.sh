@@ -7,11 +7,13 @@
 #   prometheus    node/tests/prometheus.rs runs a real Prometheus server against four validators
 #                 with deploy/prometheus.yml and every query of deploy/grafana/bftnode-dashboard.json
 #                 (it prints "SKIPPED: no prometheus binary" without it)
+#   chromium      node/tests/dashboard.rs loads the live dashboard page (`GET /`) in headless
+#                 Chromium (it prints "SKIPPED: no chromium" without it)
 #   iproute2      `ip netns`: cli/tests/cli.rs runs validators in separate network namespaces
 #                 (as root; it prints "SKIPPED: network namespaces …" without it)
 set -euo pipefail
 missing=()
-for pkg in libclang-dev iptables iproute2 prometheus; do
+for pkg in libclang-dev iptables iproute2 prometheus chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if (( ${#missing[@]} > 0 )); then

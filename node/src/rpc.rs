@@ -90,6 +90,7 @@ type ApiResult<T> = Result<axum::Json<T>, ApiError>;
 /// `application/json` bodies (415 otherwise).
 pub fn router(state: Arc<RpcState>, guard: &RpcGuard) -> Router {
     let routes = Router::new()
+        .route("/", get(dashboard))
         .route("/status", get(status))
         .route("/blocks/latest", get(block_latest))
         .route("/blocks/{height}", get(block_at))
@@ -268,6 +269,24 @@ async fn health(State(st): St) -> Result<Response, ApiError> {
         last_commit_age_ms: h.last_commit_age.as_millis() as u64,
     };
     Ok((code, axum::Json(body)).into_response())
+}
+
+/// The live dashboard page (`node/src/dashboard.html`): one self-contained HTML file that polls
+/// `/status`, `/validators`, `/peers`, `/health` and `/metrics` every second and follows
+/// `/events`. Nothing is loaded from elsewhere (the CSP says so).
+async fn dashboard() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+            ),
+            (header::X_FRAME_OPTIONS, "DENY"),
+        ],
+        include_str!("dashboard.html"),
+    )
+        .into_response()
 }
 
 async fn why_stalled(State(st): St) -> ApiResult<WhyStalledResponse> {

@@ -140,6 +140,13 @@ enum Command {
     Keys(KeysCommand),
     /// Generate transaction load and report committed throughput and latency.
     Load(LoadArgs),
+    /// Print a shell completion script, e.g. `bftnode completions bash >
+    /// /etc/bash_completion.d/bftnode`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Options of `init`.
@@ -470,6 +477,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             &chain_id,
             output,
         ),
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "bftnode", &mut out);
+            std::io::stdout()
+                .write_all(&out)
+                .map_err(|e| anyhow::anyhow!("writing the script: {e}"))
+        }
         Command::Reset {
             home,
             drop_safety_record,

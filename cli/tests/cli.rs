@@ -65,6 +65,20 @@ fn version_names_the_commit() {
     assert!(v.trim_end().ends_with(')'), "{v}");
 }
 
+/// `bftnode completions SHELL` prints a completion script that knows the subcommands.
+#[test]
+fn completions_know_the_subcommands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let o = bftnode(&["completions", shell]);
+        let script = stdout(&o);
+        assert!(o.status.success(), "{shell}: {}", stderr(&o));
+        assert!(
+            script.contains("why-stalled") && script.contains("set-peers"),
+            "{shell}"
+        );
+    }
+}
+
 #[test]
 fn bad_arguments_exit_2() {
     for args in [

@@ -179,6 +179,8 @@ pub struct HealthReport {
     pub halted: bool,
     /// Time since the last commit applied here, or since the driver started if none yet.
     pub last_commit_age: Duration,
+    /// Whether a block fetch is in flight (catching up).
+    pub syncing: bool,
 }
 
 /// How often the driver logs a summary of what it committed (per-commit lines are `debug`).
@@ -1088,6 +1090,7 @@ impl Driver {
                     health: st.health,
                     halted: st.halted || self.halted,
                     last_commit_age: self.last_commit_at.elapsed(),
+                    syncing: st.syncing,
                 });
             }
             Command::Submit { txs, reply } => {

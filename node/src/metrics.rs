@@ -58,6 +58,13 @@ pub struct Metrics {
     validator_voted: Family<KindLabels, Gauge>,
     /// Per validator: election weight (0 = leads no view).
     validator_weight: Family<KindLabels, Gauge>,
+    /// 1 for the node's current health state (label `state`), 0 for the others; set at each
+    /// scrape ([`Metrics::sync_health`]).
+    health_state: Family<KindLabels, Gauge>,
+    /// 1 when `GET /health` would answer healthy.
+    healthy: Gauge,
+    /// 1 while a block fetch is in flight (catching up).
+    syncing: Gauge,
     /// Highest committed height.
     pub committed_height: Gauge,
     /// Blocks committed.
@@ -143,6 +150,9 @@ impl Metrics {
             validator_state: Family::default(),
             validator_voted: Family::default(),
             validator_weight: Family::default(),
+            health_state: Family::default(),
+            healthy: Gauge::default(),
+            syncing: Gauge::default(),
             commits: Counter::default(),
             commit_latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             // 1 ms × 1.25^k up to about 36 s: fine enough to tell 4 one-way delays from 5.
@@ -198,6 +208,21 @@ impl Metrics {
             "bftnode_validator_weight",
             "Each validator's election weight (0: leads no view)",
             m.validator_weight.clone(),
+        );
+        r.register(
+            "bftnode_health_state",
+            "1 for the current health state (Normal, Recovering, Partitioned, UnderAttack)",
+            m.health_state.clone(),
+        );
+        r.register(
+            "bftnode_healthy",
+            "1 when GET /health answers healthy (not halted, a recent commit, state Normal)",
+            m.healthy.clone(),
+        );
+        r.register(
+            "bftnode_syncing",
+            "1 while a block fetch is in flight",
+            m.syncing.clone(),
         );
         r.register(
             "bftnode_build",
@@ -384,6 +409,18 @@ impl Metrics {
                 .get_or_create(&labels)
                 .set(v.weight as i64);
         }
+    }
+
+    /// Set the health gauges: `state` (the `Debug` name of the health state), whether the node
+    /// is healthy overall, whether it is syncing.
+    pub fn sync_health(&self, state: &str, healthy: bool, syncing: bool) {
+        for s in ["Normal", "Recovering", "Partitioned", "UnderAttack"] {
+            self.health_state
+                .get_or_create(&vec![("state".to_string(), s.to_string())])
+                .set(i64::from(s == state));
+        }
+        self.healthy.set(i64::from(healthy));
+        self.syncing.set(i64::from(syncing));
     }
 
     /// Mirror the network service's counters (monotone) into `bftnode_net_*_total`.

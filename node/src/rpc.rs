@@ -14,7 +14,7 @@
 //! CORS headers are ever sent.
 
 use crate::app;
-use crate::driver::{Command, SharedStore};
+use crate::driver::{Command, HealthReport, SharedStore};
 use crate::events::CommitEvents;
 use crate::mempool::MempoolError;
 use crate::metrics::Metrics;
@@ -239,10 +239,10 @@ async fn evidence(State(st): St) -> ApiResult<Vec<EvidenceResponse>> {
     Ok(axum::Json(ask(&st, Command::Evidence).await?))
 }
 
-async fn health(State(st): St) -> Result<Response, ApiError> {
-    let h = ask(&st, Command::Health).await?;
-    let max = st.health_max_commit_age;
-    let reason = if h.halted {
+/// Why `h` is unhealthy under a commit-age limit `max` (zero: no limit), in words; empty when
+/// healthy. The one rule behind `GET /health` and the `bftnode_healthy` gauge.
+fn unhealthy_reason(h: &HealthReport, max: std::time::Duration) -> String {
+    if h.halted {
         "halted: the node signs and commits nothing more (see its log)".to_string()
     } else if !max.is_zero() && h.last_commit_age > max {
         format!(
@@ -254,7 +254,12 @@ async fn health(State(st): St) -> Result<Response, ApiError> {
         format!("health {:?}", h.health)
     } else {
         String::new()
-    };
+    }
+}
+
+async fn health(State(st): St) -> Result<Response, ApiError> {
+    let h = ask(&st, Command::Health).await?;
+    let reason = unhealthy_reason(&h, st.health_max_commit_age);
     let ok = reason.is_empty();
     let code = if ok {
         StatusCode::OK
@@ -299,6 +304,11 @@ async fn metrics(State(st): St) -> Response {
     // A driver that does not answer (stopping) leaves the last values.
     if let Ok(validators) = ask(&st, Command::Validators).await {
         st.metrics.sync_validators(&validators);
+    }
+    if let Ok(h) = ask(&st, Command::Health).await {
+        let ok = unhealthy_reason(&h, st.health_max_commit_age).is_empty();
+        st.metrics
+            .sync_health(&format!("{:?}", h.health), ok, h.syncing);
     }
     (
         [(

@@ -790,6 +790,9 @@ async fn health_says_why_and_status_carries_the_build() {
     );
     assert!(m.contains(&build), "{m}");
     assert!(m.contains("bftnode_halted 0"), "{m}");
+    assert_eq!(sample(&m, "bftnode_healthy"), 0.0, "{m}");
+    assert!(m.contains("bftnode_syncing "), "{m}");
+    assert!(m.contains(r#"bftnode_health_state{state="Normal"}"#), "{m}");
 
     let mut others = Vec::new();
     for h in &homes[1..] {

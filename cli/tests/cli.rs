@@ -704,11 +704,7 @@ fn key_ceremony_on_real_processes_commits() {
         .collect();
     let (homes, _) = ceremony(dir.path(), "ceremony", &hosts, |_, args| bftnode(args));
     let _nodes = start_nodes(&homes);
-    let rpcs: Vec<String> = tcp
-        .iter()
-        .map(|p| format!("http://127.0.0.1:{p}"))
-        .collect();
-    wait_up(&rpcs);
+    let rpcs = up_at(&tcp);
     let o = bftnode(&[
         "tx",
         "put",
@@ -742,11 +738,7 @@ fn why_stalled_names_the_missing_validators() {
     let dir = tempfile::tempdir().unwrap();
     let (homes, tcp) = real_homes(dir.path(), "stall-chain");
     let mut nodes = start_nodes(&homes);
-    let rpcs: Vec<String> = tcp
-        .iter()
-        .map(|p| format!("http://127.0.0.1:{p}"))
-        .collect();
-    wait_up(&rpcs);
+    let rpcs = up_at(&tcp);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let v = loop {
         let v = json_stdout(&bftnode(&[
@@ -934,8 +926,13 @@ fn four_namespaces_with_50ms_links_commit() {
     assert!(stats.forwarded.load(std::sync::atomic::Ordering::Relaxed) > 1000);
 }
 
-/// Wait until every node answers `status` (at most 30 s).
-fn wait_up(rpcs: &[String]) {
+/// The RPC URLs of the loopback nodes on TCP `ports`, once every one answers `status` (at
+/// most 30 s).
+fn up_at(ports: &[u16]) -> Vec<String> {
+    let rpcs: Vec<String> = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !rpcs
         .iter()
@@ -947,6 +944,7 @@ fn wait_up(rpcs: &[String]) {
         );
         thread::sleep(std::time::Duration::from_millis(100));
     }
+    rpcs
 }
 
 /// `bftnode start` on every home, its log in `<home>/node.log`.
@@ -982,11 +980,7 @@ fn load_reports_committed_throughput() {
     let dir = tempfile::tempdir().unwrap();
     let (homes, tcp) = real_homes(dir.path(), "load-chain");
     let mut nodes = start_nodes(&homes);
-    let rpcs: Vec<String> = tcp
-        .iter()
-        .map(|p| format!("http://127.0.0.1:{p}"))
-        .collect();
-    wait_up(&rpcs);
+    let rpcs = up_at(&tcp);
     let dead = format!("http://127.0.0.1:{}", closed_port());
     let o = bftnode(&[
         "load",

@@ -67,6 +67,12 @@ async fn submitted_count(c: &reqwest::Client, addr: SocketAddr, outcome: &str) -
     sample(&metrics_text(c, addr).await, &series) as u64
 }
 
+/// `GET /health`: the status code and the body (200 or 503 alike).
+async fn health_of(c: &reqwest::Client, addr: SocketAddr) -> (StatusCode, HealthResponse) {
+    let r = c.get(url(addr, "/health")).send().await.unwrap();
+    (r.status(), r.json().await.unwrap())
+}
+
 /// A single-validator home in a fresh temporary directory.
 fn single_home() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -269,9 +275,8 @@ async fn bad_requests_are_rejected_and_node_survives() {
         .await
         .unwrap();
     assert!(latest.height >= b.height);
-    let h = c.get(url(addr, "/health")).send().await.unwrap();
-    assert!(h.status() == StatusCode::OK || h.status() == StatusCode::SERVICE_UNAVAILABLE);
-    let _: HealthResponse = h.json().await.unwrap();
+    let (code, _) = health_of(&c, addr).await;
+    assert!(code == StatusCode::OK || code == StatusCode::SERVICE_UNAVAILABLE);
 
     node.stop().await.unwrap();
 
@@ -770,9 +775,7 @@ async fn health_says_why_and_status_carries_the_build() {
     assert!(!s.git_commit.is_empty());
     let deadline = Instant::now() + Duration::from_secs(20);
     let stalled = loop {
-        let r = c.get(url(addr, "/health")).send().await.unwrap();
-        let code = r.status();
-        let h: HealthResponse = r.json().await.unwrap();
+        let (code, h) = health_of(&c, addr).await;
         if h.reason.starts_with("no commit for") {
             assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
             break h;
@@ -800,14 +803,7 @@ async fn health_says_why_and_status_carries_the_build() {
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let h: HealthResponse = c
-            .get(url(addr, "/health"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, h) = health_of(&c, addr).await;
         if !h.reason.starts_with("no commit for") && h.last_commit_age_ms < 1_500 {
             break;
         }

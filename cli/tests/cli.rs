@@ -730,6 +730,19 @@ fn key_ceremony_on_real_processes_commits() {
     }
 }
 
+/// `bftnode why-stalled --output json` on `rpc` until `done` holds of it (at most 30 s).
+fn why_stalled_until(rpc: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let v = json_stdout(&bftnode(&["why-stalled", "--rpc", rpc, "--output", "json"]));
+        if done(&v) {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{v}");
+        thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Issue 11 item 6 on real processes: four validators commit, two are killed (kill -9), and
 /// `bftnode why-stalled` on a survivor says the chain stalled for want of a quorum and names
 /// the two dead validators as not connected and silent; its table lists them.
@@ -739,21 +752,7 @@ fn why_stalled_names_the_missing_validators() {
     let (homes, tcp) = real_homes(dir.path(), "stall-chain");
     let mut nodes = start_nodes(&homes);
     let rpcs = up_at(&tcp);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let v = loop {
-        let v = json_stdout(&bftnode(&[
-            "why-stalled",
-            "--rpc",
-            &rpcs[0],
-            "--output",
-            "json",
-        ]));
-        if v["committed_height"].as_u64().unwrap() >= 3 {
-            break v;
-        }
-        assert!(std::time::Instant::now() < deadline, "{v}");
-        thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let v = why_stalled_until(&rpcs[0], |v| v["committed_height"].as_u64().unwrap() >= 3);
     assert_eq!(v["quorum_power"], 3, "{v}");
     assert_eq!(v["stalled"], false, "{v}");
     let dead: Vec<u64> = homes[2..]
@@ -764,21 +763,9 @@ fn why_stalled_names_the_missing_validators() {
         let _ = c.kill();
         let _ = c.wait();
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let v = loop {
-        let v = json_stdout(&bftnode(&[
-            "why-stalled",
-            "--rpc",
-            &rpcs[0],
-            "--output",
-            "json",
-        ]));
-        if v["stalled"] == true && v["connected_power"] == 2 {
-            break v;
-        }
-        assert!(std::time::Instant::now() < deadline, "{v}");
-        thread::sleep(std::time::Duration::from_millis(200));
-    };
+    let v = why_stalled_until(&rpcs[0], |v| {
+        v["stalled"] == true && v["connected_power"] == 2
+    });
     let text: Vec<&str> = v["findings"]
         .as_array()
         .unwrap()

@@ -73,6 +73,14 @@ fn dump_dom(browser: &str, url: &str, ms: u64) -> String {
     String::from_utf8_lossy(&chromium_at(browser, url, ms, &["--dump-dom"]).stdout).into_owned()
 }
 
+/// [`dump_dom`] off the async runtime.
+async fn dom_of(browser: &'static str, url: &str, ms: u64) -> String {
+    let url = url.to_string();
+    tokio::task::spawn_blocking(move || dump_dom(browser, &url, ms))
+        .await
+        .unwrap()
+}
+
 /// The text of the element with `id` (no nested elements).
 fn text_of(dom: &str, id: &str) -> String {
     let start = dom
@@ -105,12 +113,7 @@ async fn the_dashboard_shows_the_chain_moving_and_a_stopped_validator_down() {
     assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
     assert!(r.headers().contains_key("content-security-policy"));
 
-    let dom = tokio::task::spawn_blocking({
-        let url = url.clone();
-        move || dump_dom(browser, &url, 3_000)
-    })
-    .await
-    .unwrap();
+    let dom = dom_of(browser, &url, 3_000).await;
     let h1: u64 = text_of(&dom, "height").parse().expect("a height");
     assert_eq!(text_of(&dom, "error"), "", "{dom}");
     for v in 0..4u16 {
@@ -118,12 +121,7 @@ async fn the_dashboard_shows_the_chain_moving_and_a_stopped_validator_down() {
         assert!(s == "active" || s == "rehabilitated", "validator {v}: {s}");
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let dom = tokio::task::spawn_blocking({
-        let url = url.clone();
-        move || dump_dom(browser, &url, 3_000)
-    })
-    .await
-    .unwrap();
+    let dom = dom_of(browser, &url, 3_000).await;
     let h2: u64 = text_of(&dom, "height").parse().expect("a height");
     assert!(h2 > h1, "height did not advance: {h1} then {h2}");
 
@@ -147,12 +145,7 @@ async fn the_dashboard_shows_the_chain_moving_and_a_stopped_validator_down() {
     cl.stop(3).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let dom = tokio::task::spawn_blocking({
-            let url = url.clone();
-            move || dump_dom(browser, &url, 2_000)
-        })
-        .await
-        .unwrap();
+        let dom = dom_of(browser, &url, 2_000).await;
         if state_of(&dom, stopped).as_deref() == Some("down") {
             break;
         }

@@ -22,6 +22,7 @@ const STATUS_FIELDS: &[&str] = &[
     "view",
     "leader",
     "committed_height",
+    "retained_from",
     "last_commit_age_ms",
     "last_commit_id",
     "high_qc_view",

@@ -1048,6 +1048,7 @@ impl Driver {
             &self.metrics.rejected_messages,
             st.counters.invalid_messages,
         );
+        Metrics::sync_counter(&self.metrics.sync_unavailable, st.counters.sync_unavailable);
         self.metrics.signing_held.set(i64::from(st.signing_held));
         let isolated = st
             .validators
@@ -1190,6 +1191,7 @@ impl Driver {
             version: crate::build_info::VERSION.to_string(),
             git_commit: crate::build_info::GIT_COMMIT.to_string(),
             last_commit_age_ms: self.last_commit_at.elapsed().as_millis() as u64,
+            retained_from: self.metrics.retained_from_height.get().max(1) as u64,
             signing: if st.signing_held {
                 "held: double-sign check at start".to_string()
             } else if st.signing_suspended_until > st.view {

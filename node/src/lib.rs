@@ -73,6 +73,7 @@ pub mod interceptor;
 pub mod mempool;
 pub mod metrics;
 pub mod proof;
+pub mod pruner;
 pub mod queue_delay;
 pub mod reset;
 pub mod rpc;
@@ -114,6 +115,7 @@ pub struct NodeHandle {
     shutdown: watch::Sender<bool>,
     driver: JoinHandle<Result<()>>,
     server: JoinHandle<()>,
+    pruner: Option<JoinHandle<()>>,
 }
 
 impl NodeHandle {
@@ -144,6 +146,10 @@ impl NodeHandle {
         {
             server.abort();
             let _ = server.await;
+        }
+        if let Some(pruner) = self.pruner {
+            // It stops at the end of its current pass (one chunk write at most).
+            let _ = pruner.await;
         }
         r
     }
@@ -452,6 +458,18 @@ pub async fn spawn_loaded_with(
         shutdown: shutdown_rx.clone(),
         health_max_commit_age: Duration::from_millis(cfg.rpc.health_max_commit_age_ms),
     });
+    let pruner = (cfg.storage.retain_heights > 0).then(|| {
+        let pruner =
+            pruner::Pruner::new(store.clone(), cfg.storage.retain_heights, metrics.clone());
+        tokio::spawn(
+            pruner
+                .run(shutdown_rx.clone())
+                .instrument(tracing::info_span!("pruner")),
+        )
+    });
+    metrics
+        .retained_from_height
+        .set(store.retained_from()?.0 as i64);
     let guard = rpc_guard::RpcGuard::new(&cfg.rpc, rpc_addr);
     let app = rpc::router(state, &guard);
     let server = tokio::spawn(guard.serve(listener, app, shutdown_rx.clone()));
@@ -500,5 +518,6 @@ pub async fn spawn_loaded_with(
         shutdown: shutdown_tx,
         driver,
         server,
+        pruner,
     })
 }

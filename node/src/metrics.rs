@@ -67,6 +67,13 @@ pub struct Metrics {
     syncing: Gauge,
     /// Highest committed height.
     pub committed_height: Gauge,
+    /// Lowest height above genesis whose committed block body is kept ([`crate::pruner`]; 1
+    /// when nothing was pruned).
+    pub retained_from_height: Gauge,
+    /// Committed heights whose block bodies were pruned.
+    pub pruned_heights: Counter,
+    /// Pruning passes that failed on a store error (retried on the next pass).
+    pub pruning_errors: Counter,
     /// Blocks committed.
     pub commits: Counter,
     /// Transaction latency (seconds) from its arrival in this node's mempool (RPC submission
@@ -101,6 +108,9 @@ pub struct Metrics {
     rocksdb_write: Family<KindLabels, Histogram, fn() -> Histogram>,
     /// Block-sync requests issued.
     pub sync_requests: Counter,
+    /// Block-sync responses that came back empty (the peer lacks the block: not received
+    /// yet, refused, or pruned); retried with the next peer without blame.
+    pub sync_unavailable: Counter,
     /// Block-sync requests from peers refused (one in flight per peer, global cap, byte budget).
     pub sync_refused: Counter,
     /// Network input the driver could not decode (garbage frames, bad sync data, bad gossip).
@@ -145,6 +155,9 @@ impl Metrics {
             registry: Mutex::new(Registry::default()),
             view: Gauge::default(),
             committed_height: Gauge::default(),
+            retained_from_height: Gauge::default(),
+            pruned_heights: Counter::default(),
+            pruning_errors: Counter::default(),
             last_commit_timestamp: Gauge::default(),
             halted: Gauge::default(),
             validator_state: Family::default(),
@@ -168,6 +181,7 @@ impl Metrics {
             mempool_bytes: Gauge::default(),
             rocksdb_write: Family::new_with_constructor(write_histogram),
             sync_requests: Counter::default(),
+            sync_unavailable: Counter::default(),
             sync_refused: Counter::default(),
             invalid_messages: Counter::default(),
             rejected_messages: Counter::default(),
@@ -237,6 +251,21 @@ impl Metrics {
             "Highest committed height",
             m.committed_height.clone(),
         );
+        r.register(
+            "bftnode_retained_from_height",
+            "Lowest height above genesis whose committed block body is kept (1: nothing pruned)",
+            m.retained_from_height.clone(),
+        );
+        r.register(
+            "bftnode_pruned_heights",
+            "Committed heights whose block bodies were pruned ([storage] retain_heights)",
+            m.pruned_heights.clone(),
+        );
+        r.register(
+            "bftnode_pruning_errors",
+            "Pruning passes that failed on a store error",
+            m.pruning_errors.clone(),
+        );
         r.register("bftnode_commits", "Blocks committed", m.commits.clone());
         r.register(
             "bftnode_commit_latency_seconds",
@@ -287,6 +316,12 @@ impl Metrics {
             "bftnode_sync_requests",
             "Block-sync requests issued",
             m.sync_requests.clone(),
+        );
+        r.register(
+            "bftnode_sync_unavailable",
+            "Block-sync responses that came back empty (peer lacks the block, refused, or \
+             pruned it); retried with the next peer without blame",
+            m.sync_unavailable.clone(),
         );
         r.register(
             "bftnode_sync_refused",

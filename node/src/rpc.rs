@@ -69,6 +69,9 @@ impl ApiError {
     fn not_found(msg: impl Into<String>) -> Self {
         ApiError(StatusCode::NOT_FOUND, msg.into())
     }
+    fn gone(msg: impl Into<String>) -> Self {
+        ApiError(StatusCode::GONE, msg.into())
+    }
     fn internal(msg: impl std::fmt::Display) -> Self {
         ApiError(StatusCode::INTERNAL_SERVER_ERROR, msg.to_string())
     }
@@ -384,20 +387,29 @@ async fn committed_block(st: &RpcState, height: Option<u64>) -> Result<BlockResp
             Some(h) => store.committed_id(consensus::Height(h))?,
         };
         match id {
-            Some(id) => Ok(Some((id, store.block(&id)?))),
+            Some(id) => Ok(Some((id, store.block(&id)?, store.retained_from()?))),
             None => Ok(None),
         }
     })
     .await?;
-    let Some((id, block)) = found else {
+    let Some((id, block, floor)) = found else {
         return Err(ApiError::not_found(match height {
             Some(h) => format!("no committed block at height {h}"),
             None => "no committed block".to_string(),
         }));
     };
-    let block = block
-        .ok_or_else(|| ApiError::internal(format!("committed block {id} missing from store")))?;
-    Ok(block_json(id, &block))
+    match block {
+        Some(block) => Ok(block_json(id, &block)),
+        None if height.is_some_and(|h| h > 0 && h < floor.0) => Err(ApiError::gone(format!(
+            "block {id} at height {} was pruned: this node keeps heights ≥ {} \
+             ([storage] retain_heights); ask an archive node",
+            height.unwrap_or_default(),
+            floor.0
+        ))),
+        None => Err(ApiError::internal(format!(
+            "committed block {id} missing from store"
+        ))),
+    }
 }
 
 async fn block_latest(State(st): St) -> ApiResult<BlockResponse> {

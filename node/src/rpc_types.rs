@@ -51,6 +51,11 @@ pub struct StatusResponse {
     /// Time since this node last committed a block (since it started, before the first), ms.
     #[serde(default)]
     pub last_commit_age_ms: u64,
+    /// Lowest height above genesis whose block this node still serves (1 when it prunes
+    /// nothing; `[storage] retain_heights`, [`crate::pruner`]). Heights below answer
+    /// `GET /blocks/{height}` with 410 Gone.
+    #[serde(default)]
+    pub retained_from: u64,
 }
 
 /// `GET /blocks/latest`, `GET /blocks/{height}`.

@@ -180,3 +180,91 @@ async fn a_reset_validator_keeps_its_record_and_catches_up() {
     );
     cl.shutdown().await;
 }
+
+/// Issue 11 item 8: two validators prune to 20 heights, one keeps everything (an archive), one
+/// is down. The pruning nodes answer 410 Gone below their floor and keep the transaction index;
+/// the stopped validator, restarted far behind every pruning node's floor, gets empty sync
+/// answers from them (no blame: PROTOCOL.md §6.5 rule 3) and catches up from the archive,
+/// block by block identical to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pruning_nodes_keep_their_floor_and_a_laggard_catches_up_from_the_archive() {
+    const RETAIN: u64 = 20;
+    let c = reqwest::Client::new();
+    let mut cl = Cluster::start(4).await;
+    let batch = submit_batch(&c, cl.addr(0), "early", 5).await;
+    assert_eq!(batch.accepted, 5);
+    wait_until(30, || async {
+        let r: Option<node::rpc_types::TxResponse> =
+            get_json(&c, cl.addr(0), &format!("/tx/{}", batch.hashes[0])).await;
+        r.is_some_and(|t| t.height.is_some())
+    })
+    .await;
+    let tx: node::rpc_types::TxResponse =
+        get_json(&c, cl.addr(0), &format!("/tx/{}", batch.hashes[0]))
+            .await
+            .unwrap();
+    let tx_height = tx.height.unwrap();
+    cl.stop(3).await;
+    let behind = height(&c, cl.addr(0)).await;
+    for i in [0, 1] {
+        cl.stop(i).await;
+        cl.restart_pruning(i, RETAIN).await;
+    }
+    let target = behind + 6 * RETAIN;
+    wait_all_at(&c, &cl, &[0, 1, 2], target, 120).await;
+    // The pruner runs every second: wait for its pass past the laggard's height.
+    let floor = |s: Option<node::rpc_types::StatusResponse>| s.map_or(0, |s| s.retained_from);
+    assert!(
+        wait_until(30, || async {
+            floor(status(&c, cl.addr(0)).await) > behind + RETAIN
+        })
+        .await,
+        "node 0 never pruned"
+    );
+    let st = status(&c, cl.addr(0)).await.unwrap();
+    assert!(
+        st.retained_from + RETAIN + 1_000 >= st.committed_height,
+        "{st:?}"
+    );
+    assert_eq!(
+        floor(status(&c, cl.addr(2)).await),
+        1,
+        "the archive prunes nothing"
+    );
+    assert!(
+        metric(&c, cl.addr(0), "bftnode_pruned_heights_total").await >= (behind + RETAIN) as f64
+    );
+
+    // Below the floor: 410 Gone naming the floor; the transaction index stays whole.
+    let r = c
+        .get(url(cl.addr(0), &format!("/blocks/{tx_height}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::GONE);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("was pruned") && body.contains("retain_heights"),
+        "{body}"
+    );
+    let again: node::rpc_types::TxResponse =
+        get_json(&c, cl.addr(0), &format!("/tx/{}", batch.hashes[0]))
+            .await
+            .unwrap();
+    assert_eq!(again.height, Some(tx_height));
+    assert!(block(&c, cl.addr(0), st.committed_height).await.is_some());
+    assert!(block(&c, cl.addr(2), tx_height).await.is_some());
+
+    // The laggard catches up: only the archive holds what it lacks.
+    cl.restart(3).await;
+    let target = max_height(&c, &cl, &[0, 1, 2]).await + 5;
+    wait_all_at(&c, &cl, &[0, 1, 2, 3], target, 120).await;
+    cl.nodes.swap(0, 2);
+    assert_chains_match(&c, &cl, &[0, 3], target).await;
+    cl.nodes.swap(0, 2);
+    assert!(
+        metric(&c, cl.addr(3), "bftnode_sync_unavailable_total").await > 0.0,
+        "the pruning nodes answered empty below their floor"
+    );
+    cl.shutdown().await;
+}

@@ -85,6 +85,21 @@ fn unknown_and_bad_fields_are_named() {
     let bad = text.replace("p2p_listen = \"127.0.0.1:1\"", "p2p_listen = \"nonsense\"");
     let e = format!("{:#}", NodeConfig::from_toml(&bad, "cfg").unwrap_err());
     assert!(e.contains("p2p_listen"), "{e}");
+
+    // Pruning: 0 keeps everything (the default); otherwise at least the minimum.
+    assert!(text.contains("retain_heights = 0"), "{text}");
+    let retain = |n: u64| text.replace("retain_heights = 0", &format!("retain_heights = {n}"));
+    let e = format!(
+        "{:#}",
+        NodeConfig::from_toml(&retain(100), "cfg").unwrap_err()
+    );
+    assert!(
+        e.contains("storage.retain_heights") && e.contains("10000"),
+        "{e}"
+    );
+    let min = node::pruner::MIN_RETAIN_HEIGHTS;
+    let ok = NodeConfig::from_toml(&retain(min), "cfg").unwrap();
+    assert_eq!(ok.storage.retain_heights, min);
 }
 
 #[test]

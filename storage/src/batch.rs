@@ -81,6 +81,19 @@ pub enum Op {
         /// Where it was committed.
         location: TxLocation,
     },
+    /// Delete the bodies of the committed blocks at heights `[retained_from, below)`, where
+    /// `retained_from` is [`crate::Store::retained_from`], and raise `retained_from` to
+    /// `below`. The `committed` index (height → id, 40 B per height) and the transaction index
+    /// stay: a peer asking for a pruned height still learns which block it was, and the
+    /// application's replay guard, which reads the transaction index, decides the same on every
+    /// node whatever each one prunes. Clamped so that the committed tip (as of the start of the
+    /// batch) and the genesis block are never pruned; a `below` at or under `retained_from`
+    /// is a no-op. Cost: one read per pruned height plus one delete each; callers prune in
+    /// chunks (see `node::pruner`).
+    PruneBlocks {
+        /// First height whose body is kept.
+        below: Height,
+    },
 }
 
 /// An atomic group of [`Op`]s: [`crate::Store::write`] applies all of them or none. Ops apply

@@ -13,7 +13,9 @@
 //! - `app`: application key → application value (raw bytes)
 //! - `txindex`: tx hash (32 B) → `encode(TxLocation)`
 //! - `meta`: `b"schema_version"` → u32 LE; `b"chain_id"` → UTF-8; `b"convictions"` →
-//!   `encode(Vec<Option<Height>>)` (per validator index, the height of its first conviction)
+//!   `encode(Vec<Option<Height>>)` (per validator index, the height of its first conviction);
+//!   `b"retained_from"` → u64 LE, the lowest height above genesis whose committed body is kept
+//!   (absent: 1, nothing pruned; see [`Op::PruneBlocks`])
 
 use crate::batch::{Op, TxLocation, WriteBatch};
 use crate::error::StoreError;
@@ -36,6 +38,8 @@ pub(crate) const SCHEMA_KEY: &[u8] = b"schema_version";
 pub(crate) const CHAIN_ID_KEY: &[u8] = b"chain_id";
 /// Key of the conviction record in [`Cf::Meta`].
 pub(crate) const CONVICTIONS_KEY: &[u8] = b"convictions";
+/// Key of the pruning floor in [`Cf::Meta`] ([`Op::PruneBlocks`]).
+pub(crate) const RETAINED_FROM_KEY: &[u8] = b"retained_from";
 
 /// The column families.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -209,6 +213,53 @@ fn get_block<E: Engine>(e: &E, id: &BlockId) -> Result<Option<(Block, usize)>, S
     }
 }
 
+/// The pruning floor: the lowest height above genesis whose committed body is kept (1 when
+/// nothing was pruned).
+fn retained_from<E: Engine>(e: &E) -> Result<Height, StoreError> {
+    match e.get(Cf::Meta, RETAINED_FROM_KEY)? {
+        None => Ok(Height(1)),
+        Some(v) => {
+            let a: [u8; 8] = v.as_slice().try_into().map_err(|_| {
+                corrupt(
+                    Cf::Meta,
+                    RETAINED_FROM_KEY,
+                    format!("expected 8 bytes, got {}", v.len()),
+                )
+            })?;
+            Ok(Height(u64::from_le_bytes(a).max(1)))
+        }
+    }
+}
+
+/// Raw ops of [`Op::PruneBlocks`]: delete the committed bodies in `[from, below)`, with
+/// `below` clamped to the committed tip `tip` (never pruned), and record the new floor.
+/// Returns the new floor.
+fn plan_prune<E: Engine>(
+    e: &E,
+    from: Height,
+    below: Height,
+    tip: Option<Height>,
+    raw: &mut Vec<RawOp>,
+) -> Result<Height, StoreError> {
+    let below = Height(below.0.min(tip.map_or(0, |t| t.0)));
+    if below <= from {
+        return Ok(from);
+    }
+    e.scan_from(Cf::Committed, &height_key(from), &mut |k, v| {
+        if height_from(Cf::Committed, k)? >= below {
+            return Ok(false);
+        }
+        raw.push(RawOp::Delete(Cf::Blocks, v.to_vec()));
+        Ok(true)
+    })?;
+    raw.push(RawOp::Put(
+        Cf::Meta,
+        RETAINED_FROM_KEY.to_vec(),
+        below.0.to_le_bytes().to_vec(),
+    ));
+    Ok(below)
+}
+
 /// Translate a batch into raw ops, checking commit conflicts against the store and within the
 /// batch. Reads only; nothing is written if this fails.
 fn plan<E: Engine>(e: &E, batch: WriteBatch) -> Result<Vec<RawOp>, StoreError> {
@@ -217,6 +268,7 @@ fn plan<E: Engine>(e: &E, batch: WriteBatch) -> Result<Vec<RawOp>, StoreError> {
     let mut commits: BTreeMap<Height, BlockId> = BTreeMap::new();
     let mut new_pending: BTreeSet<(Height, BlockId)> = BTreeSet::new();
     let mut raw = Vec::with_capacity(batch.ops.len() + 4);
+    let mut floor: Option<Height> = None;
     for op in batch.ops {
         match op {
             Op::PutSafety(s) => raw.push(RawOp::Put(Cf::Safety, SAFETY_KEY.to_vec(), encode(&s))),
@@ -257,6 +309,13 @@ fn plan<E: Engine>(e: &E, batch: WriteBatch) -> Result<Vec<RawOp>, StoreError> {
             Op::AppDelete { key } => raw.push(RawOp::Delete(Cf::App, key)),
             Op::IndexTx { hash, location } => {
                 raw.push(RawOp::Put(Cf::TxIndex, hash.0.to_vec(), encode(&location)))
+            }
+            Op::PruneBlocks { below } => {
+                let from = match floor {
+                    Some(f) => f,
+                    None => retained_from(e)?,
+                };
+                floor = Some(plan_prune(e, from, below, old_tip, &mut raw)?);
             }
         }
     }
@@ -414,11 +473,13 @@ impl<E: Engine> Store for E {
     fn last_committed(&self, count: usize) -> Result<Vec<Block>, StoreError> {
         let mut ids = Vec::new();
         if count > 0 {
+            let floor = retained_from(self)?;
             self.scan(Cf::Committed, true, &mut |k, v| {
-                ids.push((
-                    height_from(Cf::Committed, k)?,
-                    digest_from(Cf::Committed, k, v)?,
-                ));
+                let height = height_from(Cf::Committed, k)?;
+                if height.0 > 0 && height < floor {
+                    return Ok(false);
+                }
+                ids.push((height, digest_from(Cf::Committed, k, v)?));
                 Ok(ids.len() < count)
             })?;
         }
@@ -430,6 +491,10 @@ impl<E: Engine> Store for E {
                     .ok_or(StoreError::MissingBlock { height, id })
             })
             .collect()
+    }
+
+    fn retained_from(&self) -> Result<Height, StoreError> {
+        retained_from(self)
     }
 
     fn uncommitted_blocks(&self) -> Result<Vec<Block>, StoreError> {

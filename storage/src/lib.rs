@@ -33,7 +33,14 @@
 //! | `evidence` | `Evidence::id()` | `encode(Evidence)` |
 //! | `app` | application key | application value |
 //! | `txindex` | tx hash | `encode(TxLocation)` |
-//! | `meta` | `"schema_version"`, `"chain_id"` | u32 LE, UTF-8 |
+//! | `meta` | `"schema_version"`, `"chain_id"`, `"convictions"`, `"retained_from"` | u32 LE, UTF-8, borsh, u64 LE |
+//!
+//! ## Pruning
+//! [`Op::PruneBlocks`] deletes the bodies of old committed blocks and nothing else: the
+//! `committed` index and the transaction index stay (the application's replay guard reads the
+//! latter, and it must decide the same on every node whatever each one prunes).
+//! [`Store::retained_from`] is the floor; [`Store::serve_blocks`] stops at it like at any
+//! missing block.
 //!
 //! Encoding is borsh via [`consensus::encode`] / [`consensus::decode`]; a value that does not
 //! decode yields [`StoreError::Corrupt`], never a panic.
@@ -96,9 +103,16 @@ pub trait Store: Send {
     /// The highest committed `(height, id)`, or `None` before the first commit.
     fn committed_tip(&self) -> Result<Option<(Height, BlockId)>, StoreError>;
 
-    /// Up to `count` committed blocks, ascending by height and ending at the tip.
+    /// Up to `count` committed blocks, ascending by height and ending at the tip, contiguous:
+    /// on a pruned store none below [`Store::retained_from`] (so maybe fewer than `count`).
     /// Errors: [`StoreError::MissingBlock`] if a committed id has no stored block.
     fn last_committed(&self, count: usize) -> Result<Vec<Block>, StoreError>;
+
+    /// The pruning floor: the lowest height above genesis whose committed block body is kept
+    /// (`Height(1)` when nothing was pruned; the genesis block is never pruned). Heights below
+    /// it keep their `committed` entry (height → id) but [`Store::block`] finds no body.
+    /// Raised only by [`Op::PruneBlocks`]. Errors: [`StoreError::Corrupt`], [`StoreError::Backend`].
+    fn retained_from(&self) -> Result<Height, StoreError>;
 
     /// Every stored block above the committed tip, ascending by (height, id): the block tree a
     /// restarting node reloads. Errors: [`StoreError::MissingBlock`] on a dangling index entry.

@@ -180,6 +180,104 @@ fn last_committed_order(s: &mut impl Raw) {
     );
 }
 
+fn prune_blocks_keeps_index_tip_and_genesis(s: &mut impl Raw) {
+    let c = chain(10, 10);
+    put_all(s, &c);
+    commit_upto(s, &c, 8);
+    let tx = Digest([9; 32]);
+    let at = TxLocation {
+        height: Height(2),
+        block_id: c[2].0,
+        index: 0,
+    };
+    s.write(WriteBatch::new().index_tx(tx, at)).unwrap();
+    assert_eq!(s.retained_from().unwrap(), Height(1));
+
+    s.write(WriteBatch {
+        sync: false,
+        ops: vec![Op::PruneBlocks { below: Height(5) }],
+    })
+    .unwrap();
+    assert_eq!(s.retained_from().unwrap(), Height(5));
+    for (h, (id, b)) in c.iter().enumerate() {
+        let kept = h == 0 || h >= 5;
+        assert_eq!(s.block(id).unwrap().is_some(), kept, "height {h}");
+        if h <= 8 {
+            assert_eq!(s.committed_id(b.height).unwrap(), Some(*id), "index at {h}");
+        }
+    }
+    // The transaction index and the tip stay; history stops at the floor.
+    assert_eq!(s.tx_location(&tx).unwrap(), Some(at));
+    assert_eq!(s.committed_tip().unwrap(), Some((Height(8), c[8].0)));
+    let heights: Vec<u64> = s
+        .last_committed(100)
+        .unwrap()
+        .iter()
+        .map(|b| b.height.0)
+        .collect();
+    assert_eq!(heights, vec![5, 6, 7, 8]);
+    let served = s
+        .serve_blocks(
+            &BlockRequest {
+                target: c[8].0,
+                stop_at: Height(0),
+                max_blocks: 100,
+            },
+            usize::MAX,
+        )
+        .unwrap();
+    assert_eq!(served.blocks.len(), 4, "served down to the floor only");
+    // A pruned target gives an empty response.
+    let pruned = BlockRequest {
+        target: c[3].0,
+        stop_at: Height(0),
+        max_blocks: 100,
+    };
+    assert!(
+        s.serve_blocks(&pruned, usize::MAX)
+            .unwrap()
+            .blocks
+            .is_empty()
+    );
+
+    // Lower or equal floors are no-ops; a floor above the tip is clamped to it (the tip stays),
+    // and two prunes in one batch keep the higher floor.
+    s.write(WriteBatch {
+        sync: false,
+        ops: vec![
+            Op::PruneBlocks { below: Height(3) },
+            Op::PruneBlocks { below: Height(100) },
+            Op::PruneBlocks { below: Height(6) },
+        ],
+    })
+    .unwrap();
+    assert_eq!(s.retained_from().unwrap(), Height(8));
+    assert!(s.block(&c[7].0).unwrap().is_none());
+    assert!(
+        s.block(&c[8].0).unwrap().is_some(),
+        "the tip is never pruned"
+    );
+    assert!(
+        s.block(&c[9].0).unwrap().is_some(),
+        "uncommitted blocks are untouched"
+    );
+    assert!(
+        s.block(&c[0].0).unwrap().is_some(),
+        "genesis is never pruned"
+    );
+    // A conflicting commit at a pruned height is still refused (the index stays).
+    let err = s
+        .write(WriteBatch::new().commit(Height(2), Digest([5; 32])))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::ConflictingCommit { .. }));
+    // A corrupt floor is reported, not guessed.
+    s.raw(Cf::Meta, b"retained_from", b"xyz");
+    assert!(matches!(
+        s.retained_from().unwrap_err(),
+        StoreError::Corrupt { .. }
+    ));
+}
+
 fn pending_pruned_on_commit(s: &mut impl Raw) {
     let d = domain();
     let c = chain(5, 10);
@@ -504,6 +602,7 @@ conformance!(
     commit_index_and_tip,
     last_committed_order,
     pending_pruned_on_commit,
+    prune_blocks_keeps_index_tip_and_genesis,
     convictions_round_trip,
     evidence_store,
     app_put_delete,

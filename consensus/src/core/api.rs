@@ -253,6 +253,9 @@ pub struct Counters {
     pub invalid_messages: u64,
     /// Block-sync requests issued.
     pub sync_requests: u64,
+    /// Block-sync responses that were empty: the peer does not hold the target (not received
+    /// yet, or pruned below its `retained_from`). Retried with the next peer, without blame.
+    pub sync_unavailable: u64,
     /// Views entered via TC.
     pub views_via_tc: u64,
     /// Certificates (QC or TC) whose signatures were checked, cache misses only (each costs one

@@ -295,6 +295,13 @@ impl<P: FaultPolicy> Core<P> {
         let Some(target) = self.sync.inflight.get(&id).map(|f| f.target) else {
             return;
         };
+        if blocks.is_empty() {
+            // The peer does not hold the target: it has not received it yet, or pruned it
+            // (storage `retained_from`). Not a fault: ask the next peer.
+            self.counters.sync_unavailable += 1;
+            self.retry(id);
+            return;
+        }
         let ids = match self.verify_chain(target, &blocks) {
             Ok(ids) => ids,
             Err(reason) => {
@@ -351,7 +358,7 @@ impl<P: FaultPolicy> Core<P> {
         target: BlockId,
         blocks: &[Block],
     ) -> Result<Vec<BlockId>, InvalidReason> {
-        if blocks.is_empty() || blocks.len() > self.cfg.sync_max_blocks as usize {
+        if blocks.len() > self.cfg.sync_max_blocks as usize {
             return Err(InvalidReason::BadSyncResponse);
         }
         let domain = self.vs.domain().clone();

@@ -2,6 +2,7 @@
 //! The full adversarial simulator lives in the `testnet` crate.
 
 use super::*;
+use crate::BlockResponse;
 use crate::cert::TimeoutCert;
 use crate::policy::RoundRobin;
 use crate::types::Digest;
@@ -1294,4 +1295,85 @@ fn replayed_evidence_costs_no_signature_check() {
     );
     assert!(out.iter().any(|a| matches!(a, Action::Evidence(_))));
     assert_eq!(sigs(&c) - before, 2);
+}
+
+/// The fetch a core just issued: `(request id, peer)`.
+fn issued_fetch(actions: &[Action]) -> Option<(u64, ValidatorIndex)> {
+    actions.iter().find_map(|a| match a {
+        Action::FetchBlocks {
+            request_id, peer, ..
+        } => Some((*request_id, *peer)),
+        _ => None,
+    })
+}
+
+/// §6.5 rule 3: an empty response (the peer lacks the block: not received, refused, or pruned)
+/// moves on to the next peer without blame; a response that fails verification is blamed.
+#[test]
+fn an_empty_sync_response_asks_the_next_peer_without_blame() {
+    let (vs, ks) = keys(4);
+    let rr = RoundRobin::new(&vs);
+    let leader2 = rr.leader(View(2)).0;
+    let me = (0..4u16).find(|i| *i != leader2).unwrap();
+    let mut c = core(&vs, PrivateKey::from_seed(ks[me as usize].seed()), me);
+    c.handle(0, Event::Start);
+    let gid = Block::genesis(vs.domain()).id(vs.domain());
+    let x = block_on(1, rr.leader(View(1)).0, QuorumCert::genesis(gid), 1, 1);
+    let signers: Vec<u16> = (0..4).filter(|i| *i != me).collect();
+    let qc1 = qc_on(&vs, &ks, &x, &signers);
+    let p2 = block_on(2, leader2, qc1, 2, 2);
+    let msg = signed_proposal(&vs, &ks[leader2 as usize], p2);
+    let a = c.handle(
+        1,
+        Event::Message {
+            from: ValidatorIndex(leader2),
+            msg,
+        },
+    );
+    let (id, first) = issued_fetch(&a).expect("X is fetched");
+    let invalid_before = c.counters.invalid_messages;
+
+    let a = c.handle(
+        2,
+        Event::BlocksFetched {
+            request_id: id,
+            from: first,
+            response: BlockResponse::default(),
+        },
+    );
+    let (again, second) = issued_fetch(&a).expect("asked the next peer");
+    assert_eq!(again, id);
+    assert_ne!(second, first);
+    assert_eq!(c.counters.invalid_messages, invalid_before, "no blame");
+    assert_eq!(c.counters.sync_unavailable, 1);
+
+    // A block that is not the target is a bad response: blamed, and asked elsewhere.
+    let wrong = block_on(1, rr.leader(View(1)).0, QuorumCert::genesis(gid), 1, 9);
+    let a = c.handle(
+        3,
+        Event::BlocksFetched {
+            request_id: id,
+            from: second,
+            response: BlockResponse {
+                blocks: vec![wrong],
+            },
+        },
+    );
+    assert_eq!(c.counters.invalid_messages, invalid_before + 1);
+    assert!(issued_fetch(&a).is_some());
+
+    // The real block ends the fetch and the parked proposal is voted for.
+    let a = c.handle(
+        4,
+        Event::BlocksFetched {
+            request_id: id,
+            from: second,
+            response: BlockResponse { blocks: vec![x] },
+        },
+    );
+    assert!(issued_fetch(&a).is_none(), "{a:?}");
+    assert_eq!(
+        c.safety_data().last_vote.as_ref().map(|v| v.data.view),
+        Some(View(2))
+    );
 }

@@ -45,7 +45,7 @@ pub use node_config::{ConfigOverrides, MAX_BLOCK_BYTES_CAP, NodeConfig};
 pub use peers::PeerAddress;
 pub use sections::{
     BlockSection, ConsensusSection, LogFormat, MempoolSection, NetworkSection, RPC_LIMIT_CAP,
-    RPC_TIMEOUT_CAP_MS, RpcSection,
+    RPC_TIMEOUT_CAP_MS, RpcSection, StorageSection,
 };
 
 use std::path::{Path, PathBuf};

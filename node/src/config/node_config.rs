@@ -4,7 +4,7 @@
 use super::peers::{self, PeerAddress};
 use super::sections::{
     BlockSection, ConsensusSection, LogFormat, MempoolSection, NetworkSection, RPC_LIMIT_CAP,
-    RPC_TIMEOUT_CAP_MS, RpcSection, default_network_config, valid_allowed_host,
+    RPC_TIMEOUT_CAP_MS, RpcSection, StorageSection, default_network_config, valid_allowed_host,
 };
 use super::{CONFIG_FILE, DB_DIR, FaultSection, GENESIS_FILE, KEY_FILE};
 use anyhow::{Context, Result, anyhow, bail};
@@ -61,6 +61,9 @@ pub struct NodeConfig {
     /// Local network policy.
     #[serde(default)]
     pub network: NetworkSection,
+    /// Storage lifecycle (pruning).
+    #[serde(default)]
+    pub storage: StorageSection,
     /// Local fault policy (evidence pool bounds, local labels, health thresholds); the
     /// chain-wide knobs are in the genesis ([`super::Genesis::fault`]).
     #[serde(default)]
@@ -105,6 +108,7 @@ impl NodeConfig {
             consensus: ConsensusSection::default(),
             mempool: MempoolSection::default(),
             block: BlockSection::default(),
+            storage: StorageSection::default(),
             rpc: RpcSection::default(),
             network: NetworkSection::default(),
             fault: FaultSection::default(),
@@ -172,6 +176,12 @@ impl NodeConfig {
             "block.max_block_bytes",
             (1024..=MAX_BLOCK_BYTES_CAP).contains(&self.block.max_block_bytes),
             "must be between 1024 and 2097152 (the consensus payload cap)",
+        )?;
+        let retain = self.storage.retain_heights;
+        field(
+            "storage.retain_heights",
+            retain == 0 || retain >= crate::pruner::MIN_RETAIN_HEIGHTS,
+            "must be 0 (keep every block) or ≥ 10000 (heights; see docs/operating.md, \"Pruning\")",
         )?;
         let r = &self.rpc;
         let cap = RPC_LIMIT_CAP as u64;

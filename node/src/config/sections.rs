@@ -109,6 +109,18 @@ impl Default for BlockSection {
     }
 }
 
+/// Storage lifecycle (section `[storage]`): how much committed history this node keeps.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// Committed heights whose block bodies are kept below the tip; older bodies are deleted
+    /// ([`crate::pruner`]). `0` (the default) keeps every block: an archive node, which is
+    /// what lets a validator that was away longer than everyone's retention catch up (there
+    /// is no state sync). Otherwise at least [`crate::pruner::MIN_RETAIN_HEIGHTS`]. The
+    /// height → id index, the transaction index and the application state are never pruned.
+    pub retain_heights: u64,
+}
+
 /// Limits and the Host allow-list of the HTTP RPC server (section `[rpc]`).
 ///
 /// The server refuses a request whose `Host` header names anything but a loopback name or

@@ -88,6 +88,26 @@ impl Cluster {
         panic!("node {i} did not restart: {last:?}");
     }
 
+    /// Restart node `i` keeping only `retain` heights of block bodies (`[storage]
+    /// retain_heights`, set on the loaded config: below the operator minimum, which only the
+    /// config file check enforces).
+    pub async fn restart_pruning(&mut self, i: usize, retain: u64) {
+        let mut last = None;
+        for _ in 0..40 {
+            let mut loaded = node::config::load_home(&self.homes[i], &fast()).unwrap();
+            loaded.config.storage.retain_heights = retain;
+            match node::spawn_loaded(loaded).await {
+                Ok(n) => {
+                    self.nodes[i] = Some(n);
+                    return;
+                }
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!("node {i} did not restart: {last:?}");
+    }
+
     pub async fn shutdown(self) {
         for n in self.nodes.into_iter().flatten() {
             n.stop().await.unwrap();

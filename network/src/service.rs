@@ -526,7 +526,7 @@ impl Service {
             return;
         }
         p.score = p.score.saturating_add(m.penalty());
-        debug!(index, misbehaviour = ?m, score = p.score, "peer penalised");
+        debug!(index, peer = %p.peer_id, misbehaviour = ?m, score = p.score, "peer penalised");
         if p.score >= ban_score {
             self.ban(index);
         }
@@ -594,7 +594,7 @@ impl Service {
                 info,
                 ..
             })) => {
-                debug!(%peer_id, agent = %info.agent_version, protocol = %info.protocol_version, "identified peer");
+                debug!(peer = %peer_id, agent = %info.agent_version, protocol = %info.protocol_version, "identified peer");
                 if let Some(p) = self
                     .by_peer
                     .get(&peer_id)
@@ -797,7 +797,7 @@ impl Service {
                     return; // dropping the channel closes the stream
                 };
                 if self.inbound_sync.len() >= MAX_PENDING_SYNC {
-                    warn!(from, "too many pending sync requests; dropped");
+                    warn!(index = from, %peer, "too many pending sync requests; dropped");
                     self.metrics.pending_sync_dropped += 1;
                     if let Some(p) = self.peers.get_mut(&from) {
                         p.dropped += 1;

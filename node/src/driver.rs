@@ -308,6 +308,8 @@ pub struct Driver {
     /// Refuses local submissions while committed transactions waited too long (module
     /// [`crate::queue_delay`]); fed by every commit.
     queue_delay: QueueDelay,
+    /// The `driver{view, height}` span of the driver's log lines ([`crate::log_span`]).
+    log_span: crate::log_span::ConsensusSpan,
 }
 
 impl Driver {
@@ -360,6 +362,7 @@ impl Driver {
                 Duration::from_millis(queue_delay::DEFAULT_TARGET_MS),
                 queue_delay::INTERVAL,
             ),
+            log_span: Default::default(),
         }
     }
 
@@ -393,8 +396,22 @@ impl Driver {
         self.start.elapsed().as_millis() as Millis
     }
 
-    /// Run until shutdown, the network stopping, or a fatal (storage) error.
+    /// Run until shutdown, the network stopping, or a fatal (storage) error. Log lines carry
+    /// the view and committed height ([`crate::log_span`]).
     pub async fn run(
+        mut self,
+        net_rx: network::EventReceiver,
+        cmd_rx: mpsc::Receiver<Command>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<()> {
+        let height = self.metrics.committed_height.get() as u64;
+        let scope = self.log_span.start(self.core.current_view().0, height);
+        scope
+            .instrument(self.run_loop(net_rx, cmd_rx, shutdown))
+            .await
+    }
+
+    async fn run_loop(
         mut self,
         mut net_rx: network::EventReceiver,
         mut cmd_rx: mpsc::Receiver<Command>,
@@ -470,6 +487,8 @@ impl Driver {
         };
         self.execute(actions)?;
         self.metrics.view.set(self.core.current_view().0 as i64);
+        let height = self.metrics.committed_height.get() as u64;
+        self.log_span.update(self.core.current_view().0, height);
         Ok(())
     }
 
@@ -848,7 +867,7 @@ impl Driver {
                 Err(e) => {
                     self.metrics.invalid_messages.inc();
                     self.net.report(from, Misbehaviour::Undecodable);
-                    debug!(from, error = %e, "undecodable consensus message");
+                    debug!(peer = from, error = %e, "undecodable consensus message");
                 }
             },
             NetworkEvent::SyncRequest {
@@ -883,7 +902,7 @@ impl Driver {
                         }
                     }
                     Err(reason) => {
-                        debug!(from, %reason, "block sync request failed");
+                        debug!(peer = from, %reason, "block sync request failed");
                         Event::FetchFailed {
                             request_id: core_id,
                         }
@@ -937,7 +956,7 @@ impl Driver {
             )
         });
         if let Err(e) = report {
-            debug!(%from, error = %e, "undecodable transaction gossip");
+            debug!(peer = %from, error = %e, "undecodable transaction gossip");
             self.metrics.invalid_messages.inc();
             return;
         }

@@ -70,6 +70,8 @@ pub mod events;
 pub mod fault_params;
 pub mod faults;
 pub mod interceptor;
+pub mod log_limit;
+pub mod log_span;
 pub mod mempool;
 pub mod metrics;
 pub mod proof;
@@ -215,16 +217,24 @@ async fn shutdown_signal() {
 /// `RUST_LOG`, when set, overrides `level`. Span field values in the filter match literally,
 /// never as regular expressions: a regex is compiled to a DFA whose size is exponential in the
 /// pattern, so a ~130-byte filter could stall start-up for minutes (fuzz target `config_toml`).
+/// Repeated WARN/ERROR lines are rate-limited ([`log_limit`]); JSON lines carry the current
+/// span's fields ([`log_span::json_layer`]).
 pub fn init_logging(format: LogFormat, level: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filters = tracing_subscriber::EnvFilter::builder().with_regex(false);
     let filter = filters
         .try_from_env()
         .or_else(|_| filters.parse(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let registry = tracing_subscriber::registry().with(filter);
     let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => registry
+            .with(log_limit::RateLimited::new(log_span::json_layer()))
+            .try_init(),
+        LogFormat::Text => registry
+            .with(log_limit::RateLimited::new(tracing_subscriber::fmt::layer()))
+            .try_init(),
     };
 }
 

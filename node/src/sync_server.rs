@@ -148,7 +148,7 @@ impl SyncServer {
                 } else {
                     self.metrics.sync_refused.inc();
                 }
-                debug!(from, ?refusal, "block sync request refused");
+                debug!(peer = from, ?refusal, "block sync request refused");
                 self.net
                     .respond(request_id, consensus::encode(&BlockResponse::default()));
                 return Err(refusal);

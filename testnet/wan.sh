@@ -7,7 +7,7 @@
 #                                          build, create, start (background); --set edits one
 #                                          config.toml line `KEY = …` on every node (e.g.
 #                                          --set timeout_base_ms=2000)
-#   testnet/wan.sh load RATE SECS                                  `bftnode load` from host 0, JSON
+#   testnet/wan.sh load RATE SECS [SIZE]                         `bftnode load` from host 0, JSON
 #   testnet/wan.sh stats                                           per-node block commit latency
 #   testnet/wan.sh down                                            stop everything, delete namespaces
 #
@@ -131,8 +131,8 @@ up() {
 }
 
 load() {
-  local rate="${1:?rate}" secs="${2:?seconds}"
-  in_ns "$P-0" "$BIN" load --rpc "$(rpcs)" --rate "$rate" --size 512 --duration "$secs" \
+  local rate="${1:?rate}" secs="${2:?seconds}" size="${3:-512}"
+  in_ns "$P-0" "$BIN" load --rpc "$(rpcs)" --rate "$rate" --size "$size" --duration "$secs" \
     --drain 60 --output json
 }
 

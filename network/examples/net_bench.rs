@@ -4,7 +4,12 @@
 //! unacknowledged frames, (2) unicast round-trip time (A sends, B echoes with `send`), and
 //! (3) block-sync request/response round-trip time.
 //!
-//! Run: `cargo run --release -p network --example net_bench [frames] [rtt_rounds]`
+//! Run: `cargo run --release -p network --example net_bench [frames] [rtt_rounds] [frame_bytes]`
+//!
+//! Through a WAN relay instead of loopback: `NET_BENCH_RELAY=1` listens on `127.0.0.1:17000`
+//! and `:17001` and dials `127.0.0.2:17000` and `:17001`, the public addresses of a relay
+//! started beforehand, e.g. `bftnode-wan-relay --node 127.0.0.2:17000=127.0.0.1:17000 --node
+//! 127.0.0.2:17001=127.0.0.1:17001 --delay-ms 50 --loss 0.01`.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -12,7 +17,6 @@ use std::time::{Duration, Instant};
 use network::{NetworkConfig, NetworkEvent, ValidatorPeer, public_key_of, start};
 use tokio::sync::watch;
 
-const FRAME: usize = 512;
 const WINDOW: u64 = 384;
 
 fn free_addr() -> SocketAddr {
@@ -42,20 +46,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let frames: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(2_000);
+    let frame: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(512);
 
     let seeds = [[1u8; 32], [2u8; 32]];
-    let addrs = [free_addr(), free_addr()];
+    let (listen, dial) = if std::env::var_os("NET_BENCH_RELAY").is_some() {
+        let at = |ip: &str, port: u16| SocketAddr::new(ip.parse().expect("an IP"), port);
+        (
+            [at("127.0.0.1", 17000), at("127.0.0.1", 17001)],
+            [at("127.0.0.2", 17000), at("127.0.0.2", 17001)],
+        )
+    } else {
+        let addrs = [free_addr(), free_addr()];
+        (addrs, addrs)
+    };
     let validators: Vec<ValidatorPeer> = (0..2)
         .map(|i| {
             Ok(ValidatorPeer {
                 index: i as u16,
                 public_key: public_key_of(&seeds[i])?,
-                addr: addrs[i],
+                addr: dial[i],
             })
         })
         .collect::<Result<_, network::NetworkError>>()?;
     let cfg = |i: usize| {
-        let mut c = NetworkConfig::new(seeds[i], addrs[i], validators.clone());
+        let mut c = NetworkConfig::new(seeds[i], listen[i], validators.clone());
         c.rate_limit_msgs_per_sec = 10_000_000;
         c.rate_limit_burst = 10_000_000;
         c.max_inflight_per_peer = 8 * WINDOW as usize;
@@ -99,7 +113,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
 
     // 1. One-way throughput with at most WINDOW frames outstanding.
-    let payload = vec![0xabu8; FRAME];
+    let payload = vec![0xabu8; frame];
     let t0 = Instant::now();
     let mut sent = 0u64;
     while sent < frames {
@@ -141,9 +155,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dt = t0.elapsed().as_secs_f64();
     let dropped = a.metrics().await.send_dropped;
     println!(
-        "one-way {FRAME} B frames: {frames} in {dt:.2} s = {:.0} msg/s, {:.1} MB/s (window {WINDOW}, sender drops {dropped})",
+        "one-way {frame} B frames: {frames} in {dt:.2} s = {:.0} msg/s, {:.3} MB/s (window {WINDOW}, sender drops {dropped})",
         frames as f64 / dt,
-        frames as f64 * FRAME as f64 / dt / 1e6
+        frames as f64 * frame as f64 / dt / 1e6
     );
 
     // 2. Unicast RTT: A -> B -> A, one at a time.
@@ -159,7 +173,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         rtts.push(t.elapsed());
     }
-    report("unicast RTT (512 B, send+echo)", rtts);
+    report(&format!("unicast RTT ({frame} B, send+echo)"), rtts);
 
     // 3. Sync request/response RTT.
     let mut rtts = Vec::with_capacity(rounds);
@@ -175,7 +189,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         rtts.push(t.elapsed());
     }
-    report("sync request/response RTT (512 B)", rtts);
+    report(&format!("sync request/response RTT ({frame} B)"), rtts);
 
     let peers = a.peers().await;
     if let Some(rtt) = peers.first().and_then(|p| p.rtt_ms) {

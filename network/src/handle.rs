@@ -49,6 +49,7 @@ pub struct NetworkHandle {
     pub(crate) next_request_id: Arc<AtomicU64>,
     pub(crate) local_peer_id: PeerId,
     pub(crate) local_index: Option<u16>,
+    pub(crate) goodput: Arc<crate::Goodput>,
 }
 
 impl NetworkHandle {
@@ -116,6 +117,13 @@ impl NetworkHandle {
         let (tx, rx) = oneshot::channel();
         self.cmd(Command::Metrics(tx));
         rx.await.unwrap_or_default()
+    }
+
+    /// How fast our large consensus frames (≥ [`crate::MIN_SAMPLE_BYTES`]) reach validator
+    /// `to`, bytes per second, or `None` before the first sample ([`crate::Goodput`]).
+    /// Non-blocking.
+    pub fn goodput(&self, to: u16) -> Option<u64> {
+        self.goodput.get(to)
     }
 
     /// Our libp2p peer id.

@@ -94,6 +94,7 @@ mod admission;
 mod codec;
 mod events;
 mod gate;
+mod goodput;
 mod handle;
 mod peers;
 mod service;
@@ -101,6 +102,7 @@ mod service;
 use std::net::SocketAddr;
 
 pub use events::{EVENT_OVERHEAD, EventReceiver};
+pub use goodput::{EWMA_WEIGHT_PERCENT, Goodput, MIN_SAMPLE_BYTES};
 pub use handle::NetworkHandle;
 pub use libp2p::PeerId;
 use libp2p::identity;

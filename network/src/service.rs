@@ -82,6 +82,12 @@ struct Service {
     /// Our unacknowledged consensus frames: libp2p id → (target index, payload bytes). At most
     /// `max_inflight_per_peer` per validator.
     outbound_frames: HashMap<OutboundRequestId, (u16, usize)>,
+    /// When each of our unacknowledged consensus frames of at least
+    /// [`crate::MIN_SAMPLE_BYTES`] was sent: libp2p id → (target index, payload bytes, sent at).
+    /// A subset of `outbound_frames`.
+    frame_sent: HashMap<OutboundRequestId, (u16, usize, Instant)>,
+    /// Goodput estimates from `frame_sent`'s acknowledgements ([`crate::Goodput`]).
+    goodput: Arc<crate::Goodput>,
     /// Our unacknowledged transaction batches: libp2p id → (target index, payload bytes). At
     /// most `txs::MAX_INFLIGHT` per validator.
     outbound_txs: HashMap<OutboundRequestId, (u16, usize)>,
@@ -281,6 +287,7 @@ pub(crate) fn spawn(
         })
         .collect();
     let (cmd_tx, commands) = mpsc::unbounded_channel();
+    let goodput = Arc::new(crate::Goodput::default());
     info!(%local_peer_id, ?local_index, listen = %cfg.listen, validators = cfg.validators.len(), "network starting");
     let service = Service {
         swarm,
@@ -292,6 +299,8 @@ pub(crate) fn spawn(
         commands,
         metrics: NetworkMetrics::default(),
         outbound_frames: HashMap::new(),
+        frame_sent: HashMap::new(),
+        goodput: goodput.clone(),
         outbound_txs: HashMap::new(),
         outbound_sync: HashMap::new(),
         inbound_sync: HashMap::new(),
@@ -309,6 +318,7 @@ pub(crate) fn spawn(
         next_request_id: Arc::new(AtomicU64::new(1)),
         local_peer_id,
         local_index,
+        goodput,
     };
     Ok((handle, events_rx))
 }
@@ -428,6 +438,9 @@ impl Service {
         }
         let id = consensus.send_request(&pid, Frame::Data(bytes));
         self.outbound_frames.insert(id, (to, len));
+        if len >= crate::MIN_SAMPLE_BYTES {
+            self.frame_sent.insert(id, (to, len, Instant::now()));
+        }
     }
 
     fn send_sync_request(&mut self, to: u16, request_id: u64, bytes: Vec<u8>) {
@@ -735,6 +748,8 @@ impl Service {
         p.inflight = 0;
         p.inflight_bytes = 0;
         self.outbound_frames.retain(|_, (to, _)| *to != index);
+        self.frame_sent.retain(|_, (to, _, _)| *to != index);
+        self.goodput.forget(index);
         let now = Instant::now();
         let stable = Duration::from_millis(self.cfg.stable_connection_ms);
         if p.on_lost(now, stable, self.cfg.redial_min_ms) {

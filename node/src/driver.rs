@@ -161,6 +161,10 @@ pub struct DriverInfo {
     pub p2p_addrs: Vec<std::net::SocketAddr>,
     /// Maximum payload of our own proposals, in bytes.
     pub max_block_bytes: usize,
+    /// How long our proposal may take to reach a quorum (`[block] proposal_budget_ms`): with
+    /// the links' measured goodput it caps the payload below `max_block_bytes`
+    /// ([`crate::proposal_cap`]). `None`: off.
+    pub proposal_budget: Option<Duration>,
     /// How long a leader with an empty mempool (and no transactions in uncommitted blocks)
     /// waits for a transaction before proposing an empty block. Must stay well below the
     /// view timeout.
@@ -511,11 +515,41 @@ impl Driver {
         let Some((view, _)) = self.pending_payload.take() else {
             return;
         };
-        let txs = self.mempool.take(self.info.max_block_bytes);
+        let cap = self.proposal_cap();
+        let txs = self.mempool.take(cap);
         debug!(view = view.0, txs = txs.len(), "payload ready");
         let payload = Payload::Transactions(txs).encode();
         self.followups
             .push_back(Event::PayloadReady { view, payload });
+    }
+
+    /// Our next payload's cap: `max_block_bytes`, or, with a [`DriverInfo::proposal_budget`],
+    /// what the links to a quorum of connected validators carry within it
+    /// ([`crate::proposal_cap`]; also the gauge `bftnode_proposal_cap_bytes`).
+    fn proposal_cap(&self) -> usize {
+        let Some(budget) = self.info.proposal_budget else {
+            self.metrics
+                .proposal_cap_bytes
+                .set(self.info.max_block_bytes as i64);
+            return self.info.max_block_bytes;
+        };
+        let vs = self.core.validators();
+        let me = ValidatorIndex(self.net.local_index().unwrap_or(u16::MAX));
+        let peers: Vec<(u64, Option<u64>)> = self
+            .connected
+            .iter()
+            .filter(|i| **i != me)
+            .map(|i| (vs.power(*i), self.net.goodput(i.0)))
+            .collect();
+        let cap = crate::proposal_cap::proposal_cap(
+            vs.power(me),
+            vs.quorum(),
+            &peers,
+            budget,
+            self.info.max_block_bytes,
+        );
+        self.metrics.proposal_cap_bytes.set(cap as i64);
+        cap
     }
 
     fn execute(&mut self, actions: Vec<Action>) -> Result<()> {

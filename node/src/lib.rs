@@ -75,6 +75,7 @@ pub mod log_span;
 pub mod mempool;
 pub mod metrics;
 pub mod proof;
+pub mod proposal_cap;
 pub mod pruner;
 pub mod queue_delay;
 pub mod reset;
@@ -494,6 +495,8 @@ pub async fn spawn_loaded_with(
         genesis: loaded.genesis.clone(),
         p2p_addrs,
         max_block_bytes: cfg.block.max_block_bytes,
+        proposal_budget: (cfg.block.proposal_budget_ms > 0)
+            .then(|| Duration::from_millis(cfg.block.proposal_budget_ms)),
         empty_block_delay: Duration::from_millis((cfg.consensus.timeout_base_ms / 4).min(500)),
         fault: fault_config,
     };

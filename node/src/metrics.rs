@@ -67,6 +67,9 @@ pub struct Metrics {
     syncing: Gauge,
     /// Highest committed height.
     pub committed_height: Gauge,
+    /// The payload cap of our latest proposal, in bytes ([`crate::proposal_cap`]): below
+    /// `[block] max_block_bytes` when the links to a quorum are too slow for it.
+    pub proposal_cap_bytes: Gauge,
     /// Lowest height above genesis whose committed block body is kept ([`crate::pruner`]; 1
     /// when nothing was pruned).
     pub retained_from_height: Gauge,
@@ -156,6 +159,7 @@ impl Metrics {
             view: Gauge::default(),
             committed_height: Gauge::default(),
             retained_from_height: Gauge::default(),
+            proposal_cap_bytes: Gauge::default(),
             pruned_heights: Counter::default(),
             pruning_errors: Counter::default(),
             last_commit_timestamp: Gauge::default(),
@@ -250,6 +254,12 @@ impl Metrics {
             "bftnode_committed_height",
             "Highest committed height",
             m.committed_height.clone(),
+        );
+        r.register(
+            "bftnode_proposal_cap_bytes",
+            "Payload cap of our latest proposal (bytes): what the links to a quorum carry within \
+             a quarter of the base view timeout, at most [block] max_block_bytes",
+            m.proposal_cap_bytes.clone(),
         );
         r.register(
             "bftnode_retained_from_height",

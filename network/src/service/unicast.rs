@@ -68,7 +68,15 @@ impl Service {
             request_response::Event::Message {
                 message: request_response::Message::Response { request_id, .. },
                 ..
-            } => self.ack(kind, request_id),
+            } => {
+                if kind == Unicast::Consensus
+                    && let Some((to, len, sent)) = self.frame_sent.remove(&request_id)
+                {
+                    let rtt = self.peers.get(&to).and_then(|p| p.rtt);
+                    self.goodput.acknowledged(to, len, sent.elapsed(), rtt);
+                }
+                self.ack(kind, request_id);
+            }
             request_response::Event::OutboundFailure {
                 peer,
                 request_id,
@@ -76,6 +84,11 @@ impl Service {
                 ..
             } => {
                 debug!(%peer, %error, ?kind, "frame not delivered");
+                if kind == Unicast::Consensus
+                    && let Some((to, len, _)) = self.frame_sent.remove(&request_id)
+                {
+                    self.goodput.failed(to, len);
+                }
                 self.ack(kind, request_id);
                 self.metrics.send_failures += 1;
                 if kind == Unicast::Consensus

@@ -177,6 +177,11 @@ impl NodeConfig {
             (1024..=MAX_BLOCK_BYTES_CAP).contains(&self.block.max_block_bytes),
             "must be between 1024 and 2097152 (the consensus payload cap)",
         )?;
+        field(
+            "block.proposal_budget_ms",
+            self.block.proposal_budget_ms <= self.consensus.timeout_base_ms,
+            "must be 0 (off) or at most consensus.timeout_base_ms",
+        )?;
         let retain = self.storage.retain_heights;
         field(
             "storage.retain_heights",

@@ -99,12 +99,21 @@ impl Default for MempoolSection {
 pub struct BlockSection {
     /// Maximum encoded payload of one block, in bytes (≤ 2 MiB, the consensus cap).
     pub max_block_bytes: usize,
+    /// Opt-in, for lossy links: how long our proposal may take to reach a quorum, in ms.
+    /// When set, the payload is capped at the measured goodput of the links to a quorum times
+    /// this budget ([`crate::proposal_cap`]); `0` (the default) caps by `max_block_bytes`
+    /// only. At most `consensus.timeout_base_ms`; a quarter of it is a good start. Measured
+    /// (docs/operating.md, "Lossy links"): at 50 ms one-way and 1 % loss it about doubles what
+    /// commits, but on a clean link it refuses load the chain could carry, because a bursty
+    /// sender's goodput samples are below the link's capacity.
+    pub proposal_budget_ms: u64,
 }
 
 impl Default for BlockSection {
     fn default() -> Self {
         BlockSection {
             max_block_bytes: 1024 * 1024,
+            proposal_budget_ms: 0,
         }
     }
 }

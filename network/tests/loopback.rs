@@ -781,3 +781,35 @@ async fn a_validator_key_running_twice_is_noticed() {
     }
     twin.shutdown();
 }
+
+/// The goodput of our large consensus frames is measured from their acknowledgements over
+/// real QUIC (`network::Goodput`): nothing before the first large frame, an estimate for the
+/// peer after one, and none on the side that sent nothing large.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_frames_measure_the_links_goodput() {
+    let mut nodes = start_all(cluster(41, 2, |_, _| {})).await;
+    connected_to(&mut nodes[0].1, &[1]).await;
+    connected_to(&mut nodes[1].1, &[0]).await;
+    assert_eq!(nodes[0].0.goodput(1), None);
+    let len = 4 * network::MIN_SAMPLE_BYTES;
+    nodes[0].0.send(1, vec![7; len]);
+    let e = expect(&mut nodes[1].1, "large frame", |e| consensus(e).is_some()).await;
+    assert_eq!(consensus(&e).map(|(_, b)| b.len()), Some(len));
+    let deadline = Instant::now() + WAIT;
+    let rate = loop {
+        if let Some(rate) = nodes[0].0.goodput(1) {
+            break rate;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no goodput sample after the acknowledgement"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // At least the frame over the 10 s request timeout, at most the frame in 1 ms of transfer.
+    assert!(
+        (len as u64 / 10..=len as u64 * 1000).contains(&rate),
+        "{rate}"
+    );
+    assert_eq!(nodes[1].0.goodput(0), None, "node 1 sent nothing large");
+}

@@ -22,7 +22,7 @@
 //! queue in it and the smallest of their sojourn times exceeded the target. Local submissions
 //! are refused at once (HTTP 429, `mempool congested`) for the interval after a congested one
 //! if that one ended a run of [`ENTER_STREAK`] congested intervals, or if submissions were
-//! already refused less than [`MEMORY`] ago. The run keeps a backlog that drains by itself
+//! already refused less than [`QueueDelay::memory`] ago. The run keeps a backlog that drains by itself
 //! from refusing anyone: after a crash or a view change at moderate load the first blocks
 //! carry transactions that waited through the outage, but newer ones are included quickly
 //! within an interval or two. A genuine overload keeps the queue standing, is refused after
@@ -31,8 +31,10 @@
 //! run, and a refusal in force stays in force. So a chain whose blocks come less often than
 //! once per interval (a slow disk, wide-area links, a large validator set) is judged on the
 //! intervals that saw blocks, not let off by the ones between them. Once no transaction has
-//! left the queue for [`MEMORY`] the run is forgotten and the node admits (up to the mempool's
-//! limits), so a stalled or idle chain never locks its clients out for longer than that.
+//! left the queue for [`QueueDelay::memory`] ([`MEMORY`], or [`GAP_MEMORY_FACTOR`] typical
+//! gaps between blocks on a chain slower than that) the run is forgotten and the node admits
+//! (up to the mempool's limits), so a stalled or idle chain never locks its clients out for
+//! longer than that.
 //! Transactions from peers are not refused here: their own node already admitted them under
 //! the same rule.
 //!
@@ -52,8 +54,18 @@ pub const ENTER_STREAK: u32 = 3;
 
 /// After a refusal, how long a single congested interval is enough to refuse again; and how
 /// long without any transaction leaving the queue before the node forgets a run of congested
-/// intervals and admits.
+/// intervals and admits. The least such memory: a chain whose blocks come further apart
+/// stretches it to [`GAP_MEMORY_FACTOR`] times the typical gap ([`QueueDelay::memory`]).
 pub const MEMORY: Duration = Duration::from_secs(1);
+
+/// The memory is at least this many typical gaps between blocks that carried transactions
+/// out of the queue (EWMA, weight 1/4 on the newest gap), so that a slow chain's quiet time
+/// between two blocks is not taken for a stall (issue 11: 50 ms one-way links with 1 % loss,
+/// about a block a second, forgot every refusal between blocks and queued seconds of backlog).
+pub const GAP_MEMORY_FACTOR: u32 = 3;
+
+/// Observations closer together than this belong to one block.
+const SAME_BLOCK: Duration = Duration::from_millis(10);
 
 /// Queue-delay admission state (module docs).
 #[derive(Clone, Debug)]
@@ -73,6 +85,8 @@ pub struct QueueDelay {
     last_left: Option<Instant>,
     /// While refusing: the smallest sojourn of the last finished interval.
     congested: Option<Duration>,
+    /// EWMA of the gaps between blocks that carried transactions out of the queue.
+    typical_gap: Option<Duration>,
 }
 
 impl QueueDelay {
@@ -88,6 +102,7 @@ impl QueueDelay {
             last_refusal: None,
             last_left: None,
             congested: None,
+            typical_gap: None,
         }
     }
 
@@ -105,9 +120,24 @@ impl QueueDelay {
     /// carrying it).
     pub fn observe(&mut self, now: Instant, submitted: Instant) {
         self.roll(now);
+        if let Some(gap) = self
+            .last_left
+            .map(|t| now.saturating_duration_since(t))
+            .filter(|gap| *gap >= SAME_BLOCK)
+        {
+            self.typical_gap = Some(self.typical_gap.map_or(gap, |g| (g * 3 + gap) / 4));
+        }
         self.last_left = Some(now);
         let sojourn = now.saturating_duration_since(submitted);
         self.window_min = Some(self.window_min.map_or(sojourn, |m| m.min(sojourn)));
+    }
+
+    /// How long a refusal is remembered, and how long without a transaction leaving the
+    /// queue before a run is forgotten: [`MEMORY`], or [`GAP_MEMORY_FACTOR`] typical gaps
+    /// between blocks if that is longer.
+    pub fn memory(&self) -> Duration {
+        self.typical_gap
+            .map_or(MEMORY, |g| MEMORY.max(g * GAP_MEMORY_FACTOR))
     }
 
     /// `Some(smallest sojourn of the last interval)` if local submissions are refused at `now`.
@@ -125,9 +155,10 @@ impl QueueDelay {
             return;
         }
         self.window_start = Some(now);
+        let memory = self.memory();
         if self
             .last_left
-            .is_none_or(|t| now.saturating_duration_since(t) > MEMORY)
+            .is_none_or(|t| now.saturating_duration_since(t) > memory)
         {
             (self.streak, self.congested, self.window_min) = (0, None, None);
             return;
@@ -145,7 +176,7 @@ impl QueueDelay {
         };
         let recent = self
             .last_refusal
-            .is_some_and(|t| now.saturating_duration_since(t) <= MEMORY);
+            .is_some_and(|t| now.saturating_duration_since(t) <= memory);
         self.congested = congested.filter(|_| self.streak >= ENTER_STREAK || recent);
         if self.congested.is_some() {
             self.last_refusal = Some(now);
@@ -275,6 +306,36 @@ mod tests {
         // A slow inclusion followed by a silence longer than `MEMORY`, judged only after it.
         q.observe(c.at(1_650), c.before(900));
         assert_eq!(q.congested(c.at(2_700)), None);
+    }
+
+    #[test]
+    fn a_slow_chain_is_judged_on_its_blocks_not_forgotten_between_them() {
+        let c = Clock::new();
+        let mut q = QueueDelay::new(500 * MS, 100 * MS);
+        assert_eq!(q.congested(c.at(0)), None);
+        // One block every 1.5 s, each carrying transactions that waited 2 s.
+        let mut refused_at = None;
+        for k in 0..6u64 {
+            let end = 100 + 1_500 * k;
+            if interval(&mut q, &c, end, 2_000).is_some() && refused_at.is_none() {
+                refused_at = Some(end);
+            }
+            if refused_at.is_some() {
+                assert_eq!(
+                    q.congested(c.at(end + 1_400)),
+                    Some(2_000 * MS),
+                    "the refusal stands between blocks"
+                );
+            }
+        }
+        // The first gap, not yet known to be typical, was taken for a stall; then three
+        // congested blocks.
+        assert_eq!(refused_at, Some(100 + 1_500 * 4));
+        assert_eq!(q.memory(), 4_500 * MS);
+        // A stall longer than three typical gaps admits.
+        let last = 100 + 1_500 * 5 - 50;
+        assert_eq!(q.congested(c.at(last + 4_400)), Some(2_000 * MS));
+        assert_eq!(q.congested(c.at(last + 4_600)), None);
     }
 
     #[test]

@@ -103,9 +103,10 @@ pub struct BlockSection {
     /// When set, the payload is capped at the measured goodput of the links to a quorum times
     /// this budget ([`crate::proposal_cap`]); `0` (the default) caps by `max_block_bytes`
     /// only. At most `consensus.timeout_base_ms`; a quarter of it is a good start. Measured
-    /// (docs/operating.md, "Lossy links"): at 50 ms one-way and 1 % loss it about doubles what
-    /// commits, but on a clean link it refuses load the chain could carry, because a bursty
-    /// sender's goodput samples are below the link's capacity.
+    /// (docs/operating.md §9, "Long and lossy links"): at 50 ms one-way and 1 % loss it
+    /// commits more and keeps latency in seconds rather than tens of seconds, but on a clean
+    /// link it refuses load the chain could carry, because a bursty sender's goodput samples are
+    /// below the link's capacity.
     pub proposal_budget_ms: u64,
 }
 

@@ -57,7 +57,10 @@ up() {
     case "$1" in
       --delay) delay="${2%ms}"; shift 2 ;;
       --jitter) jitter="${2%ms}"; shift 2 ;;
-      --loss) loss="$2"; if [[ "$loss" == *% ]]; then loss="$(python3 -c "print(${loss%\%}/100)")"; fi; shift 2 ;;
+      --loss) loss="$2"; if [[ "$loss" == *% ]]; then loss="$(python3 -c "print(${loss%\%}/100)")"
+              elif python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) >= 1 else 1)" "$loss" 2>/dev/null; then
+                echo "wan.sh: --loss takes a probability (0.01) or a percentage (1%); $loss would drop every datagram" >&2; exit 2
+              fi; shift 2 ;;
       --set) [[ "$2" =~ ^[a-z_]+=[0-9a-z_.\"]+$ ]] || die "--set KEY=VALUE, got '$2'"; sets+=("$2"); shift 2 ;;
       *) die "unknown argument '$1'" ;;
     esac

@@ -74,28 +74,23 @@ impl Cluster {
     /// Restart node `i` from its home; the UDP port and the database lock are released
     /// asynchronously, so retry for a while.
     pub async fn restart(&mut self, i: usize) {
-        let mut last = None;
-        for _ in 0..40 {
-            match node::spawn(&self.homes[i], fast()).await {
-                Ok(n) => {
-                    self.nodes[i] = Some(n);
-                    return;
-                }
-                Err(e) => last = Some(e),
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        panic!("node {i} did not restart: {last:?}");
+        self.restart_with(i, |_| {}).await;
     }
 
     /// Restart node `i` keeping only `retain` heights of block bodies (`[storage]
     /// retain_heights`, set on the loaded config: below the operator minimum, which only the
     /// config file check enforces).
     pub async fn restart_pruning(&mut self, i: usize, retain: u64) {
+        self.restart_with(i, |loaded| loaded.config.storage.retain_heights = retain)
+            .await;
+    }
+
+    /// [`Cluster::restart`] with `tweak` applied to the loaded home before each try.
+    async fn restart_with(&mut self, i: usize, tweak: impl Fn(&mut node::config::Loaded)) {
         let mut last = None;
         for _ in 0..40 {
             let mut loaded = node::config::load_home(&self.homes[i], &fast()).unwrap();
-            loaded.config.storage.retain_heights = retain;
+            tweak(&mut loaded);
             match node::spawn_loaded(loaded).await {
                 Ok(n) => {
                     self.nodes[i] = Some(n);

@@ -132,6 +132,17 @@ async fn a_reset_validator_keeps_its_record_and_catches_up() {
     let c = reqwest::Client::new();
     let mut cl = Cluster::start(4).await;
     wait_all_at(&c, &cl, &[0, 1, 2, 3], 5, 60).await;
+    // A node that started late may have caught up by block sync without voting yet; wait
+    // until node 3 has signed four votes (views strictly increase, so its last voted view is
+    // at least 4).
+    let a3 = cl.addr(3);
+    assert!(
+        wait_until(60, || async {
+            sample(&metrics_text(&c, a3).await, "bftnode_votes_total") >= 4.0
+        })
+        .await,
+        "node 3 never voted four times"
+    );
     let e = format!(
         "{:#}",
         reset(&cl.homes[0], &ResetMode::KeepSafetyRecord).unwrap_err()

@@ -21,7 +21,8 @@ pub struct SafetyData {
     pub last_voted_view: View,
     /// Highest view we timed out in; we never vote in a view ≤ this.
     pub last_timeout_view: View,
-    /// Highest view we proposed in; we never propose twice in a view.
+    /// Highest view we proposed in, or reserved to propose in (§3 rule 4, "reserved
+    /// proposal"); we never propose in a view ≤ this one loaded from storage.
     pub last_proposed_view: View,
     /// The lock = the highest QC seen (HotStuff-2 has no separate key phase).
     pub lock: QuorumCert,
@@ -125,6 +126,10 @@ pub struct SafetyModule {
     /// No signature at all while the double-sign check at start runs (PROTOCOL.md §4.10).
     /// `false` at construction; the core sets it on `Event::Start`.
     held: bool,
+    /// Highest view this process signed a proposal in; the loaded `last_proposed_view` at
+    /// construction, so a view reserved before a restart is never proposed in after it.
+    /// `data.last_proposed_view ≥ proposed` always; the gap is a reservation.
+    proposed: View,
     /// The voting-rule mutation canaries (simulator only).
     #[cfg(feature = "mutations")]
     mutations: crate::core::Mutations,
@@ -136,6 +141,7 @@ impl SafetyModule {
         SafetyModule {
             key,
             me,
+            proposed: data.last_proposed_view,
             data,
             suspended_until: View(0),
             held: false,
@@ -290,7 +296,35 @@ impl SafetyModule {
         Ok(t)
     }
 
-    /// Sign a proposal for `block` (at most once per view, §4.4).
+    /// The highest view this process signed a proposal in (or the loaded
+    /// `last_proposed_view` if higher): a leader never proposes in a view ≤ this.
+    pub fn proposed_view(&self) -> View {
+        self.proposed
+    }
+
+    /// Reserve `view` for a proposal of ours (PROTOCOL.md §3 rule 4, "reserved proposal"):
+    /// raise `last_proposed_view` to `view` in the record *without* signing, so that the record
+    /// persisted with the vote or timeout being signed now already forbids a second proposal in
+    /// `view` after a restart. A proposal in a reserved view may then leave before its own
+    /// record is synced ([`SafetyModule::proposal_reserved`]). Reserving a view we turn out not
+    /// to lead only forbids proposing there after a restart. No effect if `view` is not above
+    /// the record's `last_proposed_view`.
+    pub fn reserve_proposal(&mut self, view: View) {
+        if view > self.data.last_proposed_view {
+            self.data.last_proposed_view = view;
+        }
+    }
+
+    /// Whether a proposal in `view` needs no synced write of its own before it leaves: `view`
+    /// was reserved ([`SafetyModule::reserve_proposal`]) in this process and not proposed in.
+    /// The reservation is durable once the record that carried it was persisted, which persist
+    /// before send (§3 rule 4) guarantees before any later message leaves.
+    pub fn proposal_reserved(&self, view: View) -> bool {
+        view > self.proposed && view <= self.data.last_proposed_view
+    }
+
+    /// Sign a proposal for `block` (at most once per view, §4.4). Refuses a view ≤
+    /// [`SafetyModule::proposed_view`].
     pub fn sign_proposal(
         &mut self,
         block: Block,
@@ -299,7 +333,7 @@ impl SafetyModule {
         vs: &ValidatorSet,
     ) -> Result<Proposal, Refusal> {
         self.gate(block.view)?;
-        if block.view <= self.data.last_proposed_view {
+        if block.view <= self.proposed {
             return Err(Refusal::AlreadyProposed);
         }
         let sig = self.key.sign(
@@ -308,7 +342,8 @@ impl SafetyModule {
             &proposal_body(block.view, &block_id),
         );
         let p = Proposal { block, tc, sig };
-        self.data.last_proposed_view = p.block.view;
+        self.proposed = p.block.view;
+        self.data.last_proposed_view = self.data.last_proposed_view.max(p.block.view);
         self.data.last_proposal = Some(ProposalRecord::of(&p, block_id));
         Ok(p)
     }

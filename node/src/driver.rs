@@ -1090,6 +1090,10 @@ impl Driver {
             .committed_height
             .set(st.committed_height.0 as i64);
         Metrics::sync_counter(&self.metrics.proposals, st.counters.proposals_sent);
+        Metrics::sync_counter(
+            &self.metrics.proposals_reserved,
+            st.counters.proposals_reserved,
+        );
         Metrics::sync_counter(&self.metrics.votes, st.counters.votes_sent);
         Metrics::sync_counter(&self.metrics.timeouts, st.counters.timeouts_sent);
         Metrics::sync_counter(&self.metrics.tcs, st.counters.tcs_formed);

@@ -89,6 +89,9 @@ pub struct Metrics {
     pub block_commit_latency: Histogram,
     /// Proposals sent.
     pub proposals: Counter,
+    /// Proposals sent in a reserved view, without a synced write of their own (PROTOCOL.md §3
+    /// rule 4).
+    pub proposals_reserved: Counter,
     /// Votes sent.
     pub votes: Counter,
     /// Timeouts sent.
@@ -175,6 +178,7 @@ impl Metrics {
             // 1 ms × 1.25^k up to about 36 s: fine enough to tell 4 one-way delays from 5.
             block_commit_latency: Histogram::new(exponential_buckets(0.001, 1.25, 48)),
             proposals: Counter::default(),
+            proposals_reserved: Counter::default(),
             votes: Counter::default(),
             timeouts: Counter::default(),
             tcs: Counter::default(),
@@ -288,6 +292,11 @@ impl Metrics {
             m.block_commit_latency.clone(),
         );
         r.register("bftnode_proposals", "Proposals sent", m.proposals.clone());
+        r.register(
+            "bftnode_proposals_reserved",
+            "Proposals sent in a view reserved with the previous vote or timeout (no synced write of their own)",
+            m.proposals_reserved.clone(),
+        );
         r.register("bftnode_votes", "Votes signed", m.votes.clone());
         r.register("bftnode_timeouts", "Timeouts signed", m.timeouts.clone());
         r.register("bftnode_tcs", "Timeout certificates formed", m.tcs.clone());

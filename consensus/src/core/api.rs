@@ -239,6 +239,9 @@ pub enum Action {
 pub struct Counters {
     /// Proposals sent.
     pub proposals_sent: u64,
+    /// Of those, proposals in a reserved view, sent without a synced write of their own
+    /// (PROTOCOL.md §3 rule 4).
+    pub proposals_reserved: u64,
     /// Votes signed.
     pub votes_sent: u64,
     /// Timeouts signed.

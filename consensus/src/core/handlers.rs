@@ -235,6 +235,7 @@ impl<P: FaultPolicy> Core<P> {
         }
         if let Ok(vote) = self.safety.sign_vote(&block, id, &self.vs) {
             self.counters.votes_sent += 1;
+            self.reserve_next_proposal(block.view);
             self.persist_safety();
             // Votes go to every validator, not only leader(v + 1) (PROTOCOL.md §9): when
             // the next leader is dead, every node still forms QC(v), enters v + 1 at once, and
@@ -396,6 +397,7 @@ impl<P: FaultPolicy> Core<P> {
                 "local timeout"
             );
             self.counters.timeouts_sent += 1;
+            self.reserve_next_proposal(view);
             self.persist_safety();
             let t = self.with_commit_proof(t);
             self.broadcast(ConsensusMessage::Timeout(t));

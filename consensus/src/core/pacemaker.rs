@@ -338,7 +338,7 @@ impl<P: FaultPolicy> Core<P> {
         let v = self.current_view;
         if self.leader(v) != self.cfg.me
             || self.safety.is_held()
-            || self.safety.data().last_proposed_view >= v
+            || self.safety.proposed_view() >= v
             || self.entry == Entry::Join
             || self.leader_state.payload_requested
         {
@@ -411,11 +411,22 @@ impl<P: FaultPolicy> Core<P> {
             .is_some_and(|tc| tc.view.next() == Some(v))
     }
 
+    /// §3 rule 4 (reserved proposal): when we lead `view + 1`, reserve it in the record about
+    /// to be persisted with our vote or timeout of `view`, so that our proposal there needs no
+    /// synced write of its own on the critical path of the next view.
+    pub(super) fn reserve_next_proposal(&mut self, view: View) {
+        if let Some(next) = view.next()
+            && self.leader(next) == self.cfg.me
+        {
+            self.safety.reserve_proposal(next);
+        }
+    }
+
     /// Build, sign, persist and broadcast our proposal for `view` (§4.4).
     pub(super) fn on_payload(&mut self, view: View, mut payload: Vec<u8>) {
         if view != self.current_view
             || self.leader(view) != self.cfg.me
-            || self.safety.data().last_proposed_view >= view
+            || self.safety.proposed_view() >= view
         {
             return;
         }
@@ -451,6 +462,7 @@ impl<P: FaultPolicy> Core<P> {
             proposer: self.cfg.me,
         };
         let id = block.id(self.vs.domain());
+        let reserved = self.safety.proposal_reserved(view);
         if let Ok(p) = self.safety.sign_proposal(block, id, tc, &self.vs) {
             tracing::debug!(
                 view = view.0,
@@ -461,7 +473,14 @@ impl<P: FaultPolicy> Core<P> {
                 "proposal sent"
             );
             self.counters.proposals_sent += 1;
-            self.persist_safety();
+            // A reserved view (§3 rule 4) was made durable with our vote or timeout of the
+            // view before; the record with this proposal is persisted with our own vote for
+            // it, which follows at once through the inbox.
+            if reserved {
+                self.counters.proposals_reserved += 1;
+            } else {
+                self.persist_safety();
+            }
             self.broadcast(ConsensusMessage::Proposal(p));
         }
     }

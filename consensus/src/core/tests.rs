@@ -1377,3 +1377,122 @@ fn an_empty_sync_response_asks_the_next_peer_without_blame() {
         Some(View(2))
     );
 }
+
+/// PROTOCOL.md §3 rule 4 (reserved proposal): the leader of view 2 reserves it in the record
+/// persisted with its vote of view 1, so its proposal of view 2 leaves with no synced write of
+/// its own before it (the record with the proposal follows with its own vote). Restarted from
+/// the reserving record, as if it crashed before the proposal reached the disk, it never
+/// proposes in view 2 again.
+#[test]
+fn a_reserved_view_is_proposed_in_without_its_own_persist_and_never_after_a_restart() {
+    let (vs, ks) = keys(4);
+    let g = Block::genesis(vs.domain());
+    let gid = g.id(vs.domain());
+    let b1 = block_on(1, 1, QuorumCert::genesis(gid), 1, 9);
+    let proposal = signed_proposal(&vs, &ks[1], b1.clone());
+    let votes: Vec<ConsensusMessage> = [0usize, 1]
+        .iter()
+        .map(|&i| {
+            let data = crate::cert::VoteData {
+                view: View(1),
+                block_id: b1.id(vs.domain()),
+                height: b1.height,
+                parent_id: gid,
+                parent_view: View(0),
+            };
+            ConsensusMessage::Vote(crate::messages::Vote::sign(
+                data,
+                ValidatorIndex(i as u16),
+                &ks[i],
+                &vs,
+            ))
+        })
+        .collect();
+    let deliver = |c: &mut Core<RoundRobin>, at: Millis, msg: &ConsensusMessage| {
+        c.handle(
+            at,
+            Event::Message {
+                from: ValidatorIndex(1),
+                msg: msg.clone(),
+            },
+        )
+    };
+    let persisted = |a: &[Action]| -> Vec<SafetyData> {
+        a.iter()
+            .filter_map(|x| match x {
+                Action::PersistSafety(d) => Some((**d).clone()),
+                _ => None,
+            })
+            .collect()
+    };
+
+    // Validator 2 leads view 2 under round robin.
+    let mut c = core(&vs, PrivateKey::from_seed(ks[2].seed()), 2);
+    c.handle(0, Event::Start);
+    let a = deliver(&mut c, 10, &proposal);
+    let reserving = persisted(&a).pop().expect("the vote of view 1 is persisted");
+    assert_eq!(reserving.last_voted_view, View(1));
+    assert_eq!(reserving.last_proposed_view, View(2), "view 2 is reserved");
+    assert!(reserving.last_proposal.is_none());
+    let mut a = Vec::new();
+    for (k, v) in votes.iter().enumerate() {
+        a.extend(deliver(&mut c, 20 + k as Millis, v));
+    }
+    assert!(
+        a.iter()
+            .any(|x| matches!(x, Action::RequestPayload { view: View(2), .. })),
+        "QC(1) makes validator 2 propose: {a:?}"
+    );
+    let a = c.handle(
+        30,
+        Event::PayloadReady {
+            view: View(2),
+            payload: vec![1],
+        },
+    );
+    let sent = a
+        .iter()
+        .position(|x| matches!(x, Action::Broadcast(ConsensusMessage::Proposal(_))))
+        .expect("the leader proposes in its reserved view");
+    assert!(
+        persisted(&a[..sent]).is_empty(),
+        "no synced write before a reserved proposal: {a:?}"
+    );
+    let after = persisted(&a[sent..]).pop().expect("its own vote follows");
+    assert_eq!(after.last_proposal.map(|p| p.view), Some(View(2)));
+    assert_eq!(after.last_voted_view, View(2));
+    assert_eq!(c.status(30).counters.proposals_reserved, 1);
+
+    // Restarted from the reserving record: view 2 is never proposed in again.
+    let mut restarted = Core::new(
+        Config::new(ValidatorIndex(2)),
+        vs.clone(),
+        PrivateKey::from_seed(ks[2].seed()),
+        RoundRobin::new(&vs),
+        reserving,
+        Recovered {
+            committed: vec![g],
+            uncommitted: vec![b1],
+        },
+    )
+    .unwrap();
+    let mut a = restarted.handle(0, Event::Start);
+    for (k, v) in votes.iter().enumerate() {
+        a.extend(deliver(&mut restarted, 10 + k as Millis, v));
+    }
+    assert_eq!(restarted.current_view(), View(2), "QC(1) formed again");
+    a.extend(restarted.handle(
+        5_000,
+        Event::PayloadReady {
+            view: View(2),
+            payload: vec![2],
+        },
+    ));
+    assert!(
+        !a.iter().any(|x| matches!(
+            x,
+            Action::RequestPayload { .. } | Action::Broadcast(ConsensusMessage::Proposal(_))
+        )),
+        "a reserved view is never proposed in after a restart: {a:?}"
+    );
+}

@@ -46,7 +46,7 @@ pub(crate) enum Frame {
 }
 
 /// Reads a request frame, turning an over-cap length into [`Frame::Oversized`].
-async fn read_request_frame<T: AsyncRead + Unpin + Send>(
+pub(crate) async fn read_request_frame<T: AsyncRead + Unpin + Send>(
     io: &mut T,
     max: usize,
 ) -> io::Result<Frame> {

@@ -17,7 +17,8 @@
 //!
 //! | Protocol | Use | Limits |
 //! |---|---|---|
-//! | `/bftnode/consensus/1` | request-response, one frame per stream, empty ack | `max_frame_bytes` |
+//! | `/bftnode/consensus-stream/1` | consensus frames below `MIN_SAMPLE_BYTES` (votes, timeouts, statuses, small proposals) back to back on one long-lived stream per validator (`service/links.rs`) | `max_frame_bytes`, frame token bucket, 512 queued frames per peer, 4 inbound streams per peer |
+//! | `/bftnode/consensus/1` | request-response, one frame per stream, empty ack: larger frames, a full stream queue, and every frame while a key is connected twice | `max_frame_bytes` |
 //! | `/bftnode/sync/1` | block-sync request-response | requests `max_frame_bytes`, responses `sync_max_response_bytes` |
 //! | `/bftnode/txs/1` | transaction batches, pushed once by their author to each validator, no relay (`service/txs.rs`) | `max_gossip_bytes`, frame token bucket, per-author budget, 64 batches / 16 MiB in flight per peer |
 //! | gossipsub `bftnode/evidence/1` | evidence | `max_gossip_bytes`, strict signed validation, validated before relay, per-author budget |
@@ -109,6 +110,9 @@ use libp2p::identity;
 
 /// Protocol name of consensus unicast/broadcast frames.
 pub const CONSENSUS_PROTOCOL: &str = "/bftnode/consensus/1";
+/// Protocol of the long-lived consensus streams: one per validator and direction, carrying
+/// consensus frames below [`MIN_SAMPLE_BYTES`] back to back (`service/links.rs`).
+pub const CONSENSUS_STREAM_PROTOCOL: &str = "/bftnode/consensus-stream/1";
 /// Protocol name of block-sync request/response.
 pub const SYNC_PROTOCOL: &str = "/bftnode/sync/1";
 /// Protocol version announced by identify.

@@ -19,6 +19,7 @@ use libp2p::{
 use tokio::sync::mpsc;
 use tracing::{debug, info, trace, warn};
 
+mod links;
 mod txs;
 mod unicast;
 
@@ -65,6 +66,8 @@ struct Behaviour {
     sync: ValidatorsOnly<request_response::Behaviour<SyncCodec>>,
     txs: ValidatorsOnly<request_response::Behaviour<ConsensusCodec>>,
     gossip: ValidatorsOnly<Gossip>,
+    /// Long-lived consensus streams (`service/links.rs`); strangers' streams are dropped there.
+    stream: libp2p_stream::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
 }
@@ -102,6 +105,9 @@ struct Service {
     /// Per-author gossip and transaction-push byte budgets, one per validator (the only accepted authors).
     gossip_budget: HashMap<u16, TokenBucket>,
     last_decay: Instant,
+    /// Long-lived streams for small consensus frames.
+    links: links::Links,
+    link_events: mpsc::Receiver<links::LinkEvent>,
     /// Connection refusals already reported in a log line.
     refused_logged: u64,
     last_refused_log: Option<Instant>,
@@ -201,6 +207,7 @@ fn build_behaviour(
             validators.clone(),
         ),
         gossip: ValidatorsOnly::new(gossip, validators.clone()),
+        stream: libp2p_stream::Behaviour::new(),
         identify: identify::Behaviour::new(
             identify::Config::new(IDENTIFY_PROTOCOL.to_string(), keypair.public())
                 .with_agent_version(crate::AGENT_VERSION.to_string()),
@@ -286,6 +293,10 @@ pub(crate) fn spawn(
             )
         })
         .collect();
+    let (links, link_events) = links::Links::start(swarm.behaviour().stream.new_control())
+        .map_err(|e| NetworkError::Behaviour {
+            reason: e.to_string(),
+        })?;
     let (cmd_tx, commands) = mpsc::unbounded_channel();
     let goodput = Arc::new(crate::Goodput::default());
     info!(%local_peer_id, ?local_index, listen = %cfg.listen, validators = cfg.validators.len(), "network starting");
@@ -309,6 +320,8 @@ pub(crate) fn spawn(
         evidence_topic,
         gossip_budget,
         last_decay: now,
+        links,
+        link_events,
         refused_logged: 0,
         last_refused_log: None,
     };
@@ -334,6 +347,7 @@ impl Service {
                     Some(cmd) => self.on_command(cmd),
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                Some(event) = self.link_events.recv() => self.on_link(event),
                 _ = tick.tick() => self.on_tick(Instant::now()),
             }
         }
@@ -389,7 +403,9 @@ impl Service {
                 let _ = reply.send(list);
             }
             Command::Metrics(reply) => {
-                let _ = reply.send(self.metrics.clone());
+                let mut m = self.metrics.clone();
+                m.send_failures += self.links.write_failures();
+                let _ = reply.send(m);
             }
             Command::Shutdown => {}
         }
@@ -423,12 +439,27 @@ impl Service {
         }
         let len = bytes.len();
         let copies = p.copies_per_frame();
+        let pid = p.peer_id;
+        // Small frames to a single instance go on its long-lived stream (`service/links.rs`);
+        // a full queue falls back to request-response.
+        let bytes = if copies == 1 && len < crate::MIN_SAMPLE_BYTES {
+            match self.links.send(pid, bytes) {
+                Ok(()) => {
+                    p.msgs_out += 1;
+                    self.metrics.frames_out += 1;
+                    self.metrics.bytes_out += len as u64;
+                    return;
+                }
+                Err(bytes) => bytes,
+            }
+        } else {
+            bytes
+        };
         p.inflight += copies;
         p.inflight_bytes += len * copies;
         p.msgs_out += 1;
         self.metrics.frames_out += 1;
         self.metrics.bytes_out += (len * copies) as u64;
-        let pid = p.peer_id;
         let consensus = self.swarm.behaviour_mut().consensus.inner();
         // request-response sends request `id` on connection `id mod connections`: requests with
         // consecutive ids reach every connection once.

@@ -1,0 +1,262 @@
+//! Long-lived consensus streams ([`CONSENSUS_STREAM_PROTOCOL`]): one outbound stream per
+//! validator, opened on first use and reopened after a failure, carrying small consensus frames
+//! (votes, timeouts, statuses, small proposals: below [`crate::MIN_SAMPLE_BYTES`]) back to back
+//! as `u32` big-endian length ‖ bytes, the framing of `/bftnode/consensus/1`.
+//!
+//! Why: a request-response frame costs a new QUIC stream, a protocol negotiation, a timeout
+//! timer (on libp2p's shared `futures-timer` thread) and an acknowledgement stream back. At
+//! 1,000 tx/s on 4 validators sharing 2 cores the chain runs about 280 views a second, every
+//! one of them about 15 frames, and a node's profile showed 16 % of its samples in thread
+//! switches, most of them waking that timer thread (issue 10). Frames of at least
+//! `MIN_SAMPLE_BYTES` keep request-response: their acknowledgements feed [`crate::Goodput`],
+//! and a large proposal on its own stream does not hold the small frames behind it.
+//!
+//! **Delivery** stays best effort, as for request-response: a frame whose stream fails is lost
+//! (the core's resend timers and block sync recover), and small frames may overtake large ones.
+//!
+//! **Bounds** (nothing here grows with what a peer sends):
+//! * outbound: at most [`QUEUE_FRAMES`] frames queued per validator; when full the service falls
+//!   back to request-response, whose in-flight caps apply;
+//! * a stream open waits at most [`OPEN_TIMEOUT`], a write at most [`WRITE_TIMEOUT`], then the
+//!   stream is dropped and the queued frames with it;
+//! * inbound: streams of validators only (a stranger's is dropped at once and counted as
+//!   `non_validator_dropped`), at most [`MAX_READERS_PER_PEER`] per validator (a new one
+//!   replaces the oldest: a reconnected peer's old stream may linger on our side); each frame is
+//!   checked against `max_frame_bytes` before its body is read (an oversized one ends the
+//!   stream and scores the peer, like an oversized request), then admitted by the service's
+//!   token bucket like any consensus frame. The readers share one channel of
+//!   [`INBOUND_FRAMES`] frames to the service; a full channel stops the readers, and QUIC flow
+//!   control then stops the senders.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::{AsyncWriteExt, StreamExt};
+use libp2p::{PeerId, Stream, StreamProtocol};
+use tokio::sync::mpsc;
+use tokio::task::{AbortHandle, JoinSet};
+use tracing::{debug, trace};
+
+use crate::CONSENSUS_STREAM_PROTOCOL;
+use crate::codec::{Frame, read_request_frame, write_frame};
+
+/// Frames queued per validator before the service falls back to request-response.
+pub(super) const QUEUE_FRAMES: usize = 512;
+/// Longest wait for a stream to open.
+pub(super) const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest wait for one batch of frames to be written (the peer reads too slowly otherwise).
+pub(super) const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Inbound streams read at once per validator.
+pub(super) const MAX_READERS_PER_PEER: usize = 4;
+/// Frames read off every stream and not yet taken by the service.
+pub(super) const INBOUND_FRAMES: usize = 1024;
+
+/// What the link tasks hand to the service.
+pub(super) enum LinkEvent {
+    /// A peer opened a stream to us (not yet known to be a validator's).
+    Accepted(PeerId, Stream),
+    /// A frame read off a validator's stream, within `max_frame_bytes`.
+    Frame(PeerId, Vec<u8>),
+    /// A validator announced a frame of `len` bytes, above the cap `max`; its stream ended.
+    Oversized {
+        /// The sender.
+        peer: PeerId,
+        /// Announced length, in bytes.
+        len: usize,
+        /// The cap, in bytes.
+        max: usize,
+    },
+}
+
+/// The service's side of the links: per-validator writer queues and the reader tasks.
+pub(super) struct Links {
+    protocol: StreamProtocol,
+    control: libp2p_stream::Control,
+    writers: HashMap<PeerId, mpsc::Sender<Vec<u8>>>,
+    readers: HashMap<PeerId, VecDeque<AbortHandle>>,
+    /// Every link task; dropping `Links` (the service ending) aborts them all.
+    tasks: JoinSet<()>,
+    /// Where the readers and the acceptor send.
+    events_tx: mpsc::Sender<LinkEvent>,
+    /// Batches lost to a failed open or write (a batch is one or more frames).
+    write_failures: Arc<AtomicU64>,
+}
+
+impl Links {
+    /// Starts accepting [`CONSENSUS_STREAM_PROTOCOL`] streams on `control` and returns the
+    /// links with the receiver of their events. Must run inside a tokio runtime. Fails only if
+    /// the protocol is already accepted on this behaviour.
+    pub(super) fn start(
+        mut control: libp2p_stream::Control,
+    ) -> Result<(Self, mpsc::Receiver<LinkEvent>), libp2p_stream::AlreadyRegistered> {
+        let protocol = StreamProtocol::new(CONSENSUS_STREAM_PROTOCOL);
+        let mut incoming = control.accept(protocol.clone())?;
+        let (events_tx, events_rx) = mpsc::channel(INBOUND_FRAMES);
+        let mut tasks = JoinSet::new();
+        let tx = events_tx.clone();
+        tasks.spawn(async move {
+            while let Some((peer, stream)) = incoming.next().await {
+                if tx.send(LinkEvent::Accepted(peer, stream)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let links = Links {
+            protocol,
+            control,
+            writers: HashMap::new(),
+            readers: HashMap::new(),
+            tasks,
+            events_tx,
+            write_failures: Arc::new(AtomicU64::new(0)),
+        };
+        Ok((links, events_rx))
+    }
+
+    /// Queues `bytes` on `peer`'s stream, starting its writer on first use. Gives the frame
+    /// back if the queue is full (the caller sends it another way).
+    pub(super) fn send(&mut self, peer: PeerId, bytes: Vec<u8>) -> Result<(), Vec<u8>> {
+        let tx = match self.writers.get(&peer) {
+            Some(tx) => tx,
+            None => {
+                let (tx, rx) = mpsc::channel(QUEUE_FRAMES);
+                let control = self.control.clone();
+                let failures = self.write_failures.clone();
+                let protocol = self.protocol.clone();
+                self.tasks
+                    .spawn(write_loop(control, protocol, peer, rx, failures));
+                self.writers.entry(peer).or_insert(tx)
+            }
+        };
+        tx.try_send(bytes).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b) => b,
+        })
+    }
+
+    /// Reads frames of at most `max` bytes off `stream`, opened to us by validator `peer`,
+    /// replacing its oldest reader beyond [`MAX_READERS_PER_PEER`].
+    pub(super) fn read(&mut self, peer: PeerId, stream: Stream, max: usize) {
+        let handle = self
+            .tasks
+            .spawn(read_loop(peer, stream, max, self.events_tx.clone()));
+        let readers = self.readers.entry(peer).or_default();
+        readers.retain(|h| !h.is_finished());
+        readers.push_back(handle);
+        while readers.len() > MAX_READERS_PER_PEER {
+            if let Some(oldest) = readers.pop_front() {
+                oldest.abort();
+            }
+        }
+    }
+
+    /// Batches lost to a failed stream open or write since start.
+    pub(super) fn write_failures(&self) -> u64 {
+        self.write_failures.load(Ordering::Relaxed)
+    }
+}
+
+impl super::Service {
+    /// An event of the link tasks: an accepted stream is read if a validator opened it (else
+    /// dropped and counted); a frame is admitted and delivered like a request-response frame;
+    /// an oversized announcement scores its sender.
+    pub(super) fn on_link(&mut self, event: LinkEvent) {
+        match event {
+            LinkEvent::Accepted(peer, stream) => {
+                if self.by_peer.contains_key(&peer) {
+                    self.links.read(peer, stream, self.cfg.max_frame_bytes);
+                } else {
+                    self.metrics.non_validator_dropped += 1;
+                    trace!(%peer, "consensus stream of a non-validator dropped");
+                }
+            }
+            LinkEvent::Frame(peer, bytes) => {
+                if let Some(from) = self.admit(&peer, bytes.len()) {
+                    self.metrics.frames_in += 1;
+                    self.emit(crate::NetworkEvent::Consensus { from, bytes });
+                }
+            }
+            LinkEvent::Oversized { peer, len, max } => self.on_oversized(peer, len, max),
+        }
+    }
+}
+
+/// Most bytes written between two waits for the next queued frame.
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// The writer of one validator's stream: takes every queued frame (up to [`BATCH_BYTES`]),
+/// opens the stream if needed, writes the frames and flushes. A failed open or write drops the
+/// batch and the stream; the next frame opens a new one.
+async fn write_loop(
+    mut control: libp2p_stream::Control,
+    protocol: StreamProtocol,
+    peer: PeerId,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    failures: Arc<AtomicU64>,
+) {
+    let mut stream: Option<Stream> = None;
+    let mut batch: Vec<Vec<u8>> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.clear();
+        let mut bytes = first.len();
+        batch.push(first);
+        while bytes < BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(f) => {
+                    bytes += f.len();
+                    batch.push(f);
+                }
+                Err(_) => break,
+            }
+        }
+        if stream.is_none() {
+            match tokio::time::timeout(OPEN_TIMEOUT, control.open_stream(peer, protocol.clone()))
+                .await
+            {
+                Ok(Ok(s)) => stream = Some(s),
+                Ok(Err(e)) => debug!(%peer, error = %e, "consensus stream not opened"),
+                Err(_) => debug!(%peer, "consensus stream open timed out"),
+            }
+        }
+        let Some(s) = stream.as_mut() else {
+            failures.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let write = async {
+            for f in &batch {
+                write_frame(s, f).await?;
+            }
+            s.flush().await
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+            Ok(Ok(())) => {}
+            outcome => {
+                trace!(%peer, timed_out = outcome.is_err(), "consensus stream write failed");
+                failures.fetch_add(1, Ordering::Relaxed);
+                stream = None;
+            }
+        }
+    }
+}
+
+/// The reader of one inbound stream: forwards each frame to the service until the stream ends,
+/// fails or announces a frame above `max`.
+async fn read_loop(peer: PeerId, mut stream: Stream, max: usize, tx: mpsc::Sender<LinkEvent>) {
+    loop {
+        let event = match read_request_frame(&mut stream, max).await {
+            Ok(Frame::Data(bytes)) => LinkEvent::Frame(peer, bytes),
+            Ok(Frame::Oversized { len, max }) => {
+                let _ = tx.send(LinkEvent::Oversized { peer, len, max }).await;
+                return;
+            }
+            Err(e) => {
+                trace!(%peer, error = %e, "consensus stream ended");
+                return;
+            }
+        };
+        if tx.send(event).await.is_err() {
+            return;
+        }
+    }
+}

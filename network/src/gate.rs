@@ -2,7 +2,8 @@
 //!
 //! A connection from any other peer gets a [`dummy`] handler for the wrapped behaviour, so the
 //! wrapped protocols are **not offered** on it: a stranger that opens a `/bftnode/consensus/1`,
-//! `/bftnode/sync/1` or `/bftnode/txs/1` stream, or a gossipsub stream, is refused during multistream
+//! `/bftnode/consensus-stream/1`, `/bftnode/sync/1` or `/bftnode/txs/1` stream, or a gossipsub
+//! stream, is refused during multistream
 //! negotiation, before a single byte of its frame is read (issue 8, finding 5). The wrapped
 //! behaviour never hears of such connections (their swarm events are filtered out), so its
 //! own state (gossipsub's mesh, request-response's connection table) holds validators only.

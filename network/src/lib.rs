@@ -445,6 +445,9 @@ pub struct NetworkMetrics {
     pub frames_in: u64,
     /// Consensus frames handed to the transport (loopback excluded).
     pub frames_out: u64,
+    /// Of `frames_in`, those read off a long-lived consensus stream
+    /// ([`CONSENSUS_STREAM_PROTOCOL`]); the rest came by request-response.
+    pub stream_frames_in: u64,
     /// Payload bytes of `frames_in` + accepted sync requests/responses.
     pub bytes_in: u64,
     /// Payload bytes of `frames_out` + sent sync requests/responses.
@@ -498,7 +501,7 @@ pub struct NetworkMetrics {
 impl NetworkMetrics {
     /// Every counter as `(name, help, value)`, for export (e.g. Prometheus, where the node
     /// prefixes `bftnode_net_` and suffixes `_total`). One row per field.
-    pub fn counters(&self) -> [(&'static str, &'static str, u64); 21] {
+    pub fn counters(&self) -> [(&'static str, &'static str, u64); 22] {
         [
             (
                 "frames_in",
@@ -509,6 +512,11 @@ impl NetworkMetrics {
                 "frames_out",
                 "Consensus frames handed to the transport",
                 self.frames_out,
+            ),
+            (
+                "stream_frames_in",
+                "Consensus frames accepted from long-lived streams (a subset of frames_in)",
+                self.stream_frames_in,
             ),
             (
                 "bytes_in",

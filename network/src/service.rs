@@ -66,8 +66,8 @@ struct Behaviour {
     sync: ValidatorsOnly<request_response::Behaviour<SyncCodec>>,
     txs: ValidatorsOnly<request_response::Behaviour<ConsensusCodec>>,
     gossip: ValidatorsOnly<Gossip>,
-    /// Long-lived consensus streams (`service/links.rs`); strangers' streams are dropped there.
-    stream: libp2p_stream::Behaviour,
+    /// Long-lived consensus streams (`service/links.rs`).
+    stream: ValidatorsOnly<libp2p_stream::Behaviour>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
 }
@@ -207,7 +207,7 @@ fn build_behaviour(
             validators.clone(),
         ),
         gossip: ValidatorsOnly::new(gossip, validators.clone()),
-        stream: libp2p_stream::Behaviour::new(),
+        stream: ValidatorsOnly::new(libp2p_stream::Behaviour::new(), validators.clone()),
         identify: identify::Behaviour::new(
             identify::Config::new(IDENTIFY_PROTOCOL.to_string(), keypair.public())
                 .with_agent_version(crate::AGENT_VERSION.to_string()),
@@ -293,7 +293,7 @@ pub(crate) fn spawn(
             )
         })
         .collect();
-    let (links, link_events) = links::Links::start(swarm.behaviour().stream.new_control())
+    let (links, link_events) = links::Links::start(swarm.behaviour_mut().stream.inner().new_control())
         .map_err(|e| NetworkError::Behaviour {
             reason: e.to_string(),
         })?;

@@ -19,8 +19,9 @@
 //!   back to request-response, whose in-flight caps apply;
 //! * a stream open waits at most [`OPEN_TIMEOUT`], a write at most [`WRITE_TIMEOUT`], then the
 //!   stream is dropped and the queued frames with it;
-//! * inbound: streams of validators only (a stranger's is dropped at once and counted as
-//!   `non_validator_dropped`), at most [`MAX_READERS_PER_PEER`] per validator (a new one
+//! * inbound: streams of validators only (the protocol is not offered to strangers,
+//!   `gate.rs`; a stream of a non-validator reaching the service anyway is dropped and counted
+//!   as `non_validator_dropped`), at most [`MAX_READERS_PER_PEER`] per validator (a new one
 //!   replaces the oldest: a reconnected peer's old stream may linger on our side); each frame is
 //!   checked against `max_frame_bytes` before its body is read (an oversized one ends the
 //!   stream and scores the peer, like an oversized request), then admitted by the service's
@@ -174,6 +175,7 @@ impl super::Service {
             LinkEvent::Frame(peer, bytes) => {
                 if let Some(from) = self.admit(&peer, bytes.len()) {
                     self.metrics.frames_in += 1;
+                    self.metrics.stream_frames_in += 1;
                     self.emit(crate::NetworkEvent::Consensus { from, bytes });
                 }
             }
@@ -186,8 +188,9 @@ impl super::Service {
 const BATCH_BYTES: usize = 256 * 1024;
 
 /// The writer of one validator's stream: takes every queued frame (up to [`BATCH_BYTES`]),
-/// opens the stream if needed, writes the frames and flushes. A failed open or write drops the
-/// batch and the stream; the next frame opens a new one.
+/// opens the stream if needed, writes the frames and flushes. A failed write drops the stream
+/// and is tried once more on a new one; a failed open, a second failure or a timed-out write
+/// drops the batch (counted in `write_failures`).
 async fn write_loop(
     mut control: libp2p_stream::Control,
     protocol: StreamProtocol,
@@ -210,32 +213,53 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        if stream.is_none() {
-            match tokio::time::timeout(OPEN_TIMEOUT, control.open_stream(peer, protocol.clone()))
-                .await
-            {
-                Ok(Ok(s)) => stream = Some(s),
-                Ok(Err(e)) => debug!(%peer, error = %e, "consensus stream not opened"),
-                Err(_) => debug!(%peer, "consensus stream open timed out"),
+        // A stream broken while idle (the peer restarted, the connection was replaced) fails
+        // at its next write: the batch is then written once more, on a new stream. A timed-out
+        // write is not retried (the peer reads too slowly).
+        for attempt in 0..2 {
+            if stream.is_none() {
+                stream = open(&mut control, &protocol, peer).await;
+            }
+            let Some(s) = stream.as_mut() else {
+                failures.fetch_add(1, Ordering::Relaxed);
+                break;
+            };
+            let write = async {
+                for f in &batch {
+                    write_frame(s, f).await?;
+                }
+                s.flush().await
+            };
+            match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+                Ok(Ok(())) => break,
+                outcome => {
+                    trace!(%peer, attempt, timed_out = outcome.is_err(), "consensus stream write failed");
+                    stream = None;
+                    if attempt == 1 || outcome.is_err() {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                }
             }
         }
-        let Some(s) = stream.as_mut() else {
-            failures.fetch_add(1, Ordering::Relaxed);
-            continue;
-        };
-        let write = async {
-            for f in &batch {
-                write_frame(s, f).await?;
-            }
-            s.flush().await
-        };
-        match tokio::time::timeout(WRITE_TIMEOUT, write).await {
-            Ok(Ok(())) => {}
-            outcome => {
-                trace!(%peer, timed_out = outcome.is_err(), "consensus stream write failed");
-                failures.fetch_add(1, Ordering::Relaxed);
-                stream = None;
-            }
+    }
+}
+
+/// Opens a stream to `peer`, waiting at most [`OPEN_TIMEOUT`].
+async fn open(
+    control: &mut libp2p_stream::Control,
+    protocol: &StreamProtocol,
+    peer: PeerId,
+) -> Option<Stream> {
+    match tokio::time::timeout(OPEN_TIMEOUT, control.open_stream(peer, protocol.clone())).await {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            debug!(%peer, error = %e, "consensus stream not opened");
+            None
+        }
+        Err(_) => {
+            debug!(%peer, "consensus stream open timed out");
+            None
         }
     }
 }

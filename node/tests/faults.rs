@@ -311,10 +311,13 @@ async fn garbage_and_oversized_input_is_dropped() {
     let om = outsider.metrics().await;
     eprintln!("outsider after sending: {om:?}");
     assert!(ok, "outsider frames were not transmitted: {om:?}");
-    // The consensus protocol is not offered to a non-validator: every frame fails at stream
-    // negotiation, unread (issue 8, finding 5).
+    // The consensus protocols are not offered to a non-validator: every frame fails at stream
+    // negotiation, unread (issue 8, finding 5). The four large frames go by request-response,
+    // whose failure the sender sees; the small ones ride the long-lived stream, whose lazy
+    // negotiation the sender learns of only at a later write. That none of them reached a
+    // driver is checked below on the validators' side.
     let ok = wait_until(30, || async {
-        outsider.metrics().await.send_failures >= 12
+        outsider.metrics().await.send_failures >= 4
     })
     .await;
     assert!(

@@ -20,7 +20,8 @@
 //! | `/bftnode/consensus-stream/1` | consensus frames below `MIN_SAMPLE_BYTES` (votes, timeouts, statuses, small proposals) back to back on one long-lived stream per validator (`service/links.rs`) | `max_frame_bytes`, frame token bucket, 512 queued frames per peer, 4 inbound streams per peer |
 //! | `/bftnode/consensus/1` | request-response, one frame per stream, empty ack: larger frames, a full stream queue, and every frame while a key is connected twice | `max_frame_bytes` |
 //! | `/bftnode/sync/1` | block-sync request-response | requests `max_frame_bytes`, responses `sync_max_response_bytes` |
-//! | `/bftnode/txs/1` | transaction batches, pushed once by their author to each validator, no relay (`service/txs.rs`) | `max_gossip_bytes`, frame token bucket, per-author budget, 64 batches / 16 MiB in flight per peer |
+//! | `/bftnode/txs-stream/1` | transaction batches, pushed once by their author to each validator on one long-lived stream, no relay (`service/txs.rs`, `service/links.rs`) | `max_gossip_bytes`, frame token bucket, per-author budget, 512 batches / 16 MiB queued per peer |
+//! | `/bftnode/txs/1` | the same, one request-response stream per batch: still accepted, no longer sent | as above |
 //! | gossipsub `bftnode/evidence/1` | evidence | `max_gossip_bytes`, strict signed validation, validated before relay, per-author budget |
 //! | identify `/bftnode/1.0.0`, ping | interop with stock libp2p tools, RTT | — |
 //!
@@ -113,6 +114,9 @@ pub const CONSENSUS_PROTOCOL: &str = "/bftnode/consensus/1";
 /// Protocol of the long-lived consensus streams: one per validator and direction, carrying
 /// consensus frames below [`MIN_SAMPLE_BYTES`] back to back (`service/links.rs`).
 pub const CONSENSUS_STREAM_PROTOCOL: &str = "/bftnode/consensus-stream/1";
+/// Protocol of the long-lived transaction streams: one per validator and direction, carrying
+/// the batches pushed by their author back to back (`service/txs.rs`).
+pub const TX_STREAM_PROTOCOL: &str = "/bftnode/txs-stream/1";
 /// Protocol name of block-sync request/response.
 pub const SYNC_PROTOCOL: &str = "/bftnode/sync/1";
 /// Protocol version announced by identify.
@@ -308,7 +312,7 @@ impl NetworkConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Topic {
     /// Client transactions: pushed by their author once to every connected validator over
-    /// [`TX_PROTOCOL`], never relayed (validators are fully meshed).
+    /// [`TX_STREAM_PROTOCOL`], never relayed (validators are fully meshed).
     Transactions,
     /// Misbehaviour evidence ([`EVIDENCE_TOPIC`]).
     Evidence,
@@ -318,7 +322,7 @@ impl Topic {
     /// The gossipsub topic string or, for transactions, the protocol name.
     pub fn name(self) -> &'static str {
         match self {
-            Topic::Transactions => TX_PROTOCOL,
+            Topic::Transactions => TX_STREAM_PROTOCOL,
             Topic::Evidence => EVIDENCE_TOPIC,
         }
     }

@@ -76,10 +76,6 @@ pub(crate) struct PeerState {
     pub inflight: usize,
     /// Payload bytes of those frames.
     pub inflight_bytes: usize,
-    /// Transaction batches sent and not yet acknowledged or failed (`service::txs`).
-    pub tx_inflight: usize,
-    /// Payload bytes of those batches.
-    pub tx_inflight_bytes: usize,
     pub rtt: Option<Duration>,
     /// The agent announced in its last identify message (at most `MAX_AGENT_LEN` bytes).
     pub agent: Option<String>,
@@ -143,8 +139,6 @@ impl PeerState {
             dropped: 0,
             inflight: 0,
             inflight_bytes: 0,
-            tx_inflight: 0,
-            tx_inflight_bytes: 0,
             rtt: None,
             agent: None,
             bucket: TokenBucket::new(cfg.rate_limit_msgs_per_sec, cfg.rate_limit_burst, now),

@@ -91,9 +91,6 @@ struct Service {
     frame_sent: HashMap<OutboundRequestId, (u16, usize, Instant)>,
     /// Goodput estimates from `frame_sent`'s acknowledgements ([`crate::Goodput`]).
     goodput: Arc<crate::Goodput>,
-    /// Our unacknowledged transaction batches: libp2p id → (target index, payload bytes). At
-    /// most `txs::MAX_INFLIGHT` per validator.
-    outbound_txs: HashMap<OutboundRequestId, (u16, usize)>,
     /// Our outbound sync requests: libp2p id → (handle id, target index).
     outbound_sync: HashMap<OutboundRequestId, (u64, u16)>,
     /// Inbound sync requests awaiting `respond`: handle id → channel. At most
@@ -105,8 +102,9 @@ struct Service {
     /// Per-author gossip and transaction-push byte budgets, one per validator (the only accepted authors).
     gossip_budget: HashMap<u16, TokenBucket>,
     last_decay: Instant,
-    /// Long-lived streams for small consensus frames.
+    /// Long-lived streams for small consensus frames, and for transaction batches.
     links: links::Links,
+    tx_links: links::Links,
     link_events: mpsc::Receiver<links::LinkEvent>,
     /// Connection refusals already reported in a log line.
     refused_logged: u64,
@@ -293,10 +291,17 @@ pub(crate) fn spawn(
             )
         })
         .collect();
-    let (links, link_events) = links::Links::start(swarm.behaviour_mut().stream.inner().new_control())
-        .map_err(|e| NetworkError::Behaviour {
-            reason: e.to_string(),
-        })?;
+    let (link_tx, link_events) = links::events_channel();
+    let control = swarm.behaviour_mut().stream.inner().new_control();
+    let start_links = |kind| {
+        links::Links::start(kind, control.clone(), link_tx.clone()).map_err(|e| {
+            NetworkError::Behaviour {
+                reason: e.to_string(),
+            }
+        })
+    };
+    let links = start_links(Unicast::Consensus)?;
+    let tx_links = start_links(Unicast::Txs)?;
     let (cmd_tx, commands) = mpsc::unbounded_channel();
     let goodput = Arc::new(crate::Goodput::default());
     info!(%local_peer_id, ?local_index, listen = %cfg.listen, validators = cfg.validators.len(), "network starting");
@@ -312,7 +317,6 @@ pub(crate) fn spawn(
         outbound_frames: HashMap::new(),
         frame_sent: HashMap::new(),
         goodput: goodput.clone(),
-        outbound_txs: HashMap::new(),
         outbound_sync: HashMap::new(),
         inbound_sync: HashMap::new(),
         inbound_sync_ids: HashMap::new(),
@@ -321,6 +325,7 @@ pub(crate) fn spawn(
         gossip_budget,
         last_decay: now,
         links,
+        tx_links,
         link_events,
         refused_logged: 0,
         last_refused_log: None,
@@ -404,7 +409,7 @@ impl Service {
             }
             Command::Metrics(reply) => {
                 let mut m = self.metrics.clone();
-                m.send_failures += self.links.write_failures();
+                m.send_failures += self.links.write_failures() + self.tx_links.write_failures();
                 let _ = reply.send(m);
             }
             Command::Shutdown => {}
@@ -799,7 +804,6 @@ impl Service {
         } else {
             info!(index, %peer, ?cause, "validator disconnected");
         }
-        self.forget_txs_to(index);
         self.emit(NetworkEvent::PeerDisconnected { index });
     }
 

@@ -316,10 +316,7 @@ async fn garbage_and_oversized_input_is_dropped() {
     // whose failure the sender sees; the small ones ride the long-lived stream, whose lazy
     // negotiation the sender learns of only at a later write. That none of them reached a
     // driver is checked below on the validators' side.
-    let ok = wait_until(30, || async {
-        outsider.metrics().await.send_failures >= 4
-    })
-    .await;
+    let ok = wait_until(30, || async { outsider.metrics().await.send_failures >= 4 }).await;
     assert!(
         ok,
         "outsider frames were not refused: {:?}",

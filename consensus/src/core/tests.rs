@@ -1430,7 +1430,9 @@ fn a_reserved_view_is_proposed_in_without_its_own_persist_and_never_after_a_rest
     let mut c = core(&vs, PrivateKey::from_seed(ks[2].seed()), 2);
     c.handle(0, Event::Start);
     let a = deliver(&mut c, 10, &proposal);
-    let reserving = persisted(&a).pop().expect("the vote of view 1 is persisted");
+    let reserving = persisted(&a)
+        .pop()
+        .expect("the vote of view 1 is persisted");
     assert_eq!(reserving.last_voted_view, View(1));
     assert_eq!(reserving.last_proposed_view, View(2), "view 2 is reserved");
     assert!(reserving.last_proposal.is_none());

@@ -1,4 +1,4 @@
-//! Transactions pushed directly to every validator over [`TX_PROTOCOL`](crate::TX_PROTOCOL)
+//! Transactions pushed directly to every validator over [`TX_STREAM_PROTOCOL`](crate::TX_STREAM_PROTOCOL)
 //! (issue 10: no gossipsub flood for transactions).
 //!
 //! Validators are fully meshed (every validator dials every other), so a batch published by
@@ -8,13 +8,16 @@
 //! author's ed25519 signature checked (about 10 % of a node's CPU at 10,000 tx/s). Here the
 //! QUIC/TLS handshake already proves the sender, as for consensus frames.
 //!
-//! A batch that misses a validator (disconnected, or over the in-flight cap below) is not
+//! A batch that misses a validator (disconnected, or over the queue cap below) is not
 //! retried: every validator that received it keeps it in its mempool and proposes it when it
 //! leads, and the author proposes it too.
 //!
-//! Bounds, sender side: at most [`MAX_INFLIGHT`] unacknowledged batches and
-//! [`MAX_INFLIGHT_BYTES`] bytes per peer; beyond them a batch is not sent to that peer
-//! (`send_dropped`). Receiver side, cheapest check first: the protocol runs on validator
+//! Batches travel on one long-lived stream per validator ([`TX_STREAM_PROTOCOL`](crate::TX_STREAM_PROTOCOL),
+//! `service/links.rs`); `/bftnode/txs/1` (one request-response stream per batch) is still
+//! accepted from peers that push that way.
+//!
+//! Bounds, sender side: at most 512 queued batches and 16 MiB per peer (the link's queue);
+//! beyond them a batch is not sent to that peer (`send_dropped`). Receiver side, cheapest check first: the protocol runs on validator
 //! connections only; the length prefix is checked against `max_gossip_bytes` before the body
 //! is read; the sender's frame token bucket (shared with consensus frames) and its per-author
 //! byte budget (`gossip_bytes_per_sec`) must both admit the batch; the batch then waits in the
@@ -26,15 +29,10 @@ use libp2p::PeerId;
 use tracing::trace;
 
 use super::Service;
-use crate::codec::Frame;
-
-/// Most unacknowledged transaction batches per peer.
-pub(super) const MAX_INFLIGHT: usize = 64;
-/// Most bytes of unacknowledged transaction batches per peer (16 MiB).
-pub(super) const MAX_INFLIGHT_BYTES: usize = 16 * 1024 * 1024;
 
 impl Service {
-    /// Sends `bytes` (already checked against `max_gossip_bytes`) to every connected validator.
+    /// Sends `bytes` (already checked against `max_gossip_bytes`) to every connected validator,
+    /// on its long-lived transaction stream (`service/links.rs`).
     pub(super) fn push_txs(&mut self, bytes: Vec<u8>) {
         let mut targets: Vec<u16> = self.peers.keys().copied().collect();
         targets.sort_unstable();
@@ -44,30 +42,13 @@ impl Service {
             let Some(p) = self.peers.get_mut(&to) else {
                 continue;
             };
-            if !p.connected()
-                || p.tx_inflight >= MAX_INFLIGHT
-                || p.tx_inflight_bytes + len > MAX_INFLIGHT_BYTES
-            {
-                trace!(
-                    to,
-                    connected = p.connected(),
-                    inflight = p.tx_inflight,
-                    "tx batch not sent"
-                );
+            let queued = p.connected() && self.tx_links.send(p.peer_id, bytes.clone()).is_ok();
+            if !queued {
+                trace!(to, connected = p.connected(), "tx batch not sent");
                 p.dropped += 1;
                 self.metrics.send_dropped += 1;
                 continue;
             }
-            p.tx_inflight += 1;
-            p.tx_inflight_bytes += len;
-            let pid = p.peer_id;
-            let id = self
-                .swarm
-                .behaviour_mut()
-                .txs
-                .inner()
-                .send_request(&pid, Frame::Data(bytes.clone()));
-            self.outbound_txs.insert(id, (to, len));
             self.metrics.bytes_out += len as u64;
             sent = true;
         }
@@ -96,14 +77,5 @@ impl Service {
             );
         }
         within
-    }
-
-    /// Validator `index` lost its last connection: nothing of ours is in flight to it.
-    pub(super) fn forget_txs_to(&mut self, index: u16) {
-        self.outbound_txs.retain(|_, (to, _)| *to != index);
-        if let Some(p) = self.peers.get_mut(&index) {
-            p.tx_inflight = 0;
-            p.tx_inflight_bytes = 0;
-        }
     }
 }

@@ -104,21 +104,18 @@ impl Service {
         }
     }
 
-    /// Our `kind` frame `id` was acknowledged or failed: it no longer counts in flight.
+    /// Our consensus frame `id` was acknowledged or failed: it no longer counts in flight.
+    /// (Transaction batches are sent on their stream, `service/links.rs`: none of ours is ever
+    /// in flight by request-response.)
     fn ack(&mut self, kind: Unicast, id: OutboundRequestId) {
-        let outbound = match kind {
-            Unicast::Consensus => &mut self.outbound_frames,
-            Unicast::Txs => &mut self.outbound_txs,
-        };
-        if let Some((to, len)) = outbound.remove(&id)
+        if kind != Unicast::Consensus {
+            return;
+        }
+        if let Some((to, len)) = self.outbound_frames.remove(&id)
             && let Some(p) = self.peers.get_mut(&to)
         {
-            let (frames, bytes) = match kind {
-                Unicast::Consensus => (&mut p.inflight, &mut p.inflight_bytes),
-                Unicast::Txs => (&mut p.tx_inflight, &mut p.tx_inflight_bytes),
-            };
-            *frames = frames.saturating_sub(1);
-            *bytes = bytes.saturating_sub(len);
+            p.inflight = p.inflight.saturating_sub(1);
+            p.inflight_bytes = p.inflight_bytes.saturating_sub(len);
         }
     }
 }

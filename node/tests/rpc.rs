@@ -689,8 +689,8 @@ async fn a_full_mempool_answers_429_and_is_counted() {
 }
 
 /// Admission by queueing delay (`node::queue_delay`), through the real RPC path of one of
-/// four validators, with a real standing queue: every leader's blocks are capped at 1 KiB (a
-/// dozen of these transactions) while a client pours batches of 300 into node 0, so
+/// four validators, with a real standing queue: every leader's blocks are capped at 1 KiB (four
+/// of these transactions) while a client pours batches of 300 into node 0, so
 /// transactions wait for many views before a block carries them, far over the 20 ms target.
 /// Then a client meets `429 mempool congested: …`, counted as `congested`; once the client
 /// stops pouring and the queue drains, node 0 admits again.
@@ -714,8 +714,12 @@ async fn a_congested_mempool_answers_429_then_admits_again() {
     while accepted_after == 0 {
         assert!(Instant::now() < deadline, "refused: {refused:?}");
         if refused.is_none() {
+            // 200-byte values: about four transactions per 1 KiB block, so the chain's
+            // capacity (a few hundred per second) stays far below this loop's pour (thousands)
+            // however fast views run.
+            let pad = "v".repeat(200);
             let txs: Vec<String> = (0..300)
-                .map(|j| format!(r#"{{"op":"put","key":"q{i}-{j}","value":"v"}}"#))
+                .map(|j| format!(r#"{{"op":"put","key":"q{i}-{j}","value":"{pad}"}}"#))
                 .collect();
             let body = format!(r#"{{"txs":[{}]}}"#, txs.join(","));
             post_json(&c, addr, "/txs", body).await.unwrap();

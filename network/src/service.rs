@@ -106,6 +106,7 @@ struct Service {
     links: links::Links,
     tx_links: links::Links,
     link_events: mpsc::Receiver<links::LinkEvent>,
+    tx_link_events: mpsc::Receiver<links::LinkEvent>,
     /// Connection refusals already reported in a log line.
     refused_logged: u64,
     last_refused_log: Option<Instant>,
@@ -291,17 +292,18 @@ pub(crate) fn spawn(
             )
         })
         .collect();
-    let (link_tx, link_events) = links::events_channel();
+    // One event channel per kind: a consensus frame never waits behind transaction batches.
     let control = swarm.behaviour_mut().stream.inner().new_control();
     let start_links = |kind| {
-        links::Links::start(kind, control.clone(), link_tx.clone()).map_err(|e| {
-            NetworkError::Behaviour {
+        let (tx, rx) = links::events_channel();
+        links::Links::start(kind, control.clone(), tx)
+            .map(|l| (l, rx))
+            .map_err(|e| NetworkError::Behaviour {
                 reason: e.to_string(),
-            }
-        })
+            })
     };
-    let links = start_links(Unicast::Consensus)?;
-    let tx_links = start_links(Unicast::Txs)?;
+    let (links, link_events) = start_links(Unicast::Consensus)?;
+    let (tx_links, tx_link_events) = start_links(Unicast::Txs)?;
     let (cmd_tx, commands) = mpsc::unbounded_channel();
     let goodput = Arc::new(crate::Goodput::default());
     info!(%local_peer_id, ?local_index, listen = %cfg.listen, validators = cfg.validators.len(), "network starting");
@@ -327,6 +329,7 @@ pub(crate) fn spawn(
         links,
         tx_links,
         link_events,
+        tx_link_events,
         refused_logged: 0,
         last_refused_log: None,
     };
@@ -353,6 +356,7 @@ impl Service {
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 Some(event) = self.link_events.recv() => self.on_link(event),
+                Some(event) = self.tx_link_events.recv() => self.on_link(event),
                 _ = tick.tick() => self.on_tick(Instant::now()),
             }
         }

@@ -29,8 +29,9 @@
 //!   frame is checked against its cap (`max_frame_bytes`, or `max_gossip_bytes` for
 //!   transactions) before its body is read (an oversized one ends the stream and scores the
 //!   peer, like an oversized request), then admitted as a request-response frame of its kind
-//!   would be (token bucket; for transactions also the author's byte budget). The readers share one channel of
-//!   [`INBOUND_FRAMES`] frames to the service; a full channel stops the readers, and QUIC flow
+//!   would be (token bucket; for transactions also the author's byte budget). The readers of a
+//!   kind share one channel of [`INBOUND_FRAMES`] frames to the service (one per kind, so a
+//!   consensus frame never waits behind transaction batches); a full channel stops the readers, and QUIC flow
 //!   control then stops the senders.
 
 use std::collections::{HashMap, VecDeque};
@@ -102,7 +103,7 @@ pub(super) struct Links {
     write_failures: Arc<AtomicU64>,
 }
 
-/// The channel every link task sends its [`LinkEvent`]s on; [`INBOUND_FRAMES`] deep.
+/// A channel for the [`LinkEvent`]s of one kind's link tasks; [`INBOUND_FRAMES`] deep.
 pub(super) fn events_channel() -> (mpsc::Sender<LinkEvent>, mpsc::Receiver<LinkEvent>) {
     mpsc::channel(INBOUND_FRAMES)
 }

@@ -79,6 +79,13 @@ pub(crate) struct PeerState {
     pub rtt: Option<Duration>,
     /// The agent announced in its last identify message (at most `MAX_AGENT_LEN` bytes).
     pub agent: Option<String>,
+    /// Whether its last identify message announced the long-lived consensus stream
+    /// ([`crate::CONSENSUS_STREAM_PROTOCOL`]); until then (and for a version without it) its
+    /// consensus frames all go by request-response.
+    pub consensus_stream: bool,
+    /// Whether its last identify message announced the transaction stream
+    /// ([`crate::TX_STREAM_PROTOCOL`]); no transactions are pushed to it otherwise.
+    pub tx_stream: bool,
     pub bucket: TokenBucket,
     /// Set while the peer is refused; cleared (and the peer unblocked) when it passes.
     pub banned_until: Option<Instant>,
@@ -141,6 +148,8 @@ impl PeerState {
             inflight_bytes: 0,
             rtt: None,
             agent: None,
+            consensus_stream: false,
+            tx_stream: false,
             bucket: TokenBucket::new(cfg.rate_limit_msgs_per_sec, cfg.rate_limit_burst, now),
             banned_until: None,
             next_dial: Some(now),

@@ -449,9 +449,9 @@ impl Service {
         let len = bytes.len();
         let copies = p.copies_per_frame();
         let pid = p.peer_id;
-        // Small frames to a single instance go on its long-lived stream (`service/links.rs`);
-        // a full queue falls back to request-response.
-        let bytes = if copies == 1 && len < crate::MIN_SAMPLE_BYTES {
+        // Small frames to a single instance that announced the stream go on it
+        // (`service/links.rs`); a full queue falls back to request-response.
+        let bytes = if copies == 1 && p.consensus_stream && len < crate::MIN_SAMPLE_BYTES {
             match self.links.send(pid, bytes) {
                 Ok(()) => {
                     p.msgs_out += 1;
@@ -660,6 +660,9 @@ impl Service {
                     }
                     agent.truncate(cut);
                     p.agent = Some(agent);
+                    let announces = |name: &str| info.protocols.iter().any(|x| x.as_ref() == name);
+                    p.consensus_stream = announces(crate::CONSENSUS_STREAM_PROTOCOL);
+                    p.tx_stream = announces(crate::TX_STREAM_PROTOCOL);
                 }
             }
             SwarmEvent::ConnectionEstablished {

@@ -274,6 +274,21 @@ async fn oversized_frame_is_dropped_counted_and_scored() {
     assert_eq!(consensus(&e), Some((0, &b"small"[..])));
 }
 
+/// Waits until `h` has validator `index`'s identify message: the protocols it announces decide
+/// whether frames to it ride the long-lived streams.
+async fn identified(h: &NetworkHandle, index: u16) {
+    let deadline = Instant::now() + WAIT;
+    while !h
+        .peers()
+        .await
+        .iter()
+        .any(|p| p.index == index && p.agent.is_some())
+    {
+        assert!(Instant::now() < deadline, "no identify from {index}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Issue 10: frames below `MIN_SAMPLE_BYTES` ride one long-lived stream per peer, in order;
 /// larger ones keep request-response (their acknowledgements measure goodput).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -281,6 +296,7 @@ async fn small_frames_ride_a_long_lived_stream_and_large_ones_request_response()
     let mut nodes = start_all(cluster(13, 2, |_, _| {})).await;
     connected_to(&mut nodes[0].1, &[1]).await;
     connected_to(&mut nodes[1].1, &[0]).await;
+    identified(&nodes[0].0, 1).await;
     for i in 0..50u32 {
         nodes[0].0.send(1, i.to_be_bytes().to_vec());
     }
@@ -314,12 +330,18 @@ async fn an_oversized_frame_ends_its_stream_and_the_next_one_gets_through() {
     .await;
     connected_to(&mut nodes[0].1, &[1]).await;
     connected_to(&mut nodes[1].1, &[0]).await;
+    identified(&nodes[0].0, 1).await;
     nodes[0].0.send(1, vec![0xee; 4096]);
     let m = metrics_until(&nodes[1].0, "oversized count", |m| m.oversized_dropped == 1).await;
     assert_eq!(m.frames_in, 0);
     let peers = nodes[1].0.peers().await;
     assert_eq!(peers[0].score, Misbehaviour::OversizedFrame.penalty());
     assert!(peers[0].connected);
+    assert_eq!(
+        nodes[0].0.metrics().await.send_failures,
+        0,
+        "it went on the stream"
+    );
     // Frames written before the sender learns of the reset are lost (best effort); keep
     // sending until one arrives on a new stream.
     let deadline = Instant::now() + WAIT;
@@ -375,15 +397,14 @@ async fn strangers_are_offered_no_validator_protocol() {
     for i in 0..5u8 {
         intruder.send(0, vec![i; 1_000_000]);
     }
-    // A small frame goes on the long-lived consensus stream, and the transaction batch on the
-    // transaction stream, neither offered to strangers either. Negotiation is lazy (the frame
-    // follows the protocol proposal in the same flight), so the sender learns of those refusals
-    // only at its next write: not counted as failures here.
+    // Node 0's identify message to a stranger announces neither long-lived stream (they are
+    // not offered to it), so the small frame too goes by request-response and is refused, and
+    // the transaction batch is not sent at all.
     intruder.send(0, b"small".to_vec());
     intruder.publish(Topic::Transactions, b"spam".to_vec());
     let req = intruder.request(0, b"sync please".to_vec());
-    // Five consensus frames by request-response, every stream refused.
-    let m = metrics_until(&intruder, "refused frames", |m| m.send_failures == 5).await;
+    // Six consensus frames by request-response, every stream refused.
+    let m = metrics_until(&intruder, "refused frames", |m| m.send_failures == 6).await;
     assert_eq!(m.frames_out, 6, "{m:?}");
     let e = expect(&mut intruder_rx, "sync refusal", |e| {
         matches!(e, NetworkEvent::SyncResponse { .. })

@@ -20,7 +20,8 @@
 //! * outbound: at most [`QUEUE_FRAMES`] frames and [`QUEUE_BYTES`] bytes queued per validator
 //!   and kind; beyond them a consensus frame falls back to request-response, whose in-flight
 //!   caps apply, and a transaction batch is not sent to that validator (`send_dropped`);
-//! * a stream open waits at most [`OPEN_TIMEOUT`], a write at most [`WRITE_TIMEOUT`], then the
+//! * a stream open and its one-byte handshake wait at most [`OPEN_TIMEOUT`] per attempt
+//!   ([`OPEN_ATTEMPTS`] attempts), a write at most [`WRITE_TIMEOUT`], then the
 //!   stream is dropped and the queued frames with it;
 //! * inbound: streams of validators only (the protocol is not offered to strangers,
 //!   `gate.rs`; a stream of a non-validator reaching the service anyway is dropped and counted
@@ -39,7 +40,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures::{AsyncWriteExt, StreamExt};
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream, StreamProtocol};
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
@@ -310,27 +311,54 @@ impl WriteLoop {
     }
 }
 
-/// Opens a stream to `peer`, waiting at most [`OPEN_TIMEOUT`].
+/// The byte a reader writes on a stream it accepted, before reading frames off it.
+const READY: u8 = 1;
+/// Attempts to open a stream for one batch before it is dropped.
+const OPEN_ATTEMPTS: u32 = 3;
+/// Pause after a failed open attempt, doubled at each further attempt.
+const OPEN_BACKOFF: Duration = Duration::from_millis(20);
+
+/// Opens a stream to `peer` and waits for its reader's [`READY`] byte, each step within
+/// [`OPEN_TIMEOUT`], up to [`OPEN_ATTEMPTS`] times. The handshake costs one round trip per
+/// stream, not per frame, and makes sure a reader holds the stream: negotiation is lazy, and
+/// libp2p-stream drops an inbound stream when the acceptor has not taken the previous one
+/// yet (several peers opening at once), so without it the first batch on a dropped stream
+/// would be lost unnoticed.
 async fn open(
     control: &mut libp2p_stream::Control,
     protocol: &StreamProtocol,
     peer: PeerId,
 ) -> Option<Stream> {
-    match tokio::time::timeout(OPEN_TIMEOUT, control.open_stream(peer, protocol.clone())).await {
-        Ok(Ok(s)) => Some(s),
-        Ok(Err(e)) => {
-            debug!(%peer, error = %e, "consensus stream not opened");
-            None
+    let mut backoff = OPEN_BACKOFF;
+    for attempt in 1..=OPEN_ATTEMPTS {
+        let handshake = async {
+            let mut s = control
+                .open_stream(peer, protocol.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut ready = [0u8; 1];
+            s.read_exact(&mut ready).await.map_err(|e| e.to_string())?;
+            if ready[0] == READY {
+                Ok(s)
+            } else {
+                Err(format!("unexpected handshake byte {}", ready[0]))
+            }
+        };
+        match tokio::time::timeout(OPEN_TIMEOUT, handshake).await {
+            Ok(Ok(s)) => return Some(s),
+            Ok(Err(e)) => debug!(%peer, %protocol, attempt, error = %e, "stream not opened"),
+            Err(_) => debug!(%peer, %protocol, attempt, "stream open timed out"),
         }
-        Err(_) => {
-            debug!(%peer, "consensus stream open timed out");
-            None
+        if attempt < OPEN_ATTEMPTS {
+            tokio::time::sleep(backoff).await;
+            backoff *= 2;
         }
     }
+    None
 }
 
-/// The reader of one inbound stream: forwards each frame to the service until the stream ends,
-/// fails or announces a frame above `max`.
+/// The reader of one inbound stream: writes the [`READY`] byte, then forwards each frame to
+/// the service until the stream ends, fails or announces a frame above `max`.
 async fn read_loop(
     kind: Unicast,
     peer: PeerId,
@@ -338,6 +366,14 @@ async fn read_loop(
     max: usize,
     tx: mpsc::Sender<LinkEvent>,
 ) {
+    let ready = async {
+        stream.write_all(&[READY]).await?;
+        stream.flush().await
+    };
+    if let Err(e) = ready.await {
+        trace!(%peer, error = %e, "stream ended before the handshake");
+        return;
+    }
     loop {
         let event = match read_request_frame(&mut stream, max).await {
             Ok(Frame::Data(bytes)) => LinkEvent::Frame(kind, peer, bytes),

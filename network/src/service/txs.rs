@@ -14,7 +14,9 @@
 //!
 //! Batches travel on one long-lived stream per validator ([`TX_STREAM_PROTOCOL`](crate::TX_STREAM_PROTOCOL),
 //! `service/links.rs`); `/bftnode/txs/1` (one request-response stream per batch) is still
-//! accepted from peers that push that way.
+//! accepted from peers that push that way. A validator whose identify message does not
+//! announce the stream (a version before it, during a rolling upgrade) is pushed nothing: it
+//! receives the transactions in proposals, and only proposes those of its own clients.
 //!
 //! Bounds, sender side: at most 512 queued batches and 16 MiB per peer (the link's queue);
 //! beyond them a batch is not sent to that peer (`send_dropped`). Receiver side, cheapest check first: the protocol runs on validator
@@ -42,7 +44,9 @@ impl Service {
             let Some(p) = self.peers.get_mut(&to) else {
                 continue;
             };
-            let queued = p.connected() && self.tx_links.send(p.peer_id, bytes.clone()).is_ok();
+            let queued = p.connected()
+                && p.tx_stream
+                && self.tx_links.send(p.peer_id, bytes.clone()).is_ok();
             if !queued {
                 trace!(to, connected = p.connected(), "tx batch not sent");
                 p.dropped += 1;

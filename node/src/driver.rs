@@ -57,10 +57,7 @@ use storage::{Op, RocksStore, Store, StoreError, TxLocation, WriteBatch};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
-/// The store shared by the driver (the only writer, [`RocksStore::write_shared`]) and the RPC
-/// server and sync server (readers, through `&self`). No lock: readers never wait for a write
-/// (module docs).
-pub type SharedStore = Arc<RocksStore>;
+pub use crate::shared_store::SharedStore;
 
 /// Run `f`, which blocks on the store, from async code. Inline (the calling worker blocks for
 /// the call and the runtime's other workers steal its queued tasks) unless the runtime is
@@ -688,7 +685,7 @@ impl Driver {
         // Per block, what `GET /events` publishes once the commit is on disk.
         let mut published: Vec<CommitEvent> = Vec::new();
         let wanted = self.events.wanted();
-        let store = &*self.store;
+        let store: &RocksStore = &self.store;
         let accountant = &mut self.accountant;
         let (decoded, decoded_bytes) = (&mut self.decoded, &mut self.decoded_bytes);
         let mut stored_at: Vec<Instant> = Vec::new();
@@ -976,7 +973,7 @@ impl Driver {
     /// A transaction gossip message from `from` ([`ingest_gossip`]). Never fatal: a store read
     /// error fails this message only.
     fn on_tx_gossip(&mut self, from: PeerId, bytes: &[u8]) {
-        let store = &*self.store;
+        let store: &RocksStore = &self.store;
         let (mempool, metrics) = (&mut self.mempool, &*self.metrics);
         let evicted = mempool.evicted();
         let report = blocking(|| {
@@ -1010,7 +1007,7 @@ impl Driver {
             return txs.iter().map(|_| Err(refusal.clone())).collect();
         }
         let evicted = self.mempool.evicted();
-        let store = &*self.store;
+        let store: &RocksStore = &self.store;
         let (mempool, metrics) = (&mut self.mempool, &*self.metrics);
         let out: Vec<_> = blocking(|| {
             txs.into_iter()

@@ -82,6 +82,7 @@ pub mod reset;
 pub mod rpc;
 pub mod rpc_guard;
 pub mod rpc_types;
+pub mod shared_store;
 pub mod storage_metrics;
 pub mod sync_server;
 pub mod why_stalled;
@@ -93,7 +94,7 @@ use anyhow::{Context, Result, bail};
 use config::{Loaded, LogFormat};
 use consensus::core::Recovered;
 use consensus::{Block, Core, SafetyData, ValidatorSet};
-use driver::{Driver, DriverInfo, SharedStore};
+use driver::{Driver, DriverInfo};
 use fault::{Accountant, FaultConfig, FaultTolerance};
 use mempool::{Mempool, MempoolConfig};
 use metrics::Metrics;
@@ -119,7 +120,13 @@ pub struct NodeHandle {
     driver: JoinHandle<Result<()>>,
     server: JoinHandle<()>,
     pruner: Option<JoinHandle<()>>,
+    /// Fires once the store every task shares is closed.
+    store_closed: shared_store::StoreClosed,
 }
+
+/// Longest [`NodeHandle::stop`] waits, once every task stopped, for the blocking reads still in
+/// flight (RPC queries, block-sync answers) to release the database: 10 s.
+const STORE_RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl NodeHandle {
     /// The address the RPC server is bound to.
@@ -135,7 +142,11 @@ impl NodeHandle {
         self.driver.is_finished()
     }
     /// Stop the node and wait for its tasks; returns the driver's result. The database is
-    /// closed when this returns.
+    /// closed (its lock file released) when this returns `Ok`.
+    ///
+    /// # Errors
+    /// The driver's own error, or, if blocking reads still hold the store
+    /// [`STORE_RELEASE_TIMEOUT`] after every task stopped, an error saying so.
     pub async fn stop(self) -> Result<()> {
         let _ = self.shutdown.send(true);
         let r = match self.driver.await {
@@ -153,6 +164,15 @@ impl NodeHandle {
         if let Some(pruner) = self.pruner {
             // It stops at the end of its current pass (one chunk write at most).
             let _ = pruner.await;
+        }
+        // Reads run on tokio's blocking pool with their own reference to the store and may
+        // outlive the tasks above; the database (and its lock file) closes with the last one.
+        if tokio::time::timeout(STORE_RELEASE_TIMEOUT, self.store_closed.wait())
+            .await
+            .is_err()
+        {
+            r?;
+            anyhow::bail!("the database is still open {STORE_RELEASE_TIMEOUT:?} after stop");
         }
         r
     }
@@ -455,7 +475,7 @@ pub async fn spawn_loaded_with(
         .with_context(|| format!("binding the RPC server to {}", cfg.rpc_listen))?;
     let rpc_addr = listener.local_addr()?;
 
-    let store: SharedStore = Arc::new(store);
+    let (store, store_closed) = shared_store::OpenStore::share(store);
     let (cmd_tx, cmd_rx) = mpsc::channel(1024);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
@@ -532,5 +552,6 @@ pub async fn spawn_loaded_with(
         driver,
         server,
         pruner,
+        store_closed,
     })
 }

@@ -157,7 +157,7 @@ impl SyncServer {
         let server = self.clone();
         // Admitted: `finish` must run whatever happens to the read.
         tokio::task::spawn_blocking(move || {
-            let resp = answer(&*server.store, &req, &server.metrics);
+            let resp = answer(&**server.store, &req, &server.metrics);
             let bytes = consensus::encode(&resp);
             drop(resp);
             server.state().finish(from, bytes.len());

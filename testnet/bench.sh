@@ -2,13 +2,18 @@
 # Throughput/latency rate ladder on fresh local testnets of real bftnode processes.
 #
 #   testnet/bench.sh [--rates 1000,10000,25000,50000] [--duration 20] [--runs 3]
-#                    [--validators 4] [--size 512] [--out DIR] [--keep]
+#                    [--validators 4] [--size 512] [--out DIR] [--keep] [--set KEY=VALUE]…
 #   testnet/bench.sh --soak MINUTES --rates RATE [--validators 4] [--size 512] [--out DIR]
+#                    [--set KEY=VALUE]…
+#
+# --set edits one config.toml line in every home (testnet/up.sh's CONFIG_SET), e.g.
+# `--set retain_heights=10000` to prune a soak's chain.
 #
 # --soak: one testnet offered RATE for MINUTES back-to-back one-minute windows (each a
 # `bftnode load --duration 60`); the table and plot are per window, with the disk the testnet
-# uses after each (the chain is never pruned: about 0.7 KB per committed 512-byte transaction
-# per node), to show whether throughput, latency and memory stay flat as the chain grows.
+# uses after each (an archive chain keeps about 0.7 KB per committed 512-byte transaction per
+# node: 45 GB for 30 minutes at 10,000 tx/s; `--set retain_heights=10000` prunes block bodies),
+# to show whether throughput, latency and memory stay flat as the chain grows.
 #
 # Each run starts a fresh testnet (testnet/up.sh with its own data directory and ports 27600/27700,
 # so a testnet/up.sh network on the default ports is not touched), then offers each rate in turn
@@ -33,6 +38,8 @@ SIZE=512
 OUT="testnet/data/bench/$(date -u +%Y%m%dT%H%M%SZ)"
 KEEP=0
 SOAK=0
+CONFIG_SET=""
+
 while (( $# > 0 )); do
   case "$1" in
     --rates) RATES="$2"; shift 2 ;;
@@ -43,7 +50,8 @@ while (( $# > 0 )); do
     --out) OUT="$2"; shift 2 ;;
     --keep) KEEP=1; shift ;;
     --soak) SOAK="$2"; shift 2 ;;
-    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --set) CONFIG_SET="${CONFIG_SET:+$CONFIG_SET }$2"; shift 2 ;;
+    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -61,7 +69,7 @@ for v in "$DURATION" "$RUNS" "$N" "$SIZE"; do
 done
 
 mkdir -p "$OUT"
-export TESTNET_DATA="$OUT/testnet" BASE_P2P_PORT=27600 BASE_RPC_PORT=27700 CHAIN_ID=bftnode-bench
+export CONFIG_SET TESTNET_DATA="$OUT/testnet" BASE_P2P_PORT=27600 BASE_RPC_PORT=27700 CHAIN_ID=bftnode-bench
 BIN=target/release/bftnode
 RESULTS="$OUT/results.jsonl"
 : > "$RESULTS"

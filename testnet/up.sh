@@ -7,7 +7,9 @@
 # Node i listens on UDP 127.0.0.1:$((BASE_P2P_PORT+i)) (QUIC) and serves RPC on
 # http://127.0.0.1:$((BASE_RPC_PORT+i)). Environment: BASE_P2P_PORT (26600), BASE_RPC_PORT
 # (26700), CHAIN_ID (bftnode-local), START_TIMEOUT seconds to wait for the first commit (120),
-# TESTNET_DATA (testnet/data: homes, nodes.txt; testnet/down.sh takes the same variable).
+# TESTNET_DATA (testnet/data: homes, nodes.txt; testnet/down.sh takes the same variable),
+# CONFIG_SET ("KEY=VALUE …": config.toml lines set in every home, e.g. "retain_heights=10000";
+# testnet/config_set.sh).
 #
 # Adversaries: ADVERSARY="3:equivocate,2:silent" starts the validators with those validator
 # indices (as in `bftnode validators`, not the node<i> home numbers) as
@@ -18,6 +20,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=testnet/config_set.sh
+source testnet/config_set.sh
 
 N="${1:-4}"
 BASE_P2P_PORT="${BASE_P2P_PORT:-26600}"
@@ -100,6 +104,12 @@ fi
 echo "==> generating $N validator homes in $DATA"
 "$BIN" testnet --validators "$N" --out "$DATA" \
   --base-p2p-port "$BASE_P2P_PORT" --base-rpc-port "$BASE_RPC_PORT" --chain-id "$CHAIN_ID"
+if [[ -n "${CONFIG_SET:-}" ]]; then
+  read -r -a config_sets <<< "$CONFIG_SET"
+  for ((i = 0; i < N; i++)); do
+    config_set "$DATA/node$i" "${config_sets[@]}" || die "CONFIG_SET='$CONFIG_SET' failed"
+  done
+fi
 
 rpc_url() { echo "http://127.0.0.1:$((BASE_RPC_PORT + $1))"; }
 

@@ -22,6 +22,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=testnet/config_set.sh
+source testnet/config_set.sh
 DATA="${TESTNET_DATA:-testnet/data-wan}"
 BIN="$ROOT/target/release/bftnode"
 RELAY="$ROOT/target/release/bftnode-wan-relay"
@@ -61,7 +63,7 @@ up() {
               elif python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) >= 1 else 1)" "$loss" 2>/dev/null; then
                 echo "wan.sh: --loss takes a probability (0.01) or a percentage (1%); $loss would drop every datagram" >&2; exit 2
               fi; shift 2 ;;
-      --set) [[ "$2" =~ ^[a-z_]+=[0-9a-z_.\"]+$ ]] || die "--set KEY=VALUE, got '$2'"; sets+=("$2"); shift 2 ;;
+      --set) sets+=("$2"); shift 2 ;;
       *) die "unknown argument '$1'" ;;
     esac
   done
@@ -102,10 +104,7 @@ up() {
   for ((i = 0; i < n; i++)); do
     cp "$DATA/genesis.json" "$DATA/node$i/"
     "$BIN" config set-peers --home "$DATA/node$i" "${files[@]}" > /dev/null
-    for kv in "${sets[@]}"; do
-      grep -q "^${kv%%=*} = " "$DATA/node$i/config.toml" || die "--set: no line '${kv%%=*} = …' in config.toml"
-      sed -i "s/^${kv%%=*} = .*/${kv%%=*} = ${kv#*=}/" "$DATA/node$i/config.toml"
-    done
+    config_set "$DATA/node$i" "${sets[@]}" || die "--set failed"
   done
 
   echo "==> relay: delay ${delay} ms ± ${jitter} ms, loss ${loss}"

@@ -1,5 +1,5 @@
 //! `/bftnode/consensus/1` frame bodies: `ConsensusMessage::decode` (borsh, 4 MiB cap), as the
-//! driver runs it on every `NetworkEvent::Consensus` (node/src/driver.rs `on_network`).
+//! driver runs it on every `NetworkEvent::Consensus` (node/src/driver/mod.rs `on_network`).
 //! Then: canonical round trip, the accessors the driver logs, the block payload decoders
 //! (`app::summarize`, `app::apply_block`) and evidence checks for a proposal's block, and the
 //! consensus core's own handling of the message (structural checks, certificate and signature

@@ -134,7 +134,7 @@ pub const CHAIN_ID: &str = "fuzz-chain";
 /// Validators in the fixture set.
 pub const N: usize = 4;
 
-/// Caps the node's driver applies (node/src/driver.rs; private constants there).
+/// Caps the node's driver applies (node/src/driver/; private constants there).
 pub const MAX_SYNC_REQUEST_BYTES: usize = 1024;
 /// `node::driver::MAX_SYNC_RESPONSE_BYTES`.
 pub const MAX_SYNC_RESPONSE_BYTES: usize = 16 * 1024 * 1024;

@@ -34,10 +34,7 @@ impl OpenStore {
     /// Share `store`; the [`StoreClosed`] fires when the last reference is gone.
     pub fn share(store: RocksStore) -> (SharedStore, StoreClosed) {
         let (tx, rx) = oneshot::channel();
-        let shared = Arc::new(OpenStore {
-            store,
-            _closed: tx,
-        });
+        let shared = Arc::new(OpenStore { store, _closed: tx });
         (shared, StoreClosed(rx))
     }
 }

@@ -67,7 +67,7 @@ async fn four_nodes_commit_survive_a_crash_and_catch_up() {
     // 3. Restart node 3: it catches up.
     let mut restarted = None;
     for _ in 0..20 {
-        // The UDP port and the database lock are released asynchronously.
+        // The UDP port is released asynchronously (the database is closed when `stop` returns).
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         if let Ok(n) = node::spawn(&homes[3], fast()).await {
             restarted = Some(n);

@@ -169,11 +169,14 @@ impl Links {
         if w.queued_bytes.load(Ordering::Relaxed) + len > QUEUE_BYTES {
             return Err(bytes);
         }
-        w.tx.try_send(bytes).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b) => b,
-        })?;
+        // Counted before the writer can take (and uncount) it, so the count never wraps.
         w.queued_bytes.fetch_add(len, Ordering::Relaxed);
-        Ok(())
+        w.tx.try_send(bytes).map_err(|e| {
+            w.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            match e {
+                mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b) => b,
+            }
+        })
     }
 
     /// Reads frames of at most `max` bytes off `stream`, opened to us by validator `peer`,

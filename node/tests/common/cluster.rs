@@ -71,8 +71,8 @@ impl Cluster {
         n.stop().await.unwrap();
     }
 
-    /// Restart node `i` from its home; the UDP port and the database lock are released
-    /// asynchronously, so retry for a while.
+    /// Restart node `i` from its home; the UDP port is released asynchronously (the database
+    /// is closed once `stop` returned), so retry for a while.
     pub async fn restart(&mut self, i: usize) {
         self.restart_with(i, |_| {}).await;
     }

@@ -49,6 +49,9 @@ impl Service {
         }
     }
 
+    /// A connection is established: a validator's remote address is recorded (an inbound one
+    /// is checked for a second instance of the key) and its first connection reports
+    /// `PeerConnected`; a stranger's is only logged (`admission` budgets strangers).
     pub(super) fn on_connected(
         &mut self,
         peer: PeerId,
@@ -83,6 +86,9 @@ impl Service {
         }
     }
 
+    /// A connection closed; `num` connections to `peer` remain. When a validator's last one
+    /// goes, its in-flight frames and goodput are forgotten, a short-lived connection counts as
+    /// a flap (redial backoff, rate-limited warning), and `PeerDisconnected` is reported.
     pub(super) fn on_closed(&mut self, peer: PeerId, num: u32, cause: Option<String>) {
         let Some(&index) = self.by_peer.get(&peer) else {
             return;

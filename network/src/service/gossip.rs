@@ -11,6 +11,8 @@ use crate::{NetworkEvent, Topic};
 use super::Service;
 
 impl Service {
+    /// Publish `bytes` on `topic`: evidence through gossipsub, transaction batches pushed once to
+    /// each connected validator (`txs.rs`).
     pub(super) fn publish(&mut self, topic: Topic, bytes: Vec<u8>) {
         if bytes.len() > self.cfg.max_gossip_bytes {
             self.metrics.gossip_publish_failed += 1;

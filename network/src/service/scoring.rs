@@ -27,6 +27,7 @@ impl Service {
         }
     }
 
+    /// Ban validator `index` for the configured time: its connections are closed and refused.
     pub(super) fn ban(&mut self, index: u16) {
         let now = Instant::now();
         let cooldown = Duration::from_millis(self.cfg.ban_cooldown_ms);

@@ -10,6 +10,8 @@ use crate::{Misbehaviour, NetworkEvent};
 use super::{MAX_PENDING_SYNC, Service};
 
 impl Service {
+    /// Send our block-sync request `request_id` to validator `to`; a refusal (unknown, not
+    /// connected, too large) is answered at once as a failed `SyncResponse`.
     pub(super) fn send_sync_request(&mut self, to: u16, request_id: u64, bytes: Vec<u8>) {
         let refuse = match self.peers.get(&to) {
             None => Some("unknown validator"),
@@ -41,6 +43,7 @@ impl Service {
         self.outbound_sync.insert(id, (request_id, to));
     }
 
+    /// Answer the inbound sync request `request_id` with `bytes` (dropped if the requester left).
     pub(super) fn respond(&mut self, request_id: u64, bytes: Vec<u8>) {
         let Some(channel) = self.inbound_sync.remove(&request_id) else {
             debug!(request_id, "respond to unknown or expired sync request");
@@ -71,6 +74,8 @@ impl Service {
         }
     }
 
+    /// A request-response event of the sync protocol: inbound requests are admitted and
+    /// forwarded, responses matched to our requests.
     pub(super) fn on_sync(&mut self, e: request_response::Event<Frame, SyncReply>) {
         match e {
             request_response::Event::Message {
@@ -147,6 +152,8 @@ impl Service {
         }
     }
 
+    /// Our sync request failed in libp2p (timeout, connection closed, unsupported): reported
+    /// as a failed `SyncResponse`; an oversized response also scores the peer.
     pub(super) fn on_sync_outbound_failure(
         &mut self,
         request_id: OutboundRequestId,

@@ -68,6 +68,7 @@ pub struct HealthReport {
 }
 
 impl Driver {
+    /// Answer one RPC [`Command`].
     pub(super) fn on_command(&mut self, cmd: Command) {
         // A dropped reply channel means the HTTP client went away: nothing to do.
         match cmd {

@@ -67,6 +67,9 @@ impl Driver {
         self.wake_proposal();
     }
 
+    /// Local submissions (`POST /tx`, `POST /txs`): refused whole while the queue delay is over
+    /// its target; otherwise each is checked and inserted ([`submit_one`]) and the accepted ones
+    /// are buffered for the next push. One result per transaction, in order.
     pub(super) fn submit(&mut self, txs: Vec<Transaction>) -> Vec<Result<TxHash, MempoolError>> {
         let now = Instant::now();
         if let Some(waited) = self.queue_delay.congested(now) {
@@ -111,6 +114,7 @@ impl Driver {
         out
     }
 
+    /// Push the buffered local transactions to every validator as one batch.
     pub(super) fn flush_gossip(&mut self) {
         if self.gossip_buf.is_empty() {
             return;

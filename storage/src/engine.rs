@@ -128,6 +128,12 @@ pub(crate) mod sealed {
     pub trait Engine: Send {
         /// The value at `key`, if any.
         fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+        /// The values at `keys`, one result per key, in order: [`Engine::get`] of each, which
+        /// an engine may answer in one batch (RocksDB's batched `MultiGet`: one pass over the
+        /// memtables and each file's index and bloom filter for all the keys).
+        fn get_many(&self, cf: Cf, keys: &[&[u8]]) -> Vec<Result<Option<Vec<u8>>, StoreError>> {
+            keys.iter().map(|k| self.get(cf, k)).collect()
+        }
         /// Visit entries in key order (descending if `reverse`) until `visit` returns false.
         fn scan(&self, cf: Cf, reverse: bool, visit: &mut Visit<'_>) -> Result<(), StoreError>;
         /// Visit entries with keys `>= start` in ascending order until `visit` returns false.
@@ -532,6 +538,15 @@ impl<E: Engine> Store for E {
         self.get(Cf::TxIndex, &hash.0)?
             .map(|v| decode_value(Cf::TxIndex, &hash.0, &v))
             .transpose()
+    }
+
+    fn tx_locations(&self, hashes: &[Digest]) -> Vec<Result<Option<TxLocation>, StoreError>> {
+        let keys: Vec<&[u8]> = hashes.iter().map(|h| &h.0[..]).collect();
+        self.get_many(Cf::TxIndex, &keys)
+            .into_iter()
+            .zip(hashes)
+            .map(|(v, h)| v?.map(|v| decode_value(Cf::TxIndex, &h.0, &v)).transpose())
+            .collect()
     }
 
     fn serve_blocks(

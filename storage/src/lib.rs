@@ -127,6 +127,12 @@ pub trait Store: Send {
     /// Where the transaction with `hash` was committed.
     fn tx_location(&self, hash: &Digest) -> Result<Option<TxLocation>, StoreError>;
 
+    /// [`Store::tx_location`] of each of `hashes`, one result per hash, in order, read in one
+    /// batch where the engine can (RocksDB: batched `MultiGet`). A failed read or an
+    /// undecodable entry fails that hash's result only. The replay checks read this way: a
+    /// gossip message, a submission or a committed block at a time.
+    fn tx_locations(&self, hashes: &[Digest]) -> Vec<Result<Option<TxLocation>, StoreError>>;
+
     /// Answer a block-sync request: walk parent links down from `req.target`, highest first,
     /// stopping before the first block at height ≤ `req.stop_at` or missing from the store,
     /// after `min(req.max_blocks, HARD_CAP)` blocks, or before the block that would make the

@@ -293,6 +293,21 @@ impl Engine for RocksStore {
             .map_err(|e| backend("get", e))
     }
 
+    fn get_many(&self, cf: Cf, keys: &[&[u8]]) -> Vec<Result<Option<Vec<u8>>, StoreError>> {
+        let h = match self.handle(cf) {
+            Ok(h) => h,
+            Err(e) => return keys.iter().map(|_| Err(e.clone())).collect(),
+        };
+        self.db
+            .batched_multi_get_cf(h, keys.iter().copied(), false)
+            .into_iter()
+            .map(|r| {
+                r.map(|v| v.map(|v| v.to_vec()))
+                    .map_err(|e| backend("multi_get", e))
+            })
+            .collect()
+    }
+
     fn scan(&self, cf: Cf, reverse: bool, visit: &mut Visit<'_>) -> Result<(), StoreError> {
         let mode = if reverse {
             IteratorMode::End

@@ -409,6 +409,15 @@ fn tx_index(s: &mut impl Raw) {
     s.write(WriteBatch::new().index_tx(h, loc)).unwrap();
     assert_eq!(s.tx_location(&h).unwrap(), Some(loc));
     assert_eq!(s.tx_location(&Digest([0; 32])).unwrap(), None);
+    // The batched read agrees with one read per hash, in order, duplicates included.
+    let asked = [Digest([0; 32]), h, Digest([9; 32]), h];
+    let got: Vec<_> = s
+        .tx_locations(&asked)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(got, vec![None, Some(loc), None, Some(loc)]);
+    assert!(s.tx_locations(&[]).is_empty());
 }
 
 fn serve_blocks_caps(s: &mut impl Raw) {
@@ -538,6 +547,13 @@ fn corrupt_values(s: &mut impl Raw) {
     s.raw(Cf::TxIndex, &id.0, &garbage);
     assert!(matches!(
         s.tx_location(&id),
+        Err(StoreError::Corrupt { cf: "txindex", .. })
+    ));
+    // In a batch, only the corrupt entry's result fails.
+    let batch = s.tx_locations(&[Digest([4; 32]), id, Digest([4; 32])]);
+    assert!(matches!(batch[0], Ok(None)) && matches!(batch[2], Ok(None)));
+    assert!(matches!(
+        batch[1],
         Err(StoreError::Corrupt { cf: "txindex", .. })
     ));
     s.raw(Cf::Evidence, &id.0, &garbage);

@@ -5,8 +5,8 @@
 //! ## Gossip and peer reads (issue 8 finding 2)
 //! A transaction gossip message is handled by [`ingest_gossip`], cheapest check first: decoding
 //! stops after [`MAX_GOSSIP_TXS`] transactions; each is validated, hashed, and checked against
-//! the mempool in memory (duplicate, its peer's quota, room) before the one store read that
-//! tells whether it is already committed. A store read error while handling a peer's message
+//! the mempool in memory (duplicate, its peer's quota, room) before the store is read, once
+//! for the whole message (a batched read), to tell which are already committed. A store read error while handling a peer's message
 //! fails that message only (logged, counted in `bftnode_store_read_errors_total`); the node
 //! keeps running.
 
@@ -68,7 +68,7 @@ impl Driver {
     }
 
     /// Local submissions (`POST /tx`, `POST /txs`): refused whole while the queue delay is over
-    /// its target; otherwise each is checked and inserted ([`submit_one`]) and the accepted ones
+    /// its target; otherwise each is checked and inserted ([`submit_all`]) and the accepted ones
     /// are buffered for the next push. One result per transaction, in order.
     pub(super) fn submit(&mut self, txs: Vec<Transaction>) -> Vec<Result<TxHash, MempoolError>> {
         let now = Instant::now();
@@ -82,14 +82,7 @@ impl Driver {
         let evicted = self.mempool.evicted();
         let store: &RocksStore = &self.store;
         let (mempool, metrics) = (&mut self.mempool, &*self.metrics);
-        let out: Vec<_> = blocking(|| {
-            txs.into_iter()
-                .map(|tx| {
-                    let r = submit_one(mempool, store, tx.clone(), now, metrics);
-                    (tx, r)
-                })
-                .collect()
-        });
+        let out = blocking(|| submit_all(mempool, store, txs, now, metrics));
         let out = out
             .into_iter()
             .map(|(tx, r)| {
@@ -184,11 +177,12 @@ fn refusal_label(e: &MempoolError) -> &'static str {
 }
 
 /// Handle one transaction gossip message from `source` (module docs, "Gossip and peer reads"):
-/// decode at most [`MAX_GOSSIP_TXS`] transactions; for each, validate, hash and check the
-/// mempool in memory (duplicate, quota, room) and only then read the store once (already
-/// committed?) before inserting. A store read error stops the message there: it is logged and
-/// counted (`store_read_errors{path="gossip"}`), the rest of the message is dropped, and the
-/// error is returned in the report, never as `Err`. Blocks on store reads.
+/// decode at most [`MAX_GOSSIP_TXS`] transactions; validate, hash and check each against the
+/// mempool in memory (duplicate, quota, room); then read the store once for all that passed
+/// ([`Store::tx_locations`], one batched read: already committed?) and insert them in order.
+/// A failed read stops the message at that transaction: it is logged and counted
+/// (`store_read_errors{path="gossip"}`), the rest of the message is dropped, and the error is
+/// returned in the report, never as `Err`. Blocks on the store read.
 /// Errors: the message does not decode ([`decode_gossip_txs`]); nothing was inserted.
 pub fn ingest_gossip(
     mempool: &mut Mempool,
@@ -204,22 +198,31 @@ pub fn ingest_gossip(
         ..GossipReport::default()
     };
     metrics.count_gossip_txs(gossip_outcome::TRUNCATED, truncated as u64);
-    let total = txs.len();
-    for (i, (tx, hash)) in txs.into_iter().zip(hashes).enumerate() {
+    let mut passed = Vec::with_capacity(txs.len());
+    for (tx, hash) in txs.into_iter().zip(hashes) {
         let checked = tx
             .validate()
             .map_err(MempoolError::from)
             .and_then(|()| mempool.check(&source, &hash, tx.encoded_len()));
-        if let Err(e) = checked {
-            report.dropped_in_memory += 1;
-            metrics.count_gossip_txs(refusal_label(&e), 1);
-            continue;
+        match checked {
+            Ok(()) => passed.push((tx, hash)),
+            Err(e) => {
+                report.dropped_in_memory += 1;
+                metrics.count_gossip_txs(refusal_label(&e), 1);
+            }
         }
-        match store.tx_location(&hash) {
+    }
+    let hashes: Vec<TxHash> = passed.iter().map(|(_, h)| *h).collect();
+    let locations = store.tx_locations(&hashes);
+    let total = passed.len();
+    for (i, ((tx, hash), location)) in passed.into_iter().zip(locations).enumerate() {
+        match location {
             Ok(Some(_)) => {
                 report.committed += 1;
                 metrics.count_gossip_txs(gossip_outcome::COMMITTED, 1);
             }
+            // Checked above, but an earlier transaction of this message may have taken the
+            // room, the quota or the hash since: the insert checks again.
             Ok(None) => match mempool.insert_hashed(source, tx, hash, false, now) {
                 Ok(_) => {
                     report.accepted += 1;
@@ -246,27 +249,51 @@ pub fn ingest_gossip(
     Ok(report)
 }
 
-/// Add one locally submitted transaction: the in-memory checks (validity, duplicate, room)
-/// before the one store read (already committed?). A failed read is logged and counted
-/// (`store_read_errors{path="submit"}`) and the transaction is taken as not committed (replays
-/// are skipped deterministically at commit anyway). Blocks on the store read.
-fn submit_one(
+/// Add locally submitted transactions, in order: the in-memory checks (validity, duplicate,
+/// room) of each, then one batched store read for all that passed (already committed?), then
+/// the inserts. A failed read is logged and counted (`store_read_errors{path="submit"}`) and
+/// its transaction is taken as not committed (replays are skipped deterministically at commit
+/// anyway). One result per transaction, each with its transaction. Blocks on the store read.
+fn submit_all(
     mempool: &mut Mempool,
     store: &impl Store,
-    tx: Transaction,
+    txs: Vec<Transaction>,
     now: Instant,
     metrics: &Metrics,
-) -> Result<TxHash, MempoolError> {
-    tx.validate()?;
-    let hash = tx.hash();
-    mempool.check(&Source::Local, &hash, tx.encoded_len())?;
-    let committed = match store.tx_location(&hash) {
-        Ok(loc) => loc.is_some(),
-        Err(e) => {
-            metrics.count_store_read_error("submit");
-            error!(tx = %hash, error = %e, "reading the tx index failed");
-            false
-        }
-    };
-    mempool.insert_hashed(Source::Local, tx, hash, committed, now)
+) -> Vec<(Transaction, Result<TxHash, MempoolError>)> {
+    let checked: Vec<(Transaction, Result<TxHash, MempoolError>)> = txs
+        .into_iter()
+        .map(|tx| {
+            let r = tx.validate().map_err(MempoolError::from).and_then(|()| {
+                let hash = tx.hash();
+                mempool
+                    .check(&Source::Local, &hash, tx.encoded_len())
+                    .map(|()| hash)
+            });
+            (tx, r)
+        })
+        .collect();
+    let passed: Vec<TxHash> = checked
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok().copied())
+        .collect();
+    let mut locations = store.tx_locations(&passed).into_iter();
+    checked
+        .into_iter()
+        .map(|(tx, r)| {
+            let r = r.and_then(|hash| {
+                let committed = match locations.next() {
+                    Some(Ok(location)) => location.is_some(),
+                    Some(Err(e)) => {
+                        metrics.count_store_read_error("submit");
+                        error!(tx = %hash, error = %e, "reading the tx index failed");
+                        false
+                    }
+                    None => false,
+                };
+                mempool.insert_hashed(Source::Local, tx.clone(), hash, committed, now)
+            });
+            (tx, r)
+        })
+        .collect()
 }

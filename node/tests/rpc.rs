@@ -642,6 +642,35 @@ async fn the_commit_stream_carries_committed_blocks_and_ends_on_stop() {
     eprintln!("stopped with a subscriber in {:?}", stopped.elapsed());
 }
 
+/// The store never lags the core as a client sees it: every height `GET /status` reports
+/// committed is readable at once, its block and its transactions (the driver writes a commit
+/// in the step that decides it, before it answers the next query).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_height_the_status_reports_committed_is_readable_at_once() {
+    let (_dir, node, addr) = spawn_with_rpc(&[]).await;
+    let c = reqwest::Client::new();
+    let mut checked = 0;
+    for round in 0..300 {
+        if round % 10 == 0 {
+            let batch = submit_batch(&c, addr, &format!("read{round}-"), 20).await;
+            assert_eq!(batch.accepted, 20);
+        }
+        let h = status(&c, addr).await.expect("status").committed_height;
+        if h == 0 {
+            continue;
+        }
+        let b = block(&c, addr, h).await;
+        let b = b.unwrap_or_else(|| panic!("height {h} reported committed but not readable"));
+        for hash in &b.tx_hashes {
+            let r = c.get(url(addr, &format!("/tx/{hash}"))).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "tx {hash} of committed height {h}");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 250, "only {checked} rounds saw a committed height");
+    node.stop().await.unwrap();
+}
+
 /// A full mempool is back-pressure: `POST /tx` answers 429 `mempool full: …`, a batch names
 /// each refused transaction, and `bftnode_submitted_txs` counts both outcomes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -662,12 +662,23 @@ async fn every_height_the_status_reports_committed_is_readable_at_once() {
         let b = block(&c, addr, h).await;
         let b = b.unwrap_or_else(|| panic!("height {h} reported committed but not readable"));
         for hash in &b.tx_hashes {
-            let r = c.get(url(addr, &format!("/tx/{hash}"))).send().await.unwrap();
-            assert_eq!(r.status(), StatusCode::OK, "tx {hash} of committed height {h}");
+            let r = c
+                .get(url(addr, &format!("/tx/{hash}")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                r.status(),
+                StatusCode::OK,
+                "tx {hash} of committed height {h}"
+            );
         }
         checked += 1;
     }
-    assert!(checked >= 250, "only {checked} rounds saw a committed height");
+    assert!(
+        checked >= 250,
+        "only {checked} rounds saw a committed height"
+    );
     node.stop().await.unwrap();
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # System packages the build and the tests need:
 #   libclang-dev  rocksdb's bindgen step (g++ builds RocksDB itself)
+#   make          tikv-jemalloc-sys builds jemalloc, the bftnode binary's allocator, with make
 #   iptables      node/tests/liveness.rs drops one validator's UDP on lo: the 3|1 partition
 #                 (which prints "SKIPPED: iptables unavailable" without it) and silent,
 #                 kill -9-like crashes (a clean in-process stop without it)
@@ -13,7 +14,7 @@
 #                 (as root; it prints "SKIPPED: network namespaces …" without it)
 set -euo pipefail
 missing=()
-for pkg in libclang-dev iptables iproute2 prometheus chromium; do
+for pkg in libclang-dev make iptables iproute2 prometheus chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if (( ${#missing[@]} > 0 )); then

@@ -649,16 +649,18 @@ async fn the_commit_stream_carries_committed_blocks_and_ends_on_stop() {
 async fn every_height_the_status_reports_committed_is_readable_at_once() {
     let (_dir, node, addr) = spawn_with_rpc(&[]).await;
     let c = reqwest::Client::new();
-    let mut checked = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(&c, addr).await.map_or(0, |s| s.committed_height) == 0 {
+        assert!(Instant::now() < deadline, "no commit within 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut heights = std::collections::BTreeSet::new();
     for round in 0..300 {
         if round % 10 == 0 {
             let batch = submit_batch(&c, addr, &format!("read{round}-"), 20).await;
             assert_eq!(batch.accepted, 20);
         }
         let h = status(&c, addr).await.expect("status").committed_height;
-        if h == 0 {
-            continue;
-        }
         let b = block(&c, addr, h).await;
         let b = b.unwrap_or_else(|| panic!("height {h} reported committed but not readable"));
         for hash in &b.tx_hashes {
@@ -673,11 +675,15 @@ async fn every_height_the_status_reports_committed_is_readable_at_once() {
                 "tx {hash} of committed height {h}"
             );
         }
-        checked += 1;
+        heights.insert(h);
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    eprintln!("{} committed heights read at once", heights.len());
+    // The chain moved while it was read: the check covered many commits, not one.
     assert!(
-        checked >= 250,
-        "only {checked} rounds saw a committed height"
+        heights.len() >= 5,
+        "only {} committed heights seen",
+        heights.len()
     );
     node.stop().await.unwrap();
 }

@@ -104,12 +104,20 @@ impl Block {
 
     /// The header (all fields the id commits to).
     pub fn header(&self) -> BlockHeader {
+        self.header_with(self.payload_digest())
+    }
+
+    /// The header with `payload_digest` taken as given instead of computed: what a block whose
+    /// payload is not at hand yet would have (a compact proposal names its payload by digest and
+    /// transaction hashes; `node::relay`). It is this block's header iff `payload_digest` equals
+    /// [`Block::payload_digest`].
+    pub fn header_with(&self, payload_digest: Digest) -> BlockHeader {
         BlockHeader {
             epoch: self.epoch,
             view: self.view,
             height: self.height,
             parent: self.parent,
-            payload_digest: self.payload_digest(),
+            payload_digest,
             proposer: self.proposer,
             justify_view: self.justify.view(),
             justify_block: self.justify.block_id(),

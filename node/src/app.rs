@@ -304,8 +304,7 @@ impl Payload {
     /// Encode; an empty transaction list encodes as the empty byte string.
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            Payload::Transactions(txs) if txs.is_empty() => Vec::new(),
-            p => consensus::encode(p),
+            Payload::Transactions(txs) => encode_transactions(txs),
         }
     }
     /// Decode at most `limit` bytes. The empty byte string is an empty payload.
@@ -321,6 +320,24 @@ impl Payload {
             Payload::Transactions(t) => t,
         }
     }
+}
+
+/// The bytes of `Payload::Transactions(txs)` without owning `txs`: the empty byte string for
+/// no transactions, else the tag 0, a u32 count (little-endian) and each transaction's borsh
+/// encoding, in order.
+pub fn encode_transactions(txs: &[Transaction]) -> Vec<u8> {
+    if txs.is_empty() {
+        return Vec::new();
+    }
+    let len = PAYLOAD_OVERHEAD + txs.iter().map(Transaction::encoded_len).sum::<usize>();
+    let mut out = Vec::with_capacity(len);
+    out.push(0u8);
+    out.extend_from_slice(&(txs.len() as u32).to_le_bytes());
+    for tx in txs {
+        tx.serialize(&mut out)
+            .expect("writing into a Vec cannot fail");
+    }
+    out
 }
 
 /// Summary of a payload for RPC (never fails: a bad payload is reported as such).

@@ -78,6 +78,7 @@ pub mod proof;
 pub mod proposal_cap;
 pub mod pruner;
 pub mod queue_delay;
+pub mod relay;
 pub mod reset;
 pub mod rpc;
 pub mod rpc_guard;

@@ -212,6 +212,10 @@ impl Mempool {
     pub fn contains(&self, hash: &TxHash) -> bool {
         self.entries.contains_key(hash)
     }
+    /// A pending transaction and the source it is charged to.
+    pub fn get(&self, hash: &TxHash) -> Option<(&Transaction, Source)> {
+        self.entries.get(hash).map(|e| (&e.tx, e.source))
+    }
     /// When a pending transaction was submitted.
     pub fn submitted_at(&self, hash: &TxHash) -> Option<Instant> {
         self.entries.get(hash).map(|e| e.submitted)
@@ -425,7 +429,13 @@ impl Mempool {
     /// transaction. A source whose next transaction does not fit is done for this proposal. So
     /// a flooding peer gets at most an equal share of a block, never all of it.
     pub fn take(&self, max_bytes: usize) -> Vec<Transaction> {
-        let mut out = Vec::new();
+        self.take_hashed(max_bytes).0
+    }
+
+    /// [`Mempool::take`], with each transaction's hash (same order): what the proposer keeps
+    /// so that it never decodes or hashes its own payload again (module `relay`).
+    pub fn take_hashed(&self, max_bytes: usize) -> (Vec<Transaction>, Vec<TxHash>) {
+        let (mut out, mut hashes) = (Vec::new(), Vec::new());
         let mut used = PAYLOAD_OVERHEAD;
         let mut queues: Vec<(u64, &Held)> = self
             .sources
@@ -454,12 +464,13 @@ impl Mempool {
                     }
                     used += e.size;
                     out.push(e.tx.clone());
+                    hashes.push(*hash);
                     return true;
                 }
                 false
             });
         }
-        out
+        (out, hashes)
     }
 
     /// Block `id` at `height` (stored, not yet committed) carries `hashes`: keep them out of

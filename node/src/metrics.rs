@@ -21,6 +21,24 @@ fn write_histogram() -> Histogram {
 /// Labels of `bftnode_evidence_total`.
 pub type KindLabels = Vec<(String, String)>;
 
+/// Outcome labels of `bftnode_relay_proposals_total` (compact proposal relay, module
+/// `crate::relay`; see [`Metrics::count_relay`]).
+pub mod relay_outcome {
+    /// One of our proposals sent compact.
+    pub const SENT_COMPACT: &str = "sent_compact";
+    /// One of our proposals sent in full (its decoded payload was not cached).
+    pub const SENT_FULL: &str = "sent_full";
+    /// A compact proposal received and rebuilt from the mempool.
+    pub const REBUILT: &str = "rebuilt";
+    /// A compact proposal not rebuilt here (a named transaction missing, or the digests
+    /// differ): its block was fetched from the sender.
+    pub const FETCHED: &str = "fetched";
+    /// Such a fetch got no usable block (refused, timed out, wrong block, or dropped).
+    pub const FETCH_FAILED: &str = "fetch_failed";
+    /// A compact proposal naming more than a proposal may carry (refused).
+    pub const TOO_LARGE: &str = "too_large";
+}
+
 /// Outcome labels of `bftnode_gossip_txs_total` (see [`Metrics::count_gossip_txs`]).
 pub mod gossip_outcome {
     /// Entered the mempool.
@@ -135,6 +153,14 @@ pub struct Metrics {
     pub signing_held: Gauge,
     /// Gossiped transactions by outcome ([`gossip_outcome`]).
     pub gossip_txs: Family<KindLabels, Counter>,
+    /// Proposals relayed compact, by outcome ([`relay_outcome`]).
+    pub relay_proposals: Family<KindLabels, Counter>,
+    /// Seconds the driver task spent handling events (everything but waiting for the next
+    /// one), by what woke it (`event` = `consensus`, `tx_gossip`, `network_other`, `command`,
+    /// `followup`, `timer`, `propose`, `gossip_flush`, `housekeeping`): the rate of the sum is
+    /// the consensus loop's utilisation, 1.0 = never idle. Everything the driver does is
+    /// serial, so a rate near 1 means it is the bottleneck.
+    pub driver_busy: Family<KindLabels, Counter<f64, AtomicU64>>,
     /// Transactions submitted over RPC by outcome: `accepted`, `mempool_full` (HTTP 429),
     /// `congested` (HTTP 429, [`crate::queue_delay`]), `duplicate` (409), `invalid` (400).
     pub submitted_txs: Family<KindLabels, Counter>,
@@ -198,6 +224,8 @@ impl Metrics {
             own_signatures_elsewhere: Counter::default(),
             signing_held: Gauge::default(),
             gossip_txs: Family::default(),
+            relay_proposals: Family::default(),
+            driver_busy: Family::default(),
             submitted_txs: Family::default(),
             mempool_evicted: Counter::default(),
             store_read_errors: Family::default(),
@@ -383,6 +411,16 @@ impl Metrics {
             m.gossip_txs.clone(),
         );
         r.register(
+            "bftnode_driver_busy_seconds",
+            "Seconds the driver task spent handling events (rate = utilisation of the consensus loop)",
+            m.driver_busy.clone(),
+        );
+        r.register(
+            "bftnode_relay_proposals",
+            "Proposals relayed compact (by hash), by outcome",
+            m.relay_proposals.clone(),
+        );
+        r.register(
             "bftnode_submitted_txs",
             "Transactions submitted over RPC by outcome (accepted, mempool_full, congested, \
              duplicate, invalid)",
@@ -515,6 +553,11 @@ impl Metrics {
         }
     }
 
+    /// Count one proposal relayed with `outcome` (one of [`relay_outcome`]).
+    pub fn count_relay(&self, outcome: &str) {
+        labelled(&self.relay_proposals, "outcome", outcome).inc();
+    }
+
     /// Count `n` RPC-submitted transactions with `outcome` (see [`Metrics::submitted_txs`]).
     pub fn count_submitted_txs(&self, outcome: &str, n: u64) {
         if n > 0 {
@@ -525,6 +568,18 @@ impl Metrics {
     /// Gossiped transactions counted with `outcome` so far.
     pub fn gossip_txs_count(&self, outcome: &str) -> u64 {
         labelled(&self.gossip_txs, "outcome", outcome).get()
+    }
+
+    /// Add `seconds` of driver work woken by `event` (see [`Metrics::driver_busy`]).
+    pub fn add_driver_busy(&self, event: &str, seconds: f64) {
+        self.driver_busy
+            .get_or_create(&vec![("event".to_string(), event.to_string())])
+            .inc_by(seconds);
+    }
+
+    /// Proposals counted with relay `outcome` so far.
+    pub fn relay_count(&self, outcome: &str) -> u64 {
+        labelled(&self.relay_proposals, "outcome", outcome).get()
     }
 
     /// Count one failed store read while serving `path` (`sync`, `gossip`, `submit`, `rpc`).

@@ -27,6 +27,11 @@ fn encoding_round_trips_and_sizes_match() {
     let p = Payload::Transactions(txs.to_vec());
     let enc = p.encode();
     assert_eq!(
+        enc,
+        consensus::encode(&p),
+        "hand-rolled encoding is borsh's"
+    );
+    assert_eq!(
         enc.len(),
         app::PAYLOAD_OVERHEAD + txs.iter().map(Transaction::encoded_len).sum::<usize>()
     );

@@ -43,6 +43,26 @@ async fn four_nodes_commit_survive_a_crash_and_catch_up() {
         .await;
         assert!(ok, "node {i} did not commit the first batch");
     }
+    // The proposals that carried them crossed the network compact (`node::relay`) and the
+    // replicas rebuilt them from their mempools, or fetched the block; step 4 checks that
+    // every node holds the very same blocks.
+    let (mut sent, mut received) = (0.0, 0.0);
+    for i in 0..4 {
+        let m = metrics_text(&c, addr(&nodes, i)).await;
+        let relay = |o: &str| {
+            sample(
+                &m,
+                &format!("bftnode_relay_proposals_total{{outcome=\"{o}\"}}"),
+            )
+        };
+        sent += relay("sent_compact");
+        received += relay("rebuilt") + relay("fetched");
+        assert_eq!(relay("too_large"), 0.0);
+    }
+    assert!(
+        sent >= 1.0 && received >= 1.0,
+        "no proposal relayed compact: {sent} sent, {received} received"
+    );
 
     // 2. Stop node 3: the other three (a quorum) keep committing.
     let stopped = nodes[3].take().unwrap();

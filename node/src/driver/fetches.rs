@@ -1,5 +1,7 @@
-//! Our outstanding block-sync requests: bounded in number ([`MAX_FETCHES`]) and in age
-//! ([`FETCH_EXPIRY`]), so a peer that never answers cannot make the map grow.
+//! Our outstanding block-sync requests: bounded in number ([`MAX_FETCHES`] for the core's, a
+//! cap per map) and in age ([`FETCH_EXPIRY`]), so a peer that never answers cannot make a map
+//! grow. The core's requests carry its request id; the compact relay's (`driver::relay`) carry
+//! the proposal waiting for its block.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -13,48 +15,66 @@ pub const MAX_FETCHES: usize = 64;
 /// default); this is the backstop if that answer is lost.
 pub const FETCH_EXPIRY: Duration = Duration::from_secs(30);
 
-/// Our block-sync requests awaiting a response: network request id → (core request id, when
-/// sent). At most [`MAX_FETCHES`] entries; each is dropped after [`FETCH_EXPIRY`].
-#[derive(Debug, Default)]
-pub struct Fetches {
-    map: HashMap<u64, (u64, Instant)>,
+/// Our block-sync requests awaiting a response: network request id → (what the response is
+/// for, when sent). At most `cap` entries; each is dropped after [`FETCH_EXPIRY`].
+#[derive(Debug)]
+pub struct Fetches<T = u64> {
+    map: HashMap<u64, (T, Instant)>,
+    cap: usize,
 }
 
-impl Fetches {
-    /// Track network request `nid` for core request `core_id`, sent at `now`. Returns the core
-    /// ids of the oldest requests dropped to stay within [`MAX_FETCHES`].
-    pub fn insert(&mut self, nid: u64, core_id: u64, now: Instant) -> Vec<u64> {
+impl Default for Fetches<u64> {
+    /// The core's requests: at most [`MAX_FETCHES`].
+    fn default() -> Self {
+        Fetches::with_cap(MAX_FETCHES)
+    }
+}
+
+impl<T> Fetches<T> {
+    /// An empty map holding at most `cap` (≥ 1) requests.
+    pub fn with_cap(cap: usize) -> Self {
+        Fetches {
+            map: HashMap::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    /// Track network request `nid` for `what`, sent at `now`. Returns what the oldest requests
+    /// were for, dropped to stay within the cap.
+    pub fn insert(&mut self, nid: u64, what: T, now: Instant) -> Vec<T> {
         let mut dropped = Vec::new();
-        while self.map.len() >= MAX_FETCHES {
+        while self.map.len() >= self.cap {
             let oldest = self
                 .map
                 .iter()
                 .min_by_key(|(_, (_, at))| *at)
                 .map(|(n, _)| *n);
             match oldest.and_then(|n| self.map.remove(&n)) {
-                Some((id, _)) => dropped.push(id),
+                Some((what, _)) => dropped.push(what),
                 None => break,
             }
         }
-        self.map.insert(nid, (core_id, now));
+        self.map.insert(nid, (what, now));
         dropped
     }
 
-    /// The response to `nid` arrived: its core id, if it is still tracked.
-    pub fn remove(&mut self, nid: u64) -> Option<u64> {
-        self.map.remove(&nid).map(|(id, _)| id)
+    /// The response to `nid` arrived: what it is for, if it is still tracked.
+    pub fn remove(&mut self, nid: u64) -> Option<T> {
+        self.map.remove(&nid).map(|(what, _)| what)
     }
 
-    /// Drop the requests sent [`FETCH_EXPIRY`] or more before `now`; returns their core ids.
-    pub fn expire(&mut self, now: Instant) -> Vec<u64> {
+    /// Drop the requests sent [`FETCH_EXPIRY`] or more before `now`; returns what they were for.
+    pub fn expire(&mut self, now: Instant) -> Vec<T> {
         let mut dropped = Vec::new();
-        self.map.retain(|_, (id, at)| {
-            let keep = now.saturating_duration_since(*at) < FETCH_EXPIRY;
-            if !keep {
-                dropped.push(*id);
+        let mut kept = HashMap::with_capacity(self.map.len());
+        for (nid, (what, at)) in self.map.drain() {
+            if now.saturating_duration_since(at) < FETCH_EXPIRY {
+                kept.insert(nid, (what, at));
+            } else {
+                dropped.push(what);
             }
-            keep
-        });
+        }
+        self.map = kept;
         dropped
     }
 

@@ -32,16 +32,18 @@
 mod commit;
 mod fetches;
 mod queries;
+mod relay;
 mod txs;
 
 pub use commit::COMMIT_SUMMARY_EVERY;
 use commit::{CachedPayload, CommitSummary};
 pub use fetches::{FETCH_EXPIRY, Fetches, MAX_FETCHES};
 pub use queries::{Command, HealthReport};
+pub use relay::{MAX_RELAY_FETCHES, RelayFetch, RelayFetches};
 use txs::{GOSSIP_FLUSH_INTERVAL, MAX_GOSSIP_BYTES};
 pub use txs::{GossipReport, MAX_GOSSIP_TXS, decode_gossip_txs, ingest_gossip};
 
-use crate::app::{self, DecodedPayload, Payload, Transaction};
+use crate::app::{self, DecodedPayload, Transaction};
 use crate::config::Genesis;
 use crate::events::CommitEvents;
 use crate::faults::FaultWatch;
@@ -133,6 +135,11 @@ pub struct Driver {
     connected: BTreeSet<ValidatorIndex>,
     /// Our block-sync requests awaiting a response.
     fetches: Fetches,
+    /// Compact proposals waiting for their block ([`relay`]).
+    relay_fetches: RelayFetches,
+    /// Our proposal's payload for `view`, decoded as we built it (taken when the block is
+    /// stored, so the proposer never decodes or hashes its own payload).
+    own_payload: Option<(consensus::View, DecodedPayload)>,
     followups: VecDeque<Event>,
     /// Payloads of stored, uncommitted blocks, decoded when stored, for their commit. At most
     /// [`MAX_DECODED_BLOCKS`] and [`MAX_DECODED_BYTES`], dropped once their height is
@@ -194,6 +201,8 @@ impl Driver {
             timer_seq: 0,
             connected: BTreeSet::new(),
             fetches: Fetches::default(),
+            relay_fetches: relay::relay_fetches(),
+            own_payload: None,
             followups: VecDeque::new(),
             decoded: HashMap::new(),
             decoded_bytes: 0,
@@ -289,33 +298,47 @@ impl Driver {
             let payload_at = self.pending_payload.map(|(_, at)| at);
             // Not biased: under a steady stream of network events, timers, commands and our
             // own follow-up events still get their turn.
+            // Each handler runs after its future resolved; `busy!` times it (not the wait).
+            macro_rules! busy {
+                ($kind:expr, $e:expr) => {{
+                    let t = Instant::now();
+                    let r = $e;
+                    self.metrics
+                        .add_driver_busy($kind, t.elapsed().as_secs_f64());
+                    r
+                }};
+            }
             let r = tokio::select! {
                 _ = shutdown.changed() => break Ok(()),
-                _ = std::future::ready(()), if !self.followups.is_empty() => {
+                _ = std::future::ready(()), if !self.followups.is_empty() => busy!("followup", {
                     match self.followups.pop_front() {
                         Some(ev) => self.step(ev),
                         None => Ok(()),
                     }
-                }
+                }),
                 ev = net_rx.recv() => match ev {
-                    Some(ev) => self.on_network(ev),
+                    Some(ev) => {
+                        let kind = busy_kind(&ev);
+                        busy!(kind, self.on_network(ev))
+                    }
                     None => break Err(anyhow!("network service stopped")),
                 },
-                _ = sleep_until(deadline), if deadline.is_some() => self.fire_timers(),
-                _ = sleep_until(payload_at), if payload_at.is_some() => {
+                _ = sleep_until(deadline), if deadline.is_some() => busy!("timer", self.fire_timers()),
+                _ = sleep_until(payload_at), if payload_at.is_some() => busy!("propose", {
                     self.propose_now();
                     Ok(())
-                }
+                }),
                 cmd = cmd_rx.recv() => match cmd {
-                    Some(cmd) => { self.on_command(cmd); Ok(()) }
+                    Some(cmd) => busy!("command", { self.on_command(cmd); Ok(()) }),
                     None => break Ok(()),
                 },
-                _ = gossip_tick.tick() => { self.flush_gossip(); Ok(()) }
-                _ = adversary_tick.tick(), if adversary_ms.is_some() => self.intercept_tick(),
-                _ = metrics_tick.tick() => {
+                _ = gossip_tick.tick() => busy!("gossip_flush", { self.flush_gossip(); Ok(()) }),
+                _ = adversary_tick.tick(), if adversary_ms.is_some() => busy!("housekeeping", self.intercept_tick()),
+                _ = metrics_tick.tick() => busy!("housekeeping", {
                     self.update_metrics();
+                    self.expire_relay_fetches();
                     self.expire_fetches()
-                }
+                }),
             };
             if let Err(e) = r {
                 error!(error = %format!("{e:#}"), "fatal error, stopping the node");
@@ -368,9 +391,17 @@ impl Driver {
             return;
         };
         let cap = self.proposal_cap();
-        let txs = self.mempool.take(cap);
+        let (txs, hashes) = self.mempool.take_hashed(cap);
         debug!(view = view.0, txs = txs.len(), "payload ready");
-        let payload = Payload::Transactions(txs).encode();
+        let payload = app::encode_transactions(&txs);
+        self.own_payload = Some((
+            view,
+            DecodedPayload {
+                txs,
+                hashes,
+                invalid: false,
+            },
+        ));
         self.followups
             .push_back(Event::PayloadReady { view, payload });
     }
@@ -412,29 +443,20 @@ impl Driver {
                     batch.push(Op::PutSafety(*s));
                 }
                 Action::PersistBlock { id, block: b } => {
-                    let payload = DecodedPayload::decode(&b.payload, app::PAYLOAD_DECODE_LIMIT);
+                    let hashes = match self.decoded.get(&id) {
+                        Some(c) => c.payload.hashes.clone(),
+                        None => {
+                            let payload = self.own_payload_of(&b).unwrap_or_else(|| {
+                                DecodedPayload::decode(&b.payload, app::PAYLOAD_DECODE_LIMIT)
+                            });
+                            let hashes = payload.hashes.clone();
+                            self.cache_payload(id, b.height, b.payload.len(), payload);
+                            hashes
+                        }
+                    };
                     let now = Instant::now();
-                    for arrived in self
-                        .mempool
-                        .mark_in_flight(id, b.height, payload.hashes.clone())
-                    {
+                    for arrived in self.mempool.mark_in_flight(id, b.height, hashes) {
                         self.queue_delay.observe(now, arrived);
-                    }
-                    let bytes = b.payload.len();
-                    if self.decoded.len() < MAX_DECODED_BLOCKS
-                        && self.decoded_bytes + bytes <= MAX_DECODED_BYTES
-                        && !self.decoded.contains_key(&id)
-                    {
-                        self.decoded_bytes += bytes;
-                        self.decoded.insert(
-                            id,
-                            CachedPayload {
-                                height: b.height,
-                                bytes,
-                                payload,
-                                stored_at: Instant::now(),
-                            },
-                        );
                     }
                     batch.push(Op::PutBlock { id, block: *b });
                 }
@@ -449,6 +471,45 @@ impl Driver {
             }
         }
         self.flush(&mut batch)
+    }
+
+    /// Keep block `id`'s decoded payload (`bytes` encoded) for its commit, within
+    /// [`MAX_DECODED_BLOCKS`] and [`MAX_DECODED_BYTES`] (beyond them it is decoded again when it
+    /// commits). Dropped once `height` is committed.
+    fn cache_payload(
+        &mut self,
+        id: BlockId,
+        height: consensus::Height,
+        bytes: usize,
+        payload: DecodedPayload,
+    ) {
+        if self.decoded.len() < MAX_DECODED_BLOCKS
+            && self.decoded_bytes + bytes <= MAX_DECODED_BYTES
+            && !self.decoded.contains_key(&id)
+        {
+            self.decoded_bytes += bytes;
+            self.decoded.insert(
+                id,
+                CachedPayload {
+                    height,
+                    bytes,
+                    payload,
+                    stored_at: Instant::now(),
+                },
+            );
+        }
+    }
+
+    /// The payload we built for our proposal `b`, if `b` is it (we propose once per view).
+    fn own_payload_of(&mut self, b: &consensus::Block) -> Option<DecodedPayload> {
+        let me = self.net.local_index()?;
+        match self.own_payload.take() {
+            Some((view, p)) if view == b.view && b.proposer.0 == me => Some(p),
+            other => {
+                self.own_payload = other;
+                None
+            }
+        }
     }
 
     /// Write the gathered persist batch (synced) if non-empty.
@@ -469,8 +530,8 @@ impl Driver {
 
     fn perform(&mut self, action: Action) -> Result<()> {
         match action {
-            Action::Send { to, msg } => self.net.send(to.0, msg.encode()),
-            Action::Broadcast(msg) => self.net.broadcast(msg.encode(), false),
+            Action::Send { to, msg } => self.net.send(to.0, self.frame(&msg)),
+            Action::Broadcast(msg) => self.net.broadcast(self.frame(&msg), false),
             Action::Commit { blocks, ids, .. } => self.on_commit(blocks, ids)?,
             Action::Evidence(ev) => self.on_evidence(*ev)?,
             Action::FetchBlocks {
@@ -556,6 +617,11 @@ impl Driver {
 
     fn on_network(&mut self, ev: NetworkEvent) -> Result<()> {
         match ev {
+            NetworkEvent::Consensus { from, bytes }
+                if bytes.first() == Some(&crate::relay::COMPACT_TAG) =>
+            {
+                self.on_compact_proposal(from, &bytes[1..])?
+            }
             NetworkEvent::Consensus { from, bytes } => match ConsensusMessage::decode(&bytes) {
                 Ok(msg) => self.step(Event::Message {
                     from: ValidatorIndex(from),
@@ -580,6 +646,9 @@ impl Driver {
                 request_id,
                 result,
             } => {
+                if self.on_relay_response(from, request_id, &result)? {
+                    return Ok(());
+                }
                 let Some(core_id) = self.fetches.remove(request_id) else {
                     return Ok(());
                 };
@@ -697,6 +766,18 @@ impl Driver {
         self.watch_faults(&st);
         self.metrics.mempool_txs.set(self.mempool.len() as i64);
         self.metrics.mempool_bytes.set(self.mempool.bytes() as i64);
+    }
+}
+
+/// The `event` label of `bftnode_driver_busy_seconds_total` for a network event.
+fn busy_kind(ev: &NetworkEvent) -> &'static str {
+    match ev {
+        NetworkEvent::Consensus { .. } => "consensus",
+        NetworkEvent::Gossip {
+            topic: Topic::Transactions,
+            ..
+        } => "tx_gossip",
+        _ => "network_other",
     }
 }
 

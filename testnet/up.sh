@@ -9,7 +9,10 @@
 # (26700), CHAIN_ID (bftnode-local), START_TIMEOUT seconds to wait for the first commit (120),
 # TESTNET_DATA (testnet/data: homes, nodes.txt; testnet/down.sh takes the same variable),
 # CONFIG_SET ("KEY=VALUE …": config.toml lines set in every home, e.g. "retain_heights=10000";
-# testnet/config_set.sh).
+# testnet/config_set.sh), BFTNODE_BIN (run this bftnode binary instead of building
+# target/release/bftnode: for A/B runs of two builds, as testnet/bench.sh and testnet/drill.sh
+# pass it through; copying a binary over target/release/bftnode does not work, since the build
+# here relinks it from the sources).
 #
 # Adversaries: ADVERSARY="3:equivocate,2:silent" starts the validators with those validator
 # indices (as in `bftnode validators`, not the node<i> home numbers) as
@@ -30,7 +33,7 @@ CHAIN_ID="${CHAIN_ID:-bftnode-local}"
 START_TIMEOUT="${START_TIMEOUT:-120}"
 DATA="${TESTNET_DATA:-testnet/data}"
 NODES_FILE="$DATA/nodes.txt"
-BIN="target/release/bftnode"
+BIN="${BFTNODE_BIN:-target/release/bftnode}"
 ADV_BIN="target/release/bftnode-adversary"
 ADVERSARY="${ADVERSARY:-}"
 ADVERSARY_ARGS="${ADVERSARY_ARGS:-}"
@@ -81,10 +84,15 @@ fi
 
 # --- build --------------------------------------------------------------------------------------
 # System packages the build needs (libclang for RocksDB's bindings), as CI installs them.
-bash .ci/deps.sh
-echo "==> building bftnode: cargo build --release -p cli"
-cargo build --release -p cli
-[[ -x "$BIN" ]] || die "$BIN was not built"
+if [[ -n "${BFTNODE_BIN:-}" ]]; then
+  [[ -x "$BIN" ]] || die "BFTNODE_BIN=$BIN is not an executable"
+  echo "==> not building: running $BIN (BFTNODE_BIN)"
+else
+  bash .ci/deps.sh
+  echo "==> building bftnode: cargo build --release -p cli"
+  cargo build --release -p cli
+  [[ -x "$BIN" ]] || die "$BIN was not built"
+fi
 if (( ${#ADV_MODE[@]} > 0 )); then
   echo "==> building bftnode-adversary: cargo build --release -p testnet --bin bftnode-adversary"
   cargo build --release -p testnet --bin bftnode-adversary

@@ -137,9 +137,9 @@ pub struct Driver {
     fetches: Fetches,
     /// Compact proposals waiting for their block ([`relay`]).
     relay_fetches: RelayFetches,
-    /// Our proposal's payload for `view`, decoded as we built it (taken when the block is
+    /// The payload we built for our proposal, decoded as we built it (taken when the block is
     /// stored, so the proposer never decodes or hashes its own payload).
-    own_payload: Option<(consensus::View, DecodedPayload)>,
+    own_payload: Option<OwnPayload>,
     followups: VecDeque<Event>,
     /// Payloads of stored, uncommitted blocks, decoded when stored, for their commit. At most
     /// [`MAX_DECODED_BLOCKS`] and [`MAX_DECODED_BYTES`], dropped once their height is
@@ -394,14 +394,15 @@ impl Driver {
         let (txs, hashes) = self.mempool.take_hashed(cap);
         debug!(view = view.0, txs = txs.len(), "payload ready");
         let payload = app::encode_transactions(&txs);
-        self.own_payload = Some((
+        self.own_payload = Some(OwnPayload {
             view,
-            DecodedPayload {
+            bytes: payload.clone(),
+            decoded: DecodedPayload {
                 txs,
                 hashes,
                 invalid: false,
             },
-        ));
+        });
         self.followups
             .push_back(Event::PayloadReady { view, payload });
     }
@@ -500,11 +501,10 @@ impl Driver {
         }
     }
 
-    /// The payload we built for our proposal `b`, if `b` is it (we propose once per view).
+    /// The payload we built, decoded, if block `b` carries it.
     fn own_payload_of(&mut self, b: &consensus::Block) -> Option<DecodedPayload> {
-        let me = self.net.local_index()?;
         match self.own_payload.take() {
-            Some((view, p)) if view == b.view && b.proposer.0 == me => Some(p),
+            Some(o) if o.carried_by(b) => Some(o.decoded),
             other => {
                 self.own_payload = other;
                 None
@@ -766,6 +766,23 @@ impl Driver {
         self.watch_faults(&st);
         self.metrics.mempool_txs.set(self.mempool.len() as i64);
         self.metrics.mempool_bytes.set(self.mempool.bytes() as i64);
+    }
+}
+
+/// The payload we built for our proposal in `view`: its bytes and its transactions with their
+/// hashes.
+struct OwnPayload {
+    view: consensus::View,
+    bytes: Vec<u8>,
+    decoded: DecodedPayload,
+}
+
+impl OwnPayload {
+    /// Whether block `b` carries exactly this payload. Compared byte for byte: an honest node
+    /// proposes once per view, but an adversarial test node's interceptor may send a second,
+    /// different block for the same view, and that one must not be described by this payload.
+    fn carried_by(&self, b: &consensus::Block) -> bool {
+        self.view == b.view && self.bytes == b.payload
     }
 }
 

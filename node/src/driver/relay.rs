@@ -51,7 +51,7 @@ impl Driver {
         // Our proposal leaves before we store it (we store it when we vote for it), so its
         // payload is still the one we built; a re-sent proposal's is in the cache.
         let d = match &self.own_payload {
-            Some((view, d)) if *view == p.block.view => Some(d),
+            Some(o) if o.carried_by(&p.block) => Some(&o.decoded),
             _ => self
                 .decoded
                 .get(&header.id(&self.domain))

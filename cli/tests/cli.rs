@@ -1121,7 +1121,7 @@ fn real_nodes_faults_evidence_show_and_verify() {
         store
             .write(storage::WriteBatch {
                 sync: true,
-                ops: vec![storage::Op::PutEvidence(ev)],
+                ops: vec![storage::Op::PutEvidence(Box::new(ev))],
             })
             .unwrap();
     }

@@ -359,13 +359,13 @@ fn recover(
                 ops: vec![
                     Op::PutBlock {
                         id: genesis_id,
-                        block: genesis.clone(),
+                        block: Box::new(genesis.clone()),
                     },
                     Op::Commit {
                         height: genesis.height,
                         id: genesis_id,
                     },
-                    Op::PutSafety(safety.clone()),
+                    Op::PutSafety(Box::new(safety.clone())),
                 ],
             })?;
             Ok((

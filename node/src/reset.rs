@@ -98,7 +98,7 @@ pub fn reset(home: &Path, mode: &ResetMode) -> Result<ResetOutcome> {
         store.check_chain_id(&cfg.chain_id)?;
         store.write(WriteBatch {
             sync: true,
-            ops: vec![Op::PutSafety(s.clone())],
+            ops: vec![Op::PutSafety(Box::new(s.clone()))],
         })?;
     }
     let mut log = std::fs::OpenOptions::new()

@@ -326,7 +326,7 @@ fn restore_accountant_uses_the_state_or_rebuilds_it() {
         reference.on_commit(b, id);
         ops.push(Op::PutBlock {
             id,
-            block: b.clone(),
+            block: Box::new(b.clone()),
         });
         ops.push(Op::Commit {
             height: b.height,

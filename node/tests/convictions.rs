@@ -66,13 +66,13 @@ fn commit_chain(
     let mut batch = WriteBatch::new();
     batch.push(Op::PutBlock {
         id: gid,
-        block: genesis.clone(),
+        block: Box::new(genesis.clone()),
     });
     batch.push(Op::Commit {
         height: Height(0),
         id: gid,
     });
-    batch.push(Op::PutSafety(SafetyData::genesis(gid)));
+    batch.push(Op::PutSafety(Box::new(SafetyData::genesis(gid))));
     store.write(batch).unwrap();
     let (mut parent, mut parent_view) = (gid, View(0));
     for h in 1..=len {
@@ -99,14 +99,14 @@ fn commit_chain(
         let mut batch = WriteBatch::new();
         batch.push(Op::PutBlock {
             id,
-            block: block.clone(),
+            block: Box::new(block.clone()),
         });
         batch.push(Op::Commit {
             height: block.height,
             id,
         });
         for ev in &block.evidence {
-            batch.push(Op::PutEvidence(ev.clone()));
+            batch.push(Op::PutEvidence(Box::new(ev.clone())));
         }
         if let Some(op) = node::conviction_op(&peer, std::slice::from_ref(&block)) {
             batch.push(op);

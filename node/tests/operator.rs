@@ -66,7 +66,7 @@ fn store_evidence(home: &Path, ev: Evidence) {
     store
         .write(storage::WriteBatch {
             sync: true,
-            ops: vec![storage::Op::PutEvidence(ev)],
+            ops: vec![storage::Op::PutEvidence(Box::new(ev))],
         })
         .unwrap();
 }

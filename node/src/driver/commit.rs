@@ -67,7 +67,7 @@ impl Driver {
                 if store.block(id)?.is_none() {
                     batch.push(Op::PutBlock {
                         id: *id,
-                        block: block.clone(),
+                        block: Box::new(block.clone()),
                     });
                 }
                 let payload = match decoded.remove(id) {
@@ -104,7 +104,7 @@ impl Driver {
                     batch.push(to_store_op(w));
                 }
                 for ev in &block.evidence {
-                    batch.push(Op::PutEvidence(ev.clone()));
+                    batch.push(Op::PutEvidence(Box::new(ev.clone())));
                     let key = app::committed_evidence_key(&ev.id());
                     if !evidence_marked.contains(&key) && store.app_get(&key)?.is_none() {
                         batch.push(Op::AppPut {

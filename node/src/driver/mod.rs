@@ -441,7 +441,7 @@ impl Driver {
         for action in actions {
             match action {
                 Action::PersistSafety(s) => {
-                    batch.push(Op::PutSafety(*s));
+                    batch.push(Op::PutSafety(s));
                 }
                 Action::PersistBlock { id, block: b } => {
                     let hashes = match self.decoded.get(&id) {
@@ -459,7 +459,7 @@ impl Driver {
                     for arrived in self.mempool.mark_in_flight(id, b.height, hashes) {
                         self.queue_delay.observe(now, arrived);
                     }
-                    batch.push(Op::PutBlock { id, block: *b });
+                    batch.push(Op::PutBlock { id, block: b });
                 }
                 Action::SetTimer { timer, at } => {
                     self.timer_seq += 1;
@@ -596,7 +596,7 @@ impl Driver {
         let bytes = consensus::encode(&ev);
         let batch = WriteBatch {
             sync: false,
-            ops: vec![Op::PutEvidence(ev)],
+            ops: vec![Op::PutEvidence(Box::new(ev))],
         };
         self.write(batch).context("storing evidence")?;
         self.net.publish(Topic::Evidence, bytes);

@@ -10,9 +10,9 @@
 # TESTNET_DATA (testnet/data: homes, nodes.txt; testnet/down.sh takes the same variable),
 # CONFIG_SET ("KEY=VALUE …": config.toml lines set in every home, e.g. "retain_heights=10000";
 # testnet/config_set.sh), BFTNODE_BIN (run this bftnode binary instead of building
-# target/release/bftnode: for A/B runs of two builds, as testnet/bench.sh and testnet/drill.sh
-# pass it through; copying a binary over target/release/bftnode does not work, since the build
-# here relinks it from the sources).
+# target/release/bftnode: for A/B runs of two builds; testnet/bench.sh passes it through;
+# copying a binary over target/release/bftnode does not work, since the build here relinks it
+# from the sources).
 #
 # Adversaries: ADVERSARY="3:equivocate,2:silent" starts the validators with those validator
 # indices (as in `bftnode validators`, not the node<i> home numbers) as

@@ -47,7 +47,7 @@
 //! transaction (removed when its count reaches zero), so there are at most
 //! `min(max_txs, MAX_PEER_SOURCES + 1)` of them.
 
-use crate::app::{PAYLOAD_OVERHEAD, Transaction, TxError, TxHash};
+use crate::app::{PAYLOAD_OVERHEAD, Transaction, TxError, TxHash, TxHashMap};
 use consensus::{BlockId, Height};
 use network::PeerId;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -169,13 +169,13 @@ struct InFlightBlock {
 /// The pending-transaction pool (owned by the driver task).
 pub struct Mempool {
     cfg: MempoolConfig,
-    entries: HashMap<TxHash, Entry>,
+    entries: TxHashMap<Entry>,
     order: BTreeMap<u64, TxHash>,
     next_seq: u64,
     bytes: usize,
     /// Per source; an entry exists only while the source holds a transaction.
     sources: HashMap<Source, Held>,
-    in_flight: HashMap<TxHash, u32>,
+    in_flight: TxHashMap<u32>,
     blocks: HashMap<BlockId, InFlightBlock>,
     evicted: u64,
 }
@@ -185,12 +185,12 @@ impl Mempool {
     pub fn new(cfg: MempoolConfig) -> Self {
         Mempool {
             cfg,
-            entries: HashMap::new(),
+            entries: TxHashMap::default(),
             order: BTreeMap::new(),
             next_seq: 0,
             bytes: 0,
             sources: HashMap::new(),
-            in_flight: HashMap::new(),
+            in_flight: TxHashMap::default(),
             blocks: HashMap::new(),
             evicted: 0,
         }

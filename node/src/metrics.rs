@@ -577,11 +577,6 @@ impl Metrics {
             .inc_by(seconds);
     }
 
-    /// Proposals counted with relay `outcome` so far.
-    pub fn relay_count(&self, outcome: &str) -> u64 {
-        labelled(&self.relay_proposals, "outcome", outcome).get()
-    }
-
     /// Count one failed store read while serving `path` (`sync`, `gossip`, `submit`, `rpc`).
     pub fn count_store_read_error(&self, path: &str) {
         labelled(&self.store_read_errors, "path", path).inc();

@@ -465,6 +465,10 @@ impl<E: Engine> Store for E {
         Ok(get_block(self, id)?.map(|(b, _)| b))
     }
 
+    fn is_pending(&self, height: Height, id: &BlockId) -> Result<bool, StoreError> {
+        Ok(self.get(Cf::Pending, &pending_key(height, id))?.is_some())
+    }
+
     fn committed_id(&self, h: Height) -> Result<Option<BlockId>, StoreError> {
         let k = height_key(h);
         self.get(Cf::Committed, &k)?

@@ -97,6 +97,11 @@ pub trait Store: Send {
     /// The block stored under `id`.
     fn block(&self, id: &BlockId) -> Result<Option<Block>, StoreError>;
 
+    /// Whether block `id` is stored at `height` above the committed tip (an entry of the
+    /// index [`Store::uncommitted_blocks`] walks): one key lookup, the block itself is not
+    /// read. `false` for a block not stored, stored at another height, or committed.
+    fn is_pending(&self, height: Height, id: &BlockId) -> Result<bool, StoreError>;
+
     /// The block id committed at height `h`.
     fn committed_id(&self, h: Height) -> Result<Option<BlockId>, StoreError>;
 

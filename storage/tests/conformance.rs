@@ -289,6 +289,13 @@ fn pending_pruned_on_commit(s: &mut impl Raw) {
         .unwrap();
     // Nothing committed yet: everything is pending, ordered by (height, id).
     assert_eq!(s.uncommitted_blocks().unwrap().len(), 7);
+    assert!(s.is_pending(fork.height, &fork_id).unwrap());
+    assert!(s.is_pending(c[4].1.height, &c[4].0).unwrap());
+    assert!(
+        !s.is_pending(Height(c[4].1.height.0 + 1), &c[4].0).unwrap(),
+        "pending at its own height only"
+    );
+    assert!(!s.is_pending(Height(4), &Digest([0x77; 32])).unwrap());
     commit_upto(s, &c, 0);
     let pending = s.uncommitted_blocks().unwrap();
     assert_eq!(pending.len(), 6);
@@ -297,6 +304,9 @@ fn pending_pruned_on_commit(s: &mut impl Raw) {
     // Commit through height 4: the fork and everything ≤ 4 leave the index.
     commit_upto(s, &c, 4);
     assert_eq!(s.uncommitted_blocks().unwrap(), vec![c[5].1.clone()]);
+    assert!(!s.is_pending(fork.height, &fork_id).unwrap());
+    assert!(!s.is_pending(c[4].1.height, &c[4].0).unwrap(), "committed");
+    assert!(s.is_pending(c[5].1.height, &c[5].0).unwrap());
     // Issue 7 finding 7: the fork at a committed height can never commit: its body is gone.
     assert!(s.block(&fork_id).unwrap().is_none(), "fork body pruned");
     // A block stored at or below the tip is never pending, and never kept.

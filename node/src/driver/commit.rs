@@ -3,7 +3,7 @@
 //! and the periodic commit summary in the log.
 
 use super::{Driver, blocking};
-use crate::app::{self, AppWrite, DecodedPayload, TxHash};
+use crate::app::{self, AppWrite, DecodedPayload, TxHashSet};
 use crate::rpc_types::CommitEvent;
 use anyhow::{Context, Result};
 use consensus::{Block, BlockId, Digest};
@@ -45,7 +45,7 @@ impl Driver {
     pub(super) fn on_commit(&mut self, blocks: Vec<Block>, ids: Vec<BlockId>) -> Result<()> {
         let limit = app::PAYLOAD_DECODE_LIMIT;
         let mut batch = WriteBatch::new();
-        let mut applied_now: HashSet<TxHash> = HashSet::new();
+        let mut applied_now = TxHashSet::default();
         let mut applied_all = Vec::new();
         let mut skipped = 0u64;
         let mut tip = None;
@@ -64,7 +64,9 @@ impl Driver {
                 if store.committed_id(block.height)? == Some(*id) {
                     continue; // already applied (idempotent)
                 }
-                if store.block(id)?.is_none() {
+                // A block stored above the tip is in the pending index: a key lookup, where
+                // reading it back decoded the whole body (a copy of up to a few MiB a commit).
+                if !store.is_pending(block.height, id)? && store.block(id)?.is_none() {
                     batch.push(Op::PutBlock {
                         id: *id,
                         block: Box::new(block.clone()),
@@ -80,7 +82,7 @@ impl Driver {
                 };
                 // The replay check of the whole block in one batched read; a failed read
                 // stops the commit (fatal, as every store error on this path).
-                let mut committed_before = HashSet::new();
+                let mut committed_before = TxHashSet::default();
                 for (hash, location) in payload
                     .hashes
                     .iter()

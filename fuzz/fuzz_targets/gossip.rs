@@ -23,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
         let mut pool = Mempool::new(MempoolConfig {
             max_txs: 64,
             max_bytes: 256 * 1024,
+            min_shares: 4,
         });
         let now = Instant::now();
         for tx in txs {

@@ -2,7 +2,7 @@
 //!
 //! The node's decoders live in the `node` crate, which links RocksDB (≈16 CPU-minutes of C++).
 //! None of the decoders needs it, so their source files are compiled here as modules, unchanged:
-//! `node/src/{app,mempool,config,rpc_types}.rs` and `network/src/codec.rs` (whose items are
+//! `node/src/{app,mempool,config/,fault_params,queue_delay,rpc_types,relay}.rs` and `network/src/codec.rs` (whose items are
 //! `pub(crate)`; the wrappers below expose them to the targets). What is fuzzed is therefore the
 //! exact code the node runs.
 #![allow(dead_code, unused_imports, clippy::all)]
@@ -11,11 +11,20 @@
 #[path = "../../node/src/app.rs"]
 pub mod app;
 /// `node::config`: `config.toml`, `genesis.json`, key file.
-#[path = "../../node/src/config.rs"]
+#[path = "../../node/src/config/mod.rs"]
 pub mod config;
+/// `node::fault_params`: the `[fault]` section and the chain's fault parameters (`config` uses it).
+#[path = "../../node/src/fault_params.rs"]
+pub mod fault_params;
 /// `node::mempool` (what gossiped and RPC-submitted transactions go into).
 #[path = "../../node/src/mempool.rs"]
 pub mod mempool;
+/// `node::queue_delay` (`config`'s default queue-delay target).
+#[path = "../../node/src/queue_delay.rs"]
+pub mod queue_delay;
+/// `node::relay`: compact proposal frames and their rebuilding.
+#[path = "../../node/src/relay.rs"]
+pub mod relay;
 /// `node::rpc_types`: the JSON bodies of the RPC server.
 #[path = "../../node/src/rpc_types.rs"]
 pub mod rpc_types;
@@ -217,6 +226,25 @@ pub fn exercise_block(b: &Block) {
         let _ = ev.verify(&f.vs);
         let _ = (ev.kind(), ev.key(), ev.id());
     }
+}
+
+/// The transactions the seed run's leaders propose (`gen_seeds`: view `v` proposes `v % 3` of
+/// them), so a compact frame's named hashes can resolve: the stand-in for a replica's mempool.
+pub fn seed_transactions(view: u64) -> Vec<app::Transaction> {
+    (0..(view % 3))
+        .map(|k| app::Transaction::put(format!("key{view}-{k}"), format!("value{k}"), view))
+        .collect()
+}
+
+/// [`seed_transactions`] of views 0..64 by hash, built once per process.
+pub fn relay_pool() -> &'static std::collections::HashMap<app::TxHash, app::Transaction> {
+    static P: OnceLock<std::collections::HashMap<app::TxHash, app::Transaction>> = OnceLock::new();
+    P.get_or_init(|| {
+        (0..64)
+            .flat_map(seed_transactions)
+            .map(|tx| (tx.hash(), tx))
+            .collect()
+    })
 }
 
 /// The borsh encoding of `Payload::Transactions(vec![])`, which `Payload::encode` never emits.

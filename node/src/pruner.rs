@@ -28,10 +28,7 @@ use storage::{Op, Store, StoreError, WriteBatch};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-/// Smallest non-zero `[storage] retain_heights` (heights): far above what a restart replays
-/// (1,256 blocks), and a few minutes of a loaded chain (about 100 heights/s) or hours of an
-/// idle one (about 2 heights/s).
-pub const MIN_RETAIN_HEIGHTS: u64 = 10_000;
+pub use crate::config::sections::MIN_RETAIN_HEIGHTS;
 
 // A restarted node must find the whole election window in its store (`crate::recover`).
 const _: () = assert!(MIN_RETAIN_HEIGHTS >= fault::MAX_REPLAY_DEPTH as u64);

@@ -125,16 +125,8 @@ fn generate() {
                         timers.insert((at, i, seq), timer);
                     }
                     Action::RequestPayload { view, .. } => {
-                        let txs = (0..(view.0 % 3))
-                            .map(|k| {
-                                Transaction::put(
-                                    format!("key{view}-{k}"),
-                                    format!("value{k}"),
-                                    view.0,
-                                )
-                            })
-                            .collect();
-                        let payload = Payload::Transactions(txs).encode();
+                        let payload =
+                            Payload::Transactions(bftnode_fuzz::seed_transactions(view.0)).encode();
                         queue.push_back((i, Event::PayloadReady { view, payload }));
                     }
                     Action::PersistBlock { id, block } => {
@@ -176,6 +168,36 @@ fn generate() {
         if *n < 3 {
             *n += 1;
             out.put("consensus_message", bytes);
+        }
+    }
+
+    // compact_proposal: the run's proposals with transactions, every transaction named by hash,
+    // and the same with the first one inline.
+    let mut compact = 0;
+    for bytes in msgs.values() {
+        let Ok(ConsensusMessage::Proposal(p)) = ConsensusMessage::decode(bytes) else {
+            continue;
+        };
+        let Ok(payload) =
+            Payload::decode(&p.block.payload, bftnode_fuzz::app::PAYLOAD_DECODE_LIMIT)
+        else {
+            continue;
+        };
+        let txs = payload.transactions();
+        if txs.is_empty() || compact >= 4 {
+            continue;
+        }
+        compact += 1;
+        let hashes: Vec<_> = txs.iter().map(Transaction::hash).collect();
+        for first_inline in [false, true] {
+            let frame = bftnode_fuzz::relay::encode_compact(
+                &p,
+                p.block.payload_digest(),
+                txs,
+                &hashes,
+                |i| first_inline && i == 0,
+            );
+            out.put("compact_proposal", &frame[1..]);
         }
     }
 

@@ -185,7 +185,7 @@ impl NodeConfig {
         let retain = self.storage.retain_heights;
         field(
             "storage.retain_heights",
-            retain == 0 || retain >= crate::pruner::MIN_RETAIN_HEIGHTS,
+            retain == 0 || retain >= super::sections::MIN_RETAIN_HEIGHTS,
             "must be 0 (keep every block) or ≥ 10000 (heights; see docs/operating.md, \"Pruning\")",
         )?;
         let r = &self.rpc;

@@ -119,6 +119,12 @@ impl Default for BlockSection {
     }
 }
 
+/// Smallest non-zero `[storage] retain_heights` (heights): far above what a restart replays
+/// (1,256 blocks), and a few minutes of a loaded chain (about 100 heights/s) or hours of an
+/// idle one (about 2 heights/s). Enforced by [`crate::config::NodeConfig`]'s validation; the
+/// pruner re-exports it.
+pub const MIN_RETAIN_HEIGHTS: u64 = 10_000;
+
 /// Storage lifecycle (section `[storage]`): how much committed history this node keeps.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -126,7 +132,7 @@ pub struct StorageSection {
     /// Committed heights whose block bodies are kept below the tip; older bodies are deleted
     /// ([`crate::pruner`]). `0` (the default) keeps every block: an archive node, which is
     /// what lets a validator that was away longer than everyone's retention catch up (there
-    /// is no state sync). Otherwise at least [`crate::pruner::MIN_RETAIN_HEIGHTS`]. The
+    /// is no state sync). Otherwise at least [`MIN_RETAIN_HEIGHTS`]. The
     /// height → id index, the transaction index and the application state are never pruned.
     pub retain_heights: u64,
 }

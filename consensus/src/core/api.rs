@@ -35,8 +35,9 @@ pub struct Config {
     /// and after half of it, as `leader(v−1)` of a view entered by TC, its status is not
     /// waited for (H2). Every live validator broadcasts a vote or a timeout in every view, so
     /// silence longer than a base timeout means a crash or a partition, seen before the
-    /// transport's idle timeout notices. Local only (timeouts are always safe). The node sets
-    /// it to `τ_base` (PROTOCOL.md §4.2 rule 4, §4.4).
+    /// transport's idle timeout notices. Local only (timeouts are always safe). Block sync
+    /// asks peers quiet for half of it last and leaves one that goes quiet (§6.5 rule 2). The
+    /// node sets it to `τ_base` (PROTOCOL.md §4.2 rule 4, §4.4).
     pub silent_leader_ms: u64,
     /// τ_resend: period of re-sending our timeout while stuck in a view (ms).
     pub resend_ms: u64,
@@ -46,7 +47,9 @@ pub struct Config {
     pub max_payload_bytes: usize,
     /// Maximum blocks asked for in one block-sync request.
     pub sync_max_blocks: u32,
-    /// Block-sync request timeout before rotating to another peer (ms).
+    /// Block-sync request timeout before rotating to another peer (ms); the request moves on
+    /// earlier when the peer asked goes quiet for `silent_leader_ms / 2` while another peer
+    /// does not (PROTOCOL.md §6.5 rule 2).
     pub sync_timeout_ms: u64,
     /// Maximum concurrent block-sync requests.
     pub sync_max_inflight: usize,

@@ -3,8 +3,9 @@
 
 use super::tree::Ancestry;
 use super::{Action, Core, Entry, Timer};
+use crate::Millis;
 use crate::block::{Block, MAX_BLOCK_EVIDENCE};
-use crate::cert::{QuorumCert, TimeoutCert};
+use crate::cert::{QuorumCert, TimeoutCert, VoteData};
 use crate::messages::BlockRequest;
 use crate::policy::{FaultPolicy, InvalidReason};
 use crate::types::{BlockId, Height, ValidatorIndex, View};
@@ -13,11 +14,26 @@ use std::collections::BTreeMap;
 /// Maximum number of block ids waiting for a free sync slot.
 const MAX_WANTED: usize = 64;
 
+/// A block the core wants: its id, its height and its parent's id when known (from a verified
+/// QC or a held child), and the peers to ask, in order.
+#[derive(Debug)]
+struct Want {
+    target: BlockId,
+    height: Option<Height>,
+    parent: Option<BlockId>,
+    peers: Vec<ValidatorIndex>,
+}
+
 #[derive(Debug)]
 struct Inflight {
-    target: BlockId,
-    peers: Vec<ValidatorIndex>,
+    want: Want,
     attempt: usize,
+    /// When the current attempt was sent (ms).
+    sent_at: Millis,
+    /// When the latest armed `Timer::Sync` fires; an earlier one firing is stale.
+    timer_at: Millis,
+    /// The `stop_at` of the latest attempt.
+    stop_at: Height,
 }
 
 /// In-flight block-sync requests (bounded by `Config::sync_max_inflight`).
@@ -25,7 +41,7 @@ struct Inflight {
 pub(crate) struct SyncState {
     next_id: u64,
     inflight: BTreeMap<u64, Inflight>,
-    wanted: Vec<(BlockId, Vec<ValidatorIndex>)>,
+    wanted: Vec<Want>,
 }
 
 impl SyncState {
@@ -37,8 +53,32 @@ impl SyncState {
         (self.inflight.len(), self.wanted.len())
     }
     fn is_fetching(&self, target: &BlockId) -> bool {
-        self.inflight.values().any(|f| f.target == *target)
-            || self.wanted.iter().any(|(t, _)| t == target)
+        self.inflight.values().any(|f| f.want.target == *target)
+            || self.wanted.iter().any(|w| w.target == *target)
+    }
+    /// Whether a request in flight brings `target` (of `height`) as the second block of its
+    /// answer: it targets a child of `target` and stops below `height`. A commit proof names
+    /// the parent of the block its QC certifies; fetching both would ask for the same range
+    /// twice.
+    fn brings_as_parent(&self, target: &BlockId, height: Option<Height>) -> bool {
+        self.inflight
+            .values()
+            .any(|f| f.want.parent == Some(*target) && height.is_some_and(|h| f.stop_at < h))
+    }
+    /// §6.5 rule 2: the highest known height below `height` that another request (in flight or
+    /// waiting) targets: blocks at or under it come with that request, so a request for a
+    /// block at `height` need not ask for them again.
+    fn covered_below(&self, height: Height, except: u64) -> Option<Height> {
+        let others = self
+            .inflight
+            .iter()
+            .filter(|(id, _)| **id != except)
+            .map(|(_, f)| &f.want)
+            .chain(&self.wanted);
+        others
+            .filter_map(|w| w.height)
+            .filter(|h| *h < height)
+            .max()
     }
 }
 
@@ -51,7 +91,7 @@ impl<P: FaultPolicy> Core<P> {
             && qc.view() > self.tree.root_view()
         {
             let signers: Vec<_> = qc.signers.iter().collect();
-            self.fetch(qc.block_id(), &signers);
+            self.fetch_certified(&qc.data, &signers);
         }
         let raised = self.safety.observe_qc(qc);
         self.try_commit(qc);
@@ -142,8 +182,14 @@ impl<P: FaultPolicy> Core<P> {
                     proof,
                 });
             }
-            Ancestry::Missing(id) => {
+            Ancestry::Missing(id, height) => {
                 let signers: Vec<_> = proof.signers.iter().collect();
+                // The commit target is the proof's parent, one height below the proof's block.
+                let height = height.or_else(|| {
+                    (id == target)
+                        .then(|| proof.data.height.0.checked_sub(1).map(Height))
+                        .flatten()
+                });
                 if self
                     .pending_commit
                     .as_ref()
@@ -151,7 +197,7 @@ impl<P: FaultPolicy> Core<P> {
                 {
                     self.pending_commit = Some(proof);
                 }
-                self.fetch(id, &signers);
+                self.fetch(id, height, None, &signers);
             }
             Ancestry::Conflicts => {
                 self.halt(format!(
@@ -202,9 +248,30 @@ impl<P: FaultPolicy> Core<P> {
         self.out.push(Action::SafetyViolation(why));
     }
 
-    /// Start fetching `target` (and its missing ancestors), asking `hint` first (§6.5).
-    pub(super) fn fetch(&mut self, target: BlockId, hint: &[ValidatorIndex]) {
-        if self.tree.contains(&target) || self.sync.is_fetching(&target) {
+    /// Start fetching the block `about` certifies (and its missing ancestors), asking `hint`
+    /// first (§6.5 rule 2).
+    pub(super) fn fetch_certified(&mut self, about: &VoteData, hint: &[ValidatorIndex]) {
+        self.fetch(
+            about.block_id,
+            Some(about.height),
+            Some(about.parent_id),
+            hint,
+        );
+    }
+
+    /// Start fetching `target` (and its missing ancestors), of `height` and with `parent` when
+    /// known, asking `hint` first (§6.5 rule 2).
+    pub(super) fn fetch(
+        &mut self,
+        target: BlockId,
+        height: Option<Height>,
+        parent: Option<BlockId>,
+        hint: &[ValidatorIndex],
+    ) {
+        if self.tree.contains(&target)
+            || self.sync.is_fetching(&target)
+            || self.sync.brings_as_parent(&target, height)
+        {
             return;
         }
         let me = self.cfg.me;
@@ -217,34 +284,84 @@ impl<P: FaultPolicy> Core<P> {
         if peers.is_empty() {
             return;
         }
+        let want = Want {
+            target,
+            height,
+            parent,
+            peers,
+        };
         if self.sync.inflight.len() >= self.cfg.sync_max_inflight {
             if self.sync.wanted.len() < MAX_WANTED {
-                self.sync.wanted.push((target, peers));
+                self.sync.wanted.push(want);
             }
             return;
         }
         self.sync.next_id += 1;
         let id = self.sync.next_id;
+        let want = self.order_peers(want, hint, id);
         self.sync.inflight.insert(
             id,
             Inflight {
-                target,
-                peers,
+                want,
                 attempt: 0,
+                sent_at: self.now,
+                timer_at: self.now,
+                stop_at: Height(0),
             },
         );
         self.counters.sync_requests += 1;
         self.issue_request(id);
     }
 
+    /// §6.5 rule 2, the order of the peers asked: those heard from within
+    /// [`Self::sync_quiet_ms`] first (a validator that crashed a moment ago has not been
+    /// noticed by the transport yet, and a request to it would wait out the whole timeout),
+    /// the hinted signers before the others, and successive requests starting at successive
+    /// signers, so a node catching up spreads its requests over its peers.
+    fn order_peers(&self, mut want: Want, hint: &[ValidatorIndex], id: u64) -> Want {
+        let hinted = want.peers.iter().filter(|p| hint.contains(p)).count();
+        if hinted > 0 {
+            want.peers[..hinted].rotate_left((id % hinted as u64) as usize);
+        }
+        // Stable: keeps the hinted-first, rotated order within each group.
+        want.peers.sort_by_key(|p| self.quiet(*p));
+        want
+    }
+
+    /// Nothing arrived from validator `i` for [`Self::sync_quiet_ms`]: every live validator
+    /// broadcasts a vote or a timeout in every view, so it has probably crashed.
+    fn quiet(&self, i: ValidatorIndex) -> bool {
+        self.last_heard
+            .get(i.as_usize())
+            .is_some_and(|t| self.now.saturating_sub(*t) > self.sync_quiet_ms())
+    }
+
+    /// Half of `silent_leader_ms` (250 ms at the node's defaults), at least 1 ms.
+    fn sync_quiet_ms(&self) -> u64 {
+        (self.cfg.silent_leader_ms / 2).max(1)
+    }
+
     fn issue_request(&mut self, id: u64) {
+        let root = self.tree.root_height();
         let Some(f) = self.sync.inflight.get(&id) else {
             return;
         };
-        let peer = f.peers[f.attempt % f.peers.len()];
+        let stop_at = f
+            .want
+            .height
+            .and_then(|h| self.sync.covered_below(h, id))
+            .map_or(root, |h| h.max(root));
+        let now = self.now;
+        let Some(f) = self.sync.inflight.get_mut(&id) else {
+            return;
+        };
+        f.sent_at = now;
+        f.stop_at = stop_at;
+        let f = &self.sync.inflight[&id];
+        let peer = f.want.peers[f.attempt % f.want.peers.len()];
         let request = BlockRequest {
-            target: f.target,
-            stop_at: self.tree.root_height(),
+            target: f.want.target,
+            stop_at,
             max_blocks: self.cfg.sync_max_blocks,
         };
         self.out.push(Action::FetchBlocks {
@@ -252,7 +369,18 @@ impl<P: FaultPolicy> Core<P> {
             peer,
             request,
         });
-        let at = self.now + self.cfg.sync_timeout_ms;
+        self.arm_sync_timer(id);
+    }
+
+    /// The next check of request `id`: at its timeout, or earlier to notice the peer going
+    /// quiet.
+    fn arm_sync_timer(&mut self, id: u64) {
+        let probe = self.now + self.sync_quiet_ms();
+        let Some(f) = self.sync.inflight.get_mut(&id) else {
+            return;
+        };
+        let at = (f.sent_at + self.cfg.sync_timeout_ms).min(probe);
+        f.timer_at = at;
         self.set_timer(Timer::Sync(id), at);
     }
 
@@ -261,7 +389,7 @@ impl<P: FaultPolicy> Core<P> {
         let give_up = match self.sync.inflight.get_mut(&id) {
             Some(f) => {
                 f.attempt += 1;
-                f.attempt >= 2 * f.peers.len()
+                f.attempt >= 2 * f.want.peers.len()
             }
             None => return,
         };
@@ -273,8 +401,26 @@ impl<P: FaultPolicy> Core<P> {
         }
     }
 
+    /// Timer of request `id`: past `sync_timeout_ms`, ask the next peer; before it, ask the
+    /// next peer only if the one asked went quiet while another did not (the earlier request
+    /// stays open: whichever answer arrives first is used), else check again later.
     pub(super) fn on_sync_timeout(&mut self, id: u64) {
-        self.retry(id);
+        let Some(f) = self
+            .sync
+            .inflight
+            .get(&id)
+            .filter(|f| self.now >= f.timer_at)
+        else {
+            return;
+        };
+        let asked = f.want.peers[f.attempt % f.want.peers.len()];
+        let timed_out = self.now >= f.sent_at + self.cfg.sync_timeout_ms;
+        let others_live = f.want.peers.iter().any(|p| *p != asked && !self.quiet(*p));
+        if timed_out || (self.quiet(asked) && others_live) {
+            self.retry(id);
+        } else {
+            self.arm_sync_timer(id);
+        }
     }
 
     pub(super) fn on_fetch_failed(&mut self, id: u64) {
@@ -284,15 +430,15 @@ impl<P: FaultPolicy> Core<P> {
     fn next_wanted(&mut self) {
         while self.sync.inflight.len() < self.cfg.sync_max_inflight && !self.sync.wanted.is_empty()
         {
-            let (target, peers) = self.sync.wanted.remove(0);
-            self.fetch(target, &peers);
+            let w = self.sync.wanted.remove(0);
+            self.fetch(w.target, w.height, w.parent, &w.peers);
         }
     }
 
     /// §6.5: verify a response top-down from the requested target by hash links, verify each
     /// justify QC, insert, and resume whatever waited for the blocks.
     pub(super) fn on_blocks_fetched(&mut self, id: u64, from: ValidatorIndex, blocks: Vec<Block>) {
-        let Some(target) = self.sync.inflight.get(&id).map(|f| f.target) else {
+        let Some(target) = self.sync.inflight.get(&id).map(|f| f.want.target) else {
             return;
         };
         if blocks.is_empty() {
@@ -328,7 +474,7 @@ impl<P: FaultPolicy> Core<P> {
             && last.height.0 > self.tree.root_height().0 + 1
         {
             let signers: Vec<_> = last.justify.signers.iter().collect();
-            self.fetch(last.parent, &signers);
+            self.fetch_certified(&last.justify.data, &signers);
         }
         self.resume_after_insert();
         self.next_wanted();

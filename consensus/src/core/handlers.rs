@@ -193,10 +193,11 @@ impl<P: FaultPolicy> Core<P> {
         }
         let Some(parent) = self.tree.get(&b.parent) else {
             if v == self.current_view {
-                let parent = b.parent;
+                // `b.parent == b.justify.block_id()`, checked above.
                 let signers: Vec<ValidatorIndex> = b.justify.signers.iter().collect();
+                let about = b.justify.data.clone();
                 self.parked = Some((from, p));
-                self.fetch(parent, &signers);
+                self.fetch_certified(&about, &signers);
             }
             return Ok(());
         };

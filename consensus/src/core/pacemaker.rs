@@ -360,7 +360,8 @@ impl<P: FaultPolicy> Core<P> {
         let parent_id = self.safety.lock().block_id();
         let Some(parent) = self.tree.get(&parent_id) else {
             let signers: Vec<_> = self.safety.lock().signers.iter().collect();
-            self.fetch(parent_id, &signers);
+            let about = self.safety.lock().data.clone();
+            self.fetch_certified(&about, &signers);
             return;
         };
         let Some(height) = parent.height.next() else {

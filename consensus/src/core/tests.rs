@@ -4,9 +4,11 @@
 use super::*;
 use crate::BlockResponse;
 use crate::cert::TimeoutCert;
+use crate::messages::BlockRequest;
 use crate::policy::RoundRobin;
 use crate::types::Digest;
 use crate::types::Epoch;
+use crate::types::Height;
 use std::collections::BTreeMap;
 
 pub(crate) fn keys(n: usize) -> (ValidatorSet, Vec<PrivateKey>) {
@@ -1497,4 +1499,152 @@ fn a_reserved_view_is_proposed_in_without_its_own_persist_and_never_after_a_rest
         )),
         "a reserved view is never proposed in after a restart: {a:?}"
     );
+}
+
+/// Every fetch the actions hold: `(request id, peer, request)`.
+fn fetches(actions: &[Action]) -> Vec<(u64, ValidatorIndex, BlockRequest)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::FetchBlocks {
+                request_id,
+                peer,
+                request,
+            } => Some((*request_id, *peer, request.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A chain `blocks[0..len]` on genesis, block `k` of view and height `k + 1`, each certified by
+/// all four validators but `me`; returns the blocks and their QCs.
+fn certified_chain(
+    vs: &ValidatorSet,
+    ks: &[PrivateKey],
+    me: u16,
+    len: u64,
+) -> (Vec<Block>, Vec<QuorumCert>) {
+    let rr = RoundRobin::new(vs);
+    let gid = Block::genesis(vs.domain()).id(vs.domain());
+    let signers: Vec<u16> = (0..4).filter(|i| *i != me).collect();
+    let (mut blocks, mut qcs) = (Vec::new(), Vec::new());
+    let mut justify = QuorumCert::genesis(gid);
+    for k in 1..=len {
+        let b = block_on(k, rr.leader(View(k)).0, justify, k, k as u8);
+        justify = qc_on(vs, ks, &b, &signers);
+        blocks.push(b);
+        qcs.push(justify.clone());
+    }
+    (blocks, qcs)
+}
+
+/// §6.5 rule 2: a node catching up sees a QC naming a block further up every view; each fetch
+/// stops at the height the previous one brings, so the ranges asked for are disjoint instead
+/// of the same top blocks again and again.
+#[test]
+fn a_node_catching_up_asks_for_disjoint_ranges() {
+    let (vs, ks) = keys(4);
+    let me = 0u16;
+    let mut c = core(&vs, PrivateKey::from_seed(ks[0].seed()), me);
+    c.handle(0, Event::Start);
+    let (blocks, _) = certified_chain(&vs, &ks, me, 40);
+    let rr = RoundRobin::new(&vs);
+    // Proposals of views 21 and 31 (in the view window) justify blocks 20 and 30: unknown.
+    let mut asked = Vec::new();
+    for (t, k) in [(1u64, 20usize), (2, 30)] {
+        let b = &blocks[k];
+        let leader = rr.leader(b.view).0;
+        let a = c.handle(
+            t,
+            Event::Message {
+                from: ValidatorIndex(leader),
+                msg: signed_proposal(&vs, &ks[leader as usize], b.clone()),
+            },
+        );
+        asked.extend(fetches(&a));
+    }
+    let targets: Vec<(BlockId, Height)> = asked
+        .iter()
+        .map(|(_, _, r)| (r.target, r.stop_at))
+        .collect();
+    let id = |k: usize| blocks[k].id(vs.domain());
+    assert_eq!(
+        targets,
+        vec![(id(19), Height(0)), (id(29), Height(20))],
+        "the second fetch stops where the first one's target is"
+    );
+}
+
+/// §6.5 rule 2: a peer we have not heard from lately is asked last, and a request to a peer
+/// that goes quiet is re-sent to another before `sync_timeout_ms` (a validator killed a moment
+/// ago is noticed by the transport only after its idle timeout).
+#[test]
+fn sync_prefers_peers_heard_from_and_leaves_one_gone_quiet() {
+    let (vs, ks) = keys(4);
+    let me = 0u16;
+    let mut c = core_with(&vs, PrivateKey::from_seed(ks[0].seed()), me, |cfg| {
+        cfg.silent_leader_ms = 500;
+        cfg.sync_timeout_ms = 2_000;
+    });
+    c.handle(0, Event::Start);
+    let (blocks, qcs) = certified_chain(&vs, &ks, me, 6);
+    let rr = RoundRobin::new(&vs);
+    // Validators 2 and 3 send a timeout-free message at t = 400 (a proposal of another view
+    // carrying QC(1): known ancestry, no fetch); validator 1 stays silent.
+    let heard = |c: &mut Core<RoundRobin>, from: u16, t: u64| {
+        let b = block_on(2, from, qcs[0].clone(), 2, 99 + from as u8);
+        let msg = signed_proposal(&vs, &ks[from as usize], b);
+        c.handle(
+            t,
+            Event::Message {
+                from: ValidatorIndex(from),
+                msg,
+            },
+        );
+    };
+    // Block 1 must be known for those proposals to need no fetch.
+    let a = c.handle(
+        10,
+        Event::Message {
+            from: ValidatorIndex(rr.leader(View(1)).0),
+            msg: signed_proposal(&vs, &ks[rr.leader(View(1)).0 as usize], blocks[0].clone()),
+        },
+    );
+    assert!(fetches(&a).is_empty());
+    for from in [2u16, 3] {
+        heard(&mut c, from, 400);
+    }
+    // At t = 600 validator 1 has been silent 600 ms (> 250), 2 and 3 for 200 ms: a fetch for
+    // block 5 (proposal of view 6) asks 2 or 3 first although 1 signed the QC.
+    let leader6 = rr.leader(View(6)).0;
+    let a = c.handle(
+        600,
+        Event::Message {
+            from: ValidatorIndex(leader6),
+            msg: signed_proposal(&vs, &ks[leader6 as usize], blocks[5].clone()),
+        },
+    );
+    let f = fetches(&a);
+    assert_eq!(f.len(), 1, "{a:?}");
+    let (rid, first, _) = f[0].clone();
+    assert_ne!(
+        first,
+        ValidatorIndex(1),
+        "the silent validator is asked last"
+    );
+    // The peer asked keeps talking: no early retry at the first check.
+    let other = if first == ValidatorIndex(2) { 3 } else { 2 };
+    heard(&mut c, first.0, 800);
+    heard(&mut c, other, 800);
+    let a = c.handle(850, Event::Timer(Timer::Sync(rid)));
+    assert!(fetches(&a).is_empty(), "{a:?}");
+    // Then it goes quiet while the other does not: re-asked elsewhere well before the 2 s
+    // timeout, the first request left open.
+    heard(&mut c, other, 1_050);
+    heard(&mut c, other, 1_090);
+    let a = c.handle(1_100, Event::Timer(Timer::Sync(rid)));
+    let f = fetches(&a);
+    assert_eq!(f.len(), 1, "{a:?}");
+    assert_eq!(f[0].0, rid);
+    assert_eq!(f[0].1, ValidatorIndex(other));
 }

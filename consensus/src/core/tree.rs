@@ -13,8 +13,9 @@ const COMMITTED_INDEX_LEN: usize = 4096;
 pub(crate) enum Ancestry {
     /// The chain from the root (exclusive) up to the target, ascending.
     Extends(Vec<BlockId>),
-    /// Block `missing` is needed to finish the walk.
-    Missing(BlockId),
+    /// Block `missing` is needed to finish the walk; its height when a held child names it
+    /// (`None` when the target itself is missing).
+    Missing(BlockId, Option<Height>),
     /// The target is on a branch that does not contain the committed root.
     Conflicts,
 }
@@ -82,14 +83,16 @@ impl BlockTree {
     pub(crate) fn ancestry(&self, target: BlockId) -> Ancestry {
         let mut chain = Vec::new();
         let mut id = target;
+        let mut height = None;
         loop {
             if id == self.root.0 {
                 chain.reverse();
                 return Ancestry::Extends(chain);
             }
             let Some(b) = self.blocks.get(&id) else {
-                return Ancestry::Missing(id);
+                return Ancestry::Missing(id, height);
             };
+            height = b.height.0.checked_sub(1).map(Height);
             if b.height <= self.root.1 {
                 return Ancestry::Conflicts;
             }

@@ -99,8 +99,9 @@ impl Driver {
                     warn!(height = block.height.0, id = %id, "committed block has an undecodable payload; skipped");
                 }
                 skipped += res.skipped;
-                // One growth for the block's writes (an `Op` is large: a vector grown one push
-                // at a time copied itself over and over, 1.4 % of a node at 25,000 tx/s).
+                // One growth for the block's writes instead of doubling push by push (when an
+                // `Op` was large the regrowth copies were 1.4 % of a node at 25,000 tx/s; ops
+                // are boxed since, 88 bytes, so this now saves little).
                 batch.ops.reserve(res.writes.len());
                 for w in res.writes {
                     batch.push(to_store_op(w));

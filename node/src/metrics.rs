@@ -135,7 +135,8 @@ pub struct Metrics {
     /// Block-sync responses that came back empty (the peer lacks the block: not received
     /// yet, refused, or pruned); retried with the next peer without blame.
     pub sync_unavailable: Counter,
-    /// Block-sync requests from peers refused (one in flight per peer, global cap, byte budget).
+    /// Block-sync requests from peers answered empty (byte budget overdrawn, queue full, or
+    /// waited `MAX_QUEUE_WAIT` in it; `sync_server`).
     pub sync_refused: Counter,
     /// Network input the driver could not decode (garbage frames, bad sync data, bad gossip).
     pub invalid_messages: Counter,
@@ -372,7 +373,7 @@ impl Metrics {
         );
         r.register(
             "bftnode_sync_refused",
-            "Block-sync requests from peers refused by the per-peer budget",
+            "Block-sync requests from peers answered empty: over the per-peer byte budget, beyond the per-peer queue, or waited too long in it",
             m.sync_refused.clone(),
         );
         r.register(

@@ -343,12 +343,10 @@ impl<P: FaultPolicy> Core<P> {
 
     fn issue_request(&mut self, id: u64) {
         let root = self.tree.root_height();
-        let Some(f) = self.sync.inflight.get(&id) else {
+        let Some(height) = self.sync.inflight.get(&id).map(|f| f.want.height) else {
             return;
         };
-        let stop_at = f
-            .want
-            .height
+        let stop_at = height
             .and_then(|h| self.sync.covered_below(h, id))
             .map_or(root, |h| h.max(root));
         let now = self.now;
@@ -357,7 +355,6 @@ impl<P: FaultPolicy> Core<P> {
         };
         f.sent_at = now;
         f.stop_at = stop_at;
-        let f = &self.sync.inflight[&id];
         let peer = f.want.peers[f.attempt % f.want.peers.len()];
         let request = BlockRequest {
             target: f.want.target,

@@ -35,7 +35,10 @@ def soak_report():
             row.update(
                 l0_files_max=max(s["l0_files"] for s in storage),
                 compaction_debt_mb_max=max(s["pending_compaction_mb"] for s in storage),
+                memtable_mb_max=max(s["memtable_mb"] for s in storage),
                 table_readers_mb_max=max(s["table_readers_mb"] for s in storage),
+                block_cache_mb_max=max((s["block_cache_mb"] for s in storage if "block_cache_mb" in s),
+                                       default=None),
                 write_stalled_nodes=sum(1 for s in storage
                                         if s["delayed_write_rate"] or s["write_stopped"]),
             )
@@ -63,18 +66,21 @@ def soak_report():
     with open(f"{out}/table.md", "w") as f:
         f.write("| minute | offered tx/s | committed tx/s | p50 ms | p99 ms | refused | CPU %/node "
                 "| RSS MB (max) | testnet disk MB | L0 files (max) | compaction debt MB (max) "
-                "| SST readers MB (max) | stalled nodes | synced write ms (node 0) "
-                "| commit write ms (node 0) |\n" + "|---" * 15 + "|\n")
+                "| memtables MB (max) | SST readers MB (max) | block cache MB (max) "
+                "| stalled nodes | synced write ms (node 0) "
+                "| commit write ms (node 0) |\n" + "|---" * 17 + "|\n")
         dash = lambda v: "–" if v is None else v
         for r in rows:
             if r["error"]:
-                f.write(f"| {r['minute']} | load run failed |" + " |" * 13 + "\n")
+                f.write(f"| {r['minute']} | load run failed |" + " |" * 15 + "\n")
                 continue
             f.write(f"| {r['minute']} | {r['offered_tps']:,} | {r['committed_tps']:,.0f} "
                     f"| {r['latency_ms_p50']:.1f} | {r['latency_ms_p99']:.1f} | {r['rejected']:,} "
                     f"| {r['cpu_pct_per_node']:.0f} | {r['rss_mb_max']} | {r['testnet_disk_mb']} "
                     f"| {dash(r.get('l0_files_max'))} | {dash(r.get('compaction_debt_mb_max'))} "
+                    f"| {dash(r.get('memtable_mb_max'))} "
                     f"| {dash(r.get('table_readers_mb_max'))} "
+                    f"| {dash(r.get('block_cache_mb_max'))} "
                     f"| {dash(r.get('write_stalled_nodes'))} "
                     f"| {dash(r.get('synced_write_ms_node0'))} "
                     f"| {dash(r.get('unsynced_write_ms_node0'))} |\n")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Print, as one JSON list (one object per node, in argument order), each node's RocksDB figures
 from its `GET /metrics`: level-0 files and compaction debt (sums over column families), memory
-outside the block cache, disk, write stalls, and the cumulative write-time histograms, synced
+outside the block cache and in it, disk, write stalls, and the cumulative write-time histograms, synced
 (persist batches) and unsynced (commit batches), as sum in seconds and count, so that a caller
 can take per-window means. A node that does not answer
 gives null.
@@ -43,6 +43,7 @@ def scrape(url):
         "pending_compaction_mb": round(get("pending_compaction_bytes") / MB, 1),
         "memtable_mb": round(get("memtable_bytes") / MB, 1),
         "table_readers_mb": round(get("table_readers_bytes") / MB, 1),
+        "block_cache_mb": round(get("block_cache_bytes") / MB, 1),
         "sst_mb": round(get("sst_bytes") / MB, 1),
         "blob_mb": round(get("blob_bytes") / MB, 1),
         "delayed_write_rate": int(get("delayed_write_rate_bytes")),

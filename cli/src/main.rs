@@ -26,7 +26,11 @@ mod query;
 /// op, from several threads at once. Under 40,000 offered tx/s on the 4-validator testnet,
 /// glibc's `malloc`, `free` and their chunk coalescing took 13 % of a node's CPU samples; with
 /// jemalloc the allocator takes 5.5 % (perf, issue 10 note). jemalloc is what TiKV and Aptos
-/// validators run with. It serves Rust allocations only (RocksDB's C++ keeps the C library's).
+/// validators run with. RocksDB's C++ allocates from the same jemalloc (the `rocksdb` crate's
+/// `jemalloc` feature makes it the process's `malloc`): with the C library's, RocksDB's share of
+/// a node's memory grew steadily beyond its bounded memtables and block cache in a 10-minute soak
+/// at 10,000 tx/s (fragmented arenas that were never returned), and with jemalloc it did not
+/// (issue 10 note).
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -104,7 +104,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use storage::{Op, RocksOptions, RocksStore, Store, WriteBatch};
+use storage::{Op, RocksStore, Store, WriteBatch};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{Instrument as _, info};
@@ -435,7 +435,7 @@ pub async fn spawn_loaded_with(
     let index = loaded.index;
     let metrics = Arc::new(Metrics::new());
 
-    let mut store = RocksStore::open(&loaded.db_path, RocksOptions::default())
+    let mut store = RocksStore::open(&loaded.db_path, cfg.storage.rocks_options())
         .with_context(|| format!("opening database {}", loaded.db_path.display()))?;
     store
         .check_chain_id(&cfg.chain_id)

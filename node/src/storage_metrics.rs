@@ -51,6 +51,8 @@ pub struct StorageGauges {
     delayed_write_rate: Gauge,
     write_stopped: Gauge,
     running_compactions: Gauge,
+    block_cache: Gauge,
+    block_cache_pinned: Gauge,
 }
 
 impl StorageGauges {
@@ -77,6 +79,16 @@ impl StorageGauges {
             "Compactions running now",
             g.running_compactions.clone(),
         );
+        r.register(
+            "bftnode_rocksdb_block_cache_bytes",
+            "Bytes in the block cache shared by every column family (data blocks)",
+            g.block_cache.clone(),
+        );
+        r.register(
+            "bftnode_rocksdb_block_cache_pinned_bytes",
+            "Bytes of the block cache pinned (in use, not evictable)",
+            g.block_cache_pinned.clone(),
+        );
         g
     }
 
@@ -94,5 +106,7 @@ impl StorageGauges {
         set(&self.delayed_write_rate, stats.delayed_write_rate);
         set(&self.write_stopped, u64::from(stats.write_stopped));
         set(&self.running_compactions, stats.running_compactions);
+        set(&self.block_cache, stats.block_cache_bytes);
+        set(&self.block_cache_pinned, stats.block_cache_pinned_bytes);
     }
 }

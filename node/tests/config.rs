@@ -100,6 +100,29 @@ fn unknown_and_bad_fields_are_named() {
     let min = node::pruner::MIN_RETAIN_HEIGHTS;
     let ok = NodeConfig::from_toml(&retain(min), "cfg").unwrap();
     assert_eq!(ok.storage.retain_heights, min);
+
+    // RocksDB's memory bounds: written out with their defaults, below the minimum named, and
+    // passed to the store as bytes.
+    assert!(text.contains("block_cache_mb = 64"), "{text}");
+    assert!(text.contains("memtable_mb = 256"), "{text}");
+    for (line, name) in [
+        ("block_cache_mb = 64", "storage.block_cache_mb"),
+        ("memtable_mb = 256", "storage.memtable_mb"),
+    ] {
+        let bad = text.replace(line, &format!("{} = 1", name.rsplit('.').next().unwrap()));
+        let e = format!("{:#}", NodeConfig::from_toml(&bad, "cfg").unwrap_err());
+        assert!(e.contains(name), "{e}");
+    }
+    let ok = NodeConfig::from_toml(
+        &text.replace("block_cache_mb = 64", "block_cache_mb = 8"),
+        "cfg",
+    )
+    .unwrap();
+    let rocks = ok.storage.rocks_options();
+    assert_eq!(
+        (rocks.block_cache_bytes, rocks.memtable_budget_bytes),
+        (8 << 20, 256 << 20)
+    );
 }
 
 #[test]

@@ -61,7 +61,10 @@ pub use batch::{Op, TxLocation, WriteBatch};
 pub use engine::Cf;
 pub use error::StoreError;
 pub use mem::MemStore;
-pub use rocks::{RocksOptions, RocksStore, WriteObserver, WriteStats};
+pub use rocks::{
+    DEFAULT_BLOCK_CACHE_BYTES, DEFAULT_MEMTABLE_BUDGET_BYTES, RocksOptions, RocksStore,
+    WriteObserver, WriteStats,
+};
 pub use rocks_stats::{CfStats, EngineStats};
 
 use consensus::{

@@ -18,8 +18,8 @@ use crate::batch::WriteBatch;
 use crate::engine::{Cf, Engine, RawOp, Visit, check_schema, planned};
 use crate::error::StoreError;
 use rocksdb::{
-    BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, DBRecoveryMode,
-    Direction, ErrorKind, IteratorMode, Options, WriteOptions,
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType,
+    DBRecoveryMode, Direction, ErrorKind, IteratorMode, Options, WriteOptions,
 };
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -35,13 +35,29 @@ pub struct RocksOptions {
     /// LZ4-compress the `blocks` column family (the only codec the workspace enables); every
     /// other column family is uncompressed. Default true.
     pub lz4_blocks: bool,
+    /// Capacity of the block cache, in bytes, shared by every column family: the data blocks
+    /// read from SST files (see [`table_options`]). Default [`DEFAULT_BLOCK_CACHE_BYTES`].
+    pub block_cache_bytes: usize,
+    /// Bound on all memtables together, in bytes (RocksDB's `db_write_buffer_size`): past it
+    /// the largest memtable is flushed. Default [`DEFAULT_MEMTABLE_BUDGET_BYTES`].
+    pub memtable_budget_bytes: usize,
 }
+
+/// Default [`RocksOptions::block_cache_bytes`]: 64 MiB.
+pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Default [`RocksOptions::memtable_budget_bytes`]: 256 MiB, the size of the write-ahead log
+/// cap ([`MAX_TOTAL_WAL_BYTES`]), which already kept the memtables between 40 and 140 MB in a
+/// 30-minute run at 10,000 tx/s (issue 10 note).
+pub const DEFAULT_MEMTABLE_BUDGET_BYTES: usize = 256 * 1024 * 1024;
 
 impl Default for RocksOptions {
     fn default() -> Self {
         RocksOptions {
             create_if_missing: true,
             lz4_blocks: true,
+            block_cache_bytes: DEFAULT_BLOCK_CACHE_BYTES,
+            memtable_budget_bytes: DEFAULT_MEMTABLE_BUDGET_BYTES,
         }
     }
 }
@@ -70,6 +86,8 @@ pub type WriteObserver = Box<dyn Fn(WriteStats) + Send + Sync>;
 /// and write with [`RocksStore::write_shared`] (module docs, "Shared access").
 pub struct RocksStore {
     db: DB,
+    /// The block cache every column family reads through ([`table_options`]).
+    cache: Cache,
     path: PathBuf,
     last_write_micros: AtomicU64,
     observer: Option<WriteObserver>,
@@ -101,18 +119,37 @@ const BLOOM_BITS_PER_KEY: f64 = 10.0;
 /// Share of the memtable size given to its whole-key bloom filter.
 const MEMTABLE_BLOOM_RATIO: f64 = 0.1;
 
-/// Bloom filters for a column family read by key: one per SST file and one over the memtable,
-/// so a lookup of an absent key (the common case: the replay check of every incoming
-/// transaction) skips the skiplist search and the SST index and data blocks. Without them a
-/// miss in a 1,000,000-entry transaction index took 9.1 µs (`cargo bench -p storage --bench
-/// store -- tx_index`).
-fn with_bloom_filters(o: &mut Options) {
+/// SST table options of one column family: its data blocks are cached in the shared `cache`
+/// (one bound for the whole store; RocksDB's default is a separate 32 MiB cache per column
+/// family, up to 256 MiB here, which filled as the chain grew).
+///
+/// Hybrid Ribbon filters (about 30 % smaller) were tried too: SST readers grew 1.3 instead of
+/// 1.75 MB/min, but p50 was higher in that 30-minute soak (not proven to be the filter's
+/// fault); the bloom filters stay.
+///
+/// The SSTs' index and filter blocks stay outside the cache, in the table readers: 1.25 bytes
+/// of filter per key, so they grow with the number of keys (52 MB per node after 30 minutes at
+/// 10,000 tx/s, mostly the transaction index's and the application's filters). Charging them
+/// to a bounded cache (partitioned, high priority) was measured and rejected: every incoming
+/// transaction's replay check looks up a random absent key, which consults a filter of every
+/// level, so the whole filter set is the working set; with a 64 MiB cache, full after two
+/// minutes, commit writes took 2.0–2.5 ms instead of 0.65 ms and p50 rose from ~25 to 40–60 ms
+/// within ten minutes (issue 10 note). That memory is the price of the replay guard.
+///
+/// Column families read by key ([`Cf::point_lookups`]) get bloom filters, and their memtables
+/// a whole-key filter, so a lookup of an absent key skips the skiplist search and the SST index
+/// and data blocks. Without them a miss in a 1,000,000-entry transaction index took 9.1 µs
+/// (`cargo bench -p storage --bench store -- tx_index`).
+fn table_options(o: &mut Options, cache: &Cache, point_lookups: bool) {
     let mut table = BlockBasedOptions::default();
-    table.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
-    table.set_whole_key_filtering(true);
+    table.set_block_cache(cache);
+    if point_lookups {
+        table.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
+        table.set_whole_key_filtering(true);
+        o.set_memtable_prefix_bloom_ratio(MEMTABLE_BLOOM_RATIO);
+        o.set_memtable_whole_key_filtering(true);
+    }
     o.set_block_based_table_factory(&table);
-    o.set_memtable_prefix_bloom_ratio(MEMTABLE_BLOOM_RATIO);
-    o.set_memtable_whole_key_filtering(true);
 }
 
 /// Block bodies at least this large (bytes) are kept in blob files rather than in SST files.
@@ -180,11 +217,11 @@ impl RocksStore {
         // disk; 1 GiB gave 9.4–9.6k tx/s, p99 1.07–1.23 s and 810 MB (its larger memtables
         // cost more to search than the extra L0 files of the smaller cap).
         db_opts.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
+        db_opts.set_db_write_buffer_size(opts.memtable_budget_bytes);
+        let cache = Cache::new_lru_cache(opts.block_cache_bytes);
         let cfs = Cf::ALL.iter().map(|cf| {
             let mut o = Options::default();
-            if cf.point_lookups() {
-                with_bloom_filters(&mut o);
-            }
+            table_options(&mut o, &cache, cf.point_lookups());
             let lz4 = opts.lz4_blocks && *cf == Cf::Blocks;
             let compression = if lz4 {
                 DBCompressionType::Lz4
@@ -212,6 +249,7 @@ impl RocksStore {
         })?;
         let mut store = RocksStore {
             db,
+            cache,
             path,
             last_write_micros: AtomicU64::new(0),
             observer: None,
@@ -274,6 +312,10 @@ impl RocksStore {
     /// The RocksDB handle, for the crate's read-only views of it ([`crate::EngineStats`]).
     pub(crate) fn db(&self) -> &DB {
         &self.db
+    }
+
+    pub(crate) fn block_cache(&self) -> &Cache {
+        &self.cache
     }
 
     fn handle(&self, cf: Cf) -> Result<&ColumnFamily, StoreError> {

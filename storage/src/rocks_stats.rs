@@ -22,7 +22,8 @@ pub struct CfStats {
     pub sst_bytes: u64,
     /// Blob files (the values kept out of the SSTs: block bodies, application values).
     pub blob_bytes: u64,
-    /// Memory held by the SST readers outside the block cache (index and filter blocks).
+    /// Memory held by the SST readers outside the block cache (index and filter blocks); grows
+    /// with the number of keys (`table_options` in `rocks.rs`).
     pub table_readers_bytes: u64,
     /// Estimated number of keys.
     pub estimated_keys: u64,
@@ -40,6 +41,12 @@ pub struct EngineStats {
     pub write_stopped: bool,
     /// Compactions running now.
     pub running_compactions: u64,
+    /// Bytes held by the shared block cache (data blocks), at most its
+    /// capacity ([`crate::RocksOptions::block_cache_bytes`]) but for pinned entries.
+    pub block_cache_bytes: u64,
+    /// Of [`EngineStats::block_cache_bytes`], the entries pinned (in use by a read or by a
+    /// read), which the cache cannot evict.
+    pub block_cache_pinned_bytes: u64,
 }
 
 impl RocksStore {
@@ -76,6 +83,8 @@ impl RocksStore {
             delayed_write_rate: int(prop::ACTUAL_DELAYED_WRITE_RATE.as_str()),
             write_stopped: int(prop::IS_WRITE_STOPPED.as_str()) != 0,
             running_compactions: int(prop::NUM_RUNNING_COMPACTIONS.as_str()),
+            block_cache_bytes: self.block_cache().get_usage() as u64,
+            block_cache_pinned_bytes: self.block_cache().get_pinned_usage() as u64,
         }
     }
 }

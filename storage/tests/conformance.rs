@@ -779,6 +779,50 @@ fn rocks_engine_stats_report_what_the_store_holds() {
     );
 }
 
+/// Memory RocksDB holds for reads and writes is bounded by the store's options, not by the
+/// database's size (`storage/src/rocks.rs`, `table_options`): past `memtable_budget_bytes` the
+/// memtables are flushed without a reopen (18 MB written, below one 64 MiB write buffer), and
+/// every column family reads through the one block cache, which stays within its capacity but
+/// for pinned entries.
+#[test]
+fn rocks_memory_is_bounded_by_the_cache_and_the_memtable_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    const MIB: usize = 1024 * 1024;
+    let opts = RocksOptions {
+        block_cache_bytes: MIB,
+        memtable_budget_bytes: 4 * MIB,
+        ..RocksOptions::default()
+    };
+    const N: u32 = 200_000;
+    let mut s = RocksStore::open(dir.path(), opts).unwrap();
+    for chunk in (0..N).collect::<Vec<_>>().chunks(10_000) {
+        let mut b = WriteBatch::new();
+        for &i in chunk {
+            b = b.app_put(i.to_be_bytes().to_vec(), vec![i as u8; 64]);
+        }
+        s.write(b).unwrap();
+    }
+    for i in (0..N).step_by(101) {
+        assert_eq!(
+            s.app_get(&i.to_be_bytes()).unwrap(),
+            Some(vec![i as u8; 64])
+        );
+    }
+    let stats = s.engine_stats();
+    let app = *stats.cfs.iter().find(|c| c.cf == Cf::App).unwrap();
+    // Only the budget flushes 18 MB (the flush runs in the background, so how much is still in
+    // memtables now is not fixed).
+    assert!(app.sst_bytes > 0, "never flushed: {app:?}");
+    assert!(
+        stats.block_cache_bytes > 0,
+        "reads bypass the cache: {stats:?}"
+    );
+    assert!(
+        stats.block_cache_bytes <= MIB as u64 + stats.block_cache_pinned_bytes,
+        "cache over capacity: {stats:?}"
+    );
+}
+
 #[test]
 fn rocks_schema_mismatch() {
     let dir = tempfile::tempdir().unwrap();

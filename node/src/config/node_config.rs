@@ -188,6 +188,17 @@ impl NodeConfig {
             retain == 0 || retain >= super::sections::MIN_RETAIN_HEIGHTS,
             "must be 0 (keep every block) or ≥ 10000 (heights; see docs/operating.md, \"Pruning\")",
         )?;
+        let (min_cache, min_memtable) = super::sections::MIN_STORAGE_MEMORY_MB;
+        field(
+            "storage.block_cache_mb",
+            (min_cache..=1 << 20).contains(&self.storage.block_cache_mb),
+            "must be between 8 and 1048576 (MiB)",
+        )?;
+        field(
+            "storage.memtable_mb",
+            (min_memtable..=1 << 20).contains(&self.storage.memtable_mb),
+            "must be between 16 and 1048576 (MiB)",
+        )?;
         let r = &self.rpc;
         let cap = RPC_LIMIT_CAP as u64;
         for (name, value, max) in [

@@ -125,8 +125,9 @@ impl Default for BlockSection {
 /// pruner re-exports it.
 pub const MIN_RETAIN_HEIGHTS: u64 = 10_000;
 
-/// Storage lifecycle (section `[storage]`): how much committed history this node keeps.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Storage lifecycle and memory (section `[storage]`): how much committed history this node
+/// keeps and how much memory RocksDB may use for reads and writes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageSection {
     /// Committed heights whose block bodies are kept below the tip; older bodies are deleted
@@ -135,6 +136,39 @@ pub struct StorageSection {
     /// is no state sync). Otherwise at least [`MIN_RETAIN_HEIGHTS`]. The
     /// height → id index, the transaction index and the application state are never pruned.
     pub retain_heights: u64,
+    /// RocksDB's block cache, in MiB (at least 8): the data, index and filter blocks that
+    /// reads keep in memory, whatever the database's size
+    /// ([`storage::RocksOptions::block_cache_bytes`]). Default 64.
+    pub block_cache_mb: u64,
+    /// Bound on RocksDB's memtables (writes not yet flushed to SST files), in MiB (at least
+    /// 16; [`storage::RocksOptions::memtable_budget_bytes`]). Default 256.
+    pub memtable_mb: u64,
+}
+
+/// Smallest `[storage] block_cache_mb` and `memtable_mb` accepted, in MiB.
+pub const MIN_STORAGE_MEMORY_MB: (u64, u64) = (8, 16);
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        const MIB: usize = 1024 * 1024;
+        StorageSection {
+            retain_heights: 0,
+            block_cache_mb: (storage::DEFAULT_BLOCK_CACHE_BYTES / MIB) as u64,
+            memtable_mb: (storage::DEFAULT_MEMTABLE_BUDGET_BYTES / MIB) as u64,
+        }
+    }
+}
+
+impl StorageSection {
+    /// The [`storage::RocksOptions`] this section asks for (the others at their defaults).
+    pub fn rocks_options(&self) -> storage::RocksOptions {
+        let mib = |mb: u64| usize::try_from(mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
+        storage::RocksOptions {
+            block_cache_bytes: mib(self.block_cache_mb),
+            memtable_budget_bytes: mib(self.memtable_mb),
+            ..storage::RocksOptions::default()
+        }
+    }
 }
 
 /// Limits and the Host allow-list of the HTTP RPC server (section `[rpc]`).

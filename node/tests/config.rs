@@ -105,13 +105,16 @@ fn unknown_and_bad_fields_are_named() {
     // passed to the store as bytes.
     assert!(text.contains("block_cache_mb = 64"), "{text}");
     assert!(text.contains("memtable_mb = 256"), "{text}");
-    for (line, name) in [
-        ("block_cache_mb = 64", "storage.block_cache_mb"),
-        ("memtable_mb = 256", "storage.memtable_mb"),
+    for (line, name, min) in [
+        ("block_cache_mb = 64", "storage.block_cache_mb", 8),
+        ("memtable_mb = 256", "storage.memtable_mb", 16),
     ] {
         let bad = text.replace(line, &format!("{} = 1", name.rsplit('.').next().unwrap()));
         let e = format!("{:#}", NodeConfig::from_toml(&bad, "cfg").unwrap_err());
-        assert!(e.contains(name), "{e}");
+        assert!(
+            e.contains(name) && e.contains(&format!("between {min} ")),
+            "{e}"
+        );
     }
     let ok = NodeConfig::from_toml(
         &text.replace("block_cache_mb = 64", "block_cache_mb = 8"),

@@ -135,7 +135,7 @@ impl NodeConfig {
     /// Check value ranges and the `persistent_peers` list ([`peers::check_list`]); errors name
     /// the field.
     pub fn validate(&self) -> Result<()> {
-        fn field(name: &str, ok: bool, why: &str) -> Result<()> {
+        fn field(name: &str, ok: bool, why: impl std::fmt::Display) -> Result<()> {
             if ok {
                 Ok(())
             } else {
@@ -189,16 +189,25 @@ impl NodeConfig {
             "must be 0 (keep every block) or ≥ 10000 (heights; see docs/operating.md, \"Pruning\")",
         )?;
         let (min_cache, min_memtable) = super::sections::MIN_STORAGE_MEMORY_MB;
-        field(
-            "storage.block_cache_mb",
-            (min_cache..=1 << 20).contains(&self.storage.block_cache_mb),
-            "must be between 8 and 1048576 (MiB)",
-        )?;
-        field(
-            "storage.memtable_mb",
-            (min_memtable..=1 << 20).contains(&self.storage.memtable_mb),
-            "must be between 16 and 1048576 (MiB)",
-        )?;
+        let max = super::sections::MAX_STORAGE_MEMORY_MB;
+        for (name, min, value) in [
+            (
+                "storage.block_cache_mb",
+                min_cache,
+                self.storage.block_cache_mb,
+            ),
+            (
+                "storage.memtable_mb",
+                min_memtable,
+                self.storage.memtable_mb,
+            ),
+        ] {
+            field(
+                name,
+                (min..=max).contains(&value),
+                format_args!("must be between {min} and {max} (MiB)"),
+            )?;
+        }
         let r = &self.rpc;
         let cap = RPC_LIMIT_CAP as u64;
         for (name, value, max) in [
@@ -222,7 +231,7 @@ impl NodeConfig {
             field(
                 name,
                 (1..=max).contains(&value),
-                &format!("must be between 1 and {max}"),
+                format!("must be between 1 and {max}"),
             )?;
         }
         field(

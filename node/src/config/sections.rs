@@ -136,9 +136,10 @@ pub struct StorageSection {
     /// is no state sync). Otherwise at least [`MIN_RETAIN_HEIGHTS`]. The
     /// height → id index, the transaction index and the application state are never pruned.
     pub retain_heights: u64,
-    /// RocksDB's block cache, in MiB (at least 8): the data, index and filter blocks that
-    /// reads keep in memory, whatever the database's size
-    /// ([`storage::RocksOptions::block_cache_bytes`]). Default 64.
+    /// RocksDB's block cache, in MiB (at least 8): the data blocks that reads keep in memory,
+    /// shared by every column family ([`storage::RocksOptions::block_cache_bytes`]). Index and
+    /// filter blocks are held outside it and grow with the database (see docs/operating.md,
+    /// "Memory"). Default 64.
     pub block_cache_mb: u64,
     /// Bound on RocksDB's memtables (writes not yet flushed to SST files), in MiB (at least
     /// 16; [`storage::RocksOptions::memtable_budget_bytes`]). Default 256.
@@ -147,6 +148,9 @@ pub struct StorageSection {
 
 /// Smallest `[storage] block_cache_mb` and `memtable_mb` accepted, in MiB.
 pub const MIN_STORAGE_MEMORY_MB: (u64, u64) = (8, 16);
+
+/// Largest `[storage] block_cache_mb` or `memtable_mb` accepted, in MiB (1 TiB: a typo guard).
+pub const MAX_STORAGE_MEMORY_MB: u64 = 1 << 20;
 
 impl Default for StorageSection {
     fn default() -> Self {

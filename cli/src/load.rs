@@ -86,6 +86,10 @@ pub struct LoadReport {
     /// 99th percentile of how late requests left against their first transaction's intended
     /// instant, ms (the generator's or the node's backlog; part of the latencies above).
     pub send_lag_ms_p99: f64,
+    /// Median intended-send → answer of the transaction's `POST /txs`, ms: the part of the
+    /// latency spent before the node accepted it (the generator's tick and the RPC round
+    /// trip); the rest is the node's, from acceptance to the commit event.
+    pub accept_ms_p50: f64,
     /// Transactions the node refused (mempool full, …) or whose request failed.
     pub rejected: u64,
     /// Requests re-sent to another node because the first did not answer (a crashed node:
@@ -111,6 +115,8 @@ struct Shared {
     rejected: u64,
     /// Per request: how late it left against its first transaction's intended instant (ms).
     send_lags_ms: Vec<f64>,
+    /// Per accepted transaction: intended send instant → its request's answer (ms).
+    accept_ms: Vec<f64>,
     /// Blocks the event stream skipped (`lagged` events).
     missed_blocks: u64,
     /// Requests re-sent to another node after one did not answer.
@@ -255,6 +261,16 @@ fn intended(started: Instant, seq: u64, rate: f64) -> Instant {
     started + Duration::from_secs_f64(seq as f64 / rate)
 }
 
+/// How many of `total` transactions are due `elapsed` after the start at `rate`: those whose
+/// [`intended`] instant has come, `0 ..= ⌊rate × elapsed⌋` (transaction 0 at once). Counting
+/// only ⌊rate × elapsed⌋ would send each one 1/rate late (10 ms at 100 tx/s), a delay the
+/// latency figures would charge to the node.
+fn due_by(elapsed: Duration, rate: f64, total: u64) -> u64 {
+    ((rate * elapsed.as_secs_f64()) as u64)
+        .saturating_add(1)
+        .min(total)
+}
+
 /// Submit `total` transactions at `cfg.rate` from `started`, waiting for every request to
 /// finish.
 async fn submit_all(cfg: &LoadConfig, total: u64, started: Instant, shared: &Arc<Mutex<Shared>>) {
@@ -272,7 +288,7 @@ async fn submit_all(cfg: &LoadConfig, total: u64, started: Instant, shared: &Arc
     let mut last_progress = Instant::now();
     while made < total {
         ticker.tick().await;
-        let due = ((cfg.rate * started.elapsed().as_secs_f64()) as u64).min(total);
+        let due = due_by(started.elapsed(), cfg.rate, total);
         while made < due {
             let n = (due - made).min(cfg.batch.max(1) as u64);
             let txs: Vec<TxRequest> = (made..made + n)
@@ -346,6 +362,7 @@ async fn send_batch(
             _ => break,
         }
     }
+    let answered = Instant::now();
     let mut s = lock(shared);
     match answer {
         Ok(b) => {
@@ -359,6 +376,8 @@ async fn send_batch(
                 .filter(|i| !rejected.contains(i))
                 .map(|i| due_at[i]);
             for (hash, at) in b.hashes.into_iter().zip(accepted_at) {
+                let waited = answered.saturating_duration_since(at);
+                s.accept_ms.push(waited.as_secs_f64() * 1000.0);
                 s.accepted(hash, at);
             }
         }
@@ -414,6 +433,8 @@ fn report(s: &Shared, started: Instant, duration: Duration) -> LoadReport {
     latencies.sort_by(f64::total_cmp);
     let mut lags = s.send_lags_ms.clone();
     lags.sort_by(f64::total_cmp);
+    let mut accept = s.accept_ms.clone();
+    accept.sort_by(f64::total_cmp);
     let first_submit = s.submitted_at.values().min().copied().unwrap_or(started);
     let span = s.last_commit.map_or(0.0, |l| {
         l.saturating_duration_since(first_submit).as_secs_f64()
@@ -445,6 +466,7 @@ fn report(s: &Shared, started: Instant, duration: Duration) -> LoadReport {
         latency_ms_p50: round2(percentile(&latencies, 50.0)),
         latency_ms_p99: round2(percentile(&latencies, 99.0)),
         send_lag_ms_p99: round2(percentile(&lags, 99.0)),
+        accept_ms_p50: round2(percentile(&accept, 50.0)),
         rejected: s.rejected,
         missed_blocks: s.missed_blocks,
     }
@@ -480,6 +502,7 @@ fn print_report(report: &LoadReport, format: Format) {
                 "latency_ms_p50",
                 "latency_ms_p99",
                 "send_lag_ms_p99",
+                "accept_ms_p50",
                 "rejected",
                 "failovers",
                 "missed_blocks",
@@ -544,6 +567,7 @@ mod tests {
         assert_eq!(
             keys,
             [
+                "accept_ms_p50",
                 "committed",
                 "committed_tps",
                 "committed_tps_overall",
@@ -584,5 +608,21 @@ mod tests {
             "tx 0: due at 0, committed at 1.5 s"
         );
         assert_eq!(r.latency_ms_p50, 50.0);
+    }
+
+    /// A transaction is sent once its intended instant has come, not one interval later:
+    /// transaction 0 at the start, transaction k at k / rate.
+    #[test]
+    fn due_from_the_intended_instant() {
+        let ms = Duration::from_millis;
+        assert_eq!(due_by(ms(0), 100.0, 50), 1, "tx 0 is due at once");
+        assert_eq!(due_by(ms(9), 100.0, 50), 1);
+        assert_eq!(due_by(ms(10), 100.0, 50), 2, "tx 1 is due at 10 ms");
+        assert_eq!(due_by(ms(495), 100.0, 50), 50, "tx 49 is due at 490 ms");
+        assert_eq!(
+            due_by(ms(10_000), 100.0, 50),
+            50,
+            "never more than the total"
+        );
     }
 }

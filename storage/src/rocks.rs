@@ -162,6 +162,11 @@ const MIN_APP_BLOB_BYTES: u64 = 256;
 /// that still hold the oldest one in a memtable are flushed so it can be deleted.
 const MAX_TOTAL_WAL_BYTES: u64 = 256 * 1024 * 1024;
 
+/// Obsolete write-ahead log files kept to be overwritten by later logs (RocksDB's
+/// `recycle_log_file_num`; why at the call in [`RocksStore::open`]). Each costs disk up to
+/// one log's size (at most [`MAX_TOTAL_WAL_BYTES`]).
+const RECYCLED_WAL_FILES: usize = 2;
+
 /// Key-value separation (RocksDB BlobDB): values of at least `min_bytes` are written once, to
 /// a blob file at memtable flush, and compaction moves only their keys and references.
 ///
@@ -217,6 +222,15 @@ impl RocksStore {
         // disk; 1 GiB gave 9.4–9.6k tx/s, p99 1.07–1.23 s and 810 MB (its larger memtables
         // cost more to search than the extra L0 files of the smaller cap).
         db_opts.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
+        // A synced write appends to the log and `fdatasync`s it. Appending grows the file, so
+        // on ext4 every sync also commits the file's new size through the filesystem journal,
+        // which all processes on the disk share. A recycled log is overwritten in place: its
+        // syncs write data only. Measured here (4 writers of 1 KiB, `dd oflag=dsync`): 0.42 ms
+        // per synced append against 0.18 ms per synced overwrite. Records of a recycled log
+        // carry their log number, so point-in-time recovery stops at the first stale record as
+        // at the end of a fresh log (RocksDB refuses recycling only for the two stricter
+        // recovery modes).
+        db_opts.set_recycle_log_file_num(RECYCLED_WAL_FILES);
         db_opts.set_db_write_buffer_size(opts.memtable_budget_bytes);
         let cache = Cache::new_lru_cache(opts.block_cache_bytes);
         let cfs = Cf::ALL.iter().map(|cf| {

@@ -140,6 +140,9 @@ pub struct Driver {
     /// The payload we built for our proposal, decoded as we built it (taken when the block is
     /// stored, so the proposer never decodes or hashes its own payload).
     own_payload: Option<OwnPayload>,
+    /// Events our own handling produced for the core (today only
+    /// [`Event::PayloadReady`]: the payload of our proposal). Stepped as soon as the handler
+    /// that produced them returns, before any other input ([`Driver::run`]).
     followups: VecDeque<Event>,
     /// Payloads of stored, uncommitted blocks, decoded when stored, for their commit. At most
     /// [`MAX_DECODED_BLOCKS`] and [`MAX_DECODED_BYTES`], dropped once their height is
@@ -283,6 +286,7 @@ impl Driver {
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<()> {
         self.step(Event::Start)?;
+        self.step_followups()?;
         let mut gossip_tick = tokio::time::interval(GOSSIP_FLUSH_INTERVAL);
         let mut metrics_tick = tokio::time::interval(Duration::from_millis(500));
         let adversary_ms = self.interceptor.as_ref().and_then(|i| i.tick_ms());
@@ -296,8 +300,8 @@ impl Driver {
                 .next()
                 .map(|(at, _)| self.start + Duration::from_millis(*at));
             let payload_at = self.pending_payload.map(|(_, at)| at);
-            // Not biased: under a steady stream of network events, timers, commands and our
-            // own follow-up events still get their turn.
+            // Not biased: under a steady stream of network events, timers and commands still
+            // get their turn. Our own follow-up events do not wait for a turn (below).
             // Each handler runs after its future resolved; `busy!` times it (not the wait).
             macro_rules! busy {
                 ($kind:expr, $e:expr) => {{
@@ -310,12 +314,6 @@ impl Driver {
             }
             let r = tokio::select! {
                 _ = shutdown.changed() => break Ok(()),
-                _ = std::future::ready(()), if !self.followups.is_empty() => busy!("followup", {
-                    match self.followups.pop_front() {
-                        Some(ev) => self.step(ev),
-                        None => Ok(()),
-                    }
-                }),
                 ev = net_rx.recv() => match ev {
                     Some(ev) => {
                         let kind = busy_kind(&ev);
@@ -340,7 +338,12 @@ impl Driver {
                     self.expire_fetches()
                 }),
             };
-            if let Err(e) = r {
+            // A follow-up is the next step of what was just handled: the payload of the proposal
+            // a QC just made us due to send. Stepped at once: as a branch of the `select!` it
+            // waited, at random, behind every other ready input (a vote, a batch of
+            // transactions, an RPC query), each delaying the view's critical path. It cannot
+            // starve them: the core asks for one payload per view.
+            if let Err(e) = r.and_then(|()| self.step_followups()) {
                 error!(error = %format!("{e:#}"), "fatal error, stopping the node");
                 break Err(e);
             }
@@ -368,6 +371,19 @@ impl Driver {
         self.metrics.view.set(self.core.current_view().0 as i64);
         let height = self.metrics.committed_height.get() as u64;
         self.log_span.update(self.core.current_view().0, height);
+        Ok(())
+    }
+
+    /// Step every queued follow-up event ([`Driver::followups`]), timed as driver work of
+    /// kind `followup`.
+    fn step_followups(&mut self) -> Result<()> {
+        while let Some(ev) = self.followups.pop_front() {
+            let t = Instant::now();
+            let r = self.step(ev);
+            self.metrics
+                .add_driver_busy("followup", t.elapsed().as_secs_f64());
+            r?;
+        }
         Ok(())
     }
 

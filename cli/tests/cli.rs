@@ -1012,6 +1012,7 @@ fn load_reports_committed_throughput() {
             "latency_ms_p50",
             "latency_ms_p99",
             "send_lag_ms_p99",
+            "accept_ms_p50",
             "rejected",
             "failovers",
             "missed_blocks",

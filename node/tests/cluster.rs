@@ -214,9 +214,9 @@ async fn a_reset_validator_keeps_its_record_and_catches_up() {
 
 /// Issue 11 item 8: two validators prune to 20 heights, one keeps everything (an archive), one
 /// is down. The pruning nodes answer 410 Gone below their floor and keep the transaction index;
-/// the stopped validator, restarted far behind every pruning node's floor, gets empty sync
-/// answers from them (no blame: PROTOCOL.md §6.5 rule 3) and catches up from the archive,
-/// block by block identical to it.
+/// the stopped validator, restarted far behind every pruning node's floor while the archive is
+/// down, gets empty sync answers from them (no blame: PROTOCOL.md §6.5 rule 3) and, once the
+/// archive is back, catches up from it, block by block identical to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pruning_nodes_keep_their_floor_and_a_laggard_catches_up_from_the_archive() {
     const RETAIN: u64 = 20;
@@ -286,17 +286,26 @@ async fn pruning_nodes_keep_their_floor_and_a_laggard_catches_up_from_the_archiv
     assert!(block(&c, cl.addr(0), st.committed_height).await.is_some());
     assert!(block(&c, cl.addr(2), tx_height).await.is_some());
 
-    // The laggard catches up: only the archive holds what it lacks.
+    // The laggard restarts while the archive is down: the pruning nodes are all it can ask,
+    // and below their floor they answer empty (the chain halts: two of four are up).
+    let archive_height = height(&c, cl.addr(2)).await;
+    cl.stop(2).await;
     cl.restart(3).await;
-    let target = max_height(&c, &cl, &[0, 1, 2]).await + 5;
+    assert!(
+        wait_until(60, || async {
+            metric(&c, cl.addr(3), "bftnode_sync_unavailable_total").await > 0.0
+        })
+        .await,
+        "the pruning nodes never answered empty below their floor"
+    );
+    assert!(height(&c, cl.addr(3)).await < st.retained_from);
+    // The archive returns: the laggard catches up from it, block by block identical.
+    cl.restart(2).await;
+    let target = archive_height.max(max_height(&c, &cl, &[0, 1, 2]).await) + 5;
     wait_all_at(&c, &cl, &[0, 1, 2, 3], target, 120).await;
     cl.nodes.swap(0, 2);
     assert_chains_match(&c, &cl, &[0, 3], target).await;
     cl.nodes.swap(0, 2);
-    assert!(
-        metric(&c, cl.addr(3), "bftnode_sync_unavailable_total").await > 0.0,
-        "the pruning nodes answered empty below their floor"
-    );
     cl.shutdown().await;
 }
 

@@ -1,7 +1,7 @@
 //! `bftnode load`: an open-loop load generator.
 //!
 //! ```text
-//!  ticker (2 ms) ──► batches of due txs ──► POST /txs, round-robin over --rpc nodes
+//!  pacer thread ──► batches of due txs ──► POST /txs, round-robin over --rpc nodes
 //!                                           (≤ --concurrency requests in flight; a node
 //!                                           that does not answer is passed over for 1 s
 //!                                           and the batch goes to the next one)
@@ -12,7 +12,11 @@
 //!
 //! Transactions are unique puts (`load-<run>-<seq>`, a value of `--size` bytes). Submission is
 //! open loop: transaction `seq` is due at `start + seq / rate`, so a slow request delays later
-//! batches but does not lower the total. After `--duration` the generator stops submitting and
+//! batches but does not lower the total. A dedicated thread ([`pace`]) keeps the time: it sleeps
+//! until the next transaction's intended instant (the OS timer, ~0.1 ms late; tokio's timer
+//! wheel rounds every sleep up to its 1 ms tick) and hands what is due to the async side, at
+//! most once per [`MIN_GAP`], so a request carries one transaction at low rates and
+//! `rate × MIN_GAP` at high ones. After `--duration` the generator stops submitting and
 //! drains: it waits up to `--drain` seconds for every accepted transaction to commit.
 //!
 //! Latency is measured from each transaction's **intended** send instant (not from when its
@@ -37,8 +41,10 @@ use std::{
 };
 use tokio::{sync::Semaphore, task::JoinSet};
 
-/// How often the submitter wakes to send the transactions that are due.
-const TICK: Duration = Duration::from_millis(2);
+/// Least time between two wakes of the pacer: bounds the request rate (at most 2,000
+/// `POST /txs` a second over all nodes) and the pacer's wakes at high rates. Each wake's
+/// batch is still capped by `--batch`.
+const MIN_GAP: Duration = Duration::from_micros(500);
 /// How often the drain loop checks for completion.
 const POLL: Duration = Duration::from_millis(20);
 /// How long a node that did not answer is passed over (it is still tried when every
@@ -87,7 +93,7 @@ pub struct LoadReport {
     /// instant, ms (the generator's or the node's backlog; part of the latencies above).
     pub send_lag_ms_p99: f64,
     /// Median intended-send → answer of the transaction's `POST /txs`, ms: the part of the
-    /// latency spent before the node accepted it (the generator's tick and the RPC round
+    /// latency spent before the node accepted it (the pacer's lateness and the RPC round
     /// trip); the rest is the node's, from acceptance to the commit event.
     pub accept_ms_p50: f64,
     /// Transactions the node refused (mempool full, …) or whose request failed.
@@ -201,7 +207,7 @@ pub async fn run(cfg: LoadConfig) -> anyhow::Result<()> {
 
     let started = Instant::now();
     let total_due = (cfg.rate * cfg.duration.as_secs_f64()).round() as u64;
-    submit_all(&cfg, total_due, started, &shared).await;
+    submit_all(&cfg, total_due, started, &shared).await?;
     let submit_elapsed = started.elapsed();
 
     // Drain: wait until every accepted transaction is committed, or the drain period ends.
@@ -271,48 +277,79 @@ fn due_by(elapsed: Duration, rate: f64, total: u64) -> u64 {
         .min(total)
 }
 
-/// Submit `total` transactions at `cfg.rate` from `started`, waiting for every request to
-/// finish.
-async fn submit_all(cfg: &LoadConfig, total: u64, started: Instant, shared: &Arc<Mutex<Shared>>) {
+/// The pacer: from `started`, hands `(first seq, count)` runs of due transactions to `out`,
+/// each at most `batch` long, until `total` are handed or `out` is closed. Wakes at the next
+/// transaction's intended instant, but never sooner than [`MIN_GAP`] after the last wake.
+/// Blocks its thread: run it on one of its own.
+fn pace(
+    started: Instant,
+    rate: f64,
+    total: u64,
+    batch: u64,
+    out: &tokio::sync::mpsc::UnboundedSender<(u64, u64)>,
+) {
+    let mut made = 0u64;
+    while made < total {
+        let woke = Instant::now();
+        let due = due_by(woke.saturating_duration_since(started), rate, total);
+        while made < due {
+            let n = (due - made).min(batch.max(1));
+            if out.send((made, n)).is_err() {
+                return;
+            }
+            made += n;
+        }
+        if made < total {
+            let next = intended(started, made, rate).max(woke + MIN_GAP);
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+    }
+}
+
+/// Submit `total` transactions at `cfg.rate` from `started` ([`pace`]), waiting for every
+/// request to finish. Fails only if the pacing thread cannot be started.
+async fn submit_all(
+    cfg: &LoadConfig,
+    total: u64,
+    started: Instant,
+    shared: &Arc<Mutex<Shared>>,
+) -> anyhow::Result<()> {
     let run_id = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     let value_fill = "x".repeat(cfg.size);
     let permits = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
     let mut requests = JoinSet::new();
-    let mut ticker = tokio::time::interval(TICK);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut made: u64 = 0;
+    let (tx, mut due) = tokio::sync::mpsc::unbounded_channel();
+    let (rate, batch) = (cfg.rate, cfg.batch as u64);
+    std::thread::Builder::new()
+        .name("load-pacer".into())
+        .spawn(move || pace(started, rate, total, batch, &tx))
+        .context("starting the pacing thread")?;
     let targets = Arc::new(Targets::new(cfg.nodes.clone()));
     let mut next_node = 0usize;
     let mut last_progress = Instant::now();
-    while made < total {
-        ticker.tick().await;
-        let due = due_by(started.elapsed(), cfg.rate, total);
-        while made < due {
-            let n = (due - made).min(cfg.batch.max(1) as u64);
-            let txs: Vec<TxRequest> = (made..made + n)
-                .map(|seq| TxRequest::Put {
-                    key: format!("load-{run_id:x}-{seq}"),
-                    value: value_fill.clone(),
-                    nonce: seq,
-                })
-                .collect();
-            let due_at: Vec<Instant> = (made..made + n)
-                .map(|seq| intended(started, seq, cfg.rate))
-                .collect();
-            made += n;
-            let order = targets.order(next_node);
-            next_node += 1;
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                break;
-            };
-            let (shared, targets) = (shared.clone(), targets.clone());
-            requests.spawn(async move {
-                send_batch(&targets, &order, txs, &due_at, &shared).await;
-                drop(permit);
-            });
-        }
+    while let Some((first, n)) = due.recv().await {
+        let txs: Vec<TxRequest> = (first..first + n)
+            .map(|seq| TxRequest::Put {
+                key: format!("load-{run_id:x}-{seq}"),
+                value: value_fill.clone(),
+                nonce: seq,
+            })
+            .collect();
+        let due_at: Vec<Instant> = (first..first + n)
+            .map(|seq| intended(started, seq, cfg.rate))
+            .collect();
+        let order = targets.order(next_node);
+        next_node += 1;
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        let (to_record, targets) = (shared.clone(), targets.clone());
+        requests.spawn(async move {
+            send_batch(&targets, &order, txs, &due_at, &to_record).await;
+            drop(permit);
+        });
         while requests.try_join_next().is_some() {}
         if last_progress.elapsed() >= Duration::from_secs(1) {
             let s = lock(shared);
@@ -327,6 +364,7 @@ async fn submit_all(cfg: &LoadConfig, total: u64, started: Instant, shared: &Arc
         }
     }
     while requests.join_next().await.is_some() {}
+    Ok(())
 }
 
 /// One `POST /txs` of `txs`, due at `due_at` (one instant each), to the first node of `order`
@@ -608,6 +646,21 @@ mod tests {
             "tx 0: due at 0, committed at 1.5 s"
         );
         assert_eq!(r.latency_ms_p50, 50.0);
+    }
+
+    /// The pacer hands every transaction exactly once, in order, in runs of at most `batch`.
+    #[test]
+    fn pacer_hands_each_transaction_once_in_order() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        pace(Instant::now(), 200_000.0, 1_000, 7, &tx);
+        drop(tx);
+        let mut next = 0;
+        while let Ok((first, n)) = rx.try_recv() {
+            assert_eq!(first, next, "contiguous");
+            assert!((1..=7).contains(&n), "{n}");
+            next += n;
+        }
+        assert_eq!(next, 1_000);
     }
 
     /// A transaction is sent once its intended instant has come, not one interval later:

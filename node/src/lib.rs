@@ -21,7 +21,7 @@
 //! ```
 //!
 //! * One **driver** task owns the core and `select!`s over network events, timer deadlines
-//!   (a `BTreeMap<(ms, seq), Timer>`), RPC commands, a 5 ms gossip-flush tick, a metrics tick
+//!   (a `BTreeMap<(ms, seq), Timer>`), RPC commands, a 2 ms gossip-flush tick, a metrics tick
 //!   and shutdown. Time is monotonic milliseconds since the driver started.
 //! * **Persist before send**: actions run in order; consecutive `PersistSafety` / `PersistBlock`
 //!   actions become one synced RocksDB batch written before any later send, broadcast or fetch.
@@ -34,7 +34,7 @@
 //! * **Admission**: a client's transaction enters the mempool within its source's share
 //!   ([`mempool`]) unless the node is congested ([`queue_delay`]: committed transactions kept
 //!   waiting over `mempool.max_queue_delay_ms`), and is pushed once to every validator in a
-//!   batch every 5 ms (`network`, `/bftnode/txs/1`).
+//!   batch every 2 ms (`network`, `/bftnode/txs/1`).
 //! * The **RPC** server reads committed data from the store directly (on tokio's blocking
 //!   pool) and asks the driver for live state. The store is shared as `Arc<RocksStore>` with no
 //!   lock: the driver is its only writer and readers never wait for a write (see

@@ -160,6 +160,19 @@ impl QuorumCert {
     /// otherwise a well-formed bitmap, one signature per signer, signer power ≥ quorum and every
     /// signature valid on `D(VOTE, data)`. Errors: [`CertError`].
     pub fn verify(&self, vs: &ValidatorSet, genesis_id: &BlockId) -> Result<(), CertError> {
+        self.verify_except(vs, genesis_id, |_, _| false)
+    }
+
+    /// [`Self::verify`], but a signature for which `verified(signer, signature)` holds is taken
+    /// as valid without a check: the caller vouches that it already checked these exact bytes
+    /// from this signer on this QC's vote data under the same strict rule (a vote it accepted).
+    /// Every other check is made as in [`Self::verify`]. Errors: [`CertError`].
+    pub fn verify_except(
+        &self,
+        vs: &ValidatorSet,
+        genesis_id: &BlockId,
+        verified: impl Fn(ValidatorIndex, &Signature) -> bool,
+    ) -> Result<(), CertError> {
         if self.data.view == View(0) {
             return if *self == QuorumCert::genesis(*genesis_id) {
                 Ok(())
@@ -172,17 +185,19 @@ impl QuorumCert {
         }
         let body = encode(&self.data);
         let digest = vs.domain().digest(SigKind::Vote, &body);
-        verify_signers(vs, &self.signers, &self.sigs, |_| digest)
+        verify_signers(vs, &self.signers, &self.sigs, |_| digest, verified)
     }
 }
 
 /// Shared certificate check: bitmap shape, count, quorum power, then strict verification of each
-/// signer's signature on `digest_of(position)` (the single-message rule).
+/// signer's signature on `digest_of(position)` (the single-message rule), but for those the
+/// caller already checked under that rule (`verified(signer, signature)`).
 fn verify_signers(
     vs: &ValidatorSet,
     signers: &Bitmap,
     sigs: &[Signature],
     digest_of: impl Fn(usize) -> Digest,
+    verified: impl Fn(ValidatorIndex, &Signature) -> bool,
 ) -> Result<(), CertError> {
     if !signers.is_well_formed(vs.len()) {
         return Err(CertError::BadBitmap);
@@ -204,7 +219,9 @@ fn verify_signers(
     let mut items = Vec::with_capacity(count);
     for (pos, (i, sig)) in signers.iter().zip(sigs.iter()).enumerate() {
         let v = vs.verifier(i).ok_or(CertError::BadBitmap)?;
-        items.push((v, digest_of(pos), *sig));
+        if !verified(i, sig) {
+            items.push((v, digest_of(pos), *sig));
+        }
     }
     if verify_all(&items) {
         Ok(())
@@ -263,9 +280,15 @@ impl TimeoutCert {
             ));
         }
         let view = self.view;
-        verify_signers(vs, &self.signers, &self.sigs, |pos| {
-            vs.domain()
-                .digest(SigKind::Timeout, &timeout_body(view, self.hqc_views[pos]))
-        })
+        verify_signers(
+            vs,
+            &self.signers,
+            &self.sigs,
+            |pos| {
+                vs.domain()
+                    .digest(SigKind::Timeout, &timeout_body(view, self.hqc_views[pos]))
+            },
+            |_, _| false,
+        )
     }
 }

@@ -138,6 +138,12 @@ pub struct Metrics {
     /// Block-sync requests from peers answered empty (byte budget overdrawn, queue full, or
     /// waited `MAX_QUEUE_WAIT` in it; `sync_server`).
     pub sync_refused: Counter,
+    /// Ed25519 signatures the consensus core checked (messages, and certificates on a cache
+    /// miss): the bulk of its CPU.
+    pub signatures_verified: Counter,
+    /// Signatures of received QCs taken as checked because they are byte for byte votes the
+    /// core had accepted for the same vote data.
+    pub signatures_reused: Counter,
     /// Network input the driver could not decode (garbage frames, bad sync data, bad gossip).
     pub invalid_messages: Counter,
     /// Consensus messages rejected by the core's validation pipeline (bad signature or
@@ -218,6 +224,8 @@ impl Metrics {
             sync_requests: Counter::default(),
             sync_unavailable: Counter::default(),
             sync_refused: Counter::default(),
+            signatures_verified: Counter::default(),
+            signatures_reused: Counter::default(),
             invalid_messages: Counter::default(),
             rejected_messages: Counter::default(),
             skipped_txs: Counter::default(),
@@ -375,6 +383,16 @@ impl Metrics {
             "bftnode_sync_refused",
             "Block-sync requests from peers answered empty: over the per-peer byte budget, beyond the per-peer queue, or waited too long in it",
             m.sync_refused.clone(),
+        );
+        r.register(
+            "bftnode_signatures_verified",
+            "Ed25519 signatures the consensus core checked (messages, certificates not cached)",
+            m.signatures_verified.clone(),
+        );
+        r.register(
+            "bftnode_signatures_reused",
+            "QC signatures taken as checked: identical to votes already accepted for the same vote data",
+            m.signatures_reused.clone(),
         );
         r.register(
             "bftnode_invalid_messages",

@@ -268,8 +268,12 @@ pub struct Counters {
     /// signature check per signer).
     pub certificates_verified: u64,
     /// Signatures checked: every single-signature check of a received message, plus every
-    /// signature a QC or TC carries when the certificate is actually verified (not a cache hit).
+    /// signature a QC or TC carries when the certificate is actually verified (not a cache hit),
+    /// but for a QC's signatures identical to votes we accepted ([`Self::signatures_reused`]).
     pub signatures_verified: u64,
+    /// Signatures of verified QCs taken as valid without a check: byte for byte a vote we had
+    /// accepted (checked under the same strict rule) for the same vote data.
+    pub signatures_reused: u64,
     /// Verified certificates carrying our signature for a view we never signed in: our key in
     /// use elsewhere (PROTOCOL.md §4.9). Each one (re)starts a suspension of our signatures.
     pub own_signatures_elsewhere: u64,

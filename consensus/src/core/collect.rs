@@ -32,6 +32,15 @@ impl VoteCollector {
         self.voted = self.voted.split_off(&(floor, ValidatorIndex(0)));
     }
 
+    /// Whether `voter`'s vote on `data` with exactly `sig` was added (so it was verified, or is
+    /// our own). Lets a QC built from the same votes skip their signature checks.
+    pub(crate) fn holds(&self, data: &VoteData, voter: ValidatorIndex, sig: &Signature) -> bool {
+        self.tallies
+            .get(&(data.view, data.digest()))
+            .and_then(|t| t.sigs.get(&voter))
+            .is_some_and(|s| s == sig)
+    }
+
     /// Add a verified vote; returns a QC the first time its block reaches quorum power.
     pub(crate) fn add(
         &mut self,

@@ -1648,3 +1648,83 @@ fn sync_prefers_peers_heard_from_and_leaves_one_gone_quiet() {
     assert_eq!(f[0].0, rid);
     assert_eq!(f[0].1, ValidatorIndex(other));
 }
+
+/// A QC whose signatures are byte for byte votes we accepted for the same vote data is
+/// verified without checking them again (the leader's QC, made of votes every node received);
+/// a signature that differs from the vote we hold is checked, and a bad one still fails.
+#[test]
+fn a_qc_made_of_votes_we_accepted_reuses_their_checks() {
+    let (vs, ks) = keys(4);
+    let rr = RoundRobin::new(&vs);
+    let leader = |v: u64| rr.leader(View(v)).0;
+    let me = (0..4u16)
+        .find(|i| *i != leader(1) && *i != leader(2))
+        .unwrap();
+    let others: Vec<u16> = (0..4).filter(|i| *i != me).collect();
+    let mut c = core(&vs, PrivateKey::from_seed(ks[me as usize].seed()), me);
+    c.handle(0, Event::Start);
+    let gid = Block::genesis(vs.domain()).id(vs.domain());
+    let x = block_on(1, leader(1), QuorumCert::genesis(gid), 1, 1);
+    let qc = qc_on(&vs, &ks, &x, &others);
+    // Two of the three votes reach us (below quorum: no QC of our own, nothing cached).
+    for (i, sig) in qc.votes().take(2) {
+        let vote = crate::messages::Vote {
+            data: qc.data.clone(),
+            voter: i,
+            sig,
+        };
+        c.handle(
+            1,
+            Event::Message {
+                from: i,
+                msg: ConsensusMessage::Vote(vote),
+            },
+        );
+    }
+    let counted =
+        |c: &Core<RoundRobin>| (c.counters.signatures_verified, c.counters.signatures_reused);
+
+    // The same QC with the first vote's signature replaced by the second's: that one is
+    // checked (it is not the vote we hold) and fails; nothing is cached as valid.
+    let mut bad = qc.clone();
+    bad.sigs[0] = bad.sigs[1];
+    let before = counted(&c);
+    let msg = signed_proposal(
+        &vs,
+        &ks[leader(2) as usize],
+        block_on(2, leader(2), bad, 2, 2),
+    );
+    c.handle(
+        2,
+        Event::Message {
+            from: ValidatorIndex(leader(2)),
+            msg,
+        },
+    );
+    let after = counted(&c);
+    assert_eq!(after.1 - before.1, 1, "only the second signature is held");
+    assert_eq!(c.current_view(), View(1), "the forged QC moved nothing");
+
+    // The real QC: its first two signatures are the votes we hold, the third is checked.
+    let before = counted(&c);
+    let msg = signed_proposal(
+        &vs,
+        &ks[leader(2) as usize],
+        block_on(2, leader(2), qc, 2, 3),
+    );
+    c.handle(
+        3,
+        Event::Message {
+            from: ValidatorIndex(leader(2)),
+            msg,
+        },
+    );
+    let after = counted(&c);
+    assert_eq!(c.current_view(), View(2), "the QC was accepted");
+    assert_eq!(after.1 - before.1, 2, "two signatures reused");
+    assert_eq!(
+        after.0 - before.0,
+        2,
+        "checked: the proposal's signature and the QC's third"
+    );
+}

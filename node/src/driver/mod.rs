@@ -772,6 +772,14 @@ impl Driver {
             st.counters.invalid_messages,
         );
         Metrics::sync_counter(&self.metrics.sync_unavailable, st.counters.sync_unavailable);
+        Metrics::sync_counter(
+            &self.metrics.signatures_verified,
+            st.counters.signatures_verified,
+        );
+        Metrics::sync_counter(
+            &self.metrics.signatures_reused,
+            st.counters.signatures_reused,
+        );
         self.metrics.signing_held.set(i64::from(st.signing_held));
         let isolated = st
             .validators

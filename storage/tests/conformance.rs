@@ -5,6 +5,7 @@ use consensus::{
     Bitmap, Block, BlockId, BlockRequest, Digest, Domain, Epoch, Evidence, Height, QuorumCert,
     SafetyData, Signature, ValidatorIndex, View, VoteData, encode,
 };
+use std::path::Path;
 use storage::{
     Cf, HARD_CAP, MemStore, Op, RocksOptions, RocksStore, SCHEMA_VERSION, Store, StoreError,
     TxLocation, WriteBatch,
@@ -870,15 +871,21 @@ fn lock_child() {
     }
 }
 
+/// Run this test binary's test `name` alone in a child process, with `env` set to `dir` (the
+/// child test does nothing without it), and wait for it.
+fn run_child(name: &str, env: &str, dir: &Path) -> std::process::Output {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--test-threads=1"])
+        .env(env, dir)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn rocks_locked_by_other_process() {
     let dir = tempfile::tempdir().unwrap();
     let _held = RocksStore::open(dir.path(), RocksOptions::default()).unwrap();
-    let child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "lock_child", "--test-threads=1"])
-        .env(LOCK_CHILD_ENV, dir.path())
-        .output()
-        .unwrap();
+    let child = run_child("lock_child", LOCK_CHILD_ENV, dir.path());
     assert!(
         child.status.success(),
         "child process did not see Locked: {}",
@@ -1099,11 +1106,7 @@ fn rocks_recovers_after_a_crash_from_recycled_logs() {
     let mut met_stale_tail = false;
     for _attempt in 0..5 {
         let dir = tempfile::tempdir().unwrap();
-        let child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "recycle_child", "--test-threads=1"])
-            .env(RECYCLE_CHILD_ENV, dir.path())
-            .output()
-            .unwrap();
+        let child = run_child("recycle_child", RECYCLE_CHILD_ENV, dir.path());
         assert!(
             !child.status.success(),
             "the child aborts: {}",

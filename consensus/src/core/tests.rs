@@ -1688,37 +1688,22 @@ fn a_qc_made_of_votes_we_accepted_reuses_their_checks() {
     // checked (it is not the vote we hold) and fails; nothing is cached as valid.
     let mut bad = qc.clone();
     bad.sigs[0] = bad.sigs[1];
-    let before = counted(&c);
-    let msg = signed_proposal(
-        &vs,
-        &ks[leader(2) as usize],
-        block_on(2, leader(2), bad, 2, 2),
-    );
-    c.handle(
-        2,
-        Event::Message {
-            from: ValidatorIndex(leader(2)),
-            msg,
-        },
-    );
+    // Leader 2's proposal justified by `justify`, counted: (checked, reused) before.
+    let propose = |c: &mut Core<RoundRobin>, at: Millis, justify: QuorumCert, tag: u8| {
+        let before = counted(c);
+        let block = block_on(2, leader(2), justify, 2, tag);
+        let msg = signed_proposal(&vs, &ks[leader(2) as usize], block);
+        let from = ValidatorIndex(leader(2));
+        c.handle(at, Event::Message { from, msg });
+        before
+    };
+    let before = propose(&mut c, 2, bad, 2);
     let after = counted(&c);
     assert_eq!(after.1 - before.1, 1, "only the second signature is held");
     assert_eq!(c.current_view(), View(1), "the forged QC moved nothing");
 
     // The real QC: its first two signatures are the votes we hold, the third is checked.
-    let before = counted(&c);
-    let msg = signed_proposal(
-        &vs,
-        &ks[leader(2) as usize],
-        block_on(2, leader(2), qc, 2, 3),
-    );
-    c.handle(
-        3,
-        Event::Message {
-            from: ValidatorIndex(leader(2)),
-            msg,
-        },
-    );
+    let before = propose(&mut c, 3, qc, 3);
     let after = counted(&c);
     assert_eq!(c.current_view(), View(2), "the QC was accepted");
     assert_eq!(after.1 - before.1, 2, "two signatures reused");

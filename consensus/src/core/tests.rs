@@ -829,6 +829,19 @@ fn a_held_leader_proposes_when_the_check_passes() {
     );
 }
 
+/// A started core of the first validator of four that leads neither view 1 nor view 2
+/// (round robin), and its index.
+fn started_bystander(vs: &ValidatorSet, ks: &[PrivateKey]) -> (u16, Core<RoundRobin>) {
+    let rr = RoundRobin::new(vs);
+    let leader = |v: u64| rr.leader(View(v)).0;
+    let me = (0..4u16)
+        .find(|i| *i != leader(1) && *i != leader(2))
+        .unwrap();
+    let mut c = core(vs, PrivateKey::from_seed(ks[me as usize].seed()), me);
+    c.handle(0, Event::Start);
+    (me, c)
+}
+
 /// §6.3 rule 7: a node that missed the QC which committed a block learns the commit from the
 /// `commit_qc` of a timeout (no other certificate it will see carries it), so its committed
 /// tip, and the leader schedule computed from it, rejoins the others'.
@@ -837,11 +850,7 @@ fn a_commit_proof_in_a_timeout_commits_what_we_missed() {
     let (vs, ks) = keys(4);
     let rr = RoundRobin::new(&vs);
     let leader = |v: u64| rr.leader(View(v)).0;
-    let me = (0..4u16)
-        .find(|i| *i != leader(1) && *i != leader(2))
-        .unwrap();
-    let mut c = core(&vs, PrivateKey::from_seed(ks[me as usize].seed()), me);
-    c.handle(0, Event::Start);
+    let (me, mut c) = started_bystander(&vs, &ks);
     let gid = Block::genesis(vs.domain()).id(vs.domain());
     let others: Vec<u16> = (0..4).filter(|i| *i != me).collect();
     let b1 = block_on(1, leader(1), QuorumCert::genesis(gid), 1, 1);
@@ -1657,12 +1666,8 @@ fn a_qc_made_of_votes_we_accepted_reuses_their_checks() {
     let (vs, ks) = keys(4);
     let rr = RoundRobin::new(&vs);
     let leader = |v: u64| rr.leader(View(v)).0;
-    let me = (0..4u16)
-        .find(|i| *i != leader(1) && *i != leader(2))
-        .unwrap();
+    let (me, mut c) = started_bystander(&vs, &ks);
     let others: Vec<u16> = (0..4).filter(|i| *i != me).collect();
-    let mut c = core(&vs, PrivateKey::from_seed(ks[me as usize].seed()), me);
-    c.handle(0, Event::Start);
     let gid = Block::genesis(vs.domain()).id(vs.domain());
     let x = block_on(1, leader(1), QuorumCert::genesis(gid), 1, 1);
     let qc = qc_on(&vs, &ks, &x, &others);

@@ -108,7 +108,7 @@ impl<P: FaultPolicy> Core<P> {
 
     /// Verify a QC through the cache. Returns whether it was newly verified (its votes are then
     /// fed to the equivocation detector). A signature identical to a vote we accepted for the
-    /// same vote data (the vote collector holds it) is not checked again: the leader's QC is
+    /// same vote data (held by the vote collector) is not checked again: the leader's QC is
     /// usually made of votes every node received too, under a different signer subset than
     /// the QC we formed. Errors: [`InvalidReason::BadCertificate`], also for a QC that failed
     /// before.
@@ -119,8 +119,8 @@ impl<P: FaultPolicy> Core<P> {
             Some(false) => return Err(InvalidReason::BadCertificate),
             None => {}
         }
-        let votes = &self.votes;
-        let held = |i: ValidatorIndex, s: &Signature| votes.holds(&qc.data, i, s);
+        let votes = self.votes.held(&qc.data);
+        let held = |i: ValidatorIndex, s: &Signature| votes.and_then(|v| v.get(&i)) == Some(s);
         let reused = qc.votes().filter(|(i, s)| held(*i, s)).count() as u64;
         self.counters.certificates_verified += 1;
         self.counters.signatures_verified += qc.sigs.len() as u64 - reused;

@@ -32,13 +32,12 @@ impl VoteCollector {
         self.voted = self.voted.split_off(&(floor, ValidatorIndex(0)));
     }
 
-    /// Whether `voter`'s vote on `data` with exactly `sig` was added (so it was verified, or is
-    /// our own). Lets a QC built from the same votes skip their signature checks.
-    pub(crate) fn holds(&self, data: &VoteData, voter: ValidatorIndex, sig: &Signature) -> bool {
+    /// The votes added for `data`, voter → signature (each verified, or our own); `None` if
+    /// none. Lets a QC built from the same votes skip their signature checks.
+    pub(crate) fn held(&self, data: &VoteData) -> Option<&BTreeMap<ValidatorIndex, Signature>> {
         self.tallies
             .get(&(data.view, data.digest()))
-            .and_then(|t| t.sigs.get(&voter))
-            .is_some_and(|s| s == sig)
+            .map(|t| &t.sigs)
     }
 
     /// Add a verified vote; returns a QC the first time its block reaches quorum power.

@@ -138,6 +138,10 @@ pub struct Metrics {
     /// Block-sync requests from peers answered empty (byte budget overdrawn, queue full, or
     /// waited `MAX_QUEUE_WAIT` in it; `sync_server`).
     pub sync_refused: Counter,
+    /// Block-sync requests from peers answered with blocks (`sync_server`).
+    pub sync_served: Counter,
+    /// Bytes of those answers, encoded (each at most `MAX_SYNC_RESPONSE_BYTES`).
+    pub sync_served_bytes: Counter,
     /// Ed25519 signatures the consensus core checked (messages, and certificates on a cache
     /// miss): the bulk of its CPU.
     pub signatures_verified: Counter,
@@ -224,6 +228,8 @@ impl Metrics {
             sync_requests: Counter::default(),
             sync_unavailable: Counter::default(),
             sync_refused: Counter::default(),
+            sync_served: Counter::default(),
+            sync_served_bytes: Counter::default(),
             signatures_verified: Counter::default(),
             signatures_reused: Counter::default(),
             invalid_messages: Counter::default(),
@@ -383,6 +389,16 @@ impl Metrics {
             "bftnode_sync_refused",
             "Block-sync requests from peers answered empty: over the per-peer byte budget, beyond the per-peer queue, or waited too long in it",
             m.sync_refused.clone(),
+        );
+        r.register(
+            "bftnode_sync_served",
+            "Block-sync requests from peers answered with blocks",
+            m.sync_served.clone(),
+        );
+        r.register(
+            "bftnode_sync_served_bytes",
+            "Bytes of the block-sync answers with blocks, encoded",
+            m.sync_served_bytes.clone(),
         );
         r.register(
             "bftnode_signatures_verified",

@@ -214,6 +214,10 @@ impl SyncServer {
         loop {
             let resp = answer(&**self.store, &job.req, &self.metrics);
             let bytes = consensus::encode(&resp);
+            if !resp.blocks.is_empty() {
+                self.metrics.sync_served.inc();
+                self.metrics.sync_served_bytes.inc_by(bytes.len() as u64);
+            }
             drop(resp);
             let (next, refused) = self.state().finish(from, bytes.len(), Instant::now());
             self.net.respond(job.request_id, bytes);

@@ -252,6 +252,33 @@ async fn flood(
     st
 }
 
+/// A victim's block-sync serving counters (`bftnode_sync_*_total`).
+#[derive(Debug)]
+struct SyncServing {
+    served: f64,
+    served_bytes: f64,
+    refused: f64,
+}
+
+impl SyncServing {
+    /// The counts from `before` to `self`.
+    fn since(&self, before: &SyncServing) -> SyncServing {
+        SyncServing {
+            served: self.served - before.served,
+            served_bytes: self.served_bytes - before.served_bytes,
+            refused: self.refused - before.refused,
+        }
+    }
+}
+
+async fn sync_serving(c: &reqwest::Client, a: SocketAddr) -> SyncServing {
+    SyncServing {
+        served: metric(c, a, "bftnode_sync_served_total").await,
+        served_bytes: metric(c, a, "bftnode_sync_served_bytes_total").await,
+        refused: metric(c, a, "bftnode_sync_refused_total").await,
+    }
+}
+
 /// A light, steady load of small transactions through both phases.
 fn small_load(
     c: reqwest::Client,
@@ -367,9 +394,9 @@ async fn a_slow_reader_flooding_sync_requests_is_refused_while_memory_stays_boun
     let rss = RssSampler::start();
 
     // Quiet phase: the slow attacker is connected and silent.
-    let mut refused0 = Vec::new();
+    let mut sync0 = Vec::new();
     for &a in &victim_addrs {
-        refused0.push(metric(&c, a, "bftnode_sync_refused_total").await);
+        sync0.push(sync_serving(&c, a).await);
     }
     let q0 = rss.now();
     let h0 = max_height(&c, &cl, &victims).await;
@@ -419,9 +446,9 @@ async fn a_slow_reader_flooding_sync_requests_is_refused_while_memory_stays_boun
     stop_load.store(true, Ordering::Relaxed);
     load.await.unwrap();
 
-    let mut refused = Vec::new();
+    let mut during = Vec::new();
     for (k, &a) in victim_addrs.iter().enumerate() {
-        refused.push(metric(&c, a, "bftnode_sync_refused_total").await - refused0[k]);
+        during.push(sync_serving(&c, a).await.since(&sync0[k]));
     }
     let growth = attack_peak.saturating_sub(baseline);
     // Memory bound, per victim: the unread answers libp2p may hold for the attacker (everything
@@ -440,7 +467,7 @@ async fn a_slow_reader_flooding_sync_requests_is_refused_while_memory_stays_boun
          {flood_stats:?}; served {:.1} MiB in {attack_len:?}",
         flood_stats.served_bytes as f64 / MIB
     );
-    eprintln!("victims' bftnode_sync_refused_total during the attack: {refused:?}");
+    eprintln!("victims' sync serving during the attack: {during:?}");
     let series: Vec<u64> = attack_rss.iter().step_by(2).map(|b| b >> 20).collect();
     eprintln!(
         "RSS: quiet median {:.0} MiB, quiet peak {:.0} MiB, attack peak {:.0} MiB, growth \
@@ -471,14 +498,16 @@ async fn a_slow_reader_flooding_sync_requests_is_refused_while_memory_stays_boun
         ratio >= 0.5,
         "commit rate fell to {ratio:.2} of the quiet rate"
     );
-    // The attack was real: maximal answers (near the 16 MiB cap) reached the attacker, and
-    // every victim refused requests beyond the budget.
-    assert!(
-        flood_stats.largest > MAX_SYNC_RESPONSE_BYTES / 2,
-        "no maximal answer reached the attacker: {flood_stats:?}"
-    );
-    for (k, r) in refused.iter().enumerate() {
-        assert!(*r > 0.0, "victim {k} refused no sync request");
+    // The attack was real, as each victim counts it: it answered the attacker with maximal
+    // answers (near the 16 MiB cap: how many of them a reader asleep 900 ms of every second
+    // takes in before the victim's timeout drops them is luck, so the attacker's side is only
+    // printed), and it refused requests beyond the budget.
+    for (k, d) in during.iter().enumerate() {
+        assert!(
+            d.served > 0.0 && d.served_bytes / d.served > (MAX_SYNC_RESPONSE_BYTES / 2) as f64,
+            "victim {k} sent no maximal answer: {d:?}"
+        );
+        assert!(d.refused > 0.0, "victim {k} refused no sync request: {d:?}");
     }
     for &i in &victims {
         assert!(

@@ -16,8 +16,10 @@
 //! until the next transaction's intended instant (the OS timer, ~0.1 ms late; tokio's timer
 //! wheel rounds every sleep up to its 1 ms tick) and hands what is due to the async side, at
 //! most once per [`MIN_GAP`], so a request carries one transaction at low rates and
-//! `rate × MIN_GAP` at high ones. After `--duration` the generator stops submitting and
-//! drains: it waits up to `--drain` seconds for every accepted transaction to commit.
+//! `rate × MIN_GAP` at high ones; what falls due while `--concurrency` requests are in flight
+//! leaves merged, up to `--batch` per request ([`coalesce`]). After `--duration` the generator
+//! stops submitting and drains: it waits up to `--drain` seconds for every accepted
+//! transaction to commit.
 //!
 //! Latency is measured from each transaction's **intended** send instant (not from when its
 //! request left, which a saturated node or a busy concurrency limit delays: the correction
@@ -306,6 +308,34 @@ fn pace(
     }
 }
 
+/// One request's transactions: `run` (`(first seq, count)`, as [`pace`] hands them) extended
+/// by the runs already waiting in `due`, up to `batch` transactions; returns it and the part
+/// of a waiting run that did not fit. The runs are contiguous, so the result is too. When
+/// requests are quick every run goes alone (one transaction each at low rates); when the
+/// concurrency limit held the submitter back, what fell due meanwhile leaves in as few
+/// requests as `batch` allows, instead of one small request per pacer wake (at 30,000 tx/s and
+/// [`MIN_GAP`], 2,000 requests a second).
+fn coalesce(
+    run: (u64, u64),
+    due: &mut tokio::sync::mpsc::UnboundedReceiver<(u64, u64)>,
+    batch: u64,
+) -> ((u64, u64), Option<(u64, u64)>) {
+    let (first, mut n) = run;
+    let batch = batch.max(1);
+    while n < batch {
+        let Ok((next, m)) = due.try_recv() else {
+            break;
+        };
+        debug_assert_eq!(next, first + n, "the pacer hands contiguous runs");
+        let take = m.min(batch - n);
+        n += take;
+        if take < m {
+            return ((first, n), Some((next + take, m - take)));
+        }
+    }
+    ((first, n), None)
+}
+
 /// Submit `total` transactions at `cfg.rate` from `started` ([`pace`]), waiting for every
 /// request to finish. Fails only if the pacing thread cannot be started.
 async fn submit_all(
@@ -329,7 +359,20 @@ async fn submit_all(
     let targets = Arc::new(Targets::new(cfg.nodes.clone()));
     let mut next_node = 0usize;
     let mut last_progress = Instant::now();
-    while let Some((first, n)) = due.recv().await {
+    let mut carry = None;
+    loop {
+        let run = match carry.take() {
+            Some(run) => run,
+            None => match due.recv().await {
+                Some(run) => run,
+                None => break,
+            },
+        };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        let ((first, n), rest) = coalesce(run, &mut due, batch);
+        carry = rest;
         let txs: Vec<TxRequest> = (first..first + n)
             .map(|seq| TxRequest::Put {
                 key: format!("load-{run_id:x}-{seq}"),
@@ -342,9 +385,6 @@ async fn submit_all(
             .collect();
         let order = targets.order(next_node);
         next_node += 1;
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            break;
-        };
         let (to_record, targets) = (shared.clone(), targets.clone());
         requests.spawn(async move {
             send_batch(&targets, &order, txs, &due_at, &to_record).await;
@@ -661,6 +701,32 @@ mod tests {
             next += n;
         }
         assert_eq!(next, 1_000);
+    }
+
+    /// Runs waiting behind a request are merged into it up to `batch`, in order, each
+    /// transaction once.
+    #[test]
+    fn waiting_runs_are_merged_up_to_the_batch() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        assert_eq!(
+            coalesce((0, 3), &mut rx, 10),
+            ((0, 3), None),
+            "nothing waits"
+        );
+        for run in [(3, 4), (7, 5), (12, 1)] {
+            tx.send(run).unwrap();
+        }
+        assert_eq!(
+            coalesce((0, 3), &mut rx, 10),
+            ((0, 10), Some((10, 2))),
+            "3 + 4 + 3 of the next run; its last 2 carry over"
+        );
+        assert_eq!(coalesce((10, 2), &mut rx, 10), ((10, 3), None));
+        assert_eq!(
+            coalesce((13, 20), &mut rx, 10),
+            ((13, 20), None),
+            "a run is never split"
+        );
     }
 
     /// A transaction is sent once its intended instant has come, not one interval later:

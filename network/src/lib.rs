@@ -644,7 +644,7 @@ pub enum NetworkError {
     Listen {
         /// Address we tried.
         addr: SocketAddr,
-        /// Transport error.
+        /// The transport error and its causes, e.g. `"Address already in use (os error 98)"`.
         reason: String,
     },
 }

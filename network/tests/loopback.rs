@@ -172,6 +172,22 @@ async fn four_nodes_broadcast_and_unicast() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_in_use_is_refused_with_its_cause() {
+    let busy = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = busy.local_addr().expect("addr");
+    let mut cfgs = cluster(23, 1, |_, _| {});
+    cfgs[0].listen = addr;
+    let err = match start(cfgs.remove(0)).await {
+        Ok(_) => panic!("listening on a bound port succeeded"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains(&addr.to_string()) && err.contains("in use"),
+        "the error does not name the address and the cause: {err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_request_response_round_trip() {
     let mut nodes = start_all(cluster(2, 2, |_, c| {
         c.sync_max_response_bytes = 64 * 1024;

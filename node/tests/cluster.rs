@@ -85,16 +85,7 @@ async fn four_nodes_commit_survive_a_crash_and_catch_up() {
     );
 
     // 3. Restart node 3: it catches up.
-    let mut restarted = None;
-    for _ in 0..20 {
-        // The UDP port is released asynchronously (the database is closed when `stop` returns).
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        if let Ok(n) = node::spawn(&homes[3], fast()).await {
-            restarted = Some(n);
-            break;
-        }
-    }
-    nodes[3] = Some(restarted.expect("node 3 restarts"));
+    nodes[3] = Some(until_bound("node 3", || node::spawn(&homes[3], fast())).await);
     let target = *after.iter().max().unwrap();
     let a3 = addr(&nodes, 3);
     let ok = wait_until(90, || async {

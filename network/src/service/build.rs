@@ -60,6 +60,21 @@ pub(super) struct Behaviour {
 
 /// A gossip message's id: blake3 of topic ‖ payload (first 20 bytes), so the same payload
 /// republished with a new sequence number is still a duplicate.
+/// `e` and its sources, outermost first, joined by `": "`, leaving out empty messages
+/// (libp2p's `TransportError::Other` prints nothing and keeps the I/O error as its source).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let msg = err.to_string();
+        if !msg.is_empty() {
+            parts.push(msg);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
+}
+
 fn content_id(m: &gossipsub::Message) -> gossipsub::MessageId {
     let mut h = blake3::Hasher::new();
     h.update(m.topic.as_str().as_bytes());
@@ -214,7 +229,7 @@ pub(crate) fn spawn(
     let listen = quic_multiaddr(cfg.listen);
     swarm.listen_on(listen).map_err(|e| NetworkError::Listen {
         addr: cfg.listen,
-        reason: e.to_string(),
+        reason: error_chain(&e),
     })?;
     for p in peers.values() {
         swarm.add_peer_address(p.peer_id, p.multiaddr.clone());

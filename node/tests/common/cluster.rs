@@ -71,8 +71,8 @@ impl Cluster {
         n.stop().await.unwrap();
     }
 
-    /// Restart node `i` from its home; the UDP port is released asynchronously (the database
-    /// is closed once `stop` returned), so retry for a while.
+    /// Restart node `i` from its home, retrying while its UDP port is still bound
+    /// ([`PORT_RELEASE_WAIT`]).
     pub async fn restart(&mut self, i: usize) {
         self.restart_with(i, |_| {}).await;
     }
@@ -87,20 +87,14 @@ impl Cluster {
 
     /// [`Cluster::restart`] with `tweak` applied to the loaded home before each try.
     async fn restart_with(&mut self, i: usize, tweak: impl Fn(&mut node::config::Loaded)) {
-        let mut last = None;
-        for _ in 0..40 {
+        let what = format!("node {i}");
+        let n = until_bound(&what, || {
             let mut loaded = node::config::load_home(&self.homes[i], &fast()).unwrap();
             tweak(&mut loaded);
-            match node::spawn_loaded(loaded).await {
-                Ok(n) => {
-                    self.nodes[i] = Some(n);
-                    return;
-                }
-                Err(e) => last = Some(e),
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        panic!("node {i} did not restart: {last:?}");
+            node::spawn_loaded(loaded)
+        })
+        .await;
+        self.nodes[i] = Some(n);
     }
 
     pub async fn shutdown(self) {
@@ -152,25 +146,46 @@ pub fn network_view(home: &Path) -> (Vec<ValidatorPeer>, [u8; 32], SocketAddr) {
 }
 
 /// Start a raw network service with `seed` on `listen` (the default config, adjusted by
-/// `configure`) on the current tokio runtime. The port of a just-stopped validator is released
-/// asynchronously, so retry for a while.
+/// `configure`) on the current tokio runtime, retrying while the port of a just-stopped
+/// validator is still bound ([`PORT_RELEASE_WAIT`]).
 pub async fn raw_swarm(
     seed: [u8; 32],
     listen: SocketAddr,
     peers: Vec<ValidatorPeer>,
     configure: impl Fn(&mut NetworkConfig),
 ) -> (NetworkHandle, network::EventReceiver) {
-    let mut last = None;
-    for _ in 0..40 {
+    until_bound(&format!("a raw swarm on {listen}"), || {
         let mut cfg = NetworkConfig::new(seed, listen, peers.clone());
         configure(&mut cfg);
-        match network::start(cfg).await {
+        network::start(cfg)
+    })
+    .await
+}
+
+/// How long the UDP port of a validator stopped in this process may stay bound. `stop` returns
+/// once the node's tasks and database are gone, but quinn keeps the socket until the last of
+/// the endpoint's connections has drained, three probe timeouts after it closed (RFC 9000
+/// §10.2): about 3 s for a handshake still at quinn's initial 333 ms RTT estimate (strangers
+/// redialling), longer when a starved machine measured RTTs of seconds. A process exiting
+/// releases it at once; only in-process restarts wait.
+pub const PORT_RELEASE_WAIT: Duration = Duration::from_secs(60);
+
+/// Calls `start` every 250 ms until it succeeds or [`PORT_RELEASE_WAIT`] has passed (then
+/// panics with `what` and the last error).
+pub async fn until_bound<T, E: std::fmt::Debug, F: std::future::Future<Output = Result<T, E>>>(
+    what: &str,
+    mut start: impl FnMut() -> F,
+) -> T {
+    let deadline = std::time::Instant::now() + PORT_RELEASE_WAIT;
+    loop {
+        match start().await {
             Ok(x) => return x,
-            Err(e) => last = Some(e),
+            Err(e) if std::time::Instant::now() >= deadline => {
+                panic!("{what} did not start within {PORT_RELEASE_WAIT:?}: {e:?}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    panic!("raw swarm did not start on {listen}: {last:?}");
 }
 
 /// Wait until the raw swarm is connected to every validator in `to`.

@@ -4,7 +4,10 @@
 #   testnet/bench.sh [--rates 1000,10000,25000,50000] [--duration 20] [--runs 3]
 #                    [--validators 4] [--size 512] [--out DIR] [--keep] [--set KEY=VALUE]…
 #   testnet/bench.sh --soak MINUTES --rates RATE [--validators 4] [--size 512] [--out DIR]
-#                    [--set KEY=VALUE]…
+#                    [--set KEY=VALUE]… [--keys K]
+#
+# --keys K: the load writes K distinct keys round-robin (`bftnode load --keys`), a workload of
+# updates whose application state stops growing; default a new key per transaction.
 #
 # --set edits one config.toml line in every home (testnet/up.sh's CONFIG_SET), e.g.
 # `--set retain_heights=10000` to prune a soak's chain.
@@ -39,6 +42,7 @@ OUT="testnet/data/bench/$(date -u +%Y%m%dT%H%M%SZ)"
 KEEP=0
 SOAK=0
 CONFIG_SET=""
+KEYS=""
 
 while (( $# > 0 )); do
   case "$1" in
@@ -51,7 +55,8 @@ while (( $# > 0 )); do
     --keep) KEEP=1; shift ;;
     --soak) SOAK="$2"; shift 2 ;;
     --set) CONFIG_SET="${CONFIG_SET:+$CONFIG_SET }$2"; shift 2 ;;
-    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --keys) KEYS="$2"; shift 2 ;;
+    -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -101,7 +106,8 @@ for ((run = 1; run <= RUNS; run++)); do
     before=(); for p in "${PIDS[@]}"; do before+=("$(cpu_ticks "$p")"); done
     t0=$(date +%s.%N)
     report="$("$BIN" load --rpc "$rpcs" --rate "$rate" --size "$SIZE" --duration "$DURATION" \
-      --drain 30 --output json 2>> "$OUT/load-$run.log")" || report='{"error": true}'
+      ${KEYS:+--keys "$KEYS"} --drain 30 --output json 2>> "$OUT/load-$run.log")" \
+      || report='{"error": true}'
     t1=$(date +%s.%N)
     cpu=(); rss=()
     for i in "${!PIDS[@]}"; do

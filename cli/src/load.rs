@@ -34,6 +34,7 @@ use crate::{
 use anyhow::{Context as _, bail};
 use eventsource_stream::Eventsource as _;
 use futures::StreamExt as _;
+use node::app::DEFAULT_TX_LIFETIME;
 use node::rpc_types::{BatchRequest, BatchResponse, CommitEvent, StatusResponse, TxRequest};
 use serde::Serialize;
 use std::{
@@ -62,6 +63,9 @@ pub struct LoadConfig {
     pub rate: f64,
     /// Size of each value, bytes.
     pub size: usize,
+    /// Distinct keys written, round-robin and shared by every run (`None`: a new key per
+    /// transaction, unique to the run).
+    pub keys: Option<u64>,
     /// How long to submit.
     pub duration: Duration,
     /// Most transactions per `POST /txs`.
@@ -133,6 +137,10 @@ struct Shared {
     first_failure: Option<String>,
     /// When the last of our transactions was seen committed.
     last_commit: Option<Instant>,
+    /// Highest committed height seen (the watched node's status, then its commit events):
+    /// each request's transactions expire [`DEFAULT_TX_LIFETIME`] heights above it, one expiry
+    /// for every node a request may be re-sent to.
+    height: u64,
 }
 
 impl Shared {
@@ -196,10 +204,15 @@ pub async fn run(cfg: LoadConfig) -> anyhow::Result<()> {
     }
     let watched = cfg.nodes.first().context("no --rpc node given")?.clone();
     // Every node must answer before we start.
+    let mut height = 0;
     for node in &cfg.nodes {
-        let _: StatusResponse = node.get(&["status"]).await?;
+        let status: StatusResponse = node.get(&["status"]).await?;
+        height = height.max(status.committed_height);
     }
-    let shared = Arc::new(Mutex::new(Shared::default()));
+    let shared = Arc::new(Mutex::new(Shared {
+        height,
+        ..Shared::default()
+    }));
     // Subscribed before the first submission, so no commit of ours can be missed.
     let events = watched
         .stream(&["events"])
@@ -373,11 +386,16 @@ async fn submit_all(
         };
         let ((first, n), rest) = coalesce(run, &mut due, batch);
         carry = rest;
+        let expires_at = Some(lock(shared).height + DEFAULT_TX_LIFETIME);
         let txs: Vec<TxRequest> = (first..first + n)
             .map(|seq| TxRequest::Put {
-                key: format!("load-{run_id:x}-{seq}"),
+                key: match cfg.keys {
+                    Some(keys) => format!("load-{}", seq % keys),
+                    None => format!("load-{run_id:x}-{seq}"),
+                },
                 value: value_fill.clone(),
-                nonce: seq,
+                nonce: run_id.wrapping_add(seq),
+                expires_at,
             })
             .collect();
         let due_at: Vec<Instant> = (first..first + n)
@@ -480,6 +498,7 @@ async fn watch(events: reqwest::Response, shared: Arc<Mutex<Shared>>) -> anyhow:
                 let block: CommitEvent = serde_json::from_str(&event.data)
                     .context("a commit event that is not a block")?;
                 let mut s = lock(&shared);
+                s.height = s.height.max(block.height);
                 for hash in block.txs {
                     s.committed(hash, at);
                 }

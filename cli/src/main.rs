@@ -317,6 +317,10 @@ struct SubmitOpts {
     /// Nonce; distinguishes otherwise identical transactions (default: the clock in ns).
     #[arg(long)]
     nonce: Option<u64>,
+    /// The last height the transaction may commit at, at most 20,000 above the chain's
+    /// (default: the node's committed height + 10,000).
+    #[arg(long)]
+    expires_at: Option<u64>,
     /// Wait until the transaction is committed and print its height.
     #[arg(long)]
     wait: bool,
@@ -389,6 +393,10 @@ struct LoadArgs {
     /// Size of each transaction's value, bytes.
     #[arg(long)]
     size: usize,
+    /// Write only this many distinct keys, round-robin (a workload of updates: the
+    /// application's state stops growing); default: a new key per transaction.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    keys: Option<u64>,
     /// Seconds to submit for.
     #[arg(long, value_parser = parse_seconds)]
     duration: f64,
@@ -555,6 +563,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 nodes,
                 rate: args.rate,
                 size: args.size,
+                keys: args.keys,
                 duration: Duration::from_secs_f64(args.duration),
                 batch: args.batch as usize,
                 concurrency: args.concurrency as usize,
@@ -576,11 +585,24 @@ async fn run_tx(tx: TxCommand) -> anyhow::Result<()> {
         }
         TxCommand::Put { key, value, submit } => {
             let nonce = submit.nonce.unwrap_or_else(query::fresh_nonce);
-            (TxRequest::Put { key, value, nonce }, submit)
+            let expires_at = submit.expires_at;
+            let request = TxRequest::Put {
+                key,
+                value,
+                nonce,
+                expires_at,
+            };
+            (request, submit)
         }
         TxCommand::Delete { key, submit } => {
             let nonce = submit.nonce.unwrap_or_else(query::fresh_nonce);
-            (TxRequest::Delete { key, nonce }, submit)
+            let expires_at = submit.expires_at;
+            let request = TxRequest::Delete {
+                key,
+                nonce,
+                expires_at,
+            };
+            (request, submit)
         }
     };
     let wait = submit

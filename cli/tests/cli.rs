@@ -456,7 +456,19 @@ fn node_errors_exit_3() {
 fn tx_put_waits_for_commit() {
     let (url, seen) = static_node();
     let v = json_stdout(&bftnode(&[
-        "tx", "put", "k", "v", "--nonce", "9", "--wait", "--rpc", &url, "--output", "json",
+        "tx",
+        "put",
+        "k",
+        "v",
+        "--nonce",
+        "9",
+        "--expires-at",
+        "500",
+        "--wait",
+        "--rpc",
+        &url,
+        "--output",
+        "json",
     ]));
     assert_eq!(v["status"], "committed");
     assert_eq!(v["height"], 18);
@@ -464,7 +476,7 @@ fn tx_put_waits_for_commit() {
     let post = seen.iter().find(|(m, _, _)| m == "POST").unwrap();
     assert_eq!(
         post.2,
-        json!({"op": "put", "key": "k", "value": "v", "nonce": 9})
+        json!({"op": "put", "key": "k", "value": "v", "nonce": 9, "expires_at": 500})
     );
 }
 

@@ -232,7 +232,10 @@ pub fn exercise_block(b: &Block) {
 /// them), so a compact frame's named hashes can resolve: the stand-in for a replica's mempool.
 pub fn seed_transactions(view: u64) -> Vec<app::Transaction> {
     (0..(view % 3))
-        .map(|k| app::Transaction::put(format!("key{view}-{k}"), format!("value{k}"), view))
+        .map(|k| {
+            let (key, value) = (format!("key{view}-{k}"), format!("value{k}"));
+            app::Transaction::put(key, value, view, consensus::Height(view + 100))
+        })
         .collect()
 }
 

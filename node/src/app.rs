@@ -9,8 +9,20 @@
 //! Applying a committed block ([`apply_block`]) is a pure function of the block and the set of
 //! already-committed transaction hashes: it returns the writes ([`AppWrite`]) the driver puts
 //! into the same atomic, synced storage batch as the commit record. Invalid payloads, invalid
-//! transactions and replays of committed transactions are skipped deterministically and
-//! counted, so every honest node reaches the same state.
+//! transactions, expired ones and replays of committed transactions are skipped
+//! deterministically and counted, so every honest node reaches the same state.
+//!
+//! ## The replay guard: expiring transactions
+//!
+//! A transaction names the last height it may commit at, [`Transaction::expires_at`], and
+//! commits at height `h` only if `h ≤ expires_at ≤ h + TX_VALIDITY_WINDOW`
+//! ([`Transaction::check_expiry`]; Solana's recent-blockhash rule, counted in heights, since
+//! blocks carry no agreed time). So a replay needs checking only against the transactions
+//! committed within one window: the store keeps exactly those, keyed by expiry
+//! (`storage::Op::RecordRecentTx`), and drops the expired ones by key range
+//! (`storage::Op::ForgetExpiredTxs`), so the guard's memory and disk stay bounded however long
+//! the chain grows (issue 10, the soak). The full transaction index (`GET /tx`) is kept
+//! but no longer on the admission or commit path.
 //!
 //! ## The slashing hook (PROTOCOL.md §6.6)
 //!
@@ -161,13 +173,26 @@ pub enum Op {
     },
 }
 
-/// A client transaction. The nonce lets a client submit the same operation twice.
+/// Most heights between a transaction's commit height and its expiry (`expires_at ≤ h +
+/// TX_VALIDITY_WINDOW`): the replay guard holds the transactions of at most this many heights
+/// (20,000: about 45 s of an idle 4-validator testnet at ~450 heights/s, minutes under load).
+pub const TX_VALIDITY_WINDOW: u64 = 20_000;
+
+/// The expiry a node gives a submitted transaction that names none: its committed height plus
+/// this many heights (half the window, so the transaction stays admissible while the chain
+/// moves on).
+pub const DEFAULT_TX_LIFETIME: u64 = TX_VALIDITY_WINDOW / 2;
+
+/// A client transaction. The nonce lets a client submit the same operation twice; the expiry
+/// bounds when it may commit (module docs, "The replay guard").
 #[derive(Clone, Debug, PartialEq, Eq, Hash, BorshSerialize, BorshDeserialize)]
 pub struct Transaction {
     /// The operation.
     pub op: Op,
     /// Client-chosen nonce.
     pub nonce: u64,
+    /// The last height this transaction may commit at ([`Transaction::check_expiry`]).
+    pub expires_at: Height,
 }
 
 /// Why a transaction is invalid.
@@ -201,25 +226,62 @@ pub enum TxError {
     /// Not a canonical encoding.
     #[error("malformed transaction: {0}")]
     Malformed(String),
+    /// The transaction can no longer commit: its expiry is below the height it would commit at.
+    #[error("transaction expired at height {expires_at}; the chain is at height {height}")]
+    Expired {
+        /// Its expiry.
+        expires_at: u64,
+        /// The height it would commit at.
+        height: u64,
+    },
+    /// The expiry lies more than [`TX_VALIDITY_WINDOW`] heights above the commit height.
+    #[error(
+        "expiry at height {expires_at} is more than {TX_VALIDITY_WINDOW} heights above height {height}"
+    )]
+    ExpiryTooFar {
+        /// Its expiry.
+        expires_at: u64,
+        /// The height it would commit at.
+        height: u64,
+    },
 }
 
 impl Transaction {
-    /// A put.
-    pub fn put(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>, nonce: u64) -> Self {
+    /// A put that may commit up to height `expires_at`.
+    pub fn put(
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+        nonce: u64,
+        expires_at: Height,
+    ) -> Self {
         Transaction {
             op: Op::Put {
                 key: key.into(),
                 value: value.into(),
             },
             nonce,
+            expires_at,
         }
     }
-    /// A delete.
-    pub fn delete(key: impl Into<Vec<u8>>, nonce: u64) -> Self {
+    /// A delete that may commit up to height `expires_at`.
+    pub fn delete(key: impl Into<Vec<u8>>, nonce: u64, expires_at: Height) -> Self {
         Transaction {
             op: Op::Delete { key: key.into() },
             nonce,
+            expires_at,
         }
+    }
+    /// Whether it may commit at height `height`: `height ≤ expires_at ≤ height +
+    /// TX_VALIDITY_WINDOW`. Errors: [`TxError::Expired`], [`TxError::ExpiryTooFar`].
+    pub fn check_expiry(&self, height: Height) -> Result<(), TxError> {
+        let (expires_at, height) = (self.expires_at.0, height.0);
+        if expires_at < height {
+            return Err(TxError::Expired { expires_at, height });
+        }
+        if expires_at - height > TX_VALIDITY_WINDOW {
+            return Err(TxError::ExpiryTooFar { expires_at, height });
+        }
+        Ok(())
     }
     /// Canonical encoding.
     pub fn encode(&self) -> Vec<u8> {
@@ -242,10 +304,10 @@ impl Transaction {
     }
     /// Encoded size in bytes.
     pub fn encoded_len(&self) -> usize {
-        // tag(1) + key len(4) + key [+ value len(4) + value] + nonce(8)
+        // tag(1) + key len(4) + key [+ value len(4) + value] + nonce(8) + expiry(8)
         match &self.op {
-            Op::Put { key, value } => 1 + 4 + key.len() + 4 + value.len() + 8,
-            Op::Delete { key } => 1 + 4 + key.len() + 8,
+            Op::Put { key, value } => 1 + 4 + key.len() + 4 + value.len() + 16,
+            Op::Delete { key } => 1 + 4 + key.len() + 16,
         }
     }
     /// The key it touches.
@@ -282,8 +344,8 @@ impl Transaction {
 }
 
 /// Fewest bytes one encoded transaction takes (a delete of a one-byte key: tag 1, key length 4,
-/// key 1, nonce 8). Bounds a capacity taken from an untrusted count.
-pub const MIN_TX_BYTES: usize = 1 + 4 + 1 + 8;
+/// key 1, nonce 8, expiry 8). Bounds a capacity taken from an untrusted count.
+pub const MIN_TX_BYTES: usize = 1 + 4 + 1 + 8 + 8;
 
 /// Decode `count` transactions from the front of `rest` (advanced past them) and hash each over
 /// the bytes it was decoded from: borsh is canonical (a transaction has exactly one encoding),
@@ -436,10 +498,12 @@ pub enum AppWrite {
         /// Key.
         key: Vec<u8>,
     },
-    /// Index a committed transaction.
+    /// Index a committed transaction (and record it in the replay guard until it expires).
     IndexTx {
         /// Its hash.
         hash: TxHash,
+        /// Its expiry ([`Transaction::expires_at`]).
+        expires_at: Height,
         /// Committed height.
         height: Height,
         /// Committed block.
@@ -456,20 +520,22 @@ pub struct AppliedBlock {
     pub writes: Vec<AppWrite>,
     /// Hashes of the transactions applied (for mempool cleanup).
     pub applied: Vec<TxHash>,
-    /// Transactions skipped: invalid, or a replay of a committed transaction.
+    /// Transactions skipped: invalid, expired, or a replay of a committed transaction.
     pub skipped: u64,
     /// Whether the whole payload failed to decode (then nothing is applied).
     pub invalid_payload: bool,
 }
 
 /// Apply committed `block` (id `id`): decode its payload (at most `limit` bytes), and for each
-/// valid transaction not yet committed (`is_committed`, which sees the committed tx index) and
-/// not repeated within the block, emit its put/delete and its index entry. Deterministic.
+/// valid transaction that may commit at the block's height ([`Transaction::check_expiry`]),
+/// not yet committed (`is_committed(expires_at, hash)`, which sees the store's unexpired
+/// committed transactions) and not repeated within the block, emit its put/delete and its
+/// index entry. Deterministic.
 pub fn apply_block(
     block: &Block,
     id: BlockId,
     limit: usize,
-    is_committed: impl FnMut(&TxHash) -> bool,
+    is_committed: impl FnMut(Height, &TxHash) -> bool,
 ) -> AppliedBlock {
     apply_decoded(
         block,
@@ -486,7 +552,7 @@ pub fn apply_decoded(
     block: &Block,
     id: BlockId,
     payload: DecodedPayload,
-    mut is_committed: impl FnMut(&TxHash) -> bool,
+    mut is_committed: impl FnMut(Height, &TxHash) -> bool,
 ) -> AppliedBlock {
     let mut out = AppliedBlock::default();
     if payload.invalid {
@@ -495,16 +561,22 @@ pub fn apply_decoded(
     }
     let mut seen = TxHashSet::default();
     for (i, (tx, hash)) in payload.txs.into_iter().zip(payload.hashes).enumerate() {
-        if tx.validate().is_err() || !seen.insert(hash) || is_committed(&hash) {
+        if tx.validate().is_err()
+            || tx.check_expiry(block.height).is_err()
+            || !seen.insert(hash)
+            || is_committed(tx.expires_at, &hash)
+        {
             out.skipped += 1;
             continue;
         }
+        let expires_at = tx.expires_at;
         match tx.op {
             Op::Put { key, value } => out.writes.push(AppWrite::Put { key, value }),
             Op::Delete { key } => out.writes.push(AppWrite::Delete { key }),
         }
         out.writes.push(AppWrite::IndexTx {
             hash,
+            expires_at,
             height: block.height,
             block_id: id,
             index: i as u32,

@@ -559,6 +559,15 @@ impl Mempool {
         removed
     }
 
+    /// Removes `hashes` from the pool: transactions a committed block carried but the
+    /// application skipped (invalid, expired or replayed), which can never commit, so a later
+    /// proposal must not carry them again.
+    pub fn discard(&mut self, hashes: &[TxHash]) {
+        for h in hashes {
+            self.remove(h);
+        }
+    }
+
     /// Whether some pending transaction is not in flight (a proposal would carry it).
     pub fn has_available(&self) -> bool {
         self.order.values().any(|h| !self.in_flight.contains_key(h))

@@ -8,8 +8,8 @@
 //! the deletes, and the next pass resumes from it.
 //!
 //! ## What is kept, and what peers need
-//! - Kept whole: the height → id index, the transaction index (the application's replay guard
-//!   reads it, so every node must keep the same one whatever it prunes), the application
+//! - Kept whole: the height → id index, the transaction index, the replay guard's unexpired
+//!   transactions (every node must keep the same ones whatever it prunes), the application
 //!   state, evidence, the safety record, and every block above the committed tip.
 //! - A restart needs the last `fault::MAX_REPLAY_DEPTH` (1,256) committed blocks (the leader
 //!   election's window); [`MIN_RETAIN_HEIGHTS`] is well above it.

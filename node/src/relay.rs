@@ -246,6 +246,7 @@ mod tests {
                 value: vec![i as u8; value_len],
             },
             nonce: i,
+            expires_at: Height(100),
         }
     }
 

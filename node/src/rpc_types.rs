@@ -310,7 +310,7 @@ pub struct HealthResponse {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
 pub enum TxRequest {
-    /// `{"op":"put","key":"k","value":"v","nonce":1}`.
+    /// `{"op":"put","key":"k","value":"v","nonce":1,"expires_at":12000}`.
     Put {
         /// Key (UTF-8).
         key: String,
@@ -319,6 +319,12 @@ pub enum TxRequest {
         /// Nonce.
         #[serde(default)]
         nonce: u64,
+        /// The last height it may commit at (`crate::app::Transaction::expires_at`); absent:
+        /// the node's committed height + [`crate::app::DEFAULT_TX_LIFETIME`]. The hash covers
+        /// it, so a client that may send one transaction to several nodes (retries, failover)
+        /// must set it, or each node makes a different transaction of it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<u64>,
     },
     /// `{"op":"delete","key":"k","nonce":2}`.
     Delete {
@@ -327,16 +333,37 @@ pub enum TxRequest {
         /// Nonce.
         #[serde(default)]
         nonce: u64,
+        /// As for [`TxRequest::Put`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<u64>,
     },
 }
 
 impl TxRequest {
-    /// The transaction this request describes, validated (key and value sizes).
-    /// Errors: the validation failure, as text for a 400 response.
-    pub fn into_transaction(self) -> Result<crate::app::Transaction, String> {
+    /// The transaction this request describes, validated (key and value sizes), expiring at
+    /// its `expires_at` or, if it names none, `committed + DEFAULT_TX_LIFETIME` (`committed`:
+    /// the node's committed height). Whether the expiry is within reach is the mempool's
+    /// check. Errors: the validation failure, as text for a 400 response.
+    pub fn into_transaction(
+        self,
+        committed: consensus::Height,
+    ) -> Result<crate::app::Transaction, String> {
+        use crate::app::{DEFAULT_TX_LIFETIME, Transaction};
+        let expiry = |e: Option<u64>| {
+            consensus::Height(e.unwrap_or(committed.0.saturating_add(DEFAULT_TX_LIFETIME)))
+        };
         let tx = match self {
-            TxRequest::Put { key, value, nonce } => crate::app::Transaction::put(key, value, nonce),
-            TxRequest::Delete { key, nonce } => crate::app::Transaction::delete(key, nonce),
+            TxRequest::Put {
+                key,
+                value,
+                nonce,
+                expires_at,
+            } => Transaction::put(key, value, nonce, expiry(expires_at)),
+            TxRequest::Delete {
+                key,
+                nonce,
+                expires_at,
+            } => Transaction::delete(key, nonce, expiry(expires_at)),
         };
         tx.validate().map_err(|e| e.to_string())?;
         Ok(tx)

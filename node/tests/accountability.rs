@@ -18,6 +18,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use storage::{RocksOptions, RocksStore, Store};
 
+/// An expiry admissible at every height these tests reach.
+const EXP: Height = Height(100);
+
 /// Committed blocks per downtime window: a record every ~2–4 s at the test timings.
 const WINDOW: u64 = 20;
 
@@ -417,11 +420,15 @@ fn penalty_records_accumulate_and_are_out_of_clients_reach() {
         "newest kept"
     );
 
-    let forged = Transaction::put(app::penalty_key(consensus::ValidatorIndex(3)), b"x", 1);
+    let forged = Transaction::put(app::penalty_key(consensus::ValidatorIndex(3)), b"x", 1, EXP);
     assert_eq!(forged.validate(), Err(TxError::ReservedKey));
-    let erase = Transaction::delete(app::ACCOUNTING_KEY, 1);
+    let erase = Transaction::delete(app::ACCOUNTING_KEY, 1, EXP);
     assert_eq!(erase.validate(), Err(TxError::ReservedKey));
-    assert!(Transaction::put(b"bftnode/ok", b"x", 1).validate().is_ok());
+    assert!(
+        Transaction::put(b"bftnode/ok", b"x", 1, EXP)
+            .validate()
+            .is_ok()
+    );
 }
 
 /// Two conflicting votes signed with validator `voter`'s real key (E1) for `view`.

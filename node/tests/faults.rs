@@ -182,6 +182,7 @@ async fn restart_mid_voting_never_double_votes() {
                         key: format!("r{round}k{i}"),
                         value: format!("v{round}"),
                         nonce: round * 100 + i,
+                        expires_at: None,
                     })
                     .collect();
                 let r = c

@@ -386,6 +386,7 @@ impl Load {
                             key: format!("{tag}-{round}-{i}"),
                             value: format!("v{round}"),
                             nonce: round * LOAD_BATCH as u64 + i,
+                            expires_at: None,
                         })
                         .collect();
                     if let Ok(r) = c

@@ -5,6 +5,9 @@ use node::app::{PAYLOAD_OVERHEAD, Transaction};
 use node::mempool::{Mempool, MempoolConfig, MempoolError, Source};
 use std::time::Instant;
 
+/// An expiry admissible at every height these tests reach.
+const EXP: Height = Height(100);
+
 fn pool(max_txs: usize, max_bytes: usize) -> Mempool {
     Mempool::new(MempoolConfig {
         max_txs,
@@ -14,7 +17,7 @@ fn pool(max_txs: usize, max_bytes: usize) -> Mempool {
 }
 
 fn tx(i: u64) -> Transaction {
-    Transaction::put(format!("key{i}"), "value", i)
+    Transaction::put(format!("key{i}"), "value", i, EXP)
 }
 
 #[test]
@@ -67,7 +70,7 @@ fn dedupe_pending_and_committed() {
         Err(MempoolError::AlreadyCommitted { hash: tx(2).hash() })
     );
     assert!(matches!(
-        m.insert(Transaction::put("", "", 0), false, now),
+        m.insert(Transaction::put("", "", 0, EXP), false, now),
         Err(MempoolError::Invalid(_))
     ));
     assert_eq!(m.len(), 1);
@@ -131,7 +134,7 @@ fn flood(m: &mut Mempool, source: Source, tag: &str, n: usize) -> (usize, Vec<Me
     for i in 0..n {
         match m.insert_from(
             source,
-            Transaction::put(format!("{tag}{i}"), "v", 0),
+            Transaction::put(format!("{tag}{i}"), "v", 0, EXP),
             false,
             now,
         ) {
@@ -173,7 +176,7 @@ fn a_flooding_peer_cannot_take_more_than_its_quota() {
 }
 
 fn tx_len(key: &str) -> usize {
-    Transaction::put(key, "v", 0).encoded_len()
+    Transaction::put(key, "v", 0, EXP).encoded_len()
 }
 
 #[test]
@@ -189,8 +192,8 @@ fn local_submissions_get_their_share_when_gossip_filled_the_pool() {
     assert_eq!(m.held_by(&peer(1)).0, 42);
     assert_eq!(m.evicted(), 8);
     // Newest first: peer 1's oldest 42 are still there, its newest 8 are gone.
-    assert!(m.contains(&Transaction::put("a41", "v", 0).hash()));
-    assert!(!m.contains(&Transaction::put("a42", "v", 0).hash()));
+    assert!(m.contains(&Transaction::put("a41", "v", 0, EXP).hash()));
+    assert!(!m.contains(&Transaction::put("a42", "v", 0, EXP).hash()));
     // The pool is full of gossip; local clients get their share (100 / 4 = 25), evicting the
     // peers over theirs, and then a clear "full".
     for i in 0..25 {
@@ -264,7 +267,7 @@ fn eviction_never_drops_in_flight_transactions() {
     let now = Instant::now();
     assert_eq!(flood(&mut m, peer(1), "a", 10).0, 5);
     let hashes: Vec<_> = (0..5)
-        .map(|i| Transaction::put(format!("a{i}"), "v", 0).hash())
+        .map(|i| Transaction::put(format!("a{i}"), "v", 0, EXP).hash())
         .collect();
     // A block carries all five; a second peer and local clients fill the rest (quotas are
     // now 10 / 3 = 3, so peer 1 is over its quota, but all its transactions are in flight).
@@ -292,14 +295,14 @@ fn check_agrees_with_insert_and_changes_nothing() {
     // A peer's quota is 2 / (1 + 1) = 1 transaction.
     let mut m = pool(2, 1 << 20);
     let now = Instant::now();
-    let t = Transaction::put("x", "v", 0);
+    let t = Transaction::put("x", "v", 0, EXP);
     assert_eq!(m.check(&peer(1), &t.hash(), t.encoded_len()), Ok(()));
     m.insert_from(peer(1), t.clone(), false, now).unwrap();
     assert_eq!(
         m.check(&peer(2), &t.hash(), t.encoded_len()),
         Err(MempoolError::AlreadyPending { hash: t.hash() })
     );
-    let u = Transaction::put("y", "v", 0);
+    let u = Transaction::put("y", "v", 0, EXP);
     assert!(matches!(
         m.check(&peer(1), &u.hash(), u.encoded_len()),
         Err(MempoolError::OverQuota { .. })
@@ -313,7 +316,7 @@ fn per_source_bookkeeping_is_dropped_when_a_source_drains() {
     let now = Instant::now();
     let mut all = Vec::new();
     for p in 1..=20u8 {
-        let t = Transaction::put(format!("p{p}"), "v", 0);
+        let t = Transaction::put(format!("p{p}"), "v", 0, EXP);
         all.push(m.insert_from(peer(p), t, false, now).unwrap());
     }
     all.push(m.insert(tx(0), false, now).unwrap());

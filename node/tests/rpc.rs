@@ -176,6 +176,7 @@ async fn bad_requests_are_rejected_and_node_survives() {
         .map(|i| TxRequest::Delete {
             key: format!("k{i}"),
             nonce: 0,
+            expires_at: None,
         })
         .collect();
     let r = c
@@ -239,8 +240,30 @@ async fn bad_requests_are_rejected_and_node_survives() {
         .await
         .unwrap();
 
-    // A valid transaction; duplicate rejected with 409.
-    let tx = r#"{"op":"put","key":"hello","value":"world","nonce":1}"#;
+    // An expiry below the next height, or more than the window above it, is refused (400).
+    let r = post_json(
+        &c,
+        addr,
+        "/tx",
+        r#"{"op":"put","key":"k","value":"v","expires_at":0}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("expired at height 0"));
+    let far = r#"{"op":"put","key":"k","value":"v","expires_at":1000000}"#;
+    let r = post_json(&c, addr, "/tx", far).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("more than 20000 heights above")
+    );
+
+    // A valid transaction; duplicate rejected with 409. Its expiry is explicit: the hash covers
+    // it, and a default one follows the committed height, which moves between two posts.
+    let tx = r#"{"op":"put","key":"hello","value":"world","nonce":1,"expires_at":5000}"#;
     let r = post_json(&c, addr, "/tx", tx).await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let SubmitResponse { hash } = r.json().await.unwrap();
@@ -264,6 +287,10 @@ async fn bad_requests_are_rejected_and_node_survives() {
         .await
         .unwrap();
     assert_eq!(t.status, TxStatus::Committed);
+    // Once committed, the same transaction is refused by the replay guard.
+    let r = post_json(&c, addr, "/tx", tx).await.unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert!(r.text().await.unwrap().contains("already committed"));
     let b = block(&c, addr, t.height.unwrap()).await.unwrap();
     assert!(b.tx_hashes.contains(&hash));
     let latest: BlockResponse = c

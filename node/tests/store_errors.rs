@@ -1,8 +1,8 @@
 //! Issue 8 finding 6: a store read error while serving a peer fails that request, not the node;
 //! and finding 2 (node side): gossip is checked in memory before any store read.
 //!
-//! The corrupt records are real: garbage bytes written under a `txindex` or `blocks` key of a
-//! real RocksDB through the storage test hook (`RocksStore::raw_put`).
+//! The corrupt records are real: garbage bytes written under a `recent` (replay guard) or
+//! `blocks` key of a real RocksDB through the storage test hook (`RocksStore::raw_put`).
 
 mod common;
 
@@ -15,6 +15,9 @@ use node::metrics::{Metrics, gossip_outcome};
 use node::rpc_types::TxRequest;
 use std::time::Instant;
 use storage::{Cf, RocksOptions, RocksStore, Store, WriteBatch};
+
+/// An expiry admissible at every height these tests reach.
+const EXP: Height = Height(100);
 
 fn peer(i: u8) -> Source {
     let public = network::public_key_of(&[i; 32]).unwrap();
@@ -33,19 +36,19 @@ fn pool() -> Mempool {
     })
 }
 
-/// The tx index holds garbage under `tx`'s hash.
+/// The replay guard holds garbage (a value where it stores none) under `tx`'s key: expiry
+/// (8 bytes, big-endian) ‖ hash.
 fn poison(store: &mut RocksStore, tx: &Transaction) {
-    store
-        .raw_put(Cf::TxIndex, &tx.hash().0, b"not a TxLocation")
-        .unwrap();
+    let key = [&tx.expires_at.0.to_be_bytes()[..], &tx.hash().0].concat();
+    store.raw_put(Cf::Recent, &key, b"garbage").unwrap();
 }
 
 #[test]
 fn a_corrupt_tx_index_entry_fails_only_that_gossip_message() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = RocksStore::open(dir.path(), RocksOptions::default()).unwrap();
-    let pending = Transaction::put("pending", "v", 0);
-    let poisoned = Transaction::put("poisoned", "v", 0);
+    let pending = Transaction::put("pending", "v", 0, EXP);
+    let poisoned = Transaction::put("poisoned", "v", 0, EXP);
     poison(&mut store, &pending);
     poison(&mut store, &poisoned);
     let metrics = Metrics::new();
@@ -62,15 +65,15 @@ fn a_corrupt_tx_index_entry_fails_only_that_gossip_message() {
 
     // A new transaction whose index entry is corrupt: the read error stops this message (the
     // one before it got in, the one after it is not examined) and is reported, not returned.
-    let before = Transaction::put("before", "v", 0);
-    let after = Transaction::put("after", "v", 0);
+    let before = Transaction::put("before", "v", 0, EXP);
+    let after = Transaction::put("after", "v", 0, EXP);
     let msg = gossip(&[before.clone(), poisoned, after.clone()]);
     let r = ingest_gossip(&mut m, &store, peer(1), &msg, now, &metrics).unwrap();
     assert_eq!(r.accepted, 1);
     assert!(
         matches!(
             r.read_error,
-            Some(storage::StoreError::Corrupt { cf: "txindex", .. })
+            Some(storage::StoreError::Corrupt { cf: "recent", .. })
         ),
         "{:?}",
         r.read_error
@@ -97,28 +100,25 @@ fn a_corrupt_tx_index_entry_fails_only_that_gossip_message() {
 fn gossip_is_capped_per_message_and_committed_txs_are_found() {
     let dir = tempfile::tempdir().unwrap();
     let store = RocksStore::open(dir.path(), RocksOptions::default()).unwrap();
-    let done = Transaction::delete("done", 0);
-    store
-        .write_shared(WriteBatch::synced().index_tx(
-            done.hash(),
-            storage::TxLocation {
-                height: Height(1),
-                block_id: consensus::Digest([1; 32]),
-                index: 0,
-            },
-        ))
-        .unwrap();
+    let done = Transaction::delete("done", 0, EXP);
+    let mut batch = WriteBatch::synced();
+    batch.push(storage::Op::RecordRecentTx {
+        expires_at: done.expires_at,
+        hash: done.hash(),
+    });
+    store.write_shared(batch).unwrap();
     let metrics = Metrics::new();
     let mut m = pool();
-    // The attacker's message of issue 8: 70,000 one-byte-key deletes (~980 KB).
-    let mut txs: Vec<Transaction> = (0..70_000u64)
-        .map(|i| Transaction::delete(vec![b'x'], i))
+    // The attacker's message of issue 8: one-byte-key deletes filling a gossip message
+    // (45,000 of 22 bytes, ~990 KB).
+    let mut txs: Vec<Transaction> = (0..45_000u64)
+        .map(|i| Transaction::delete(vec![b'x'], i, EXP))
         .collect();
     txs[0] = done;
     let msg = gossip(&txs);
     assert!(msg.len() < 1 << 20);
     let r = ingest_gossip(&mut m, &store, peer(1), &msg, Instant::now(), &metrics).unwrap();
-    assert_eq!(r.truncated, 70_000 - MAX_GOSSIP_TXS);
+    assert_eq!(r.truncated, 45_000 - MAX_GOSSIP_TXS);
     assert_eq!(r.committed, 1);
     assert_eq!(r.accepted, MAX_GOSSIP_TXS - 1);
     assert_eq!(m.len(), MAX_GOSSIP_TXS - 1);
@@ -136,9 +136,9 @@ fn gossip_is_capped_per_message_and_committed_txs_are_found() {
     );
 }
 
-/// The attack of issue 8, at the mempool: a stranger floods 70,000-tx messages; every message
-/// is cut at `MAX_GOSSIP_TXS`, the peer's share stops at half the pool, and a local client
-/// offering 1,000 transactions gets every one in.
+/// The attack of issue 8, at the mempool: a stranger floods full gossip messages (45,000
+/// one-byte-key deletes, ~990 KB); every message is cut at `MAX_GOSSIP_TXS`, the peer's share
+/// stops at half the pool, and a local client offering 1,000 transactions gets every one in.
 #[test]
 fn a_gossip_flood_cannot_starve_local_clients() {
     let dir = tempfile::tempdir().unwrap();
@@ -153,10 +153,10 @@ fn a_gossip_flood_cannot_starve_local_clients() {
     let mut nonce = 0u64;
     let msgs: Vec<Vec<u8>> = (0..10)
         .map(|_| {
-            let txs: Vec<Transaction> = (0..70_000)
+            let txs: Vec<Transaction> = (0..45_000)
                 .map(|_| {
                     nonce += 1;
-                    Transaction::delete(vec![b'x'], nonce)
+                    Transaction::delete(vec![b'x'], nonce, EXP)
                 })
                 .collect();
             gossip(&txs)
@@ -177,13 +177,13 @@ fn a_gossip_flood_cannot_starve_local_clients() {
         }
     }
     let old = t.elapsed() / 2;
-    eprintln!("flood figures: {ingest:?} per 70,000-tx message now, {old:?} decode+hash+read all");
+    eprintln!("flood figures: {ingest:?} per 45,000-tx message now, {old:?} decode+hash+read all");
     assert_eq!(m.held_by(&attacker).0, 10_000, "half the pool");
     assert!(metrics.gossip_txs_count(gossip_outcome::OVER_QUOTA) > 0);
     // A second flooding peer takes its (new) third, evicting from the first.
     let mut txs = Vec::new();
     for i in 0..MAX_GOSSIP_TXS as u64 * 2 {
-        txs.push(Transaction::delete(vec![b'y'], i));
+        txs.push(Transaction::delete(vec![b'y'], i, EXP));
     }
     for chunk in txs.chunks(MAX_GOSSIP_TXS) {
         ingest_gossip(
@@ -202,8 +202,12 @@ fn a_gossip_flood_cannot_starve_local_clients() {
     // each of those evicting one gossiped transaction.
     let now = Instant::now();
     for i in 0..5_000u64 {
-        m.insert(Transaction::put(format!("client{i}"), "v", i), false, now)
-            .unwrap();
+        m.insert(
+            Transaction::put(format!("client{i}"), "v", i, EXP),
+            false,
+            now,
+        )
+        .unwrap();
     }
     assert_eq!(m.held_by(&Source::Local).0, 5_000);
     assert_eq!(m.evicted(), 1_666);
@@ -231,8 +235,8 @@ fn a_sync_request_for_a_corrupt_block_fails_only_that_request() {
     assert_eq!(metrics.store_read_error_count("sync"), 1);
 }
 
-/// Through the real path: validator 1 gossips a client's transaction to validator 0, whose tx
-/// index holds garbage under that hash. Before the fix the driver's read error was fatal and
+/// Through the real path: validator 1 gossips a client's transaction to validator 0, whose
+/// replay guard holds garbage under that transaction. Before the fix the driver's read error was fatal and
 /// validator 0 stopped; now the message fails, is counted, and the node keeps running.
 /// Two of four validators run, so nothing commits (a commit reading the corrupt entry is the
 /// node's own path and stays fatal).
@@ -245,12 +249,13 @@ async fn a_peer_gossiping_a_tx_with_a_corrupt_index_entry_does_not_stop_the_node
             key: "poisoned".into(),
             value: "v".into(),
             nonce,
+            expires_at: Some(EXP.0),
         })
         .collect();
     {
         let mut s = RocksStore::open(homes[0].join("data"), RocksOptions::default()).unwrap();
         for r in &txs {
-            poison(&mut s, &r.clone().into_transaction().unwrap());
+            poison(&mut s, &r.clone().into_transaction(Height(0)).unwrap());
         }
     }
     let a = node::spawn(&homes[0], fast()).await.unwrap();

@@ -81,11 +81,26 @@ pub enum Op {
         /// Where it was committed.
         location: TxLocation,
     },
+    /// Record committed transaction `hash`, valid up to height `expires_at`, in the replay
+    /// guard's set of unexpired transactions ([`crate::Store::recent_txs`]).
+    RecordRecentTx {
+        /// The last height at which the transaction may commit.
+        expires_at: Height,
+        /// Transaction hash.
+        hash: Digest,
+    },
+    /// Forget every recorded transaction expiring below `below` (one range deletion). Their
+    /// replay check is no longer needed: a transaction past its expiry is refused before its
+    /// hash is looked up. Applies to this batch's earlier [`Op::RecordRecentTx`] too.
+    ForgetExpiredTxs {
+        /// First expiry height kept.
+        below: Height,
+    },
     /// Delete the bodies of the committed blocks at heights `[retained_from, below)`, where
     /// `retained_from` is [`crate::Store::retained_from`], and raise `retained_from` to
-    /// `below`. The `committed` index (height → id, 40 B per height) and the transaction index
+    /// `below`. The `committed` index (height → id, 40 B per height) and the transaction indexes
     /// stay: a peer asking for a pruned height still learns which block it was, and the
-    /// application's replay guard, which reads the transaction index, decides the same on every
+    /// application's replay guard, which reads the `recent` index, decides the same on every
     /// node whatever each one prunes. Clamped so that the committed tip (as of the start of the
     /// batch) and the genesis block are never pruned; a `below` at or under `retained_from`
     /// is a no-op. Cost: one read per pruned height plus one delete each; callers prune in

@@ -12,6 +12,8 @@
 //! - `evidence`: `Evidence::id()` (32 B) → `encode(Evidence)`
 //! - `app`: application key → application value (raw bytes)
 //! - `txindex`: tx hash (32 B) → `encode(TxLocation)`
+//! - `recent`: expiry height (8 B BE) ‖ tx hash (32 B) → empty: the committed transactions
+//!   that have not expired yet (the application's replay guard, [`Op::RecordRecentTx`])
 //! - `meta`: `b"schema_version"` → u32 LE; `b"chain_id"` → UTF-8; `b"convictions"` →
 //!   `encode(Vec<Option<Height>>)` (per validator index, the height of its first conviction);
 //!   `b"retained_from"` → u64 LE, the lowest height above genesis whose committed body is kept
@@ -58,6 +60,8 @@ pub enum Cf {
     App,
     /// tx hash → location.
     TxIndex,
+    /// expiry height (BE) ‖ tx hash → empty: committed transactions not yet expired.
+    Recent,
     /// Schema version, chain id.
     Meta,
 }
@@ -66,11 +70,22 @@ impl Cf {
     /// Whether the column family is read mostly by exact key (so bloom filters pay off),
     /// rather than scanned in key order (`committed`, `pending`) or tiny (`safety`, `meta`).
     pub fn point_lookups(self) -> bool {
-        matches!(self, Cf::Blocks | Cf::Evidence | Cf::App | Cf::TxIndex)
+        matches!(
+            self,
+            Cf::Blocks | Cf::Evidence | Cf::App | Cf::TxIndex | Cf::Recent
+        )
+    }
+
+    /// Whether the column family's SST index and filter blocks are read through the bounded
+    /// block cache rather than held in memory: only for the transaction index, which grows
+    /// with the chain and which no hot path reads (`GET /tx` does; the replay guard reads
+    /// [`Cf::Recent`]).
+    pub fn cached_filters(self) -> bool {
+        matches!(self, Cf::TxIndex)
     }
 
     /// Every column family, in a fixed order.
-    pub const ALL: [Cf; 8] = [
+    pub const ALL: [Cf; 9] = [
         Cf::Blocks,
         Cf::Committed,
         Cf::Pending,
@@ -78,6 +93,7 @@ impl Cf {
         Cf::Evidence,
         Cf::App,
         Cf::TxIndex,
+        Cf::Recent,
         Cf::Meta,
     ];
     /// The RocksDB column family name.
@@ -90,6 +106,7 @@ impl Cf {
             Cf::Evidence => "evidence",
             Cf::App => "app",
             Cf::TxIndex => "txindex",
+            Cf::Recent => "recent",
             Cf::Meta => "meta",
         }
     }
@@ -106,13 +123,20 @@ pub enum RawOp {
     Put(Cf, Vec<u8>, Vec<u8>),
     /// Remove `key`.
     Delete(Cf, Vec<u8>),
+    /// Remove every key in `[start, end)`. [`plan`] emits it after dropping the batch's own
+    /// earlier puts into the range, so an engine may order it before any other op of its column
+    /// family (the RocksDB engine sorts by start key) and the batch still means what it meant.
+    DeleteRange(Cf, Vec<u8>, Vec<u8>),
 }
 
 impl RawOp {
-    /// Column family and key: the order in which a batch is handed to the engine.
+    /// Column family and key (a range's start): the order in which a batch is handed to the
+    /// engine.
     pub(crate) fn target(&self) -> (usize, &[u8]) {
         match self {
-            RawOp::Put(cf, k, _) | RawOp::Delete(cf, k) => (cf.index(), k),
+            RawOp::Put(cf, k, _) | RawOp::Delete(cf, k) | RawOp::DeleteRange(cf, k, _) => {
+                (cf.index(), k)
+            }
         }
     }
 }
@@ -151,6 +175,15 @@ pub(crate) use sealed::Engine;
 /// Big-endian height key.
 pub(crate) fn height_key(h: Height) -> [u8; 8] {
     h.0.to_be_bytes()
+}
+
+/// `expires_at ‖ hash` key of the `recent` column family: ordered by expiry, so everything that
+/// expired is one key range.
+fn recent_key(expires_at: Height, hash: &Digest) -> Vec<u8> {
+    let mut k = Vec::with_capacity(40);
+    k.extend_from_slice(&height_key(expires_at));
+    k.extend_from_slice(&hash.0);
+    k
 }
 
 /// `height ‖ id` key of the pending index.
@@ -315,6 +348,16 @@ fn plan<E: Engine>(e: &E, batch: WriteBatch) -> Result<Vec<RawOp>, StoreError> {
             Op::AppDelete { key } => raw.push(RawOp::Delete(Cf::App, key)),
             Op::IndexTx { hash, location } => {
                 raw.push(RawOp::Put(Cf::TxIndex, hash.0.to_vec(), encode(&location)))
+            }
+            Op::RecordRecentTx { expires_at, hash } => raw.push(RawOp::Put(
+                Cf::Recent,
+                recent_key(expires_at, &hash),
+                Vec::new(),
+            )),
+            Op::ForgetExpiredTxs { below } => {
+                let end = height_key(below).to_vec();
+                raw.retain(|op| !matches!(op, RawOp::Put(Cf::Recent, k, _) if *k < end));
+                raw.push(RawOp::DeleteRange(Cf::Recent, Vec::new(), end));
             }
             Op::PruneBlocks { below } => {
                 let from = match floor {
@@ -550,6 +593,24 @@ impl<E: Engine> Store for E {
             .into_iter()
             .zip(hashes)
             .map(|(v, h)| v?.map(|v| decode_value(Cf::TxIndex, &h.0, &v)).transpose())
+            .collect()
+    }
+
+    fn recent_txs(&self, txs: &[(Height, Digest)]) -> Vec<Result<bool, StoreError>> {
+        let keys: Vec<Vec<u8>> = txs.iter().map(|(e, h)| recent_key(*e, h)).collect();
+        let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        self.get_many(Cf::Recent, &refs)
+            .into_iter()
+            .zip(&keys)
+            .map(|(v, k)| match v? {
+                None => Ok(false),
+                Some(v) if v.is_empty() => Ok(true),
+                Some(v) => Err(corrupt(
+                    Cf::Recent,
+                    k,
+                    format!("expected an empty value, got {} bytes", v.len()),
+                )),
+            })
             .collect()
     }
 

@@ -33,12 +33,13 @@
 //! | `evidence` | `Evidence::id()` | `encode(Evidence)` |
 //! | `app` | application key | application value |
 //! | `txindex` | tx hash | `encode(TxLocation)` |
+//! | `recent` | expiry height BE ‖ tx hash | empty: unexpired committed transactions |
 //! | `meta` | `"schema_version"`, `"chain_id"`, `"convictions"`, `"retained_from"` | u32 LE, UTF-8, borsh, u64 LE |
 //!
 //! ## Pruning
 //! [`Op::PruneBlocks`] deletes the bodies of old committed blocks and nothing else: the
-//! `committed` index and the transaction index stay (the application's replay guard reads the
-//! latter, and it must decide the same on every node whatever each one prunes).
+//! `committed` index and the transaction indexes stay (the application's replay guard reads
+//! `recent`, and it must decide the same on every node whatever each one prunes).
 //! [`Store::retained_from`] is the floor; [`Store::serve_blocks`] stops at it like at any
 //! missing block.
 //!
@@ -73,7 +74,7 @@ use consensus::{
 
 /// Version of the on-disk layout. Bump on any incompatible change to keys or values; a store
 /// written by another version refuses to open ([`StoreError::SchemaMismatch`]).
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Hard cap on the number of blocks in one [`Store::serve_blocks`] response, whatever the
 /// request asks for.
@@ -137,9 +138,15 @@ pub trait Store: Send {
 
     /// [`Store::tx_location`] of each of `hashes`, one result per hash, in order, read in one
     /// batch where the engine can (RocksDB: batched `MultiGet`). A failed read or an
-    /// undecodable entry fails that hash's result only. The replay checks read this way: a
-    /// gossip message, a submission or a committed block at a time.
+    /// undecodable entry fails that hash's result only.
     fn tx_locations(&self, hashes: &[Digest]) -> Vec<Result<Option<TxLocation>, StoreError>>;
+
+    /// For each `(expires_at, hash)`, whether that committed transaction is in the replay
+    /// guard's set ([`Op::RecordRecentTx`], not yet forgotten by [`Op::ForgetExpiredTxs`]); one
+    /// result per entry, in order, read in one batch where the engine can. A failed read, or a
+    /// value where the set stores none ([`StoreError::Corrupt`]), fails that entry only. Its size is bounded
+    /// by the transactions committed within one expiry window, not by the chain's length.
+    fn recent_txs(&self, txs: &[(Height, Digest)]) -> Vec<Result<bool, StoreError>>;
 
     /// Answer a block-sync request: walk parent links down from `req.target`, highest first,
     /// stopping before the first block at height ≤ `req.stop_at` or missing from the store,

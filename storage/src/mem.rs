@@ -74,6 +74,14 @@ impl Engine for MemStore {
                 RawOp::Delete(cf, k) => {
                     self.cfs[cf.index()].remove(&k);
                 }
+                RawOp::DeleteRange(cf, start, end) => {
+                    let map = &mut self.cfs[cf.index()];
+                    let doomed: Vec<Vec<u8>> =
+                        map.range(start..end).map(|(k, _)| k.clone()).collect();
+                    for k in doomed {
+                        map.remove(&k);
+                    }
+                }
             }
         }
         Ok(())

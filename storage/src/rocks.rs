@@ -127,22 +127,26 @@ const MEMTABLE_BLOOM_RATIO: f64 = 0.1;
 /// 1.75 MB/min, but p50 was higher in that 30-minute soak (not proven to be the filter's
 /// fault); the bloom filters stay.
 ///
-/// The SSTs' index and filter blocks stay outside the cache, in the table readers: 1.25 bytes
-/// of filter per key, so they grow with the number of keys (52 MB per node after 30 minutes at
-/// 10,000 tx/s, mostly the transaction index's and the application's filters). Charging them
-/// to a bounded cache (partitioned, high priority) was measured and rejected: every incoming
-/// transaction's replay check looks up a random absent key, which consults a filter of every
-/// level, so the whole filter set is the working set; with a 64 MiB cache, full after two
-/// minutes, commit writes took 2.0–2.5 ms instead of 0.65 ms and p50 rose from ~25 to 40–60 ms
-/// within ten minutes (issue 10 note). That memory is the price of the replay guard.
+/// The SSTs' index and filter blocks stay outside the cache, in the table readers (1.25 bytes
+/// of filter per key), except the transaction index's ([`Cf::cached_filters`]): it gains a key
+/// per committed transaction forever (52 MB of filters per node after 30 minutes at 10,000
+/// tx/s, with the application's), and since the replay guard moved to the bounded `recent`
+/// column family only `GET /tx` reads it, so its filters can compete for the cache. They could
+/// not while every incoming transaction's replay check probed it: a random absent key consults
+/// a filter of every level, the whole filter set was the working set, and with a 64 MiB cache
+/// commit writes took 2.0–2.5 ms instead of 0.65 ms (issue 10, stop 27 note).
 ///
 /// Column families read by key ([`Cf::point_lookups`]) get bloom filters, and their memtables
 /// a whole-key filter, so a lookup of an absent key skips the skiplist search and the SST index
 /// and data blocks. Without them a miss in a 1,000,000-entry transaction index took 9.1 µs
 /// (`cargo bench -p storage --bench store -- tx_index`).
-fn table_options(o: &mut Options, cache: &Cache, point_lookups: bool) {
+fn table_options(o: &mut Options, cache: &Cache, point_lookups: bool, cached_filters: bool) {
     let mut table = BlockBasedOptions::default();
     table.set_block_cache(cache);
+    if cached_filters {
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    }
     if point_lookups {
         table.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
         table.set_whole_key_filtering(true);
@@ -235,7 +239,7 @@ impl RocksStore {
         let cache = Cache::new_lru_cache(opts.block_cache_bytes);
         let cfs = Cf::ALL.iter().map(|cf| {
             let mut o = Options::default();
-            table_options(&mut o, &cache, cf.point_lookups());
+            table_options(&mut o, &cache, cf.point_lookups(), cf.cached_filters());
             let lz4 = opts.lz4_blocks && *cf == Cf::Blocks;
             let compression = if lz4 {
                 DBCompressionType::Lz4
@@ -402,6 +406,9 @@ impl RocksStore {
             match op {
                 RawOp::Put(cf, k, v) => wb.put_cf(self.handle(cf)?, k, v),
                 RawOp::Delete(cf, k) => wb.delete_cf(self.handle(cf)?, k),
+                RawOp::DeleteRange(cf, start, end) => {
+                    wb.delete_range_cf(self.handle(cf)?, start, end)
+                }
             }
         }
         let mut wo = WriteOptions::default();

@@ -431,6 +431,57 @@ fn tx_index(s: &mut impl Raw) {
     assert!(s.tx_locations(&[]).is_empty());
 }
 
+fn recent_txs_are_forgotten_once_expired(s: &mut impl Raw) {
+    let tx = |e: u64, b: u8| (Height(e), Digest([b; 32]));
+    let recorded = [tx(10, 1), tx(11, 2), tx(11, 3), tx(20, 4)];
+    let mut batch = WriteBatch::new();
+    for (expires_at, hash) in recorded {
+        batch.push(Op::RecordRecentTx { expires_at, hash });
+    }
+    s.write(batch).unwrap();
+    let ask = |s: &mut dyn Store, q: &[(Height, Digest)]| -> Vec<bool> {
+        s.recent_txs(q).into_iter().map(Result::unwrap).collect()
+    };
+    // Found only under its own expiry: the expiry is part of what a transaction hash commits to.
+    assert_eq!(
+        ask(s, &[tx(10, 1), tx(11, 1), tx(11, 3), tx(20, 4), tx(20, 5)]),
+        vec![true, false, true, true, false]
+    );
+    assert!(s.recent_txs(&[]).is_empty());
+    // Forgetting below 12 drops expiries 10 and 11 and keeps 20; a batch's own earlier records
+    // in the range go too, later ones stay.
+    let mut batch = WriteBatch::new();
+    batch.push(Op::RecordRecentTx {
+        expires_at: Height(11),
+        hash: Digest([6; 32]),
+    });
+    batch.push(Op::ForgetExpiredTxs { below: Height(12) });
+    batch.push(Op::RecordRecentTx {
+        expires_at: Height(11),
+        hash: Digest([7; 32]),
+    });
+    batch.push(Op::RecordRecentTx {
+        expires_at: Height(12),
+        hash: Digest([8; 32]),
+    });
+    s.write(batch).unwrap();
+    assert_eq!(
+        ask(
+            s,
+            &[
+                tx(10, 1),
+                tx(11, 2),
+                tx(11, 3),
+                tx(11, 6),
+                tx(11, 7),
+                tx(12, 8),
+                tx(20, 4)
+            ]
+        ),
+        vec![false, false, false, false, true, true, true]
+    );
+}
+
 fn serve_blocks_caps(s: &mut impl Raw) {
     let c = chain(10, 1000);
     put_all(s, &c);
@@ -634,6 +685,7 @@ conformance!(
     evidence_store,
     app_put_delete,
     tx_index,
+    recent_txs_are_forgotten_once_expired,
     serve_blocks_caps,
     serve_blocks_hard_cap,
     atomicity,

@@ -244,6 +244,9 @@ impl GossipFlood {
                         Transaction {
                             op: Op::Put { key, value },
                             nonce: rng.random(),
+                            // Admissible at every height up to the window (tests' chains are
+                            // shorter), so the flood is not refused by its expiry alone.
+                            expires_at: consensus::Height(node::app::TX_VALIDITY_WINDOW),
                         }
                     })
                     .collect();

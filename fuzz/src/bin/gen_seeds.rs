@@ -230,10 +230,13 @@ fn generate() {
     }
 
     // gossip: transaction batches (even) and evidence (odd).
-    let txs = vec![Transaction::put("k", "v", 1), Transaction::delete("k", 2)];
+    let txs = vec![
+        Transaction::put("k", "v", 1, Height(100)),
+        Transaction::delete("k", 2, Height(100)),
+    ];
     for batch in [
         txs.clone(),
-        vec![Transaction::put(vec![0xffu8; 40], vec![0u8; 100], u64::MAX)],
+        vec![Transaction::put(vec![0xffu8; 40], vec![0u8; 100], u64::MAX, Height(100))],
     ] {
         let mut v = vec![0u8];
         v.extend(consensus::encode(&batch));

@@ -6,7 +6,7 @@ use super::{Driver, blocking};
 use crate::app::{self, AppWrite, DecodedPayload, TxHashSet};
 use crate::rpc_types::CommitEvent;
 use anyhow::{Context, Result};
-use consensus::{Block, BlockId, Digest};
+use consensus::{Block, BlockId, Digest, Height};
 use fault::Offence;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -48,6 +48,8 @@ impl Driver {
         let mut applied_now = TxHashSet::default();
         let mut applied_all = Vec::new();
         let mut skipped = 0u64;
+        // Hashes the committed blocks carried but the application skipped.
+        let mut discarded: Vec<Digest> = Vec::new();
         let mut tip = None;
         let mut misbehaviour: Vec<fault::Misbehaviour> = Vec::new();
         let mut evidence_marked: HashSet<Vec<u8>> = HashSet::new();
@@ -80,21 +82,29 @@ impl Driver {
                     }
                     None => DecodedPayload::decode(&block.payload, limit),
                 };
-                // The replay check of the whole block in one batched read; a failed read
-                // stops the commit (fatal, as every store error on this path).
-                let mut committed_before = TxHashSet::default();
-                for (hash, location) in payload
-                    .hashes
+                // The replay check of the whole block in one batched read of the store's
+                // unexpired committed transactions; a failed read stops the commit (fatal, as
+                // every store error on this path).
+                let keys: Vec<(Height, Digest)> = payload
+                    .txs
                     .iter()
-                    .zip(store.tx_locations(&payload.hashes))
-                {
-                    if location?.is_some() {
+                    .map(|tx| tx.expires_at)
+                    .zip(payload.hashes.iter().copied())
+                    .collect();
+                let mut committed_before = TxHashSet::default();
+                for ((_, hash), found) in keys.iter().zip(store.recent_txs(&keys)) {
+                    if found? {
                         committed_before.insert(*hash);
                     }
                 }
-                let res = app::apply_decoded(block, *id, payload, |h| {
+                let included = payload.hashes.clone();
+                let res = app::apply_decoded(block, *id, payload, |_, h| {
                     applied_now.contains(h) || committed_before.contains(h)
                 });
+                if res.skipped > 0 {
+                    let applied: TxHashSet = res.applied.iter().copied().collect();
+                    discarded.extend(included.into_iter().filter(|h| !applied.contains(h)));
+                }
                 if res.invalid_payload {
                     warn!(height = block.height.0, id = %id, "committed block has an undecodable payload; skipped");
                 }
@@ -102,9 +112,9 @@ impl Driver {
                 // One growth for the block's writes instead of doubling push by push (when an
                 // `Op` was large the regrowth copies were 1.4 % of a node at 25,000 tx/s; ops
                 // are boxed since, 88 bytes, so this now saves little).
-                batch.ops.reserve(res.writes.len());
+                batch.ops.reserve(res.writes.len() * 3 / 2);
                 for w in res.writes {
-                    batch.push(to_store_op(w));
+                    push_store_ops(&mut batch, w);
                 }
                 for ev in &block.evidence {
                     batch.push(Op::PutEvidence(Box::new(ev.clone())));
@@ -143,7 +153,7 @@ impl Driver {
                 }
             })?;
             for w in penalties {
-                batch.push(to_store_op(w));
+                push_store_ops(&mut batch, w);
             }
             Ok(())
         })?;
@@ -158,6 +168,11 @@ impl Driver {
         }
         if let Some(op) = crate::conviction_op(self.core.policy(), &blocks) {
             batch.push(op);
+        }
+        if let (Some((old, _)), Some((new, _, _))) = (self.store.committed_tip()?, tip)
+            && forget_expired_now(old, new)
+        {
+            batch.push(Op::ForgetExpiredTxs { below: new });
         }
         self.write(batch).context("writing a commit")?;
         let unix_ms = crate::config::now_unix_ms();
@@ -187,6 +202,7 @@ impl Driver {
                 .commit_latency
                 .observe(now.duration_since(t).as_secs_f64());
         }
+        self.mempool.discard(&discarded);
         self.metrics.commits.inc_by(blocks.len() as u64);
         self.metrics.committed_height.set(height.0 as i64);
         self.metrics.skipped_txs.inc_by(skipped);
@@ -255,22 +271,56 @@ fn log_misbehaviour(m: &fault::Misbehaviour) {
     }
 }
 
-fn to_store_op(w: AppWrite) -> Op {
+/// Heights between two forgettings of expired transactions
+/// ([`Op::ForgetExpiredTxs`]): one RocksDB range deletion each, rare enough that reads never
+/// wade through many range tombstones, frequent enough that the replay guard holds little more
+/// than one validity window.
+pub(super) const FORGET_EXPIRED_EVERY: u64 = 256;
+
+/// Whether a commit moving the tip from `old` to `new` crosses a multiple of
+/// [`FORGET_EXPIRED_EVERY`]. Which commit forgets is a local choice: an expired transaction
+/// is refused before its hash is looked up, so what is forgotten never changes a decision.
+fn forget_expired_now(old: Height, new: Height) -> bool {
+    new.0 / FORGET_EXPIRED_EVERY > old.0 / FORGET_EXPIRED_EVERY
+}
+
+/// Appends the storage ops of one application write: a committed transaction is indexed by
+/// hash (`GET /tx`) and recorded in the replay guard until it expires.
+fn push_store_ops(batch: &mut WriteBatch, w: AppWrite) {
     match w {
-        AppWrite::Put { key, value } => Op::AppPut { key, value },
-        AppWrite::Delete { key } => Op::AppDelete { key },
+        AppWrite::Put { key, value } => batch.push(Op::AppPut { key, value }),
+        AppWrite::Delete { key } => batch.push(Op::AppDelete { key }),
         AppWrite::IndexTx {
             hash,
+            expires_at,
             height,
             block_id,
             index,
-        } => Op::IndexTx {
-            hash,
-            location: TxLocation {
-                height,
-                block_id,
-                index,
-            },
-        },
+        } => batch
+            .push(Op::IndexTx {
+                hash,
+                location: TxLocation {
+                    height,
+                    block_id,
+                    index,
+                },
+            })
+            .push(Op::RecordRecentTx { expires_at, hash }),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expired_transactions_are_forgotten_once_per_interval() {
+        let e = FORGET_EXPIRED_EVERY;
+        assert!(!forget_expired_now(Height(1), Height(e - 1)));
+        assert!(forget_expired_now(Height(e - 1), Height(e)));
+        assert!(!forget_expired_now(Height(e), Height(2 * e - 1)));
+        // A batch of many blocks crossing several boundaries forgets once.
+        assert!(forget_expired_now(Height(3), Height(5 * e + 7)));
+        assert!(!forget_expired_now(Height(e), Height(e)));
     }
 }

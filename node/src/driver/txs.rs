@@ -5,8 +5,9 @@
 //! ## Gossip and peer reads (issue 8 finding 2)
 //! A transaction gossip message is handled by [`ingest_gossip`], cheapest check first: decoding
 //! stops after [`MAX_GOSSIP_TXS`] transactions; each is validated, hashed, and checked against
-//! the mempool in memory (duplicate, its peer's quota, room) before the store is read, once
-//! for the whole message (a batched read), to tell which are already committed. A store read error while handling a peer's message
+//! the mempool in memory (duplicate, its peer's quota, room, and whether its expiry lets it
+//! commit at the next height) before the store is read, once for the whole message (a batched
+//! read of the unexpired committed transactions), to tell which are already committed. A store read error while handling a peer's message
 //! fails that message only (logged, counted in `bftnode_store_read_errors_total`); the node
 //! keeps running.
 
@@ -14,6 +15,7 @@ use super::{Driver, blocking};
 use crate::app::{self, Transaction, TxHash};
 use crate::mempool::{Mempool, MempoolError, Source};
 use crate::metrics::{Metrics, gossip_outcome};
+use consensus::Height;
 use network::{PeerId, Topic};
 use std::time::{Duration, Instant};
 use storage::{RocksStore, Store, StoreError};
@@ -181,10 +183,33 @@ fn refusal_label(e: &MempoolError) -> &'static str {
     }
 }
 
+/// The height the next committed block will have: one above the committed height the driver
+/// last published (`bftnode_committed_height`).
+fn next_height(metrics: &Metrics) -> Height {
+    Height(u64::try_from(metrics.committed_height.get()).unwrap_or(0) + 1)
+}
+
+/// The in-memory admission checks of one transaction, cheapest first: its sizes
+/// ([`Transaction::validate`]), whether it may still commit at height `next`
+/// ([`Transaction::check_expiry`]; one too far ahead is refused too, so the replay guard never
+/// holds a transaction for longer than one window), then the mempool's own (duplicate,
+/// `source`'s quota, room).
+fn admissible(
+    mempool: &Mempool,
+    source: &Source,
+    tx: &Transaction,
+    hash: &TxHash,
+    next: Height,
+) -> Result<(), MempoolError> {
+    tx.validate()?;
+    tx.check_expiry(next)?;
+    mempool.check(source, hash, tx.encoded_len())
+}
+
 /// Handle one transaction gossip message from `source` (module docs, "Gossip and peer reads"):
-/// decode at most [`MAX_GOSSIP_TXS`] transactions; validate, hash and check each against the
-/// mempool in memory (duplicate, quota, room); then read the store once for all that passed
-/// ([`Store::tx_locations`], one batched read: already committed?) and insert them in order.
+/// decode at most [`MAX_GOSSIP_TXS`] transactions; validate, hash and check each in memory
+/// ([`admissible`]: expiry, then duplicate, quota, room); then read the store once for all that
+/// passed ([`Store::recent_txs`], one batched read: already committed?) and insert them in order.
 /// A failed read stops the message at that transaction: it is logged and counted
 /// (`store_read_errors{path="gossip"}`), the rest of the message is dropped, and the error is
 /// returned in the report, never as `Err`. Blocks on the store read.
@@ -204,12 +229,9 @@ pub fn ingest_gossip(
     };
     metrics.count_gossip_txs(gossip_outcome::TRUNCATED, truncated as u64);
     let mut passed = Vec::with_capacity(txs.len());
+    let next = next_height(metrics);
     for (tx, hash) in txs.into_iter().zip(hashes) {
-        let checked = tx
-            .validate()
-            .map_err(MempoolError::from)
-            .and_then(|()| mempool.check(&source, &hash, tx.encoded_len()));
-        match checked {
+        match admissible(mempool, &source, &tx, &hash, next) {
             Ok(()) => passed.push((tx, hash)),
             Err(e) => {
                 report.dropped_in_memory += 1;
@@ -217,18 +239,18 @@ pub fn ingest_gossip(
             }
         }
     }
-    let hashes: Vec<TxHash> = passed.iter().map(|(_, h)| *h).collect();
-    let locations = store.tx_locations(&hashes);
+    let keys: Vec<(Height, TxHash)> = passed.iter().map(|(t, h)| (t.expires_at, *h)).collect();
+    let found = store.recent_txs(&keys);
     let total = passed.len();
-    for (i, ((tx, hash), location)) in passed.into_iter().zip(locations).enumerate() {
-        match location {
-            Ok(Some(_)) => {
+    for (i, ((tx, hash), found)) in passed.into_iter().zip(found).enumerate() {
+        match found {
+            Ok(true) => {
                 report.committed += 1;
                 metrics.count_gossip_txs(gossip_outcome::COMMITTED, 1);
             }
             // Checked above, but an earlier transaction of this message may have taken the
             // room, the quota or the hash since: the insert checks again.
-            Ok(None) => match mempool.insert_hashed(source, tx, hash, false, now) {
+            Ok(false) => match mempool.insert_hashed(source, tx, hash, false, now) {
                 Ok(_) => {
                     report.accepted += 1;
                     metrics.count_gossip_txs(gossip_outcome::ACCEPTED, 1);
@@ -254,8 +276,8 @@ pub fn ingest_gossip(
     Ok(report)
 }
 
-/// Add locally submitted transactions, in order: the in-memory checks (validity, duplicate,
-/// room) of each, then one batched store read for all that passed (already committed?), then
+/// Add locally submitted transactions, in order: the in-memory checks ([`admissible`]) of each,
+/// then one batched store read for all that passed (already committed?), then
 /// the inserts. A failed read is logged and counted (`store_read_errors{path="submit"}`) and
 /// its transaction is taken as not committed (replays are skipped deterministically at commit
 /// anyway). One result per transaction, each with its transaction. Blocks on the store read.
@@ -266,32 +288,29 @@ fn submit_all(
     now: Instant,
     metrics: &Metrics,
 ) -> Vec<(Transaction, Result<TxHash, MempoolError>)> {
+    let next = next_height(metrics);
     let checked: Vec<(Transaction, Result<TxHash, MempoolError>)> = txs
         .into_iter()
         .map(|tx| {
-            let r = tx.validate().map_err(MempoolError::from).and_then(|()| {
-                let hash = tx.hash();
-                mempool
-                    .check(&Source::Local, &hash, tx.encoded_len())
-                    .map(|()| hash)
-            });
+            let hash = tx.hash();
+            let r = admissible(mempool, &Source::Local, &tx, &hash, next).map(|()| hash);
             (tx, r)
         })
         .collect();
-    let passed: Vec<TxHash> = checked
+    let passed: Vec<(Height, TxHash)> = checked
         .iter()
-        .filter_map(|(_, r)| r.as_ref().ok().copied())
+        .filter_map(|(tx, r)| r.as_ref().ok().map(|h| (tx.expires_at, *h)))
         .collect();
-    let mut locations = store.tx_locations(&passed).into_iter();
+    let mut found = store.recent_txs(&passed).into_iter();
     checked
         .into_iter()
         .map(|(tx, r)| {
             let r = r.and_then(|hash| {
-                let committed = match locations.next() {
-                    Some(Ok(location)) => location.is_some(),
+                let committed = match found.next() {
+                    Some(Ok(found)) => found,
                     Some(Err(e)) => {
                         metrics.count_store_read_error("submit");
-                        error!(tx = %hash, error = %e, "reading the tx index failed");
+                        error!(tx = %hash, error = %e, "reading the replay guard failed");
                         false
                     }
                     None => false,

@@ -130,6 +130,7 @@ pub async fn try_submit_values(
             key: format!("{prefix}{i}"),
             value: value(i),
             nonce: i as u64,
+            expires_at: None,
         })
         .collect();
     c.post(url(addr, "/txs"))

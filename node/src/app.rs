@@ -520,8 +520,10 @@ pub struct AppliedBlock {
     pub writes: Vec<AppWrite>,
     /// Hashes of the transactions applied (for mempool cleanup).
     pub applied: Vec<TxHash>,
-    /// Transactions skipped: invalid, expired, or a replay of a committed transaction.
-    pub skipped: u64,
+    /// Hashes of the transactions skipped, in payload order: invalid, expired, a replay of a
+    /// committed transaction, or a repeat within the block (such a transaction can never
+    /// commit, so the driver drops it from the mempool).
+    pub skipped: Vec<TxHash>,
     /// Whether the whole payload failed to decode (then nothing is applied).
     pub invalid_payload: bool,
 }
@@ -566,7 +568,7 @@ pub fn apply_decoded(
             || !seen.insert(hash)
             || is_committed(tx.expires_at, &hash)
         {
-            out.skipped += 1;
+            out.skipped.push(hash);
             continue;
         }
         let expires_at = tx.expires_at;

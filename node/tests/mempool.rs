@@ -119,6 +119,25 @@ fn in_flight_txs_are_not_repeated_and_are_released() {
     assert!(!m.has_available());
 }
 
+/// A committed block's transactions that the application skipped (here: expired) are not
+/// removed as committed; without `discard` they would be released and proposed again forever.
+#[test]
+fn skipped_transactions_of_a_committed_block_are_discarded() {
+    let mut m = pool(100, 1 << 20);
+    let now = Instant::now();
+    for i in 0..3 {
+        m.insert(tx(i), false, now).unwrap();
+    }
+    let b = Digest([1; 32]);
+    m.mark_in_flight(b, Height(1), vec![tx(0).hash(), tx(1).hash()]);
+    // b commits; tx0 was applied, tx1 skipped.
+    m.on_commit(&[b], Height(1), &[tx(0).hash()]);
+    assert_eq!(m.take(1 << 20), vec![tx(1), tx(2)], "tx1 was released");
+    m.discard(&[tx(1).hash(), tx(0).hash()]);
+    assert_eq!(m.take(1 << 20), vec![tx(2)]);
+    assert_eq!(m.len(), 1);
+}
+
 // ------------------------------------------------------------ per-source quotas (issue 8 #2)
 
 fn peer(i: u8) -> Source {

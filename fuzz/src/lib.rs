@@ -206,7 +206,7 @@ pub fn exercise_block(b: &Block) {
     let _ = b.header();
     let _ = b.encoded_len();
     let s = app::summarize(&b.payload, app::PAYLOAD_DECODE_LIMIT);
-    let applied = app::apply_block(b, id, app::PAYLOAD_DECODE_LIMIT, |_| false);
+    let applied = app::apply_block(b, id, app::PAYLOAD_DECODE_LIMIT, |_, _| false);
     assert_eq!(s.invalid, applied.invalid_payload);
     if let Ok(p) = app::Payload::decode(&b.payload, app::PAYLOAD_DECODE_LIMIT) {
         // Canonical round trip (an empty list encodes as the empty byte string). Known finding,

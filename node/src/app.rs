@@ -227,7 +227,9 @@ pub enum TxError {
     #[error("malformed transaction: {0}")]
     Malformed(String),
     /// The transaction can no longer commit: its expiry is below the height it would commit at.
-    #[error("transaction expired at height {expires_at}; the chain is at height {height}")]
+    #[error(
+        "transaction expired at height {expires_at}, below height {height} where it would commit"
+    )]
     Expired {
         /// Its expiry.
         expires_at: u64,

@@ -191,6 +191,12 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// The committed height the driver last published (`bftnode_committed_height`: set at start
+    /// and at each commit, after its batch is written).
+    pub fn committed(&self) -> consensus::Height {
+        consensus::Height(u64::try_from(self.committed_height.get()).unwrap_or(0))
+    }
+
     /// Create and register every metric in a fresh registry.
     pub fn new() -> Self {
         let mut r = Registry::default();

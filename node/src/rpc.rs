@@ -508,17 +508,11 @@ fn submit_outcome(r: &Result<consensus::Digest, MempoolError>) -> &'static str {
     }
 }
 
-/// The node's committed height, as the driver last published it (the
-/// `bftnode_committed_height` gauge, set at start and at every commit).
-fn committed_height(st: &RpcState) -> consensus::Height {
-    consensus::Height(u64::try_from(st.metrics.committed_height.get()).unwrap_or(0))
-}
-
 async fn tx_post(State(st): St, body: Result<Bytes, BytesRejection>) -> ApiResult<SubmitResponse> {
     let bytes = body_bytes(body)?;
     let req: TxRequest = parse_json(&bytes)?;
     let tx = req
-        .into_transaction(committed_height(&st))
+        .into_transaction(st.metrics.committed())
         .map_err(ApiError::bad)?;
     let mut results = ask(&st, |reply| Command::Submit {
         txs: vec![tx],
@@ -552,7 +546,7 @@ async fn txs_post(
     let mut errors = Vec::new();
     let mut valid = Vec::new();
     let mut positions = Vec::new();
-    let committed = committed_height(&st);
+    let committed = st.metrics.committed();
     for (index, r) in req.txs.into_iter().enumerate() {
         match r.into_transaction(committed) {
             Ok(tx) => {

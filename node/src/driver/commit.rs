@@ -168,8 +168,9 @@ impl Driver {
         if let Some(op) = crate::conviction_op(self.core.policy(), &blocks) {
             batch.push(op);
         }
-        if let (Some((old, _)), Some((new, _, _))) = (self.store.committed_tip()?, tip)
-            && forget_expired_now(old, new)
+        // The tip before this batch: the gauge is set below, once the batch is written.
+        if let Some((new, _, _)) = tip
+            && forget_expired_now(self.metrics.committed(), new)
         {
             batch.push(Op::ForgetExpiredTxs { below: new });
         }

@@ -272,7 +272,7 @@ impl Driver {
         cmd_rx: mpsc::Receiver<Command>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<()> {
-        let height = self.metrics.committed_height.get() as u64;
+        let height = self.metrics.committed().0;
         let scope = self.log_span.start(self.core.current_view().0, height);
         scope
             .instrument(self.run_loop(net_rx, cmd_rx, shutdown))
@@ -369,7 +369,7 @@ impl Driver {
         };
         self.execute(actions)?;
         self.metrics.view.set(self.core.current_view().0 as i64);
-        let height = self.metrics.committed_height.get() as u64;
+        let height = self.metrics.committed().0;
         self.log_span.update(self.core.current_view().0, height);
         Ok(())
     }

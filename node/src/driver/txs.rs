@@ -183,10 +183,9 @@ fn refusal_label(e: &MempoolError) -> &'static str {
     }
 }
 
-/// The height the next committed block will have: one above the committed height the driver
-/// last published (`bftnode_committed_height`).
+/// The height the next committed block will have ([`Metrics::committed`] + 1).
 fn next_height(metrics: &Metrics) -> Height {
-    Height(u64::try_from(metrics.committed_height.get()).unwrap_or(0) + 1)
+    Height(metrics.committed().0 + 1)
 }
 
 /// The in-memory admission checks of one transaction, cheapest first: its sizes

@@ -49,8 +49,9 @@ impl<P: FaultPolicy> Core<P> {
             ConsensusMessage::Status(s) => self.on_status(s, trusted),
             ConsensusMessage::TimeoutCert(tc) => self.on_timeout_cert(&tc),
         };
-        if let Err(reason) = result {
-            self.invalid(from, reason);
+        match result {
+            Ok(()) => self.heard_during_sign_check(from),
+            Err(reason) => self.invalid(from, reason),
         }
     }
 

@@ -5,7 +5,7 @@ use super::{Action, Core, Entry, LeaderState, Timer};
 use crate::block::Block;
 use crate::messages::ConsensusMessage;
 use crate::policy::FaultPolicy;
-use crate::types::View;
+use crate::types::{ValidatorIndex, View};
 
 impl<P: FaultPolicy> Core<P> {
     /// §4.8 step 3: arm the timer, re-send what we signed for the current view, send a status.
@@ -66,6 +66,27 @@ impl<P: FaultPolicy> Core<P> {
         self.sign_check = Some(check);
         self.safety.set_held(true);
         self.set_timer(Timer::SignCheck, at);
+    }
+
+    /// §4.10 step 4: a valid message from `from` during the check. Once validators of a
+    /// quorum (with us) were heard from, silence can mean that the chain waits for us.
+    pub(super) fn heard_during_sign_check(&mut self, from: ValidatorIndex) {
+        let me = self.cfg.me;
+        let Some(check) = &mut self.sign_check else {
+            return;
+        };
+        if from == me || !check.heard(from) {
+            return;
+        }
+        let power = self.vs.power(me)
+            + check
+                .heard_from()
+                .filter(|i| *i != me)
+                .map(|i| self.vs.power(i))
+                .sum::<u64>();
+        if power >= self.vs.quorum() {
+            check.quorum_heard();
+        }
     }
 
     /// §4.10: the check passed. Release signing and catch up on what the hold skipped: the
@@ -140,9 +161,11 @@ impl<P: FaultPolicy> Core<P> {
             }
             Timer::Sync(id) => self.on_sync_timeout(id),
             Timer::SignCheck => {
-                // Silence means "the chain waits for us" only while we hear a quorum: a node
-                // that cannot reach the others (a copy of a key refused by its peers, a
-                // partitioned minority) keeps holding and waits `hold_ms` after reconnecting.
+                // Silence means "the chain waits for us" only after validators of a quorum were
+                // heard from and while we are connected to a quorum: a node that others do not
+                // talk to (a copy of a key whose peers reach the other instance, a partitioned
+                // minority) keeps holding. Every validator hears our status again, for the same
+                // rule of theirs.
                 let hears_quorum = self.hears_quorum();
                 let now = self.now;
                 let Some(check) = &mut self.sign_check else {
@@ -151,11 +174,13 @@ impl<P: FaultPolicy> Core<P> {
                 match check.expired(now).filter(|_| hears_quorum) {
                     Some(passed) => self.end_sign_check(passed),
                     None => {
-                        if !hears_quorum {
+                        let heard = check.has_heard_quorum();
+                        if !hears_quorum || !heard {
                             check.restart_wait(now);
                         }
                         let at = check.deadline();
                         self.set_timer(Timer::SignCheck, at);
+                        self.send_status(self.current_view);
                     }
                 }
             }
@@ -224,10 +249,24 @@ impl<P: FaultPolicy> Core<P> {
     /// cannot hear from is not).
     pub(super) fn on_connectivity(&mut self, connected: Vec<crate::types::ValidatorIndex>) {
         self.connectivity_known = true;
-        self.connected = connected
-            .into_iter()
-            .filter(|i| self.vs.contains(*i))
-            .collect();
+        let before = std::mem::replace(
+            &mut self.connected,
+            connected
+                .into_iter()
+                .filter(|i| self.vs.contains(*i))
+                .collect(),
+        );
+        if self.sign_check.is_some() {
+            // §4.10: a status sent before a peer connected was lost; the peer may need ours to
+            // hear a quorum.
+            let new: Vec<_> = self.connected.difference(&before).copied().collect();
+            if !new.is_empty() {
+                let status = self.signed_status(self.current_view);
+                for to in new {
+                    self.send(to, ConsensusMessage::Status(status.clone()));
+                }
+            }
+        }
         let v = self.current_view;
         let at = self
             .now
@@ -248,11 +287,24 @@ impl<P: FaultPolicy> Core<P> {
         self.try_propose();
     }
 
-    pub(super) fn send_status(&mut self, v: View) {
+    /// Our signed status for view `v` (our lock, §4.2), recorded as sent.
+    fn signed_status(&mut self, v: View) -> crate::messages::Status {
         self.status_sent = Some((v, self.safety.lock().view()));
-        let status = self.safety.sign_status(v, &self.vs);
-        let to = self.leader(v);
-        self.send(to, ConsensusMessage::Status(status));
+        self.safety.sign_status(v, &self.vs)
+    }
+
+    /// Sign our status for view `v` (our lock, §4.2) and send it to `leader(v)`; to every
+    /// validator while the double-sign check holds (§4.10).
+    pub(super) fn send_status(&mut self, v: View) {
+        let status = self.signed_status(v);
+        if self.sign_check.is_some() {
+            // §4.10: while the double-sign check holds, every validator hears us, so that a
+            // network that starts together hears a quorum (the leader alone would otherwise).
+            self.broadcast(ConsensusMessage::Status(status));
+        } else {
+            let to = self.leader(v);
+            self.send(to, ConsensusMessage::Status(status));
+        }
     }
 
     /// Enter view `v` (> current) holding QC(v−1), TC(v−1), or by the join rule (§4.2).

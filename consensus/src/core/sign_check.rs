@@ -6,11 +6,13 @@
 //! fetched blocks), forward from start, until `needed` distinct certified views above its
 //! watermark carried no signature of ours. A certificate that does carry one is the key in use
 //! elsewhere (§4.9): the watermark rises, the count starts again above it, and signing stays
-//! held. If no new certificate arrives for `hold_ms`, the chain is waiting for us (it cannot
-//! certify without our vote, so no twin is signing in it either) and the check passes.
+//! held. If no new certificate arrives for `hold_ms` and validators of a quorum were heard
+//! from, the chain is waiting for us (it cannot certify without our vote, so no twin is signing
+//! in it either) and the check passes. Silence before a quorum was heard proves nothing: a copy
+//! of our key that its peers do not talk to hears no certificate either.
 
 use crate::policy::Millis;
-use crate::types::View;
+use crate::types::{ValidatorIndex, View};
 use std::collections::BTreeSet;
 
 /// How the check ended (for the log and the counters).
@@ -18,12 +20,13 @@ use std::collections::BTreeSet;
 pub(super) enum Passed {
     /// `needed` certified views above the watermark carried no signature of ours.
     CleanCertificates,
-    /// No new certificate for `hold_ms`: the chain waits for our signature.
+    /// No new certificate for `hold_ms` after a quorum was heard from: the chain waits for
+    /// our signature.
     ChainWaiting,
 }
 
-/// State of a running check. Memory: at most `needed` views (bounded by the configuration,
-/// never by what peers send).
+/// State of a running check. Memory: at most `needed` views (bounded by the configuration) and
+/// one entry per validator heard from (bounded by the validator set), never by what peers send.
 #[derive(Debug)]
 pub(super) struct SignCheck {
     /// Certificates at or below this view say nothing new (we may have signed them ourselves
@@ -33,7 +36,13 @@ pub(super) struct SignCheck {
     clean: BTreeSet<View>,
     needed: usize,
     hold_ms: u64,
-    /// Start of the check, or the last time a certificate moved it (ms).
+    /// Validators a valid message came from since the check began (members only: the core
+    /// drops other senders first).
+    heard: BTreeSet<ValidatorIndex>,
+    /// Whether `heard` (with us) reached a quorum: silence proves nothing before.
+    quorum_heard: bool,
+    /// Start of the check, or the last time a certificate moved it, or the timer found no
+    /// quorum heard (ms).
     last_progress: Millis,
     started: Millis,
 }
@@ -47,9 +56,33 @@ impl SignCheck {
             clean: BTreeSet::new(),
             needed: needed.clamp(1, MAX_CHECK_VIEWS) as usize,
             hold_ms,
+            heard: BTreeSet::new(),
+            quorum_heard: false,
             last_progress: now,
             started: now,
         }
+    }
+
+    /// A valid message from validator `from`. Returns whether `from` is new to the check.
+    pub(super) fn heard(&mut self, from: ValidatorIndex) -> bool {
+        !self.quorum_heard && self.heard.insert(from)
+    }
+
+    /// The validators heard from so far (until a quorum was).
+    pub(super) fn heard_from(&self) -> impl Iterator<Item = ValidatorIndex> + '_ {
+        self.heard.iter().copied()
+    }
+
+    /// Validators of a quorum (with us) were heard from: silence can pass the check from now
+    /// on. It is still counted from the start or the last certificate (a network that starts
+    /// together passes after `hold_ms`, not later).
+    pub(super) fn quorum_heard(&mut self) {
+        self.quorum_heard = true;
+    }
+
+    /// Whether a quorum was heard from since the check began.
+    pub(super) fn has_heard_quorum(&self) -> bool {
+        self.quorum_heard
     }
 
     /// A verified certificate of `view` without our signature. Returns whether the check
@@ -82,9 +115,9 @@ impl SignCheck {
         self.last_progress.saturating_add(self.hold_ms)
     }
 
-    /// Whether `now` is past [`SignCheck::deadline`].
+    /// Whether a quorum was heard from and `now` is past [`SignCheck::deadline`].
     pub(super) fn expired(&self, now: Millis) -> Option<Passed> {
-        (now >= self.deadline()).then_some(Passed::ChainWaiting)
+        (self.quorum_heard && now >= self.deadline()).then_some(Passed::ChainWaiting)
     }
 
     /// Milliseconds since the check began.
@@ -140,11 +173,32 @@ mod tests {
     #[test]
     fn passes_when_no_certificate_arrives_for_the_hold() {
         let mut c = SignCheck::new(View(0), 4, 1_000, 500);
+        c.quorum_heard();
         assert_eq!(c.expired(1_499), None);
         assert_eq!(c.clean_certificate(View(1), 1_200), None);
         assert_eq!(c.deadline(), 2_200, "a new certificate moves the deadline");
         assert_eq!(c.expired(2_199), None);
         assert_eq!(c.expired(2_200), Some(Passed::ChainWaiting));
         assert_eq!(c.held_ms(2_200), 1_700);
+    }
+
+    /// Silence before a quorum was heard from proves nothing (a copy of our key that nobody
+    /// talks to): no pass however long, until the quorum is heard.
+    #[test]
+    fn silence_passes_only_once_a_quorum_was_heard() {
+        let mut c = SignCheck::new(View(0), 4, 1_000, 0);
+        assert_eq!(c.expired(5_000), None, "nobody heard: no pass however long");
+        c.restart_wait(5_000);
+        assert!(c.heard(ValidatorIndex(1)));
+        assert!(!c.heard(ValidatorIndex(1)), "a sender counts once");
+        assert!(c.heard(ValidatorIndex(2)));
+        assert_eq!(c.heard_from().count(), 2);
+        c.quorum_heard();
+        assert!(
+            !c.heard(ValidatorIndex(3)),
+            "nothing to track once a quorum was heard"
+        );
+        assert_eq!(c.expired(5_999), None);
+        assert_eq!(c.expired(6_000), Some(Passed::ChainWaiting));
     }
 }

@@ -729,13 +729,36 @@ fn genesis_timeout(vs: &ValidatorSet, ks: &[PrivateKey], who: u16, view: u64) ->
     })
 }
 
-/// §4.10: when no certificate arrives for `double_sign_check_ms` the chain waits for us (no
-/// other instance of our key is signing in it) and the check passes. Nobody timed out in the
-/// view whose timer fired during the hold (a network that started together), so the view gets
-/// a fresh timer instead of a timeout at once; the stale timer does nothing.
+/// Validator `who`'s signed status for `view`, reporting the genesis lock, delivered at `now`.
+fn hear_genesis_status(c: &mut Core<RoundRobin>, ks: &[PrivateKey], who: u16, view: u64, now: u64) {
+    let vs = c.vs.clone();
+    let gid = Block::genesis(vs.domain()).id(vs.domain());
+    let high_qc = QuorumCert::genesis(gid);
+    let body = crate::messages::status_body(View(view), &high_qc);
+    let status = crate::messages::Status {
+        view: View(view),
+        high_qc,
+        sender: ValidatorIndex(who),
+        sig: ks[who as usize].sign(vs.domain(), crate::crypto::SigKind::Status, &body),
+        high_tc: None,
+    };
+    c.handle(
+        now,
+        Event::Message {
+            from: ValidatorIndex(who),
+            msg: ConsensusMessage::Status(status),
+        },
+    );
+}
+
+/// §4.10: when no certificate arrives for `double_sign_check_ms` after a quorum was heard
+/// from, the chain waits for us (no other instance of our key is signing in it) and the check
+/// passes. Nobody timed out in the view whose timer fired during the hold (a network that
+/// started together), so the view gets a fresh timer instead of a timeout at once; the stale
+/// timer does nothing.
 #[test]
 fn the_double_sign_check_passes_when_the_chain_waits_for_us() {
-    let (vs, _) = keys(4);
+    let (vs, ks) = keys(4);
     let mut c = checked_core(&vs);
     let start = c.handle(0, Event::Start);
     assert!(
@@ -748,6 +771,14 @@ fn the_double_sign_check_passes_when_the_chain_waits_for_us() {
         )),
         "the check arms its timer"
     );
+    assert!(
+        start
+            .iter()
+            .any(|a| matches!(a, Action::Broadcast(ConsensusMessage::Status(_)))),
+        "a held node tells every validator its status: {start:?}"
+    );
+    hear_genesis_status(&mut c, &ks, 1, 1, 10);
+    hear_genesis_status(&mut c, &ks, 2, 1, 20);
     c.handle(1_000, Event::Timer(Timer::View(View(1))));
     assert_eq!(c.counters.timeouts_sent, 0);
     c.handle(4_999, Event::Timer(Timer::SignCheck));
@@ -771,6 +802,81 @@ fn the_double_sign_check_passes_when_the_chain_waits_for_us() {
     assert_eq!(c.counters.timeouts_sent, 1, "the fresh timer times out");
 }
 
+/// §4.10: silence from a network we do not hear proves nothing. A second instance of a key
+/// whose peers talk to the other instance hears no certificate and no message: it holds
+/// however long that lasts, telling every validator its status again each time its timer
+/// fires, and passes only `double_sign_check_ms` after a quorum was heard from.
+#[test]
+fn the_double_sign_check_holds_while_no_quorum_is_heard() {
+    let (vs, ks) = keys(4);
+    let mut c = checked_core(&vs);
+    c.handle(0, Event::Start);
+    for at in [5_000, 10_000, 15_000] {
+        let a = c.handle(at, Event::Timer(Timer::SignCheck));
+        assert!(c.status(at).signing_held, "nothing heard by {at} ms");
+        assert!(
+            a.iter()
+                .any(|a| matches!(a, Action::Broadcast(ConsensusMessage::Status(_)))),
+            "{a:?}"
+        );
+        assert!(
+            a.iter().any(|a| matches!(
+                a,
+                Action::SetTimer { timer: Timer::SignCheck, at: next } if *next == at + 5_000
+            )),
+            "{a:?}"
+        );
+    }
+    hear_genesis_status(&mut c, &ks, 3, 1, 16_000);
+    c.handle(20_000, Event::Timer(Timer::SignCheck));
+    assert!(
+        c.status(20_000).signing_held,
+        "one validator is not a quorum"
+    );
+    hear_genesis_status(&mut c, &ks, 1, 1, 21_000);
+    c.handle(24_999, Event::Timer(Timer::SignCheck));
+    assert!(c.status(24_999).signing_held);
+    c.handle(25_000, Event::Timer(Timer::SignCheck));
+    assert!(
+        !c.status(25_000).signing_held,
+        "a quorum heard, and no certificate for the hold"
+    );
+}
+
+/// §4.10: a held node that has not heard a quorum sends its status to each validator that
+/// connects (the one it sent at start was lost if the peer was not connected yet).
+#[test]
+fn a_held_node_sends_its_status_to_validators_that_connect() {
+    let (vs, _) = keys(4);
+    let mut c = checked_core(&vs);
+    c.handle(0, Event::Start);
+    let sent_to = |a: &[Action]| -> Vec<u16> {
+        a.iter()
+            .filter_map(|x| match x {
+                Action::Send {
+                    to,
+                    msg: ConsensusMessage::Status(_),
+                } => Some(to.0),
+                _ => None,
+            })
+            .collect()
+    };
+    let a = c.handle(
+        10,
+        Event::Connectivity {
+            connected: vec![ValidatorIndex(1)],
+        },
+    );
+    assert_eq!(sent_to(&a), vec![1]);
+    let a = c.handle(
+        20,
+        Event::Connectivity {
+            connected: vec![ValidatorIndex(1), ValidatorIndex(2), ValidatorIndex(3)],
+        },
+    );
+    assert_eq!(sent_to(&a), vec![2, 3], "only to the newly connected");
+}
+
 /// §4.10: if another validator timed out in the view whose timer fired during the hold, the
 /// skipped timeout is signed as soon as the check passes (the TC may need it).
 #[test]
@@ -778,6 +884,7 @@ fn the_double_sign_check_signs_the_skipped_timeout_when_others_timed_out() {
     let (vs, ks) = keys(4);
     let mut c = checked_core(&vs);
     c.handle(0, Event::Start);
+    hear_genesis_status(&mut c, &ks, 1, 1, 10);
     c.handle(1_000, Event::Timer(Timer::View(View(1))));
     c.handle(
         1_100,
@@ -806,6 +913,8 @@ fn a_held_leader_proposes_when_the_check_passes() {
         !a.iter().any(|x| matches!(x, Action::RequestPayload { .. })),
         "{a:?}"
     );
+    hear_genesis_status(&mut c, &ks, 2, 1, 10);
+    hear_genesis_status(&mut c, &ks, 3, 1, 10);
     c.handle(1_000, Event::Timer(Timer::ProposeWait(View(1))));
     let a = c.handle(5_000, Event::Timer(Timer::SignCheck));
     assert!(
@@ -814,7 +923,7 @@ fn a_held_leader_proposes_when_the_check_passes() {
         "{a:?}"
     );
     let a = c.handle(
-        5_001,
+        5_011,
         Event::PayloadReady {
             view: View(1),
             payload: vec![1],

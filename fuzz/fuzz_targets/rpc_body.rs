@@ -6,15 +6,23 @@
 //! `from_slice(to_vec(v)) == v`; transactions built from a request round-trip through borsh.
 #![no_main]
 
-use bftnode_fuzz::app::Transaction;
+use bftnode_fuzz::app::{DEFAULT_TX_LIFETIME, Transaction};
 use bftnode_fuzz::rpc_types::{BatchRequest, MAX_BATCH_TXS, TxRequest};
-use consensus::Digest;
+use consensus::{Digest, Height};
 use libfuzzer_sys::fuzz_target;
+
+/// The committed height the node would pass (any: the expiry check is the mempool's).
+const COMMITTED: Height = Height(1_000);
 
 fn check_tx(req: TxRequest) {
     let back: TxRequest = serde_json::from_slice(&serde_json::to_vec(&req).unwrap()).unwrap();
     assert_eq!(back, req, "TxRequest JSON value round trip");
-    if let Ok(tx) = req.into_transaction() {
+    let named = match &req {
+        TxRequest::Put { expires_at, .. } | TxRequest::Delete { expires_at, .. } => *expires_at,
+    };
+    if let Ok(tx) = req.into_transaction(COMMITTED) {
+        let expected = named.unwrap_or(COMMITTED.0 + DEFAULT_TX_LIFETIME);
+        assert_eq!(tx.expires_at, Height(expected), "the expiry asked for, or the default");
         let enc = tx.encode();
         assert_eq!(Transaction::decode(&enc).as_ref(), Ok(&tx));
         let _ = tx.hash().to_hex();

@@ -132,6 +132,7 @@ pub enum RawOp {
 impl RawOp {
     /// Column family and key (a range's start): the order in which a batch is handed to the
     /// engine.
+    #[cfg_attr(not(feature = "rocks"), allow(dead_code))]
     pub(crate) fn target(&self) -> (usize, &[u8]) {
         match self {
             RawOp::Put(cf, k, _) | RawOp::Delete(cf, k) | RawOp::DeleteRange(cf, k, _) => {

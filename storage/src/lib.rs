@@ -55,17 +55,20 @@ mod batch;
 mod engine;
 mod error;
 mod mem;
+mod options;
+#[cfg(feature = "rocks")]
 mod rocks;
+#[cfg(feature = "rocks")]
 mod rocks_stats;
 
 pub use batch::{Op, TxLocation, WriteBatch};
 pub use engine::Cf;
 pub use error::StoreError;
 pub use mem::MemStore;
-pub use rocks::{
-    DEFAULT_BLOCK_CACHE_BYTES, DEFAULT_MEMTABLE_BUDGET_BYTES, RocksOptions, RocksStore,
-    WriteObserver, WriteStats,
-};
+pub use options::{DEFAULT_BLOCK_CACHE_BYTES, DEFAULT_MEMTABLE_BUDGET_BYTES, RocksOptions};
+#[cfg(feature = "rocks")]
+pub use rocks::{RocksStore, WriteObserver, WriteStats};
+#[cfg(feature = "rocks")]
 pub use rocks_stats::{CfStats, EngineStats};
 
 use consensus::{

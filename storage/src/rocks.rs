@@ -17,6 +17,7 @@ use crate::SCHEMA_VERSION;
 use crate::batch::WriteBatch;
 use crate::engine::{Cf, Engine, RawOp, Visit, check_schema, planned};
 use crate::error::StoreError;
+use crate::options::RocksOptions;
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType,
     DBRecoveryMode, Direction, ErrorKind, IteratorMode, Options, WriteOptions,
@@ -26,41 +27,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
-
-/// Options for [`RocksStore::open`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RocksOptions {
-    /// Create the database (and its column families) if the directory holds none. Default true.
-    pub create_if_missing: bool,
-    /// LZ4-compress the `blocks` column family (the only codec the workspace enables); every
-    /// other column family is uncompressed. Default true.
-    pub lz4_blocks: bool,
-    /// Capacity of the block cache, in bytes, shared by every column family: the data blocks
-    /// read from SST files (see [`table_options`]). Default [`DEFAULT_BLOCK_CACHE_BYTES`].
-    pub block_cache_bytes: usize,
-    /// Bound on all memtables together, in bytes (RocksDB's `db_write_buffer_size`): past it
-    /// the largest memtable is flushed. Default [`DEFAULT_MEMTABLE_BUDGET_BYTES`].
-    pub memtable_budget_bytes: usize,
-}
-
-/// Default [`RocksOptions::block_cache_bytes`]: 64 MiB.
-pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 64 * 1024 * 1024;
-
-/// Default [`RocksOptions::memtable_budget_bytes`]: 256 MiB, the size of the write-ahead log
-/// cap ([`MAX_TOTAL_WAL_BYTES`]), which already kept the memtables between 40 and 140 MB in a
-/// 30-minute run at 10,000 tx/s (issue 10 note).
-pub const DEFAULT_MEMTABLE_BUDGET_BYTES: usize = 256 * 1024 * 1024;
-
-impl Default for RocksOptions {
-    fn default() -> Self {
-        RocksOptions {
-            create_if_missing: true,
-            lz4_blocks: true,
-            block_cache_bytes: DEFAULT_BLOCK_CACHE_BYTES,
-            memtable_budget_bytes: DEFAULT_MEMTABLE_BUDGET_BYTES,
-        }
-    }
-}
 
 /// What one backend write cost, reported to a [`WriteObserver`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

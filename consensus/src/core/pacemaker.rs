@@ -66,18 +66,28 @@ impl<P: FaultPolicy> Core<P> {
         self.sign_check = Some(check);
         self.safety.set_held(true);
         self.set_timer(Timer::SignCheck, at);
+        // A validator that is a quorum alone (a one-validator chain) has heard one.
+        self.note_quorum_heard();
     }
 
     /// §4.10 step 4: a valid message from `from` during the check. Once validators of a
     /// quorum (with us) were heard from, silence can mean that the chain waits for us.
     pub(super) fn heard_during_sign_check(&mut self, from: ValidatorIndex) {
+        if from != self.cfg.me
+            && let Some(check) = &mut self.sign_check
+            && check.heard(from)
+        {
+            self.note_quorum_heard();
+        }
+    }
+
+    /// §4.10 step 4: mark the check's quorum heard once we and the validators heard from since
+    /// it began hold a quorum.
+    fn note_quorum_heard(&mut self) {
         let me = self.cfg.me;
         let Some(check) = &mut self.sign_check else {
             return;
         };
-        if from == me || !check.heard(from) {
-            return;
-        }
         let power = self.vs.power(me)
             + check
                 .heard_from()

@@ -843,6 +843,21 @@ fn the_double_sign_check_holds_while_no_quorum_is_heard() {
     );
 }
 
+/// §4.10: a validator that is a quorum alone (a one-validator chain) has nobody to hear from:
+/// silence passes the check after the hold.
+#[test]
+fn a_lone_validator_passes_the_double_sign_check_after_the_hold() {
+    let (vs, ks) = keys(1);
+    let mut c = core_with(&vs, PrivateKey::from_seed(ks[0].seed()), 0, |cfg| {
+        cfg.double_sign_check_views = 4;
+        cfg.double_sign_check_ms = 5_000;
+    });
+    c.handle(0, Event::Start);
+    assert!(c.status(0).signing_held);
+    c.handle(5_000, Event::Timer(Timer::SignCheck));
+    assert!(!c.status(5_000).signing_held);
+}
+
 /// §4.10: a held node that has not heard a quorum sends its status to each validator that
 /// connects (the one it sent at start was lost if the peer was not connected yet).
 #[test]

@@ -126,6 +126,19 @@ fn unknown_and_bad_fields_are_named() {
         (rocks.block_cache_bytes, rocks.memtable_budget_bytes),
         (8 << 20, 256 << 20)
     );
+
+    // Blob garbage collection for the application's values: off unless asked, a percentage.
+    assert!(text.contains("app_blob_gc_percent = 0"), "{text}");
+    assert_eq!(rocks.app_blob_gc_percent, 0);
+    let on = NodeConfig::from_toml(
+        &text.replace("app_blob_gc_percent = 0", "app_blob_gc_percent = 25"),
+        "cfg",
+    )
+    .unwrap();
+    assert_eq!(on.storage.rocks_options().app_blob_gc_percent, 25);
+    let bad = text.replace("app_blob_gc_percent = 0", "app_blob_gc_percent = 101");
+    let e = format!("{:#}", NodeConfig::from_toml(&bad, "cfg").unwrap_err());
+    assert!(e.contains("storage.app_blob_gc_percent"), "{e}");
 }
 
 #[test]

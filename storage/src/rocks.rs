@@ -128,6 +128,11 @@ const MIN_BLOCK_BLOB_BYTES: u64 = 4096;
 /// Application values at least this large (bytes) are kept in blob files.
 const MIN_APP_BLOB_BYTES: u64 = 256;
 
+/// With blob garbage collection on: the share of garbage in the collected blob files above
+/// which RocksDB compacts the SST files pointing into them (`blob_garbage_collection_force_
+/// threshold`).
+const BLOB_GC_FORCE_THRESHOLD: f64 = 0.5;
+
 /// Largest total size of the write-ahead log files, in bytes, before the column families
 /// that still hold the oldest one in a memtable are flushed so it can be deleted.
 const MAX_TOTAL_WAL_BYTES: u64 = 256 * 1024 * 1024;
@@ -146,17 +151,33 @@ const RECYCLED_WAL_FILES: usize = 2;
 /// * `app`: the application's values (≈ 450 B each under `bftnode load`). Inline, a minute at
 ///   14,000 tx/s put 460 MB of them through one compaction, and compaction took 53 % of a
 ///   node's CPU by then (18 % with blob values): throughput fell and latency rose with the
-///   chain's age (issue 10: "slower as the chain grows"). Blob garbage collection is off as
-///   well: with it on, compaction relocated the live values of the oldest quarter of the blob
-///   files, which early in a chain is nearly all of them (43 % of the CPU). The cost is disk:
-///   an overwritten or deleted value stays in its blob file. Every committed block body,
-///   which holds every value ever written, is kept anyway, so this at most doubles the
-///   growth the chain already has; reclaiming both belongs to pruning (issue 11).
-fn with_blob_values(o: &mut Options, compression: DBCompressionType, min_bytes: u64, gc: bool) {
+///   chain's age (issue 10: "slower as the chain grows"). Blob garbage collection
+///   ([`RocksOptions::app_blob_gc_percent`]) is off by default: with the oldest quarter of the
+///   blob files collected, compaction relocated their live values, which under a workload of
+///   new keys is nearly all of them (43 % of the CPU). Off, an overwritten or deleted value
+///   stays in its blob file; an archive node keeps every block body, which holds every value
+///   ever written, anyway, but a pruning node (`[storage] retain_heights`) whose workload
+///   overwrites keys should turn it on.
+///
+/// `gc_age_cutoff`: the fraction of the oldest blob files collected (`None`: no collection).
+fn with_blob_values(
+    o: &mut Options,
+    compression: DBCompressionType,
+    min_bytes: u64,
+    gc_age_cutoff: Option<f64>,
+) {
     o.set_enable_blob_files(true);
     o.set_min_blob_size(min_bytes);
     o.set_blob_compression_type(compression);
-    o.set_enable_blob_gc(gc);
+    o.set_enable_blob_gc(gc_age_cutoff.is_some());
+    if let Some(cutoff) = gc_age_cutoff {
+        o.set_blob_gc_age_cutoff(cutoff);
+        // Without a force threshold, values move only when compaction happens to pass their
+        // keys; an idle or lightly written column family would keep its garbage. Past half
+        // garbage in the collected files, RocksDB compacts the SST files that still point into
+        // them.
+        o.set_blob_gc_force_threshold(BLOB_GC_FORCE_THRESHOLD);
+    }
 }
 
 fn backend(op: &'static str, e: rocksdb::Error) -> StoreError {
@@ -214,8 +235,12 @@ impl RocksStore {
             };
             o.set_compression_type(compression);
             match cf {
-                Cf::Blocks => with_blob_values(&mut o, compression, MIN_BLOCK_BLOB_BYTES, false),
-                Cf::App => with_blob_values(&mut o, compression, MIN_APP_BLOB_BYTES, false),
+                Cf::Blocks => with_blob_values(&mut o, compression, MIN_BLOCK_BLOB_BYTES, None),
+                Cf::App => {
+                    let pct = opts.app_blob_gc_percent.min(100);
+                    let gc = (pct > 0).then(|| f64::from(pct) / 100.0);
+                    with_blob_values(&mut o, compression, MIN_APP_BLOB_BYTES, gc)
+                }
                 _ => {}
             }
             ColumnFamilyDescriptor::new(cf.name(), o)

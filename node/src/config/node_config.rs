@@ -188,6 +188,11 @@ impl NodeConfig {
             retain == 0 || retain >= super::sections::MIN_RETAIN_HEIGHTS,
             "must be 0 (keep every block) or ≥ 10000 (heights; see docs/operating.md, \"Pruning\")",
         )?;
+        field(
+            "storage.app_blob_gc_percent",
+            self.storage.app_blob_gc_percent <= 100,
+            "must be between 0 (off) and 100 (percent of the oldest blob files)",
+        )?;
         let (min_cache, min_memtable) = super::sections::MIN_STORAGE_MEMORY_MB;
         let max = super::sections::MAX_STORAGE_MEMORY_MB;
         for (name, min, value) in [

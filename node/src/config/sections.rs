@@ -144,6 +144,13 @@ pub struct StorageSection {
     /// Bound on RocksDB's memtables (writes not yet flushed to SST files), in MiB (at least
     /// 16; [`storage::RocksOptions::memtable_budget_bytes`]). Default 256.
     pub memtable_mb: u64,
+    /// Garbage collection of the application's values of 256 bytes and more, as the percentage
+    /// (0–100) of the oldest blob files whose live values compaction moves so the files can be
+    /// deleted ([`storage::RocksOptions::app_blob_gc_percent`]). 0 (the default): off, and an
+    /// overwritten or deleted value stays on disk. Worth turning on (25 is RocksDB's usual
+    /// cutoff) on a pruning node whose workload overwrites keys; it costs CPU in proportion to
+    /// the live values moved (docs/operating.md, "Disk").
+    pub app_blob_gc_percent: u8,
 }
 
 /// Smallest `[storage] block_cache_mb` and `memtable_mb` accepted, in MiB.
@@ -159,6 +166,7 @@ impl Default for StorageSection {
             retain_heights: 0,
             block_cache_mb: (storage::DEFAULT_BLOCK_CACHE_BYTES / MIB) as u64,
             memtable_mb: (storage::DEFAULT_MEMTABLE_BUDGET_BYTES / MIB) as u64,
+            app_blob_gc_percent: 0,
         }
     }
 }
@@ -170,6 +178,7 @@ impl StorageSection {
         storage::RocksOptions {
             block_cache_bytes: mib(self.block_cache_mb),
             memtable_budget_bytes: mib(self.memtable_mb),
+            app_blob_gc_percent: self.app_blob_gc_percent,
             ..storage::RocksOptions::default()
         }
     }

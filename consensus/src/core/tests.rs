@@ -656,10 +656,16 @@ fn the_double_sign_window_can_be_switched_off() {
     assert_eq!(c.counters.timeouts_sent, 1);
 }
 
-/// A core of validator 0 with the double-sign check at start on (PROTOCOL.md §4.10): 4 clean
-/// certified views, or 5 s without a new certificate.
+/// A core of validator 0 of `keys(4)` with the double-sign check at start on (PROTOCOL.md
+/// §4.10): 4 clean certified views, or 5 s without a new certificate.
 fn checked_core(vs: &ValidatorSet) -> Core<RoundRobin> {
-    core_with(vs, keys(4).1.remove(0), 0, |cfg| {
+    checked_core_of(vs, &keys(4).1, 0)
+}
+
+/// As [`checked_core`], for validator `me` holding `ks[me]`.
+fn checked_core_of(vs: &ValidatorSet, ks: &[PrivateKey], me: u16) -> Core<RoundRobin> {
+    let key = PrivateKey::from_seed(ks[me as usize].seed());
+    core_with(vs, key, me, |cfg| {
         cfg.double_sign_check_views = 4;
         cfg.double_sign_check_ms = 5_000;
     })
@@ -848,18 +854,15 @@ fn the_double_sign_check_holds_while_no_quorum_is_heard() {
 #[test]
 fn a_lone_validator_passes_the_double_sign_check_after_the_hold() {
     let (vs, ks) = keys(1);
-    let mut c = core_with(&vs, PrivateKey::from_seed(ks[0].seed()), 0, |cfg| {
-        cfg.double_sign_check_views = 4;
-        cfg.double_sign_check_ms = 5_000;
-    });
+    let mut c = checked_core_of(&vs, &ks, 0);
     c.handle(0, Event::Start);
     assert!(c.status(0).signing_held);
     c.handle(5_000, Event::Timer(Timer::SignCheck));
     assert!(!c.status(5_000).signing_held);
 }
 
-/// §4.10: a held node that has not heard a quorum sends its status to each validator that
-/// connects (the one it sent at start was lost if the peer was not connected yet).
+/// §4.10: a held node sends its status to each validator that connects (the one it sent at
+/// start was lost if the peer was not connected yet).
 #[test]
 fn a_held_node_sends_its_status_to_validators_that_connect() {
     let (vs, _) = keys(4);
@@ -919,10 +922,7 @@ fn the_double_sign_check_signs_the_skipped_timeout_when_others_timed_out() {
 fn a_held_leader_proposes_when_the_check_passes() {
     let (vs, ks) = keys(4);
     // Validator 1 leads view 1 under round robin.
-    let mut c = core_with(&vs, PrivateKey::from_seed(ks[1].seed()), 1, |cfg| {
-        cfg.double_sign_check_views = 4;
-        cfg.double_sign_check_ms = 5_000;
-    });
+    let mut c = checked_core_of(&vs, &ks, 1);
     let a = c.handle(0, Event::Start);
     assert!(
         !a.iter().any(|x| matches!(x, Action::RequestPayload { .. })),

@@ -16,6 +16,16 @@ fn pool(max_txs: usize, max_bytes: usize) -> Mempool {
     })
 }
 
+/// A roomy pool (100 transactions, 1 MiB) holding `tx(0..n)`, inserted in order.
+fn pool_of(n: u64) -> Mempool {
+    let mut m = pool(100, 1 << 20);
+    let now = Instant::now();
+    for i in 0..n {
+        m.insert(tx(i), false, now).unwrap();
+    }
+    m
+}
+
 fn tx(i: u64) -> Transaction {
     Transaction::put(format!("key{i}"), "value", i, EXP)
 }
@@ -78,11 +88,7 @@ fn dedupe_pending_and_committed() {
 
 #[test]
 fn take_is_fifo_and_bounded() {
-    let mut m = pool(100, 1 << 20);
-    let now = Instant::now();
-    for i in 0..10 {
-        m.insert(tx(i), false, now).unwrap();
-    }
+    let m = pool_of(10);
     let size = tx(0).encoded_len();
     let got = m.take(PAYLOAD_OVERHEAD + 3 * size);
     assert_eq!(got, vec![tx(0), tx(1), tx(2)]);
@@ -93,11 +99,7 @@ fn take_is_fifo_and_bounded() {
 
 #[test]
 fn in_flight_txs_are_not_repeated_and_are_released() {
-    let mut m = pool(100, 1 << 20);
-    let now = Instant::now();
-    for i in 0..4 {
-        m.insert(tx(i), false, now).unwrap();
-    }
+    let mut m = pool_of(4);
     let b1 = Digest([1; 32]);
     let b2 = Digest([2; 32]);
     // Block b1 at height 1 carries tx0, tx1 (not committed yet).
@@ -123,11 +125,7 @@ fn in_flight_txs_are_not_repeated_and_are_released() {
 /// removed as committed; without `discard` they would be released and proposed again forever.
 #[test]
 fn skipped_transactions_of_a_committed_block_are_discarded() {
-    let mut m = pool(100, 1 << 20);
-    let now = Instant::now();
-    for i in 0..3 {
-        m.insert(tx(i), false, now).unwrap();
-    }
+    let mut m = pool_of(3);
     let b = Digest([1; 32]);
     m.mark_in_flight(b, Height(1), vec![tx(0).hash(), tx(1).hash()]);
     // b commits; tx0 was applied, tx1 skipped.

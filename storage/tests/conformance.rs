@@ -791,16 +791,27 @@ fn rocks_large_app_values_survive_flush_overwrite_and_reopen() {
     assert!(blobs > 0, "no blob file: values stayed inline");
 }
 
+/// The application column family's engine statistics.
+fn app_cf_stats(s: &RocksStore) -> storage::CfStats {
+    *s.engine_stats()
+        .cfs
+        .iter()
+        .find(|c| c.cf == Cf::App)
+        .unwrap()
+}
+
 /// `app_blob_gc_percent`: with it on, compaction moves the live values out of old blob files
 /// and deletes them, so the application's blob files shrink to a small multiple of what is
-/// live (≤ 3×); off, a blob file that still holds one live value keeps all of its overwritten
-/// ones (≥ 4× live here; how much more depends on background compaction's timing). The workload: hot keys
-/// overwritten in every round, and a few new (cold, never overwritten) keys spread through
-/// each round, so that every blob file keeps some live values.
+/// live (≤ 2×, waited for); off, a blob file that still holds one live value keeps all of its
+/// overwritten ones (≥ 2.5× live here: how much more depends on background flush and
+/// compaction timing, which decide how many overwrites meet in one memtable: with 48 rounds
+/// 2.9–9× on two machines, so a fixed 4× failed on the second; with 96, 4.8–6.2× there).
+/// The workload: hot keys overwritten in every round, and a few new (cold, never overwritten)
+/// keys spread through each round, so that every blob file keeps some live values.
 #[test]
 fn rocks_app_blob_gc_reclaims_overwritten_values() {
     const MIB: usize = 1024 * 1024;
-    const ROUNDS: u32 = 48;
+    const ROUNDS: u32 = 96;
     const PER_ROUND: u32 = 2_000;
     const VALUE: usize = 1024;
     let run = |gc_percent: u8| -> (RocksStore, tempfile::TempDir) {
@@ -826,33 +837,26 @@ fn rocks_app_blob_gc_reclaims_overwritten_values() {
         }
         (s, dir)
     };
-    let blob_bytes = |s: &RocksStore| {
-        s.engine_stats()
-            .cfs
-            .iter()
-            .find(|c| c.cf == Cf::App)
-            .unwrap()
-            .blob_bytes
-    };
+    let blob_bytes = |s: &RocksStore| app_cf_stats(s).blob_bytes;
     let written = (ROUNDS * PER_ROUND) as u64 * VALUE as u64;
     let live = (PER_ROUND + ROUNDS * PER_ROUND / 50) as u64 * VALUE as u64;
     let (off, _off_dir) = run(0);
     let kept = blob_bytes(&off);
     assert!(
-        kept >= 4 * live,
+        2 * kept >= 5 * live,
         "without collection, overwritten values stay: {kept} of {written} bytes ({live} live)"
     );
     let (on, _on_dir) = run(100);
     // Compaction runs in the background: wait for it (bounded), then compare.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let mut now_kept = blob_bytes(&on);
-    while now_kept > 3 * live && std::time::Instant::now() < deadline {
+    while now_kept > 2 * live && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(100));
         now_kept = blob_bytes(&on);
     }
     eprintln!("app blob bytes: off {kept}, on {now_kept}; written {written}, live {live}");
     assert!(
-        now_kept <= 3 * live,
+        now_kept <= 2 * live,
         "collection reclaimed too little: {now_kept} bytes kept (off: {kept}; live: {live})"
     );
     for j in [1u32, 49, 1_999] {
@@ -939,11 +943,17 @@ fn rocks_memory_is_bounded_by_the_cache_and_the_memtable_budget() {
             Some(vec![i as u8; 64])
         );
     }
-    let stats = s.engine_stats();
-    let app = *stats.cfs.iter().find(|c| c.cf == Cf::App).unwrap();
-    // Only the budget flushes 18 MB (the flush runs in the background, so how much is still in
-    // memtables now is not fixed).
+    // Only the budget flushes 18 MB. The flush runs in the background, on RocksDB's thread
+    // pool that every store of this test process shares (another test's compactions can delay
+    // it), so wait for it, bounded; how much is still in memtables then is not fixed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut app = app_cf_stats(&s);
+    while app.sst_bytes == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        app = app_cf_stats(&s);
+    }
     assert!(app.sst_bytes > 0, "never flushed: {app:?}");
+    let stats = s.engine_stats();
     assert!(
         stats.block_cache_bytes > 0,
         "reads bypass the cache: {stats:?}"

@@ -20,7 +20,7 @@ use crate::error::StoreError;
 use crate::options::RocksOptions;
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType,
-    DBRecoveryMode, Direction, ErrorKind, IteratorMode, Options, WriteOptions,
+    DBRecoveryMode, Direction, ErrorKind, IteratorMode, Options, ReadOptions, WriteOptions,
 };
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -334,6 +334,27 @@ impl RocksStore {
         &self.cache
     }
 
+    /// RocksDB's batched `MultiGet` of `keys` in `cf` with `ro`: one result per key, in order.
+    fn multi_get(
+        &self,
+        cf: Cf,
+        keys: &[&[u8]],
+        ro: &ReadOptions,
+    ) -> Vec<Result<Option<Vec<u8>>, StoreError>> {
+        let h = match self.handle(cf) {
+            Ok(h) => h,
+            Err(e) => return keys.iter().map(|_| Err(e.clone())).collect(),
+        };
+        self.db
+            .batched_multi_get_cf_opt(h, keys.iter().copied(), false, ro)
+            .into_iter()
+            .map(|r| {
+                r.map(|v| v.map(|v| v.to_vec()))
+                    .map_err(|e| backend("multi_get", e))
+            })
+            .collect()
+    }
+
     fn handle(&self, cf: Cf) -> Result<&ColumnFamily, StoreError> {
         self.db.cf_handle(cf.name()).ok_or(StoreError::Backend {
             op: "column family",
@@ -352,18 +373,21 @@ impl Engine for RocksStore {
     }
 
     fn get_many(&self, cf: Cf, keys: &[&[u8]]) -> Vec<Result<Option<Vec<u8>>, StoreError>> {
-        let h = match self.handle(cf) {
-            Ok(h) => h,
-            Err(e) => return keys.iter().map(|_| Err(e.clone())).collect(),
-        };
-        self.db
-            .batched_multi_get_cf(h, keys.iter().copied(), false)
-            .into_iter()
-            .map(|r| {
-                r.map(|v| v.map(|v| v.to_vec()))
-                    .map_err(|e| backend("multi_get", e))
-            })
-            .collect()
+        self.multi_get(cf, keys, &ReadOptions::default())
+    }
+
+    fn get_many_uncovered(
+        &self,
+        cf: Cf,
+        keys: &[&[u8]],
+    ) -> Vec<Result<Option<Vec<u8>>, StoreError>> {
+        let mut ro = ReadOptions::default();
+        // Deprecated in the Rust binding ("no performance impact if DeleteRange is not used");
+        // RocksDB 11.8 still honours it, and here DeleteRange is used: this is what lets
+        // `MultiGet` consult the memtable bloom filter (see `Engine::get_many_uncovered`).
+        #[allow(deprecated)]
+        ro.set_ignore_range_deletions(true);
+        self.multi_get(cf, keys, &ro)
     }
 
     fn scan(&self, cf: Cf, reverse: bool, visit: &mut Visit<'_>) -> Result<(), StoreError> {

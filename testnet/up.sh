@@ -143,7 +143,8 @@ for ((i = 0; i < N; i++)); do
   pid=$!
   PIDS+=("$pid")
   [[ -n "$mode" ]] || HONEST+=("$i")
-  echo "node$i pid=$pid rpc=$(rpc_url "$i") home=$ROOT/$home validator=$vidx mode=${mode:-honest}" >> "$NODES_FILE"
+  [[ "$home" == /* ]] || home="$ROOT/$home"
+  echo "node$i pid=$pid rpc=$(rpc_url "$i") home=$home validator=$vidx mode=${mode:-honest}" >> "$NODES_FILE"
   echo "    node$i  validator $vidx  pid $pid  rpc $(rpc_url "$i")  log $home/node.log${mode:+  ADVERSARY $mode}"
 done
 

@@ -43,9 +43,10 @@ pub(crate) const CONVICTIONS_KEY: &[u8] = b"convictions";
 /// Key of the pruning floor in [`Cf::Meta`] ([`Op::PruneBlocks`]).
 pub(crate) const RETAINED_FROM_KEY: &[u8] = b"retained_from";
 /// Key of the replay guard's floor in [`Cf::Meta`]: the highest `below` of any
-/// [`Op::ForgetExpiredTxs`] written (8 bytes, little-endian). Every range deletion in
-/// [`Cf::Recent`] lies below it, so no key at or above it is covered by one (see
-/// [`Engine::get_many_uncovered`]).
+/// [`Op::ForgetExpiredTxs`] written (8 bytes, little-endian; 0 in a new store). Every range
+/// deletion in [`Cf::Recent`] lies below it, so no key at or above it is covered by one (see
+/// [`Engine::get_many_uncovered`]). Absent in a store created before it existed, whose earlier
+/// range deletions are unknown: that store never records one and is read as before.
 pub(crate) const RECENT_FLOOR_KEY: &[u8] = b"recent_floor";
 
 /// The column families.
@@ -330,7 +331,9 @@ fn plan<E: Engine>(e: &E, batch: WriteBatch) -> Result<Vec<RawOp>, StoreError> {
     let mut new_pending: BTreeSet<(Height, BlockId)> = BTreeSet::new();
     let mut raw = Vec::with_capacity(batch.ops.len() + 4);
     let mut floor: Option<Height> = None;
-    let mut recent_floor: Option<Height> = None;
+    // The replay guard's floor once read or raised in this batch (`Some(None)`: a store
+    // without one).
+    let mut recent_floor: Option<Option<Height>> = None;
     for op in batch.ops {
         match op {
             Op::PutSafety(s) => raw.push(RawOp::Put(Cf::Safety, SAFETY_KEY.to_vec(), encode(&s))),
@@ -383,15 +386,19 @@ fn plan<E: Engine>(e: &E, batch: WriteBatch) -> Result<Vec<RawOp>, StoreError> {
                 raw.push(RawOp::DeleteRange(Cf::Recent, Vec::new(), end));
                 let old = match recent_floor {
                     Some(f) => f,
-                    None => meta_height(e, RECENT_FLOOR_KEY)?.unwrap_or(Height(0)),
+                    None => meta_height(e, RECENT_FLOOR_KEY)?,
                 };
-                let new = old.max(below);
-                recent_floor = Some(new);
-                raw.push(RawOp::Put(
-                    Cf::Meta,
-                    RECENT_FLOOR_KEY.to_vec(),
-                    new.0.to_le_bytes().to_vec(),
-                ));
+                if let Some(old) = old {
+                    let new = old.max(below);
+                    recent_floor = Some(Some(new));
+                    raw.push(RawOp::Put(
+                        Cf::Meta,
+                        RECENT_FLOOR_KEY.to_vec(),
+                        new.0.to_le_bytes().to_vec(),
+                    ));
+                } else {
+                    recent_floor = Some(None);
+                }
             }
             Op::PruneBlocks { below } => {
                 let from = match floor {
@@ -505,12 +512,20 @@ pub(crate) fn check_schema<E: Engine>(e: &mut E, expected: u32) -> Result<(), St
                 Err(StoreError::SchemaMismatch { found, expected })
             }
         }
+        // A new store: nothing was forgotten yet, so the replay guard's floor starts at 0.
         None => e.apply(
-            vec![RawOp::Put(
-                Cf::Meta,
-                SCHEMA_KEY.to_vec(),
-                expected.to_le_bytes().to_vec(),
-            )],
+            vec![
+                RawOp::Put(
+                    Cf::Meta,
+                    SCHEMA_KEY.to_vec(),
+                    expected.to_le_bytes().to_vec(),
+                ),
+                RawOp::Put(
+                    Cf::Meta,
+                    RECENT_FLOOR_KEY.to_vec(),
+                    0u64.to_le_bytes().to_vec(),
+                ),
+            ],
             true,
         ),
     }
@@ -633,7 +648,7 @@ impl<E: Engine> Store for E {
     /// Entries expiring at or above the floor ([`RECENT_FLOOR_KEY`]) are read in one batch with
     /// [`Engine::get_many_uncovered`], since no range deletion covers them; the others (callers
     /// refuse expired transactions before asking, so next to none) with [`Engine::get_many`],
-    /// as is everything in a store written before the floor was recorded.
+    /// as is everything in a store without a floor (created before it existed).
     fn recent_txs(&self, txs: &[(Height, Digest)]) -> Vec<Result<bool, StoreError>> {
         let floor = match meta_height(self, RECENT_FLOOR_KEY) {
             Ok(f) => f,

@@ -37,6 +37,13 @@ impl MemStore {
     pub fn raw_put(&mut self, cf: Cf, key: &[u8], value: &[u8]) {
         self.cfs[cf.index()].insert(key.to_vec(), value.to_vec());
     }
+
+    /// **Testing only**: delete a key of a column family, bypassing every invariant (used to
+    /// make a store look as if an older version had written it).
+    #[doc(hidden)]
+    pub fn raw_delete(&mut self, cf: Cf, key: &[u8]) {
+        self.cfs[cf.index()].remove(key);
+    }
 }
 
 impl Engine for MemStore {

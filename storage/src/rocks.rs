@@ -309,6 +309,13 @@ impl RocksStore {
         self.apply(vec![RawOp::Put(cf, key.to_vec(), value.to_vec())], true)
     }
 
+    /// **Testing only**: delete a key of a column family, bypassing every invariant (used to
+    /// make a store look as if an older version had written it). Synced.
+    #[doc(hidden)]
+    pub fn raw_delete(&mut self, cf: Cf, key: &[u8]) -> Result<(), StoreError> {
+        self.apply(vec![RawOp::Delete(cf, key.to_vec())], true)
+    }
+
     /// Visit `cf` from `mode` until `visit` returns false.
     fn iterate(
         &self,

@@ -85,15 +85,22 @@ fn evidence(view: u64) -> Evidence {
 /// Raw access to plant bytes (test-only accessor of each store).
 trait Raw: Store {
     fn raw(&mut self, cf: Cf, key: &[u8], value: &[u8]);
+    fn raw_del(&mut self, cf: Cf, key: &[u8]);
 }
 impl Raw for MemStore {
     fn raw(&mut self, cf: Cf, key: &[u8], value: &[u8]) {
         self.raw_put(cf, key, value);
     }
+    fn raw_del(&mut self, cf: Cf, key: &[u8]) {
+        self.raw_delete(cf, key);
+    }
 }
 impl Raw for RocksStore {
     fn raw(&mut self, cf: Cf, key: &[u8], value: &[u8]) {
         self.raw_put(cf, key, value).unwrap();
+    }
+    fn raw_del(&mut self, cf: Cf, key: &[u8]) {
+        self.raw_delete(cf, key).unwrap();
     }
 }
 
@@ -496,6 +503,45 @@ fn recent_txs_are_forgotten_once_expired(s: &mut impl Raw) {
     );
 }
 
+/// A store created before the replay guard recorded its forgetting floor (`recent_floor` in
+/// `meta`) may hold range deletions above any floor it would record now: it keeps answering
+/// with them (in RocksDB, a read that skipped them would find `(15, 1)`), and a corrupt floor
+/// fails the lookups instead of being guessed.
+fn recent_txs_in_a_store_without_a_floor(s: &mut impl Raw) {
+    let tx = |e: u64, b: u8| (Height(e), Digest([b; 32]));
+    let mut batch = WriteBatch::new();
+    batch.push(Op::RecordRecentTx {
+        expires_at: Height(15),
+        hash: Digest([1; 32]),
+    });
+    s.write(batch).unwrap();
+    for below in [20, 5] {
+        // As an older version would have left it: no floor, whatever it forgot.
+        s.raw_del(Cf::Meta, b"recent_floor");
+        let mut batch = WriteBatch::new();
+        batch.push(Op::ForgetExpiredTxs {
+            below: Height(below),
+        });
+        batch.push(Op::RecordRecentTx {
+            expires_at: Height(30),
+            hash: Digest([below as u8; 32]),
+        });
+        s.write(batch).unwrap();
+    }
+    let ask = |s: &mut dyn Store, q: &[(Height, Digest)]| -> Vec<bool> {
+        s.recent_txs(q).into_iter().map(Result::unwrap).collect()
+    };
+    assert_eq!(
+        ask(s, &[tx(15, 1), tx(30, 20), tx(30, 5), tx(30, 1)]),
+        vec![false, true, true, false]
+    );
+    s.raw(Cf::Meta, b"recent_floor", b"bad");
+    assert!(matches!(
+        s.recent_txs(&[tx(30, 20)])[0],
+        Err(StoreError::Corrupt { .. })
+    ));
+}
+
 fn serve_blocks_caps(s: &mut impl Raw) {
     let c = chain(10, 1000);
     put_all(s, &c);
@@ -700,6 +746,7 @@ conformance!(
     app_put_delete,
     tx_index,
     recent_txs_are_forgotten_once_expired,
+    recent_txs_in_a_store_without_a_floor,
     serve_blocks_caps,
     serve_blocks_hard_cap,
     atomicity,

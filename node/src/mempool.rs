@@ -152,6 +152,16 @@ struct Entry {
     submitted: Instant,
 }
 
+/// A pending transaction that a stored block carries for the first time
+/// ([`Mempool::mark_in_flight`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Included {
+    /// When it reached this node's mempool.
+    pub arrived: Instant,
+    /// Whether it came from this node's RPC clients ([`Source::Local`]) rather than a peer.
+    pub local: bool,
+}
+
 /// What one source holds.
 #[derive(Default)]
 struct Held {
@@ -475,16 +485,16 @@ impl Mempool {
 
     /// Block `id` at `height` (stored, not yet committed) carries `hashes`: keep them out of
     /// proposals and eviction until it commits or can no longer commit. Idempotent per block id.
-    /// Returns the arrival times of the pending transactions this block is the first stored
-    /// block to carry (their sojourn ends here: the queueing-delay signal, module
-    /// `queue_delay`); a transaction released by an abandoned fork counts again when a new
-    /// block carries it.
+    /// Returns the pending transactions this block is the first stored block to carry (their
+    /// sojourn ends here: the queueing-delay signal, module `queue_delay`, and the metric
+    /// `bftnode_mempool_sojourn_seconds`); a transaction released by an abandoned fork counts
+    /// again when a new block carries it.
     pub fn mark_in_flight(
         &mut self,
         id: BlockId,
         height: Height,
         hashes: Vec<TxHash>,
-    ) -> Vec<Instant> {
+    ) -> Vec<Included> {
         let mut included = Vec::new();
         if self.blocks.contains_key(&id) {
             return included;
@@ -495,7 +505,10 @@ impl Mempool {
             if *n == 1
                 && let Some(e) = self.entries.get(h)
             {
-                included.push(e.submitted);
+                included.push(Included {
+                    arrived: e.submitted,
+                    local: e.source == Source::Local,
+                });
             }
         }
         self.blocks.insert(id, InFlightBlock { height, hashes });

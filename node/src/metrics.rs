@@ -18,6 +18,11 @@ fn write_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
 }
 
+/// Buckets of `bftnode_mempool_sojourn_seconds`: 1 ms doubling to about 33 s.
+fn sojourn_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
 /// Labels of `bftnode_evidence_total`.
 pub type KindLabels = Vec<(String, String)>;
 
@@ -130,6 +135,14 @@ pub struct Metrics {
     /// batches a vote or timeout waits for (synced), `false` for commit and evidence batches
     /// (durable with the next synced write). Set through [`Metrics::observe_write`].
     rocksdb_write: Family<KindLabels, Histogram, fn() -> Histogram>,
+    /// Mempool sojourn (seconds): from a transaction's arrival in this node's mempool to the
+    /// first stored block that carries it, by `source` (`local`: this node's RPC clients;
+    /// `peer`: gossip). The queue part of `bftnode_commit_latency_seconds`; set through
+    /// [`Metrics::observe_sojourn`].
+    mempool_sojourn: Family<KindLabels, Histogram, fn() -> Histogram>,
+    /// The `local` and `peer` members of `mempool_sojourn`, created once (a label lookup per
+    /// transaction would cost more than the observation).
+    sojourn: [Histogram; 2],
     /// Block-sync requests issued.
     pub sync_requests: Counter,
     /// Block-sync responses that came back empty (the peer lacks the block: not received
@@ -200,6 +213,13 @@ impl Metrics {
     /// Create and register every metric in a fresh registry.
     pub fn new() -> Self {
         let mut r = Registry::default();
+        let mempool_sojourn: Family<KindLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(sojourn_histogram);
+        let sojourn = ["local", "peer"].map(|s| {
+            mempool_sojourn
+                .get_or_create(&vec![("source".into(), s.into())])
+                .clone()
+        });
         let m = Metrics {
             registry: Mutex::new(Registry::default()),
             view: Gauge::default(),
@@ -231,6 +251,8 @@ impl Metrics {
             mempool_txs: Gauge::default(),
             mempool_bytes: Gauge::default(),
             rocksdb_write: Family::new_with_constructor(write_histogram),
+            mempool_sojourn,
+            sojourn,
             sync_requests: Counter::default(),
             sync_unavailable: Counter::default(),
             sync_refused: Counter::default(),
@@ -379,6 +401,12 @@ impl Metrics {
             "RocksDB write duration, by sync (true: persist batches votes wait for; false: \
              commit and evidence batches)",
             m.rocksdb_write.clone(),
+        );
+        r.register(
+            "bftnode_mempool_sojourn_seconds",
+            "Transaction arrival in this node's mempool to the first stored block carrying it, \
+             by source (local: RPC clients; peer: gossip)",
+            m.mempool_sojourn.clone(),
         );
         r.register(
             "bftnode_sync_requests",
@@ -587,6 +615,12 @@ impl Metrics {
         self.rocksdb_write.get_or_create(&labels).observe(seconds);
     }
 
+    /// Record that a stored block carries a pending transaction for the first time, `seconds`
+    /// after it reached the mempool (`local`: from this node's RPC clients).
+    pub fn observe_sojourn(&self, local: bool, seconds: f64) {
+        self.sojourn[usize::from(!local)].observe(seconds);
+    }
+
     /// Count `n` gossiped transactions with `outcome` (one of [`gossip_outcome`]).
     pub fn count_gossip_txs(&self, outcome: &str, n: u64) {
         if n > 0 {
@@ -663,6 +697,24 @@ mod tests {
         for (sync, n) in [("true", 2), ("false", 1)] {
             let line = format!("bftnode_rocksdb_write_seconds_count{{sync=\"{sync}\"}} {n}");
             assert!(text.contains(&line), "{line}: {text}");
+        }
+    }
+
+    /// Sojourns are exposed per `source` label, each observation in its own source's series.
+    #[test]
+    fn sojourns_are_exposed_by_source() {
+        let m = Metrics::new();
+        m.observe_sojourn(true, 0.003);
+        m.observe_sojourn(false, 0.5);
+        m.observe_sojourn(false, 0.7);
+        let text = m.encode();
+        for (source, n, sum) in [("local", 1, "0.003"), ("peer", 2, "1.2")] {
+            for line in [
+                format!("bftnode_mempool_sojourn_seconds_count{{source=\"{source}\"}} {n}"),
+                format!("bftnode_mempool_sojourn_seconds_sum{{source=\"{source}\"}} {sum}"),
+            ] {
+                assert!(text.contains(&line), "{line}: {text}");
+            }
         }
     }
 }

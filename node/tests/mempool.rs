@@ -370,3 +370,30 @@ fn proposals_are_filled_round_robin_across_sources() {
         .collect();
     assert_eq!(peer_keys, [&b"p0"[..], b"p1", b"p2", b"p3", b"p4"]);
 }
+
+/// A block's first storing reports each newly carried pending transaction once, with its
+/// arrival time and whether it came from a local client; a second stored block carrying it
+/// (or the same block again) reports nothing, and neither does a hash the pool does not hold.
+#[test]
+fn inclusion_reports_arrival_and_source_once() {
+    let mut m = pool(100, 1 << 20);
+    let (t0, t1) = (
+        Instant::now(),
+        Instant::now() + std::time::Duration::from_millis(5),
+    );
+    m.insert(tx(0), false, t0).unwrap();
+    m.insert_from(peer(1), tx(1), false, t1).unwrap();
+    let hashes = vec![tx(0).hash(), tx(1).hash(), tx(2).hash()];
+    let got = m.mark_in_flight(Digest([1; 32]), Height(1), hashes.clone());
+    let want = [(t0, true), (t1, false)];
+    let got: Vec<_> = got.iter().map(|i| (i.arrived, i.local)).collect();
+    assert_eq!(got, want);
+    assert!(
+        m.mark_in_flight(Digest([1; 32]), Height(1), hashes.clone())
+            .is_empty()
+    );
+    assert!(
+        m.mark_in_flight(Digest([2; 32]), Height(1), hashes)
+            .is_empty()
+    );
+}

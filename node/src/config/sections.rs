@@ -68,6 +68,10 @@ pub struct MempoolSection {
     /// each): 8,000 gave
     /// 21.3k / 22.8k tx/s, p99 648 / 975 ms; 5,000 gave 21.3k / 22.1k tx/s, p99 567 / 616 ms.
     /// History: at a peak of 8,500 tx/s, 200,000 pending gave p50 26 s at 25,000 offered.
+    /// On a slower sitting (peak about 13,000), at 30,000 offered: 5,000 gave 13.6k–14.0k
+    /// tx/s, p99 1.03–1.25 s (3 runs); 3,500 gave 12.4k–13.1k, p99 0.90–1.00 s (3); 2,500 gave
+    /// 12.2k, p99 0.71–0.81 s (2). A smaller pool means smaller blocks: the cap trades
+    /// throughput for latency, and the default keeps throughput.
     pub max_txs: usize,
     /// Maximum total encoded size of pending transactions, in bytes.
     pub max_bytes: usize,

@@ -472,8 +472,11 @@ impl Driver {
                         }
                     };
                     let now = Instant::now();
-                    for arrived in self.mempool.mark_in_flight(id, b.height, hashes) {
-                        self.queue_delay.observe(now, arrived);
+                    for inc in self.mempool.mark_in_flight(id, b.height, hashes) {
+                        self.queue_delay.observe(now, inc.arrived);
+                        let sojourn = now.saturating_duration_since(inc.arrived);
+                        self.metrics
+                            .observe_sojourn(inc.local, sojourn.as_secs_f64());
                     }
                     batch.push(Op::PutBlock { id, block: b });
                 }

@@ -586,14 +586,10 @@ impl Mempool {
         self.order.values().any(|h| !self.in_flight.contains_key(h))
     }
 
-    /// Whether some stored, uncommitted block above `height` carries transactions (proposing,
-    /// even an empty block, moves them towards commit). Blocks at or below `height`, the
-    /// caller's committed height, are settled: committed, or never to be, even while their
-    /// commit is not yet applied here ([`Mempool::on_commit`]).
-    pub fn has_uncommitted_txs_above(&self, height: Height) -> bool {
-        self.blocks
-            .values()
-            .any(|b| b.height > height && !b.hashes.is_empty())
+    /// Whether some stored, uncommitted block carries transactions (proposing, even an empty
+    /// block, moves them towards commit).
+    pub fn has_uncommitted_txs(&self) -> bool {
+        self.blocks.values().any(|b| !b.hashes.is_empty())
     }
 
     /// Transactions currently in flight (pending and carried by an uncommitted block).

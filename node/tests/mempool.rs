@@ -109,18 +109,14 @@ fn in_flight_txs_are_not_repeated_and_are_released() {
     m.mark_in_flight(b2, Height(1), vec![tx(2).hash()]);
     assert_eq!(m.take(1 << 20), vec![tx(3)]);
     assert!(m.has_available());
-    assert!(m.has_uncommitted_txs_above(Height(0)));
-    assert!(
-        !m.has_uncommitted_txs_above(Height(1)),
-        "b1, b2 are at height 1"
-    );
+    assert!(m.has_uncommitted_txs());
     let removed = m.on_commit(&[b1], Height(1), &[tx(0).hash(), tx(1).hash()]);
     assert_eq!(removed.len(), 2);
     assert_eq!(m.len(), 2);
     // b2 can no longer commit: tx2 is available again.
     assert_eq!(m.take(1 << 20), vec![tx(2), tx(3)]);
     assert_eq!(m.in_flight_len(), 0);
-    assert!(!m.has_uncommitted_txs_above(Height(0)));
+    assert!(!m.has_uncommitted_txs());
     m.mark_in_flight(Digest([3; 32]), Height(2), vec![tx(2).hash(), tx(3).hash()]);
     assert!(!m.has_available());
 }

@@ -13,20 +13,6 @@
 //! * [`queries`]: what the RPC server asks ([`Command`]);
 //! * [`fetches`]: our outstanding block-sync requests.
 //!
-//! ## Commits after the critical path
-//! The core decides a commit while it handles the message that carries the commit proof: a
-//! proposal (whose justify commits its grandparent) or the vote completing a QC (the next
-//! leader's). That same handling yields the view's critical output, the vote or the
-//! proposal. Applying the commit (replay check, application writes, indexes: one batch of
-//! three entries per transaction, [`commit`]) first made that output wait for it: tens of ms
-//! for a block of a thousand transactions. So `execute` defers each `Commit` action, and
-//! the loop applies the deferred commits, in order, once the handler and its follow-ups
-//! (our proposal) have run, before the next input. Nothing sent depends on them: the core
-//! has already moved its committed root, the mempool keeps the committed transactions in
-//! flight (never proposed again) until the commit is applied, and the durability argument
-//! (crate docs, "Durability") holds with the commit batch written after the view's synced
-//! write rather than before it (the next synced write covers it).
-//!
 //! ## The store and blocking calls (issue 8 finding 6)
 //! The store is shared as [`SharedStore`] without a lock: the driver is the only writer
 //! ([`storage::RocksStore::write_shared`]); the RPC handlers and the [`SyncServer`] read
@@ -158,10 +144,6 @@ pub struct Driver {
     /// [`Event::PayloadReady`]: the payload of our proposal). Stepped as soon as the handler
     /// that produced them returns, before any other input ([`Driver::run`]).
     followups: VecDeque<Event>,
-    /// Commits the core decided whose application waits until the handler that decided them,
-    /// and its follow-ups, have sent what they had to send (module docs, "Commits after
-    /// the critical path"). Applied in order by [`Driver::apply_commits`].
-    deferred_commits: Vec<(Vec<consensus::Block>, Vec<BlockId>)>,
     /// Payloads of stored, uncommitted blocks, decoded when stored, for their commit. At most
     /// [`MAX_DECODED_BLOCKS`] and [`MAX_DECODED_BYTES`], dropped once their height is
     /// committed.
@@ -225,7 +207,6 @@ impl Driver {
             relay_fetches: relay::relay_fetches(),
             own_payload: None,
             followups: VecDeque::new(),
-            deferred_commits: Vec::new(),
             decoded: HashMap::new(),
             decoded_bytes: 0,
             pending_payload: None,
@@ -394,29 +375,13 @@ impl Driver {
     }
 
     /// Step every queued follow-up event ([`Driver::followups`]), timed as driver work of
-    /// kind `followup`, each followed by the commits deferred so far ([`Driver::apply_commits`]);
-    /// with no follow-up, just those commits. So the commits a handler decided are applied
-    /// after the proposal it made us due to send, and before the next input.
+    /// kind `followup`.
     fn step_followups(&mut self) -> Result<()> {
         while let Some(ev) = self.followups.pop_front() {
             let t = Instant::now();
             let r = self.step(ev);
             self.metrics
                 .add_driver_busy("followup", t.elapsed().as_secs_f64());
-            r?;
-            self.apply_commits()?;
-        }
-        self.apply_commits()
-    }
-
-    /// Apply the commits deferred by [`Driver::execute`], oldest first, each in its own batch
-    /// ([`Driver::on_commit`]); timed as driver work of kind `commit`.
-    fn apply_commits(&mut self) -> Result<()> {
-        for (blocks, ids) in std::mem::take(&mut self.deferred_commits) {
-            let t = Instant::now();
-            let r = self.on_commit(blocks, ids);
-            self.metrics
-                .add_driver_busy("commit", t.elapsed().as_secs_f64());
             r?;
         }
         Ok(())
@@ -519,7 +484,6 @@ impl Driver {
                     self.timer_seq += 1;
                     self.timers.insert((at, self.timer_seq), timer);
                 }
-                Action::Commit { blocks, ids, .. } => self.deferred_commits.push((blocks, ids)),
                 other => {
                     self.flush(&mut batch)?;
                     self.perform(other)?;
@@ -587,6 +551,7 @@ impl Driver {
         match action {
             Action::Send { to, msg } => self.net.send(to.0, self.frame(&msg)),
             Action::Broadcast(msg) => self.net.broadcast(self.frame(&msg), false),
+            Action::Commit { blocks, ids, .. } => self.on_commit(blocks, ids)?,
             Action::Evidence(ev) => self.on_evidence(*ev)?,
             Action::FetchBlocks {
                 request_id,
@@ -603,12 +568,7 @@ impl Driver {
             Action::RequestPayload { view, height, .. } => {
                 // With nothing to propose and nothing waiting in the pipeline, wait a little
                 // (or until a transaction arrives) instead of spinning out empty blocks.
-                // Blocks up to the newest deferred commit are settled (committed, or never to
-                // be), whatever the mempool still marks in flight until the commit is applied.
-                let settled = self.deferred_commits.last().and_then(|(b, _)| b.last());
-                let settled = settled.map_or(consensus::Height(0), |b| b.height);
-                let idle = !self.mempool.has_available()
-                    && !self.mempool.has_uncommitted_txs_above(settled);
+                let idle = !self.mempool.has_available() && !self.mempool.has_uncommitted_txs();
                 let delay = if idle {
                     self.info.empty_block_delay
                 } else {
@@ -638,10 +598,7 @@ impl Driver {
                 error!(reason = %msg, "SAFETY VIOLATION: the core halted and signs nothing more; operator intervention required");
             }
             // Handled in `execute`.
-            Action::PersistSafety(_)
-            | Action::PersistBlock { .. }
-            | Action::SetTimer { .. }
-            | Action::Commit { .. } => {}
+            Action::PersistSafety(_) | Action::PersistBlock { .. } | Action::SetTimer { .. } => {}
         }
         Ok(())
     }
